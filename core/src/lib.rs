@@ -1,0 +1,22 @@
+//! aijob-core: the pure logic of aijob. No Redis here: the module (`src/`) parses a
+//! command with `args`, runs the logic in `queue` (and the other families) against its
+//! `Store`, and replies. Everything in this crate is unit-tested with `cargo test`.
+
+pub mod args;
+pub mod backoff;
+pub mod config;
+pub mod error;
+pub mod hash;
+pub mod job;
+pub mod json;
+pub mod keys;
+pub mod names;
+pub mod queue;
+pub mod record;
+pub mod rng;
+pub mod store;
+
+#[cfg(test)]
+pub mod mem;
+
+pub use error::{AiError, Code, Result};

@@ -1,0 +1,229 @@
+//! An in-memory `Store` with a settable clock, for unit tests of the logic. It follows
+//! Redis's semantics for the few commands the ops stand for.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::{AiError, Result};
+use crate::store::{KeyKind, Op, Store, ZRange};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+    ZSet(BTreeMap<Vec<u8>, f64>),
+    Str(Vec<u8>),
+    Stream(Vec<Vec<(Vec<u8>, Vec<u8>)>>),
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct MemStore {
+    pub now: i64,
+    pub keys: HashMap<Vec<u8>, (Value, Option<i64>)>,
+    pub published: Vec<(Vec<u8>, Vec<u8>)>,
+    pub wakes: usize,
+}
+
+impl MemStore {
+    pub fn new(now: i64) -> Self {
+        MemStore { now, ..Default::default() }
+    }
+
+    fn live(&mut self, key: &[u8]) -> Option<&mut Value> {
+        let expired = matches!(self.keys.get(key), Some((_, Some(at))) if *at <= self.now);
+        if expired {
+            self.keys.remove(key);
+        }
+        self.keys.get_mut(key).map(|(v, _)| v)
+    }
+
+    fn hash(&mut self, key: &[u8]) -> Result<Option<&mut BTreeMap<Vec<u8>, Vec<u8>>>> {
+        match self.live(key) {
+            None => Ok(None),
+            Some(Value::Hash(h)) => Ok(Some(h)),
+            Some(_) => Err(AiError::wrong_type()),
+        }
+    }
+
+    fn zset(&mut self, key: &[u8]) -> Result<Option<&mut BTreeMap<Vec<u8>, f64>>> {
+        match self.live(key) {
+            None => Ok(None),
+            Some(Value::ZSet(z)) => Ok(Some(z)),
+            Some(_) => Err(AiError::wrong_type()),
+        }
+    }
+
+    fn kind_ok(&mut self, key: &[u8], kind: KeyKind) -> bool {
+        match (self.live(key), kind) {
+            (None, _) | (_, KeyKind::Any) | (_, KeyKind::String) => true,
+            (Some(Value::Hash(_)), KeyKind::Hash) => true,
+            (Some(Value::ZSet(_)), KeyKind::ZSet) => true,
+            (Some(Value::Stream(_)), KeyKind::Stream) => true,
+            _ => false,
+        }
+    }
+
+    /// Every key name, sorted (for assertions about leftovers).
+    pub fn key_names(&mut self) -> Vec<String> {
+        let now = self.now;
+        self.keys.retain(|_, (_, exp)| exp.is_none_or(|at| at > now));
+        let mut names: Vec<String> = self.keys.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    fn drop_if_empty(&mut self, key: &[u8]) {
+        let empty = match self.keys.get(key) {
+            Some((Value::Hash(h), _)) => h.is_empty(),
+            Some((Value::ZSet(z), _)) => z.is_empty(),
+            _ => false,
+        };
+        if empty {
+            self.keys.remove(key);
+        }
+    }
+
+    fn apply_one(&mut self, op: Op) {
+        match op {
+            Op::HSet(k, fields) => {
+                if self.live(&k).is_none() {
+                    self.keys.insert(k.clone(), (Value::Hash(BTreeMap::new()), None));
+                }
+                if let Some((Value::Hash(h), _)) = self.keys.get_mut(&k) {
+                    h.extend(fields);
+                }
+            }
+            Op::HDel(k, fields) => {
+                if let Ok(Some(h)) = self.hash(&k) {
+                    for f in fields {
+                        h.remove(&f);
+                    }
+                }
+                self.drop_if_empty(&k);
+            }
+            Op::HIncrBy(k, f, by) => {
+                if self.live(&k).is_none() {
+                    self.keys.insert(k.clone(), (Value::Hash(BTreeMap::new()), None));
+                }
+                if let Some((Value::Hash(h), _)) = self.keys.get_mut(&k) {
+                    let cur = h.get(&f).and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok()).unwrap_or(0);
+                    h.insert(f, (cur + by).to_string().into_bytes());
+                }
+            }
+            Op::ZAdd(k, score, m) => {
+                if self.live(&k).is_none() {
+                    self.keys.insert(k.clone(), (Value::ZSet(BTreeMap::new()), None));
+                }
+                if let Some((Value::ZSet(z), _)) = self.keys.get_mut(&k) {
+                    z.insert(m, score.as_f64());
+                }
+            }
+            Op::ZRem(k, m) => {
+                if let Ok(Some(z)) = self.zset(&k) {
+                    z.remove(&m);
+                }
+                self.drop_if_empty(&k);
+            }
+            Op::Del(k) => {
+                self.keys.remove(&k);
+            }
+            Op::PExpireAt(k, at) => {
+                if self.live(&k).is_some() {
+                    if at <= self.now {
+                        self.keys.remove(&k);
+                    } else if let Some(e) = self.keys.get_mut(&k) {
+                        e.1 = Some(at);
+                    }
+                }
+            }
+            Op::Persist(k) => {
+                if self.live(&k).is_some() {
+                    if let Some(e) = self.keys.get_mut(&k) {
+                        e.1 = None;
+                    }
+                }
+            }
+            Op::Set(k, v, at) => {
+                self.keys.insert(k, (Value::Str(v), at));
+            }
+            Op::XAdd(k, maxlen, fields) => {
+                if self.live(&k).is_none() {
+                    self.keys.insert(k.clone(), (Value::Stream(Vec::new()), None));
+                }
+                if let Some((Value::Stream(s), _)) = self.keys.get_mut(&k) {
+                    s.push(fields);
+                    let excess = s.len().saturating_sub(maxlen as usize);
+                    s.drain(..excess);
+                }
+            }
+            Op::Publish(ch, msg) => self.published.push((ch, msg)),
+            Op::Wake(_) => self.wakes += 1,
+        }
+    }
+}
+
+impl Store for MemStore {
+    fn hget(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.hash(key)?.and_then(|h| h.get(field).cloned()))
+    }
+
+    fn hmget(&mut self, key: &[u8], fields: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        let h = self.hash(key)?;
+        Ok(fields.iter().map(|f| h.as_ref().and_then(|h| h.get(f.as_bytes()).cloned())).collect())
+    }
+
+    fn hgetall(&mut self, key: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.hash(key)?.map(|h| h.clone().into_iter().collect()).unwrap_or_default())
+    }
+
+    fn zscore(&mut self, key: &[u8], member: &[u8]) -> Result<Option<f64>> {
+        Ok(self.zset(key)?.and_then(|z| z.get(member).copied()))
+    }
+
+    fn zcard(&mut self, key: &[u8]) -> Result<i64> {
+        Ok(self.zset(key)?.map_or(0, |z| z.len() as i64))
+    }
+
+    fn zrange(&mut self, key: &[u8], r: ZRange) -> Result<Vec<(Vec<u8>, f64)>> {
+        let Some(z) = self.zset(key)? else { return Ok(vec![]) };
+        let mut all: Vec<(Vec<u8>, f64)> = z.iter().map(|(m, s)| (m.clone(), *s)).filter(|(_, s)| r.contains(*s)).collect();
+        all.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        if r.reverse {
+            all.reverse();
+        }
+        all.truncate(r.limit);
+        Ok(all)
+    }
+
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.live(key) {
+            None => Ok(None),
+            Some(Value::Str(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(AiError::wrong_type()),
+        }
+    }
+
+    fn pttl(&mut self, key: &[u8]) -> Result<i64> {
+        let now = self.now;
+        if self.live(key).is_none() {
+            return Ok(-2);
+        }
+        Ok(self.keys.get(key).and_then(|(_, e)| *e).map_or(-1, |at| at - now))
+    }
+
+    fn exists(&mut self, key: &[u8]) -> Result<bool> {
+        Ok(self.live(key).is_some())
+    }
+
+    fn apply(&mut self, ops: Vec<Op>) -> Result<()> {
+        for op in &ops {
+            if let Some((k, kind)) = op.target() {
+                if !self.kind_ok(k, kind) {
+                    return Err(AiError::wrong_type());
+                }
+            }
+        }
+        for op in ops {
+            self.apply_one(op);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! JOB.CANCEL, JOB.RETRY, JOB.DELETE, QUEUE.PURGE, QUEUE.PAUSE/RESUME, QUEUE.GROUPCAP.
+
+use crate::error::{AiError, Result};
+use crate::job::{transition, Priority, Status, Trigger};
+use crate::keys::QueueKeys;
+use crate::queue::cache;
+use crate::queue::tx::{load_job, meta, Env, Tally, Tx};
+use crate::queue::update::finish;
+use crate::record::{self, JobState};
+use crate::store::{Op, Score, Store, ZRange};
+
+fn missing(id: &[u8]) -> AiError {
+    AiError::not_found(format!("no job {} in queue", String::from_utf8_lossy(id)))
+}
+
+/// JOB.CANCEL: 1, or 0 when the job had already finished.
+pub fn cancel<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Result<(i64, Tally)> {
+    let job = load_job(s, q, id)?.ok_or_else(|| missing(id))?;
+    if job.status.is_finished() {
+        return Ok((0, Tally::default()));
+    }
+    let to = transition(job.status, Trigger::Cancel)?;
+    let mut tx = Tx::new(s, q, env.now, env.config);
+    finish(&mut tx, &job, to, vec![])?;
+    tx.tally.canceled += 1;
+    tx.event(&job, "canceled", to, &[]);
+    Ok((1, tx.commit()?))
+}
+
+/// JOB.RETRY: an `error` or `canceled` job goes back to the queue with attempts reset:
+/// 1; 0 when the job is live already. A retried job has no deadline any more.
+pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Result<(i64, Tally)> {
+    let job = load_job(s, q, id)?.ok_or_else(|| missing(id))?;
+    if job.status.is_live() {
+        return Ok((0, Tally::default()));
+    }
+    let to = transition(job.status, Trigger::Retry)?;
+    let mut tx = Tx::new(s, q, env.now, env.config);
+    tx.unplace(&job, job.status, false)?;
+    let job = JobState { deadline_at: None, ..job };
+    tx.hdel(
+        id,
+        &["finished_at", "run_at", "deadline_at", "lease_until", "worker", record::TOKEN, record::EXPIRE_AT],
+    );
+    tx.hset(
+        id,
+        vec![
+            ("status", to.as_str().as_bytes().to_vec()),
+            ("attempts", b"0".to_vec()),
+            ("updated_at", tx.now.to_string().into_bytes()),
+        ],
+    );
+    tx.enter_live(&job)?;
+    tx.place(&job, to, Score::At(tx.now))?;
+    if let Some(h) = &job.hash {
+        cache::claim_hash(&mut tx, h, id)?;
+    }
+    tx.incr_meta(meta::RETRIED, 1);
+    tx.tally.retried += 1;
+    tx.event(&job, "queued", to, &[]);
+    tx.wake_claimers();
+    Ok((1, tx.commit()?))
+}
+
+/// Removes a job's record and every index entry, inside `tx`.
+pub fn remove<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
+    tx.unplace(job, job.status, false)?;
+    if job.status.is_live() {
+        tx.leave_live(job)?;
+        if let Some(h) = &job.hash {
+            cache::release_hash(tx, h, &job.id)?;
+        }
+    }
+    tx.push(Op::ZRem(tx.q.all(), job.id.clone()));
+    tx.push(Op::Del(tx.q.job(&job.id)));
+    Ok(())
+}
+
+/// JOB.DELETE: 1, or 0 when there is no such job.
+pub fn delete<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Result<(i64, Tally)> {
+    let Some(job) = load_job(s, q, id)? else {
+        return Ok((0, Tally::default()));
+    };
+    let mut tx = Tx::new(s, q, env.now, env.config);
+    remove(&mut tx, &job)?;
+    tx.event(&job, "deleted", job.status, &[]);
+    Ok((1, tx.commit()?))
+}
+
+/// QUEUE.PURGE: removes every job in `status` (of one priority when given); the count.
+pub fn purge<S: Store>(
+    s: &mut S,
+    q: &QueueKeys,
+    env: &mut Env,
+    status: Status,
+    priority: Option<Priority>,
+) -> Result<(i64, Tally)> {
+    const BATCH: usize = 512;
+    let mut removed = 0;
+    let mut after = f64::NEG_INFINITY;
+    loop {
+        let range = ZRange { min: after, min_exclusive: true, ..ZRange::first(BATCH) };
+        let ids = s.zrange(&q.status(status), range)?;
+        if ids.is_empty() {
+            break;
+        }
+        after = ids.last().map_or(after, |(_, score)| *score);
+        let mut tx = Tx::new(s, q, env.now, env.config);
+        for (id, _) in &ids {
+            let Some(job) = load_job(tx.s, q, id)? else {
+                tx.push(Op::ZRem(q.status(status), id.clone()));
+                continue;
+            };
+            if job.status != status || priority.is_some_and(|p| p != job.priority) {
+                continue;
+            }
+            remove(&mut tx, &job)?;
+            removed += 1;
+            // each job's group counters live in the tx: commit per batch keeps them exact
+        }
+        tx.commit()?;
+        if ids.len() < BATCH {
+            break;
+        }
+    }
+    Ok((removed, Tally::default()))
+}
+
+/// QUEUE.PAUSE / QUEUE.RESUME.
+pub fn set_paused<S: Store>(s: &mut S, q: &QueueKeys, paused: bool) -> Result<()> {
+    let mut ops = vec![Op::HSet(q.meta(), vec![(meta::PAUSED.as_bytes().to_vec(), if paused { b"1".to_vec() } else { b"0".to_vec() })])];
+    if !paused {
+        ops.push(Op::Wake(q.meta()));
+    }
+    s.apply(ops)
+}
+
+/// QUEUE.GROUPCAP Q group n (n = 0 removes the cap) or QUEUE.GROUPCAP Q * n.
+pub fn set_group_cap<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, group: &[u8], cap: i64) -> Result<()> {
+    let cap = (cap > 0).then_some(cap);
+    let mut tx = Tx::new(s, q, env.now, env.config);
+    if group == b"*" {
+        let value = cap.unwrap_or(0);
+        tx.push(Op::HSet(q.meta(), vec![(meta::GROUP_CAP.as_bytes().to_vec(), value.to_string().into_bytes())]));
+        // Every group without a cap of its own follows the default: re-check them all.
+        let groups = tx.s.zrange(&q.groups(), ZRange::first(usize::MAX))?;
+        for (g, _) in groups {
+            tx.recheck_group(&g, value)?;
+        }
+    } else {
+        tx.set_group_cap(group, cap)?;
+    }
+    tx.wake_claimers();
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! JOB.CREATE: a new job, queued or delayed.
+
+use crate::args::{JobSpec, Start};
+use crate::error::{AiError, Code, Result};
+use crate::job::Status;
+use crate::keys::QueueKeys;
+use crate::queue::cache;
+use crate::queue::tx::{meta, Env, Tally, Tx};
+use crate::record::{self, JobState};
+use crate::rng;
+use crate::store::{Op, Score, Store};
+
+/// Creates the job of `spec` and returns its id. `EXISTS` when the id is taken.
+pub fn create<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, spec: &JobSpec) -> Result<(Vec<u8>, Tally)> {
+    let id = match &spec.id {
+        Some(id) => id.clone(),
+        None => rng::uuid7(env.now, env.entropy).into_bytes(),
+    };
+    if s.exists(&q.job(&id))? {
+        return Err(AiError::new(Code::Exists, format!("job {} exists", String::from_utf8_lossy(&id))));
+    }
+    let mut tx = Tx::new(s, q, env.now, env.config);
+    add_job(&mut tx, &id, spec)?;
+    let tally = tx.commit()?;
+    Ok((id, tally))
+}
+
+/// Writes a new job into `tx`: the record, its indexes, its hash claim, its event.
+/// Shared by JOB.CREATE, CACHE.GETORQUEUE and schedules, so every job is made the same way.
+pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<JobState> {
+    let now = tx.now;
+    let seq = tx.next_seq()?;
+    let (status, run_at) = match spec.start {
+        Start::Now => (Status::Queued, None),
+        Start::Delay(0) => (Status::Queued, None),
+        Start::Delay(d) => (Status::Delayed, Some(now.saturating_add(d))),
+        Start::At(at) if at <= now => (Status::Queued, None),
+        Start::At(at) => (Status::Delayed, Some(at)),
+    };
+    let max_attempts = spec.max_attempts.unwrap_or(tx.config.max_attempts);
+    let job = JobState {
+        id: id.to_vec(),
+        status,
+        priority: spec.priority,
+        group: spec.group.clone().unwrap_or_default(),
+        seq,
+        attempts: 0,
+        max_attempts,
+        token: None,
+        lease_ms: 0,
+        hash: spec.hash.clone().map(String::into_bytes),
+        retention_ms: spec.retention_ms,
+        cache_ttl_ms: spec.cache_ttl_ms,
+        deadline_at: spec.deadline_ms.map(|d| now.saturating_add(d)),
+        run_at,
+        cost: spec.cost,
+        charges: None,
+        schedule: spec.schedule.clone(),
+        progress: None,
+        percent: 0,
+        expire_at: None,
+    };
+    tx.hset(id, record_fields(tx.q, &job, spec, now));
+    tx.enter_live(&job)?;
+    tx.push(Op::ZAdd(tx.q.all(), Score::At(seq), id.to_vec()));
+    let score = run_at.map_or(Score::At(now), Score::At);
+    tx.place(&job, status, score)?;
+    if let Some(h) = &job.hash {
+        cache::claim_hash(tx, h, id)?;
+    }
+    tx.incr_meta(meta::CREATED, 1);
+    tx.tally.created += 1;
+    tx.event(&job, "created", status, &[]);
+    if status == Status::Queued {
+        tx.wake_claimers();
+    }
+    Ok(job)
+}
+
+fn record_fields(q: &QueueKeys, job: &JobState, spec: &JobSpec, now: i64) -> Vec<(&'static str, Vec<u8>)> {
+    let n = |v: i64| v.to_string().into_bytes();
+    let mut f: Vec<(&'static str, Vec<u8>)> = vec![
+        ("id", job.id.clone()),
+        ("queue", q.name().to_vec()),
+        ("status", job.status.as_str().as_bytes().to_vec()),
+        ("priority", job.priority.as_str().as_bytes().to_vec()),
+        ("payload", spec.payload.clone()),
+        ("attempts", n(0)),
+        ("max_attempts", n(job.max_attempts)),
+        ("cost", n(job.cost)),
+        ("percent", n(0)),
+        ("created_at", n(now)),
+        ("updated_at", n(now)),
+        (record::SEQ, n(job.seq)),
+    ];
+    let optional: [(&'static str, Option<Vec<u8>>); 8] = [
+        ("group", spec.group.clone()),
+        ("hash", job.hash.clone()),
+        ("meta", spec.meta.clone()),
+        ("run_at", job.run_at.map(n)),
+        ("deadline_at", job.deadline_at.map(n)),
+        ("schedule", job.schedule.clone()),
+        (record::RETENTION, job.retention_ms.map(n)),
+        (record::CACHE_TTL, job.cache_ttl_ms.map(n)),
+    ];
+    f.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    f
+}

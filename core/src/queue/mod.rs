@@ -1,0 +1,14 @@
+//! The job queue logic, generic over `Store`: the module runs it against Redis keys,
+//! the unit tests against `mem::MemStore`.
+
+pub mod admin;
+pub mod cache;
+pub mod claim;
+pub mod clock;
+pub mod create;
+pub mod read;
+pub mod tx;
+pub mod update;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,535 @@
+//! One atomic step over a queue: reads go to the store (cached where a step reads the
+//! same thing twice), writes collect as ops and are applied together by `commit`.
+//! `place` and `unplace` are the only code that knows which indexes a status uses.
+
+use crate::config::{Config, EXPIRY_GRACE_MS};
+use crate::error::{AiError, Result};
+use crate::job::{Priority, Status};
+use crate::json::ObjectWriter;
+use crate::keys::{Key, QueueKeys};
+use crate::record::JobState;
+use crate::rng::Entropy;
+use crate::store::{Op, Score, Store};
+
+/// What the logic gets from the shell besides the store: the clock read once, the
+/// configs, and randomness.
+pub struct Env<'e> {
+    pub now: i64,
+    pub config: Config,
+    pub entropy: &'e mut dyn Entropy,
+}
+
+/// Module-wide counters a step moved; the shell adds them to `INFO aijob`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub created: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub canceled: u64,
+    pub retried: u64,
+    pub claims: u64,
+    pub expired_leases: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub coalesced: u64,
+    pub schedule_runs: u64,
+    pub charges_denied: u64,
+    pub usage_settled: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, o: &Tally) {
+        self.created += o.created;
+        self.completed += o.completed;
+        self.failed += o.failed;
+        self.canceled += o.canceled;
+        self.retried += o.retried;
+        self.claims += o.claims;
+        self.expired_leases += o.expired_leases;
+        self.cache_hits += o.cache_hits;
+        self.cache_misses += o.cache_misses;
+        self.coalesced += o.coalesced;
+        self.schedule_runs += o.schedule_runs;
+        self.charges_denied += o.charges_denied;
+        self.usage_settled += o.usage_settled;
+    }
+}
+
+/// Queue-wide fields of the `meta` hash.
+pub mod meta {
+    pub const SEQ: &str = "seq";
+    pub const TURN: &str = "turn";
+    pub const PAUSED: &str = "paused";
+    pub const GROUP_CAP: &str = "groupcap";
+    pub const CACHE_GEN: &str = "cache_gen";
+    pub const CREATED: &str = "created";
+    pub const COMPLETED: &str = "completed";
+    pub const FAILED: &str = "failed";
+    pub const RETRIED: &str = "retried";
+    pub const HITS: &str = "hits";
+    pub const MISSES: &str = "misses";
+    pub const COALESCED: &str = "coalesced";
+
+    pub fn queued(p: crate::job::Priority) -> &'static str {
+        match p {
+            crate::job::Priority::High => "queued_high",
+            crate::job::Priority::Normal => "queued_normal",
+            crate::job::Priority::Low => "queued_low",
+        }
+    }
+}
+
+/// Group hash fields.
+mod group_field {
+    pub const RUNNING: &str = "running";
+    pub const LIVE: &str = "live";
+    pub const CAP: &str = "cap";
+    pub const PARKED: &str = "parked";
+}
+
+fn parse_i64(v: Option<Vec<u8>>, what: &str) -> Result<Option<i64>> {
+    match v {
+        None => Ok(None),
+        Some(b) => std::str::from_utf8(&b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Some)
+            .ok_or_else(|| AiError::corrupt(what)),
+    }
+}
+
+/// A group's counters as read at the start of the step, changed in memory as the step
+/// goes, written at commit. A group is in the turn set of a priority exactly when it has
+/// queued jobs there and is below its cap ("parked" otherwise), so a claim never walks
+/// over groups it cannot serve.
+#[derive(Debug, Clone)]
+struct GroupView {
+    name: Vec<u8>,
+    running: i64,
+    live: i64,
+    cap: Option<i64>,
+    parked: bool,
+    existed: bool,
+    changed: bool,
+    queued: [Option<i64>; 3],
+    in_turns: [Option<bool>; 3],
+}
+
+fn pidx(p: Priority) -> usize {
+    p as usize
+}
+
+impl GroupView {
+    fn load<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<GroupView> {
+        let v = s.hmget(
+            &q.group(name),
+            &[group_field::RUNNING, group_field::LIVE, group_field::CAP, group_field::PARKED],
+        )?;
+        let mut it = v.into_iter();
+        let mut next = |what| parse_i64(it.next().flatten(), what);
+        let running = next("group running")?;
+        let live = next("group live")?;
+        let cap = next("group cap")?;
+        let parked = next("group parked")?;
+        Ok(GroupView {
+            name: name.to_vec(),
+            existed: running.is_some() || live.is_some() || cap.is_some(),
+            running: running.unwrap_or(0),
+            live: live.unwrap_or(0),
+            cap: cap.filter(|c| *c > 0),
+            parked: parked.unwrap_or(0) == 1,
+            changed: false,
+            queued: [None; 3],
+            in_turns: [None; 3],
+        })
+    }
+}
+
+pub struct Tx<'a, S: Store> {
+    pub s: &'a mut S,
+    pub q: &'a QueueKeys,
+    pub now: i64,
+    pub config: Config,
+    pub tally: Tally,
+    ops: Vec<Op>,
+    seq: Option<i64>,
+    turn: Option<i64>,
+    default_cap: Option<i64>,
+    groups: Vec<GroupView>,
+}
+
+impl<'a, S: Store> Tx<'a, S> {
+    pub fn new(s: &'a mut S, q: &'a QueueKeys, now: i64, config: Config) -> Self {
+        Tx {
+            s,
+            q,
+            now,
+            config,
+            tally: Tally::default(),
+            ops: Vec::new(),
+            seq: None,
+            turn: None,
+            default_cap: None,
+            groups: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+
+    pub fn has_writes(&self) -> bool {
+        !self.ops.is_empty() || self.groups.iter().any(|g| g.changed)
+    }
+
+    pub fn meta_i64(&mut self, field: &str) -> Result<i64> {
+        let v = self.s.hget(&self.q.meta(), field.as_bytes())?;
+        Ok(parse_i64(v, "queue meta")?.unwrap_or(0))
+    }
+
+    pub fn incr_meta(&mut self, field: &str, by: i64) {
+        self.ops.push(Op::HIncrBy(self.q.meta(), field.as_bytes().to_vec(), by));
+    }
+
+    /// The next creation sequence of the queue (orders JOB.LIST, FIFO within a group).
+    pub fn next_seq(&mut self) -> Result<i64> {
+        let next = match self.seq {
+            Some(s) => s + 1,
+            None => self.meta_i64(meta::SEQ)? + 1,
+        };
+        self.seq = Some(next);
+        Ok(next)
+    }
+
+    fn next_turn(&mut self) -> Result<i64> {
+        let next = match self.turn {
+            Some(t) => t + 1,
+            None => self.meta_i64(meta::TURN)? + 1,
+        };
+        self.turn = Some(next);
+        Ok(next)
+    }
+
+    fn default_cap(&mut self) -> Result<i64> {
+        if let Some(c) = self.default_cap {
+            return Ok(c);
+        }
+        let c = self.meta_i64(meta::GROUP_CAP)?;
+        self.default_cap = Some(c);
+        Ok(c)
+    }
+
+    fn group(&mut self, name: &[u8]) -> Result<usize> {
+        if let Some(i) = self.groups.iter().position(|g| g.name == name) {
+            return Ok(i);
+        }
+        let g = GroupView::load(self.s, self.q, name)?;
+        self.groups.push(g);
+        Ok(self.groups.len() - 1)
+    }
+
+    /// The running limit of a group: its own cap, else the queue default; None = no limit.
+    fn cap_of(&mut self, gi: usize) -> Result<Option<i64>> {
+        if let Some(c) = self.groups[gi].cap {
+            return Ok(Some(c));
+        }
+        let d = self.default_cap()?;
+        Ok((d > 0).then_some(d))
+    }
+
+    fn queued_in(&mut self, gi: usize, p: Priority) -> Result<i64> {
+        if let Some(n) = self.groups[gi].queued[pidx(p)] {
+            return Ok(n);
+        }
+        let name = self.groups[gi].name.clone();
+        let n = self.s.zcard(&self.q.queued(p, &name))?;
+        self.groups[gi].queued[pidx(p)] = Some(n);
+        Ok(n)
+    }
+
+    fn in_turns(&mut self, gi: usize, p: Priority) -> Result<bool> {
+        if let Some(b) = self.groups[gi].in_turns[pidx(p)] {
+            return Ok(b);
+        }
+        let name = self.groups[gi].name.clone();
+        let b = self.s.zscore(&self.q.turns(p), &name)?.is_some();
+        self.groups[gi].in_turns[pidx(p)] = Some(b);
+        Ok(b)
+    }
+
+    fn set_turn(&mut self, gi: usize, p: Priority, member: bool) -> Result<()> {
+        let name = self.groups[gi].name.clone();
+        if member {
+            let t = self.next_turn()?;
+            self.ops.push(Op::ZAdd(self.q.turns(p), Score::At(t), name));
+        } else if self.in_turns(gi, p)? {
+            self.ops.push(Op::ZRem(self.q.turns(p), name));
+        }
+        self.groups[gi].in_turns[pidx(p)] = Some(member);
+        Ok(())
+    }
+
+    /// Re-checks a group against its cap: parks it (out of every turn set) at the cap,
+    /// unparks it (back into the turn sets where it has queued jobs) below.
+    fn recheck_cap(&mut self, gi: usize) -> Result<()> {
+        let at_cap = match self.cap_of(gi)? {
+            Some(cap) => self.groups[gi].running >= cap,
+            None => false,
+        };
+        if at_cap == self.groups[gi].parked {
+            return Ok(());
+        }
+        self.groups[gi].parked = at_cap;
+        self.groups[gi].changed = true;
+        for p in Priority::ORDER {
+            if at_cap {
+                self.set_turn(gi, p, false)?;
+            } else if self.queued_in(gi, p)? > 0 && !self.in_turns(gi, p)? {
+                self.set_turn(gi, p, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A job becomes live (created, or retried from error/canceled).
+    pub fn enter_live(&mut self, job: &JobState) -> Result<()> {
+        let gi = self.group(&job.group)?;
+        let g = &mut self.groups[gi];
+        if !g.existed && g.live == 0 {
+            self.ops.push(Op::ZAdd(self.q.groups(), Score::At(job.seq), job.group.clone()));
+            g.existed = true;
+        }
+        g.live += 1;
+        g.changed = true;
+        Ok(())
+    }
+
+    /// A job stops being live (finished or deleted).
+    pub fn leave_live(&mut self, job: &JobState) -> Result<()> {
+        let gi = self.group(&job.group)?;
+        let g = &mut self.groups[gi];
+        g.live = (g.live - 1).max(0);
+        g.changed = true;
+        Ok(())
+    }
+
+    /// Puts a job into the indexes of `to`. `score` is the status's own ordering value:
+    /// `run_at` for delayed, `lease_until` (or Inf) for running, `expire_at` when finished.
+    pub fn place(&mut self, job: &JobState, to: Status, score: Score) -> Result<()> {
+        let id = job.id.clone();
+        self.ops.push(Op::ZAdd(self.q.status(to), Score::At(job.seq), id.clone()));
+        match to {
+            Status::Queued => {
+                let gi = self.group(&job.group)?;
+                let p = job.priority;
+                let n = self.queued_in(gi, p)?;
+                self.ops.push(Op::ZAdd(self.q.queued(p, &job.group), Score::At(job.seq), id.clone()));
+                self.groups[gi].queued[pidx(p)] = Some(n + 1);
+                if !self.groups[gi].parked && !self.in_turns(gi, p)? {
+                    self.set_turn(gi, p, true)?;
+                }
+                self.incr_meta(meta::queued(p), 1);
+                self.place_deadline(job);
+            }
+            Status::Delayed => {
+                self.ops.push(Op::ZAdd(self.q.delayed(), score, id));
+                self.place_deadline(job);
+            }
+            Status::Running => {
+                self.ops.push(Op::ZAdd(self.q.leases(), score, id));
+                let gi = self.group(&job.group)?;
+                self.groups[gi].running += 1;
+                self.groups[gi].changed = true;
+                self.recheck_cap(gi)?;
+            }
+            Status::Done | Status::Error | Status::Canceled => {
+                self.ops.push(Op::ZAdd(self.q.expiry(), score, id.clone()));
+                if let Score::At(at) = score {
+                    self.ops.push(Op::PExpireAt(self.q.job(&id), at + EXPIRY_GRACE_MS));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn place_deadline(&mut self, job: &JobState) {
+        if let Some(at) = job.deadline_at {
+            self.ops.push(Op::ZAdd(self.q.deadlines(), Score::At(at), job.id.clone()));
+        }
+    }
+
+    /// Takes a job out of the indexes of `from`. With `rotate`, a queued job's group goes
+    /// to the back of its priority's turns when it still has jobs there (a claim).
+    pub fn unplace(&mut self, job: &JobState, from: Status, rotate: bool) -> Result<()> {
+        let id = job.id.clone();
+        self.ops.push(Op::ZRem(self.q.status(from), id.clone()));
+        match from {
+            Status::Queued => {
+                let gi = self.group(&job.group)?;
+                let p = job.priority;
+                let n = (self.queued_in(gi, p)? - 1).max(0);
+                self.ops.push(Op::ZRem(self.q.queued(p, &job.group), id.clone()));
+                self.groups[gi].queued[pidx(p)] = Some(n);
+                if n == 0 {
+                    self.set_turn(gi, p, false)?;
+                } else if rotate && !self.groups[gi].parked {
+                    self.set_turn(gi, p, true)?;
+                }
+                self.incr_meta(meta::queued(p), -1);
+                self.unplace_deadline(job);
+            }
+            Status::Delayed => {
+                self.ops.push(Op::ZRem(self.q.delayed(), id));
+                self.unplace_deadline(job);
+            }
+            Status::Running => {
+                self.ops.push(Op::ZRem(self.q.leases(), id));
+                let gi = self.group(&job.group)?;
+                self.groups[gi].running = (self.groups[gi].running - 1).max(0);
+                self.groups[gi].changed = true;
+                self.recheck_cap(gi)?;
+            }
+            Status::Done | Status::Error | Status::Canceled => {
+                self.ops.push(Op::ZRem(self.q.expiry(), id.clone()));
+                self.ops.push(Op::Persist(self.q.job(&id)));
+            }
+        }
+        Ok(())
+    }
+
+    fn unplace_deadline(&mut self, job: &JobState) {
+        if job.deadline_at.is_some() {
+            self.ops.push(Op::ZRem(self.q.deadlines(), job.id.clone()));
+        }
+    }
+
+    /// Sets a group's own cap (None removes it) and re-checks it.
+    pub fn set_group_cap(&mut self, name: &[u8], cap: Option<i64>) -> Result<()> {
+        let gi = self.group(name)?;
+        let g = &mut self.groups[gi];
+        if !g.existed && cap.is_some() {
+            g.existed = true;
+            let score = self.next_seq()?;
+            self.ops.push(Op::ZAdd(self.q.groups(), Score::At(score), name.to_vec()));
+        }
+        let g = &mut self.groups[gi];
+        g.cap = cap;
+        g.changed = true;
+        self.recheck_cap(gi)
+    }
+
+    /// The queue-wide default cap changed: re-checks one group without its own cap.
+    pub fn recheck_group(&mut self, name: &[u8], default_cap: i64) -> Result<()> {
+        self.default_cap = Some(default_cap);
+        let gi = self.group(name)?;
+        self.recheck_cap(gi)
+    }
+
+    /// A job's record gets the HSET of `fields` (one op per step and job).
+    pub fn hset(&mut self, id: &[u8], fields: Vec<(&str, Vec<u8>)>) {
+        let fields = fields.into_iter().map(|(f, v)| (f.as_bytes().to_vec(), v)).collect();
+        self.ops.push(Op::HSet(self.q.job(id), fields));
+    }
+
+    pub fn hdel(&mut self, id: &[u8], fields: &[&str]) {
+        let fields = fields.iter().map(|f| f.as_bytes().to_vec()).collect();
+        self.ops.push(Op::HDel(self.q.job(id), fields));
+    }
+
+    /// Publishes a job event and appends it to the queue's stream.
+    pub fn event(&mut self, job: &JobState, kind: &str, status: Status, extra: &[(&str, &[u8], bool)]) {
+        let mut w = ObjectWriter::new();
+        w.string("type", kind.as_bytes())
+            .string("id", &job.id)
+            .string("queue", self.q.name())
+            .string("status", status.as_str().as_bytes());
+        match &job.progress {
+            Some(p) => w.string("progress", p),
+            None => w.null("progress"),
+        };
+        w.int("percent", job.percent).int("at", self.now);
+        for (name, value, is_json) in extra {
+            if *is_json {
+                w.raw(name, value);
+            } else {
+                w.string(name, value);
+            }
+        }
+        let doc = w.finish();
+        let maxlen = self.config.events_maxlen;
+        if maxlen > 0 {
+            self.ops.push(Op::XAdd(
+                self.q.events(),
+                maxlen,
+                vec![
+                    (b"type".to_vec(), kind.as_bytes().to_vec()),
+                    (b"id".to_vec(), job.id.clone()),
+                    (b"data".to_vec(), doc.clone()),
+                ],
+            ));
+        }
+        self.ops.push(Op::Publish(self.q.job_channel(&job.id), doc));
+    }
+
+    /// Wakes the clients blocked in JOB.CLAIM on this queue.
+    pub fn wake_claimers(&mut self) {
+        self.ops.push(Op::Wake(self.q.meta()));
+    }
+
+    fn group_ops(&mut self) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for g in self.groups.iter().filter(|g| g.changed) {
+            let key: Key = self.q.group(&g.name);
+            if g.live == 0 && g.running == 0 && g.cap.is_none() {
+                ops.push(Op::Del(key));
+                ops.push(Op::ZRem(self.q.groups(), g.name.clone()));
+                continue;
+            }
+            let mut fields = vec![
+                (group_field::RUNNING.as_bytes().to_vec(), g.running.to_string().into_bytes()),
+                (group_field::LIVE.as_bytes().to_vec(), g.live.to_string().into_bytes()),
+                (group_field::PARKED.as_bytes().to_vec(), (g.parked as i64).to_string().into_bytes()),
+            ];
+            match g.cap {
+                Some(c) => fields.push((group_field::CAP.as_bytes().to_vec(), c.to_string().into_bytes())),
+                None => ops.push(Op::HDel(key.clone(), vec![group_field::CAP.as_bytes().to_vec()])),
+            }
+            ops.push(Op::HSet(key, fields));
+        }
+        ops
+    }
+
+    /// Applies everything this step wrote, in one batch, and returns what it counted.
+    pub fn commit(mut self) -> Result<Tally> {
+        let mut ops = std::mem::take(&mut self.ops);
+        ops.extend(self.group_ops());
+        let mut meta_fields = Vec::new();
+        if let Some(s) = self.seq {
+            meta_fields.push((meta::SEQ.as_bytes().to_vec(), s.to_string().into_bytes()));
+        }
+        if let Some(t) = self.turn {
+            meta_fields.push((meta::TURN.as_bytes().to_vec(), t.to_string().into_bytes()));
+        }
+        if !meta_fields.is_empty() {
+            ops.insert(0, Op::HSet(self.q.meta(), meta_fields));
+        }
+        if !ops.is_empty() {
+            self.s.apply(ops)?;
+        }
+        Ok(self.tally)
+    }
+}
+
+/// When a finished job's retention ends.
+pub fn expire_at(job: &JobState, now: i64, config: &Config) -> i64 {
+    now.saturating_add(job.retention_ms.unwrap_or(config.retention_ms))
+}
+
+/// Reads a job's control fields; None when there is no such job.
+pub fn load_job<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8]) -> Result<Option<JobState>> {
+    let v = s.hmget(&q.job(id), &crate::record::STATE_FIELDS)?;
+    if v.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    JobState::from_fields(id, v).map(Some)
+}

@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("aijob-fetcher: not built yet");
+}

@@ -1,0 +1,1 @@
+//! aijob: the Redis module. (Registration table arrives with the command shell.)
