@@ -227,3 +227,10 @@ impl Store for MemStore {
         Ok(())
     }
 }
+
+impl MemStore {
+    /// A hash's fields as a map (empty when absent), for assertions.
+    pub fn hgetall_for_test(&mut self, key: &[u8]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.hash(key).ok().flatten().cloned().unwrap_or_default()
+    }
+}

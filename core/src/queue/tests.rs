@@ -1,0 +1,518 @@
+//! The queue logic end to end against the in-memory store.
+
+use crate::args::{ClaimArgs, JobSpec, ListArgs, Start, UpdateArgs, UpdateStatus};
+use crate::config::Config;
+use crate::error::Code;
+use crate::job::{Priority, Status};
+use crate::keys::QueueKeys;
+use crate::mem::MemStore;
+use crate::queue::claim::{claim, Claimed, Open};
+use crate::queue::tx::Env;
+use crate::queue::{admin, clock, create, read, update};
+use crate::record::Value;
+use crate::rng::SplitMix;
+
+struct World {
+    s: MemStore,
+    q: QueueKeys,
+    rng: SplitMix,
+    config: Config,
+}
+
+impl World {
+    fn new() -> Self {
+        World { s: MemStore::new(1_000_000), q: QueueKeys::new(b"q").unwrap(), rng: SplitMix(42), config: Config::default() }
+    }
+
+    fn with_env<R>(&mut self, f: impl FnOnce(&mut MemStore, &QueueKeys, &mut Env) -> R) -> R {
+        let World { s, q, rng, config } = self;
+        let mut env = Env { now: s.now, config: *config, entropy: rng };
+        f(s, q, &mut env)
+    }
+
+    fn create(&mut self, spec: JobSpec) -> Vec<u8> {
+        self.with_env(|s, q, env| create::create(s, q, env, &spec).unwrap().0)
+    }
+
+    fn job(&mut self, payload: &str) -> Vec<u8> {
+        self.create(JobSpec::new(payload.as_bytes().to_vec()))
+    }
+
+    fn claim_n(&mut self, n: i64) -> Vec<Claimed> {
+        let args = ClaimArgs { count: n, ..Default::default() };
+        self.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap().jobs)
+    }
+
+    fn update(&mut self, id: &[u8], a: UpdateArgs) -> crate::Result<Status> {
+        self.with_env(|s, q, env| update::update(s, q, env, id, &a).map(|r| r.0))
+    }
+
+    fn tick(&mut self) -> clock::TickReport {
+        self.with_env(|s, q, env| clock::tick(s, q, env, 1000).unwrap())
+    }
+
+    fn status(&mut self, id: &[u8]) -> Option<String> {
+        let now = self.s.now;
+        let r = read::get(&mut self.s, &self.q, now, id, vec![]).unwrap()?;
+        r.into_iter().find(|(n, _)| *n == "status").map(|(_, v)| match v {
+            Value::Bytes(b) => String::from_utf8(b).unwrap(),
+            Value::Int(n) => n.to_string(),
+        })
+    }
+
+    fn field(&mut self, id: &[u8], name: &str) -> Option<Value> {
+        let now = self.s.now;
+        let r = read::get(&mut self.s, &self.q, now, id, vec![]).unwrap()?;
+        r.into_iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    fn stat(&mut self, name: &str) -> i64 {
+        let now = self.s.now;
+        read::stats(&mut self.s, &self.q, now).unwrap().into_iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    fn done(&mut self, c: &Claimed) -> Status {
+        let a = UpdateArgs {
+            token: Some(c.token.as_bytes().to_vec()),
+            status: Some(UpdateStatus::Done),
+            result: Some(b"{\"ok\":true}".to_vec()),
+            ..Default::default()
+        };
+        self.update(&c.id, a).unwrap()
+    }
+
+    fn fail(&mut self, c: &Claimed, noretry: bool) -> Status {
+        let a = UpdateArgs {
+            token: Some(c.token.as_bytes().to_vec()),
+            status: Some(UpdateStatus::Error),
+            error: Some(b"boom".to_vec()),
+            class: Some(b"500".to_vec()),
+            noretry,
+            ..Default::default()
+        };
+        self.update(&c.id, a).unwrap()
+    }
+
+}
+
+fn spec(prio: Priority, group: Option<&str>) -> JobSpec {
+    let mut s = JobSpec::new(b"{}".to_vec());
+    s.priority = prio;
+    s.group = group.map(|g| g.as_bytes().to_vec());
+    s
+}
+
+#[test]
+fn create_queues_and_publishes() {
+    let mut w = World::new();
+    let id = w.job(r#"{"a":1}"#);
+    assert_eq!(w.status(&id).as_deref(), Some("queued"));
+    assert_eq!(w.field(&id, "attempts"), Some(Value::Int(0)));
+    assert_eq!(w.field(&id, "ttl"), Some(Value::Int(-1)));
+    assert_eq!(w.stat("queued"), 1);
+    assert_eq!(w.stat("queued_normal"), 1);
+    assert_eq!(w.stat("created"), 1);
+    assert_eq!(w.s.published.len(), 1);
+    let ev: serde_json::Value = serde_json::from_slice(&w.s.published[0].1).unwrap();
+    assert_eq!(ev["type"], "created");
+    assert_eq!(ev["status"], "queued");
+    assert_eq!(ev["at"], 1_000_000);
+    assert!(ev["progress"].is_null());
+    assert_eq!(w.s.wakes, 1);
+}
+
+#[test]
+fn ids_are_unique_and_exists_is_refused() {
+    let mut w = World::new();
+    let mut s = JobSpec::new(b"{}".to_vec());
+    s.id = Some(b"mine".to_vec());
+    w.create(s.clone());
+    let q = w.q.clone();
+    let e = w.with_env(|st, _, env| create::create(st, &q, env, &s).unwrap_err());
+    assert_eq!(e.code, Code::Exists);
+}
+
+#[test]
+fn strict_priority_then_fifo() {
+    let mut w = World::new();
+    let low = w.create(spec(Priority::Low, None));
+    let n1 = w.create(spec(Priority::Normal, None));
+    let n2 = w.create(spec(Priority::Normal, None));
+    let high = w.create(spec(Priority::High, None));
+    let got: Vec<Vec<u8>> = w.claim_n(4).into_iter().map(|c| c.id).collect();
+    assert_eq!(got, vec![high, n1, n2, low]);
+    assert!(w.claim_n(1).is_empty());
+    assert_eq!(w.stat("running"), 4);
+    assert_eq!(w.stat("queued_normal"), 0);
+}
+
+#[test]
+fn groups_take_turns_within_a_priority() {
+    let mut w = World::new();
+    for _ in 0..100 {
+        w.create(spec(Priority::Normal, Some("A")));
+    }
+    for g in ["B", "C"] {
+        for _ in 0..10 {
+            w.create(spec(Priority::Normal, Some(g)));
+        }
+    }
+    let claimed = w.claim_n(30);
+    let mut per_group = std::collections::HashMap::new();
+    for c in &claimed {
+        let g = match w.field(&c.id, "group") {
+            Some(Value::Bytes(b)) => String::from_utf8(b).unwrap(),
+            _ => String::new(),
+        };
+        *per_group.entry(g).or_insert(0) += 1;
+    }
+    assert_eq!(per_group["B"], 10);
+    assert_eq!(per_group["C"], 10);
+    assert_eq!(per_group["A"], 10);
+    // a high job of any group still goes first
+    let h = w.create(spec(Priority::High, Some("A")));
+    assert_eq!(w.claim_n(1)[0].id, h);
+}
+
+#[test]
+fn a_group_at_its_cap_is_passed_over_until_a_slot_frees() {
+    let mut w = World::new();
+    for _ in 0..5 {
+        w.create(spec(Priority::Normal, Some("A")));
+    }
+    let b = w.create(spec(Priority::Normal, Some("B")));
+    w.with_env(|s, q, env| admin::set_group_cap(s, q, env, b"A", 2).unwrap());
+    let first = w.claim_n(10);
+    assert_eq!(first.len(), 3, "two of A and the one of B");
+    assert!(first.iter().any(|c| c.id == b));
+    assert!(w.claim_n(1).is_empty());
+    let a1 = first.iter().find(|c| c.id != b).unwrap().clone();
+    w.done(&a1);
+    assert_eq!(w.claim_n(5).len(), 1, "one slot freed");
+    // the default cap applies to groups without their own
+    w.with_env(|s, q, env| admin::set_group_cap(s, q, env, b"A", 0).unwrap());
+    w.with_env(|s, q, env| admin::set_group_cap(s, q, env, b"*", 3).unwrap());
+    assert_eq!(w.claim_n(5).len(), 1, "A had 2 running, the default cap 3 lets one more");
+    let (_, groups) = read::groups(&mut w.s, &w.q.clone(), 0, 10).unwrap();
+    let a = groups.iter().find(|g| g.group == b"A").unwrap();
+    assert_eq!((a.running, a.cap, a.queued), (3, 3, 1));
+}
+
+#[test]
+fn done_finishes_and_retention_removes_every_trace() {
+    let mut w = World::new();
+    let mut s = JobSpec::new(b"{}".to_vec());
+    s.retention_ms = Some(1000);
+    w.create(s);
+    let c = w.claim_n(1).remove(0);
+    assert_eq!(w.done(&c), Status::Done);
+    assert_eq!(w.field(&c.id, "ttl"), Some(Value::Int(1000)));
+    assert_eq!(w.stat("done"), 1);
+    assert_eq!(w.stat("completed"), 1);
+    w.s.now += 999;
+    w.tick();
+    assert_eq!(w.stat("done"), 1);
+    w.s.now += 1;
+    w.tick();
+    assert_eq!(w.status(&c.id), None);
+    assert_eq!(w.stat("done"), 0);
+    let id = String::from_utf8(c.id.clone()).unwrap();
+    for k in w.s.key_names() {
+        assert!(!k.contains(&id), "key {k} still names the job");
+        if let Some((crate::mem::Value::ZSet(z), _)) = w.s.keys.get(k.as_bytes()) {
+            assert!(!z.contains_key(c.id.as_slice()), "{k} holds a ghost");
+        }
+    }
+    let names = w.s.key_names();
+    assert_eq!(names, vec!["aijob:{q}:events", "aijob:{q}:meta"], "{names:?}");
+}
+
+#[test]
+fn errors_back_off_then_end() {
+    let mut w = World::new();
+    let mut s = JobSpec::new(b"{}".to_vec());
+    s.max_attempts = Some(2);
+    w.create(s);
+    let c = w.claim_n(1).remove(0);
+    assert_eq!(w.fail(&c, false), Status::Delayed);
+    let run_at = match w.field(&c.id, "run_at") {
+        Some(Value::Int(n)) => n,
+        other => panic!("{other:?}"),
+    };
+    let wait = run_at - w.s.now;
+    assert!((500..=1000).contains(&wait), "jitter in [d/2, d] of 1000: {wait}");
+    assert_eq!(w.field(&c.id, "error"), Some(Value::Bytes(b"boom".to_vec())));
+    w.s.now = run_at;
+    w.tick();
+    assert_eq!(w.status(&c.id).as_deref(), Some("queued"));
+    let c2 = w.claim_n(1).remove(0);
+    assert_eq!(w.field(&c2.id, "attempts"), Some(Value::Int(2)));
+    assert_eq!(w.fail(&c2, false), Status::Error);
+    assert_eq!(w.stat("failed"), 1);
+    assert_eq!(w.stat("retried"), 1);
+}
+
+#[test]
+fn noretry_ends_at_once() {
+    let mut w = World::new();
+    w.job("{}");
+    let c = w.claim_n(1).remove(0);
+    assert_eq!(w.fail(&c, true), Status::Error);
+    assert_eq!(w.field(&c.id, "error_class"), Some(Value::Bytes(b"500".to_vec())));
+}
+
+#[test]
+fn tokens_fence_updates() {
+    let mut w = World::new();
+    w.job("{}");
+    let c = w.claim_n(1).remove(0);
+    let wrong = UpdateArgs { token: Some(b"nope".to_vec()), percent: Some(5), ..Default::default() };
+    assert_eq!(w.update(&c.id, wrong).unwrap_err().code, Code::LeaseLost);
+    let none = UpdateArgs { percent: Some(5), ..Default::default() };
+    assert_eq!(w.update(&c.id, none).unwrap_err().code, Code::LeaseLost);
+    assert_eq!(w.field(&c.id, "percent"), Some(Value::Int(0)), "refused updates change nothing");
+    // the lease expires, another worker claims: the first one's token is dead
+    w.s.now += 30_000;
+    w.tick();
+    assert_eq!(w.status(&c.id).as_deref(), Some("queued"));
+    let c2 = w.claim_n(1).remove(0);
+    assert_eq!(c2.id, c.id);
+    let late = UpdateArgs {
+        token: Some(c.token.as_bytes().to_vec()),
+        status: Some(UpdateStatus::Done),
+        result: Some(b"1".to_vec()),
+        ..Default::default()
+    };
+    assert_eq!(w.update(&c.id, late).unwrap_err().code, Code::LeaseLost);
+    assert_eq!(w.done(&c2), Status::Done);
+}
+
+#[test]
+fn heartbeat_extends_the_lease() {
+    let mut w = World::new();
+    w.job("{}");
+    let c = w.claim_n(1).remove(0);
+    w.s.now += 20_000;
+    let hb = UpdateArgs { token: Some(c.token.as_bytes().to_vec()), progress: Some(b"half".to_vec()), ..Default::default() };
+    assert_eq!(w.update(&c.id, hb).unwrap(), Status::Running);
+    w.s.now += 20_000;
+    w.tick();
+    assert_eq!(w.status(&c.id).as_deref(), Some("running"), "the heartbeat moved the lease");
+    w.s.now += 10_001;
+    w.tick();
+    assert_eq!(w.status(&c.id).as_deref(), Some("queued"));
+}
+
+#[test]
+fn expired_lease_on_the_last_attempt_ends_in_error() {
+    let mut w = World::new();
+    let mut s = JobSpec::new(b"{}".to_vec());
+    s.max_attempts = Some(1);
+    w.create(s);
+    let c = w.claim_n(1).remove(0);
+    w.s.now += 30_000;
+    w.tick();
+    assert_eq!(w.status(&c.id).as_deref(), Some("error"));
+    assert_eq!(w.field(&c.id, "error_class"), Some(Value::Bytes(b"lease_expired".to_vec())));
+}
+
+#[test]
+fn cancel_stops_the_worker_and_frees_the_cap() {
+    let mut w = World::new();
+    w.create(spec(Priority::Normal, Some("A")));
+    w.create(spec(Priority::Normal, Some("A")));
+    w.with_env(|s, q, env| admin::set_group_cap(s, q, env, b"A", 1).unwrap());
+    let c = w.claim_n(5).remove(0);
+    assert!(w.claim_n(5).is_empty());
+    let (n, _) = w.with_env(|s, q, env| admin::cancel(s, q, env, &c.id).unwrap());
+    assert_eq!(n, 1);
+    let hb = UpdateArgs { token: Some(c.token.as_bytes().to_vec()), ..Default::default() };
+    assert_eq!(w.update(&c.id, hb).unwrap_err().code, Code::Canceled);
+    assert_eq!(w.claim_n(5).len(), 1, "the canceled job's slot is free");
+    let (n, _) = w.with_env(|s, q, env| admin::cancel(s, q, env, &c.id).unwrap());
+    assert_eq!(n, 0, "already finished");
+}
+
+#[test]
+fn retry_requeues_finished_failures_only() {
+    let mut w = World::new();
+    let mut s = JobSpec::new(b"{}".to_vec());
+    s.max_attempts = Some(1);
+    w.create(s);
+    let c = w.claim_n(1).remove(0);
+    w.fail(&c, false);
+    let (n, _) = w.with_env(|s, q, env| admin::retry(s, q, env, &c.id).unwrap());
+    assert_eq!(n, 1);
+    assert_eq!(w.status(&c.id).as_deref(), Some("queued"));
+    assert_eq!(w.field(&c.id, "attempts"), Some(Value::Int(0)));
+    let (n, _) = w.with_env(|s, q, env| admin::retry(s, q, env, &c.id).unwrap());
+    assert_eq!(n, 0, "live already");
+    let c = w.claim_n(1).remove(0);
+    w.done(&c);
+    let e = w.with_env(|s, q, env| admin::retry(s, q, env, &c.id).unwrap_err());
+    assert_eq!(e.code, Code::BadState);
+}
+
+#[test]
+fn delayed_and_at_come_due() {
+    let mut w = World::new();
+    let mut s = JobSpec::new(b"{}".to_vec());
+    s.start = Start::Delay(500);
+    let id = w.create(s);
+    assert_eq!(w.status(&id).as_deref(), Some("delayed"));
+    assert!(w.claim_n(1).is_empty());
+    w.s.now += 499;
+    w.tick();
+    assert_eq!(w.status(&id).as_deref(), Some("delayed"));
+    w.s.now += 1;
+    w.tick();
+    assert_eq!(w.status(&id).as_deref(), Some("queued"));
+    assert_eq!(w.field(&id, "run_at"), None);
+    let mut s = JobSpec::new(b"{}".to_vec());
+    s.start = Start::At(w.s.now - 5);
+    let past = w.create(s);
+    assert_eq!(w.status(&past).as_deref(), Some("queued"), "AT in the past runs now");
+}
+
+#[test]
+fn deadline_ends_unclaimed_jobs() {
+    let mut w = World::new();
+    let mut s = JobSpec::new(b"{}".to_vec());
+    s.deadline_ms = Some(100);
+    let id = w.create(s.clone());
+    let claimed = w.create(s);
+    let c = w.claim_n(2);
+    assert_eq!(c.len(), 2);
+    w.with_env(|st, q, env| admin::cancel(st, q, env, &claimed).unwrap());
+    let again = w.create({
+        let mut s = JobSpec::new(b"{}".to_vec());
+        s.deadline_ms = Some(100);
+        s
+    });
+    w.s.now += 100;
+    w.tick();
+    assert_eq!(w.status(&again).as_deref(), Some("error"));
+    assert_eq!(w.field(&again, "error_class"), Some(Value::Bytes(b"deadline".to_vec())));
+    assert_eq!(w.status(&id).as_deref(), Some("running"), "a claimed job has no deadline");
+}
+
+#[test]
+fn app_workers_start_without_lease() {
+    let mut w = World::new();
+    let id = w.job("{}");
+    let start = UpdateArgs { status: Some(UpdateStatus::Running), ..Default::default() };
+    assert_eq!(w.update(&id, start).unwrap(), Status::Running);
+    assert_eq!(w.field(&id, "attempts"), Some(Value::Int(1)));
+    w.s.now += 10_000_000;
+    w.tick();
+    assert_eq!(w.status(&id).as_deref(), Some("running"), "no lease, no expiry");
+    let done = UpdateArgs { status: Some(UpdateStatus::Done), result: Some(b"2".to_vec()), ..Default::default() };
+    assert_eq!(w.update(&id, done).unwrap(), Status::Done);
+    let again = UpdateArgs { status: Some(UpdateStatus::Done), result: Some(b"2".to_vec()), ..Default::default() };
+    assert_eq!(w.update(&id, again).unwrap_err().code, Code::BadState);
+}
+
+#[test]
+fn release_does_not_count_the_attempt() {
+    let mut w = World::new();
+    w.job("{}");
+    let c = w.claim_n(1).remove(0);
+    let q = w.q.clone();
+    let (st, _) = w.with_env(|s, _, env| update::release(s, &q, env, &c.id, c.token.as_bytes(), None).unwrap());
+    assert_eq!(st, Status::Queued);
+    assert_eq!(w.field(&c.id, "attempts"), Some(Value::Int(0)));
+    let e = w.with_env(|s, _, env| update::release(s, &q, env, &c.id, c.token.as_bytes(), None).unwrap_err());
+    assert_eq!(e.code, Code::LeaseLost);
+}
+
+#[test]
+fn delete_leaves_nothing() {
+    let mut w = World::new();
+    let a = w.create(spec(Priority::High, Some("g")));
+    w.job("{}");
+    w.claim_n(1);
+    let (n, _) = w.with_env(|s, q, env| admin::delete(s, q, env, &a).unwrap());
+    assert_eq!(n, 1);
+    let names = w.s.key_names();
+    assert!(names.iter().all(|k| !k.contains("grp:g") && !k.contains(":q:high")), "{names:?}");
+    let (n, _) = w.with_env(|s, q, env| admin::delete(s, q, env, &a).unwrap());
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn purge_removes_a_status() {
+    let mut w = World::new();
+    for i in 0..1100 {
+        w.create(spec(if i % 2 == 0 { Priority::High } else { Priority::Low }, None));
+    }
+    let (n, _) = w.with_env(|s, q, env| admin::purge(s, q, env, Status::Queued, Some(Priority::High)).unwrap());
+    assert_eq!(n, 550);
+    assert_eq!(w.stat("queued"), 550);
+    assert_eq!(w.stat("queued_high"), 0);
+    let (n, _) = w.with_env(|s, q, env| admin::purge(s, q, env, Status::Queued, None).unwrap());
+    assert_eq!(n, 550);
+    assert!(w.claim_n(1).is_empty());
+}
+
+#[test]
+fn list_pages_newest_first() {
+    let mut w = World::new();
+    let ids: Vec<Vec<u8>> = (0..25).map(|_| w.job("{}")).collect();
+    let mut seen = vec![];
+    let mut cursor = 0;
+    loop {
+        let a = ListArgs { status: None, cursor, count: 10 };
+        let (next, page) = read::list(&mut w.s, &w.q.clone(), 0, &a).unwrap();
+        for r in page {
+            if let Some((_, Value::Bytes(id))) = r.into_iter().find(|(n, _)| *n == "id") {
+                seen.push(id);
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn pause_holds_claims() {
+    let mut w = World::new();
+    w.job("{}");
+    admin::set_paused(&mut w.s, &w.q.clone(), true).unwrap();
+    assert!(w.claim_n(1).is_empty());
+    assert_eq!(w.stat("paused"), 1);
+    admin::set_paused(&mut w.s, &w.q.clone(), false).unwrap();
+    assert_eq!(w.claim_n(1).len(), 1);
+}
+
+#[test]
+fn hash_is_held_by_one_live_job_and_done_fills_the_cache() {
+    let mut w = World::new();
+    let h = "ab".repeat(32);
+    let mut s = JobSpec::new(b"{}".to_vec());
+    s.hash = Some(h.clone());
+    let id = w.create(s);
+    let q = w.q.clone();
+    assert_eq!(crate::queue::cache::pending_job(&mut w.s, &q, h.as_bytes()).unwrap(), Some(id.clone()));
+    let c = w.claim_n(1).remove(0);
+    w.done(&c);
+    assert_eq!(crate::queue::cache::pending_job(&mut w.s, &q, h.as_bytes()).unwrap(), None);
+    let entry = w.s.hgetall_for_test(&q.cache(0, h.as_bytes()));
+    assert_eq!(entry.get(&b"value"[..].to_vec()), Some(&b"{\"ok\":true}".to_vec()));
+}
+
+#[test]
+fn wrong_type_keys_refuse_without_writing() {
+    let mut w = World::new();
+    let k = w.q.all();
+    w.s.keys.insert(k, (crate::mem::Value::Str(b"x".to_vec()), None));
+    let before = w.s.key_names();
+    let q = w.q.clone();
+    let e = w.with_env(|s, _, env| create::create(s, &q, env, &JobSpec::new(b"{}".to_vec())).unwrap_err());
+    assert_eq!(e.code, Code::WrongType);
+    assert_eq!(w.s.key_names(), before);
+}
