@@ -1,0 +1,92 @@
+//! Runs every command body the same way: arguments as byte slices, the clock read once,
+//! the configs read once, a panic turned into an error reply (a panic inside
+//! redis-server would take it down with all its users' data), the INFO counters moved.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use aijob_core::config::Config;
+use aijob_core::keys::QueueKeys;
+use aijob_core::queue::tx::{Env, Tally};
+use aijob_core::{AiError, Result};
+use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
+
+use crate::entropy::OsEntropy;
+use crate::reply::Out;
+use crate::store::{api, RedisStore};
+
+/// What a command body gets.
+pub struct Call<'a> {
+    pub ctx: *mut raw::RedisModuleCtx,
+    pub args: Vec<&'a [u8]>,
+    pub now: i64,
+    pub config: Config,
+    pub store: RedisStore,
+    pub entropy: OsEntropy,
+    pub tally: Tally,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(ctx: *mut raw::RedisModuleCtx, args: Vec<&'a [u8]>) -> Self {
+        let now = api::now_ms();
+        Call {
+            ctx,
+            args,
+            now,
+            config: crate::config::snapshot(),
+            store: RedisStore::new(ctx, now),
+            entropy: OsEntropy,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Runs `f` with the store and an `Env`; counts its tally; marks the queue known to
+    /// the timer.
+    pub fn with<T>(
+        &mut self,
+        q: &QueueKeys,
+        f: impl FnOnce(&mut RedisStore, &mut Env) -> Result<(T, Tally)>,
+    ) -> Result<T> {
+        crate::timer::touch(self.ctx, q);
+        let mut env = Env { now: self.now, config: self.config, entropy: &mut self.entropy };
+        let (value, tally) = f(&mut self.store, &mut env)?;
+        self.tally.add(&tally);
+        Ok(value)
+    }
+}
+
+/// A command body: parses `args` (after the command name), works, returns the reply.
+pub type Body = fn(&mut Call) -> Result<Out>;
+
+/// Runs `body` in the panic guard and replies. `min_args` counts the command name.
+pub fn run(ctx: &Context, args: Vec<RedisString>, min_args: usize, body: Body) -> RedisResult {
+    if args.len() < min_args {
+        return Err(RedisError::WrongArity);
+    }
+    let slices: Vec<&[u8]> = args.iter().skip(1).map(|a| a.as_slice()).collect();
+    let raw_ctx = ctx.ctx;
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut call = Call::new(raw_ctx, slices);
+        let out = body(&mut call);
+        (out, call.tally)
+    }));
+    match outcome {
+        Ok((Ok(out), tally)) => {
+            crate::info::add(&tally);
+            if out != Out::Blocked {
+                out.emit(raw_ctx);
+            }
+            Ok(RedisValue::NoReply)
+        }
+        Ok((Err(e), _)) => Err(error(e)),
+        Err(_) => {
+            crate::info::c::panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(RedisError::Str("ERR aijob hit an internal error (a bug; the server is fine, please report it)"))
+        }
+    }
+}
+
+/// An error reply: one line, code first.
+pub fn error(e: AiError) -> RedisError {
+    let line: String = e.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    RedisError::String(line)
+}

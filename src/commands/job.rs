@@ -1,0 +1,104 @@
+//! JOB.* commands.
+
+use aijob_core::args;
+use aijob_core::queue::{admin, claim, create, read, update};
+use aijob_core::record::{self, Value};
+use aijob_core::Result;
+
+use crate::command::Call;
+use crate::reply::Out;
+
+/// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY high|normal|low] [DELAY ms | AT unix_ms]
+/// [MAXATTEMPTS n] [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
+pub fn create(c: &mut Call) -> Result<Out> {
+    let (q, spec) = args::job_create(&c.args, c.config.max_payload_bytes)?;
+    let id = c.with(&q, |s, env| create::create(s, &q, env, &spec))?;
+    Ok(Out::bytes(id))
+}
+
+/// JOB.GET Q id [JSON]
+pub fn get(c: &mut Call) -> Result<Out> {
+    let (q, id, as_json) = args::job_get(&c.args)?;
+    let rec = read::get(&mut c.store, &q, c.now, &id, vec![])?;
+    Ok(match (rec, as_json) {
+        (None, _) => Out::Null,
+        (Some(r), true) => Out::bytes(record::to_json(&r)),
+        (Some(r), false) => Out::record(r),
+    })
+}
+
+/// JOB.CLAIM Q [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key REQUESTS|COST LIMIT n PERIOD ms ...]
+pub fn claim(c: &mut Call) -> Result<Out> {
+    let (q, a) = args::job_claim(&c.args)?;
+    let got = claim_now(c, &q, &a)?;
+    if !got.is_empty() {
+        return Ok(Out::Array(got));
+    }
+    match a.block_ms {
+        Some(timeout) if crate::blocking::may_block(c.ctx) => {
+            crate::blocking::block(c.ctx, &q, timeout)?;
+            Ok(Out::Blocked)
+        }
+        _ => Ok(Out::Array(vec![])),
+    }
+}
+
+/// Claims what is ready now; the records replied, each with its token.
+pub fn claim_now(c: &mut Call, q: &aijob_core::keys::QueueKeys, a: &args::ClaimArgs) -> Result<Vec<Out>> {
+    let result = c.with(q, |s, env| {
+        let r = claim::claim(s, q, env, a, &mut claim::Open)?;
+        let tally = r.tally;
+        Ok((r, tally))
+    })?;
+    let mut out = Vec::with_capacity(result.jobs.len());
+    for job in result.jobs {
+        let extra = vec![("token", Value::Bytes(job.token.into_bytes()))];
+        if let Some(r) = read::get(&mut c.store, q, c.now, &job.id, extra)? {
+            out.push(Out::record(r));
+        }
+    }
+    Ok(out)
+}
+
+/// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
+/// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
+pub fn update(c: &mut Call) -> Result<Out> {
+    let (q, id, a) = args::job_update(&c.args, c.config.max_payload_bytes)?;
+    let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
+    Ok(Out::bytes(status.as_str()))
+}
+
+/// JOB.RELEASE Q id TOKEN t [DELAY ms]
+pub fn release(c: &mut Call) -> Result<Out> {
+    let (q, id, token, delay) = args::job_release(&c.args)?;
+    let status = c.with(&q, |s, env| update::release(s, &q, env, &id, &token, delay))?;
+    Ok(Out::bytes(status.as_str()))
+}
+
+/// JOB.CANCEL Q id
+pub fn cancel(c: &mut Call) -> Result<Out> {
+    let (q, id) = args::job_id_only(&c.args)?;
+    Ok(Out::Int(c.with(&q, |s, env| admin::cancel(s, &q, env, &id))?))
+}
+
+/// JOB.RETRY Q id
+pub fn retry(c: &mut Call) -> Result<Out> {
+    let (q, id) = args::job_id_only(&c.args)?;
+    Ok(Out::Int(c.with(&q, |s, env| admin::retry(s, &q, env, &id))?))
+}
+
+/// JOB.DELETE Q id
+pub fn delete(c: &mut Call) -> Result<Out> {
+    let (q, id) = args::job_id_only(&c.args)?;
+    Ok(Out::Int(c.with(&q, |s, env| admin::delete(s, &q, env, &id))?))
+}
+
+/// JOB.LIST Q [STATUS s] [CURSOR c] [COUNT n]
+pub fn list(c: &mut Call) -> Result<Out> {
+    let (q, a) = args::job_list(&c.args)?;
+    let (next, page) = read::list(&mut c.store, &q, c.now, &a)?;
+    Ok(Out::Array(vec![
+        Out::bytes(next.to_string()),
+        Out::Array(page.into_iter().map(Out::record).collect()),
+    ]))
+}

@@ -1,0 +1,4 @@
+//! One file per command family. Each handler parses, runs the core, replies.
+
+pub mod job;
+pub mod queue;

@@ -1,0 +1,78 @@
+//! QUEUE.* commands.
+
+use aijob_core::args::{self, Cursor};
+use aijob_core::queue::{admin, read};
+use aijob_core::{AiError, Result};
+
+use crate::command::Call;
+use crate::reply::Out;
+
+/// QUEUE.STATS Q
+pub fn stats(c: &mut Call) -> Result<Out> {
+    let q = args::queue_only(&c.args)?;
+    let fields = read::stats(&mut c.store, &q, c.now)?;
+    Ok(Out::Map(fields.into_iter().map(|(k, v)| (k.to_string(), Out::Int(v))).collect()))
+}
+
+/// QUEUE.PAUSE Q
+pub fn pause(c: &mut Call) -> Result<Out> {
+    let q = args::queue_only(&c.args)?;
+    c.with(&q, |s, _| admin::set_paused(s, &q, true).map(|v| (v, Default::default())))?;
+    Ok(Out::Str("OK"))
+}
+
+/// QUEUE.RESUME Q
+pub fn resume(c: &mut Call) -> Result<Out> {
+    let q = args::queue_only(&c.args)?;
+    c.with(&q, |s, _| admin::set_paused(s, &q, false).map(|v| (v, Default::default())))?;
+    Ok(Out::Str("OK"))
+}
+
+/// QUEUE.PURGE Q [STATUS s] [PRIORITY p]
+pub fn purge(c: &mut Call) -> Result<Out> {
+    let (q, status, prio) = args::queue_purge(&c.args)?;
+    Ok(Out::Int(c.with(&q, |s, env| admin::purge(s, &q, env, status, prio))?))
+}
+
+/// QUEUE.GROUPCAP Q group|* n
+pub fn groupcap(c: &mut Call) -> Result<Out> {
+    let mut cur = Cursor::new(&c.args);
+    let q = aijob_core::keys::QueueKeys::new(cur.next().unwrap_or_default())?;
+    let group = cur.next().ok_or_else(|| AiError::arg("group", "is missing"))?.to_vec();
+    if group != b"*" {
+        aijob_core::names::validate("group", &group)?;
+    }
+    let cap = args::non_negative("n", cur.next().ok_or_else(|| AiError::arg("n", "is missing"))?)?;
+    if let Some(extra) = cur.keyword() {
+        return Err(AiError::syntax(format!("unknown option '{extra}'")));
+    }
+    c.with(&q, |s, env| admin::set_group_cap(s, &q, env, &group, cap).map(|v| (v, Default::default())))?;
+    Ok(Out::Str("OK"))
+}
+
+/// QUEUE.GROUPS Q [CURSOR c] [COUNT n]
+pub fn groups(c: &mut Call) -> Result<Out> {
+    let mut cur = Cursor::new(&c.args);
+    let q = aijob_core::keys::QueueKeys::new(cur.next().unwrap_or_default())?;
+    let (mut cursor, mut count) = (0, 10);
+    while let Some(kw) = cur.keyword() {
+        match kw.as_str() {
+            "CURSOR" => cursor = cur.count("CURSOR")?,
+            "COUNT" => count = args::positive("COUNT", cur.value("COUNT")?)?.min(10_000),
+            _ => return Err(AiError::syntax(format!("unknown option '{kw}'"))),
+        }
+    }
+    let (next, page) = read::groups(&mut c.store, &q, cursor, count)?;
+    let entries = page
+        .into_iter()
+        .map(|g| {
+            Out::Map(vec![
+                ("group".into(), Out::Bytes(g.group)),
+                ("queued".into(), Out::Int(g.queued)),
+                ("running".into(), Out::Int(g.running)),
+                ("cap".into(), Out::Int(g.cap)),
+            ])
+        })
+        .collect();
+    Ok(Out::Array(vec![Out::bytes(next.to_string()), Out::Array(entries)]))
+}

@@ -1,0 +1,28 @@
+//! The module configs (`CONFIG SET aijob.<name>`), backed by atomics and read once per
+//! command into the core's `Config`.
+
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+
+use aijob_core::config::Config;
+
+pub static RETENTION_MS: AtomicI64 = AtomicI64::new(3_600_000);
+pub static CACHE_TTL_MS: AtomicI64 = AtomicI64::new(86_400_000);
+pub static LEASE_MS: AtomicI64 = AtomicI64::new(30_000);
+pub static MAX_ATTEMPTS: AtomicI64 = AtomicI64::new(3);
+pub static BACKOFF_BASE_MS: AtomicI64 = AtomicI64::new(1_000);
+pub static BACKOFF_MAX_MS: AtomicI64 = AtomicI64::new(3_600_000);
+pub static MAX_PAYLOAD_BYTES: AtomicI64 = AtomicI64::new(16 * 1024 * 1024);
+pub static EVENTS_MAXLEN: AtomicI64 = AtomicI64::new(10_000);
+
+pub fn snapshot() -> Config {
+    Config {
+        retention_ms: RETENTION_MS.load(Relaxed),
+        cache_ttl_ms: CACHE_TTL_MS.load(Relaxed),
+        lease_ms: LEASE_MS.load(Relaxed),
+        max_attempts: MAX_ATTEMPTS.load(Relaxed),
+        backoff_base_ms: BACKOFF_BASE_MS.load(Relaxed),
+        backoff_max_ms: BACKOFF_MAX_MS.load(Relaxed),
+        max_payload_bytes: MAX_PAYLOAD_BYTES.load(Relaxed),
+        events_maxlen: EVENTS_MAXLEN.load(Relaxed),
+    }
+}
