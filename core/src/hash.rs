@@ -4,6 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::{AiError, Result};
+use crate::jcs;
 use crate::rng::hex;
 
 /// SHA-256 of the parts, each prefixed by its length as 8 bytes big-endian, so that
@@ -24,11 +25,9 @@ pub fn of_payload(json: &[u8]) -> Result<String> {
     Ok(hex(&Sha256::digest(&canonical)))
 }
 
-/// The canonical form of a JSON text: object keys sorted, no insignificant whitespace.
+/// The canonical form of a JSON text, RFC 8785 (JCS): see `crate::jcs`.
 pub fn canonical_json(json: &[u8]) -> Result<Vec<u8>> {
-    let value: serde_json::Value = serde_json::from_slice(json)
-        .map_err(|e| AiError::arg("PAYLOAD", format!("is not valid JSON: {e}")))?;
-    serde_json::to_vec(&value).map_err(|e| AiError::arg("PAYLOAD", e))
+    jcs::canonicalize(json)
 }
 
 /// A HASH argument: 64 hex digits, any case; returned in lowercase.

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod hash;
+pub mod jcs;
 pub mod job;
 pub mod json;
 pub mod keys;
