@@ -1,0 +1,408 @@
+//! The worker protocol (SPEC sections 2 and 4): claims, blocking, leases and fencing,
+//! retries, delays, deadlines, pause and purge, against a real server.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn blocked_clients(c: &mut Connection) -> i64 {
+    let info = s(&ok(c, &["INFO", "clients"]));
+    info.lines().find_map(|l| l.strip_prefix("blocked_clients:")?.trim().parse().ok()).unwrap_or(0)
+}
+
+fn wait_blocked(c: &mut Connection, n: i64) {
+    wait_until(Duration::from_secs(5), "clients to block", || (blocked_clients(c) >= n).then_some(()));
+}
+
+/// Starts a thread that claims with BLOCK and returns the claimed id (None on timeout).
+fn blocked_claim(srv: &Server, q: &str, block_ms: u64) -> thread::JoinHandle<Option<String>> {
+    let mut c = srv.conn();
+    let q = q.to_string();
+    thread::spawn(move || {
+        let got = ok(&mut c, &["JOB.CLAIM", &q, "BLOCK", &block_ms.to_string()]);
+        array(&got).first().map(|r| fs(r, "id"))
+    })
+}
+
+#[test]
+fn strict_priority_fifo_and_count() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let low = create(&mut c, "q", &["PRIORITY", "low"]);
+    let n1 = create(&mut c, "q", &[]);
+    let h1 = create(&mut c, "q", &["PRIORITY", "high"]);
+    let n2 = create(&mut c, "q", &[]);
+    let h2 = create(&mut c, "q", &["PRIORITY", "high"]);
+    let got: Vec<String> = array(&ok(&mut c, &["JOB.CLAIM", "q", "COUNT", "3"])).iter().map(|r| fs(r, "id")).collect();
+    assert_eq!(got, vec![h1, h2, n1]);
+    let rest: Vec<String> = array(&ok(&mut c, &["JOB.CLAIM", "q", "COUNT", "10"])).iter().map(|r| fs(r, "id")).collect();
+    assert_eq!(rest, vec![n2, low]);
+    assert!(array(&ok(&mut c, &["JOB.CLAIM", "q"])).is_empty());
+}
+
+#[test]
+fn a_claim_sets_the_lease_fields() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let id = create(&mut c, "q", &[]);
+    let r = array(&ok(&mut c, &["JOB.CLAIM", "q", "WORKER", "w-7", "LEASE", "5000"])).remove(0);
+    assert_eq!(fs(&r, "id"), id);
+    assert_eq!(fs(&r, "status"), "running");
+    assert_eq!(fi(&r, "attempts"), 1);
+    assert_eq!(fs(&r, "worker"), "w-7");
+    let lease = fi(&r, "lease_until") - fi(&r, "started_at");
+    assert_eq!(lease, 5000);
+    assert_eq!(fs(&r, "token").len(), 32);
+    assert!(field(&ok(&mut c, &["JOB.GET", "q", &id]), "token").is_none(), "JOB.GET never shows the token");
+}
+
+#[test]
+fn ten_blocked_clients_each_get_one_job_and_the_server_stays_responsive() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let waiters: Vec<_> = (0..10).map(|_| blocked_claim(&srv, "q", 10_000)).collect();
+    wait_blocked(&mut c, 10);
+    let t = Instant::now();
+    assert_eq!(s(&ok(&mut c, &["PING"])), "PONG");
+    assert!(t.elapsed() < Duration::from_millis(500));
+    let created: Vec<String> = (0..10).map(|_| create(&mut c, "q", &[])).collect();
+    let mut got: Vec<String> = waiters.into_iter().map(|w| w.join().unwrap().expect("a job")).collect();
+    got.sort();
+    let mut expected = created.clone();
+    expected.sort();
+    assert_eq!(got, expected, "each waiter got a different job");
+    assert_eq!(blocked_clients(&mut c), 0);
+}
+
+#[test]
+fn block_times_out_with_nil_and_zero_waits_forever() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let t = Instant::now();
+    assert_eq!(ok(&mut c, &["JOB.CLAIM", "q", "BLOCK", "200"]), Value::Nil);
+    assert!(t.elapsed() >= Duration::from_millis(180));
+    let forever = blocked_claim(&srv, "q", 0);
+    wait_blocked(&mut c, 1);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(blocked_clients(&mut c), 1, "BLOCK 0 still waits");
+    let id = create(&mut c, "q", &[]);
+    assert_eq!(forever.join().unwrap(), Some(id));
+}
+
+#[test]
+fn inside_multi_a_blocking_claim_does_not_block() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let got: Value = redis::pipe().atomic().cmd("JOB.CLAIM").arg("q").arg("BLOCK").arg("5000").query(&mut c).unwrap();
+    assert_eq!(array(&array(&got)[0]).len(), 0);
+    let script = "return redis.call('JOB.CLAIM', KEYS[1], 'BLOCK', '5000')";
+    let t = Instant::now();
+    let got = ok(&mut c, &["EVAL", script, "1", "q"]);
+    assert!(array(&got).is_empty());
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn waiters_wake_on_create_retry_release_due_and_expiry() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    // a delayed job coming due
+    let w = blocked_claim(&srv, "due", 5_000);
+    wait_blocked(&mut c, 1);
+    let id = create(&mut c, "due", &["DELAY", "200"]);
+    assert_eq!(w.join().unwrap(), Some(id));
+    // an expired lease
+    let id = create(&mut c, "exp", &[]);
+    claim(&mut c, "exp", &["LEASE", "200"]).unwrap();
+    let w = blocked_claim(&srv, "exp", 5_000);
+    assert_eq!(w.join().unwrap(), Some(id), "the expired job is handed out again");
+    // a release
+    let id = create(&mut c, "rel", &[]);
+    let (_, tok) = claim(&mut c, "rel", &[]).unwrap();
+    let w = blocked_claim(&srv, "rel", 5_000);
+    wait_blocked(&mut c, 1);
+    ok(&mut c, &["JOB.RELEASE", "rel", &id, "TOKEN", &tok]);
+    assert_eq!(w.join().unwrap(), Some(id));
+    // a retry
+    let id = create(&mut c, "ret", &[]);
+    let (_, tok) = claim(&mut c, "ret", &[]).unwrap();
+    ok(&mut c, &["JOB.UPDATE", "ret", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "x", "NORETRY"]);
+    let w = blocked_claim(&srv, "ret", 5_000);
+    wait_blocked(&mut c, 1);
+    assert_eq!(int(&ok(&mut c, &["JOB.RETRY", "ret", &id])), 1);
+    assert_eq!(w.join().unwrap(), Some(id));
+    // resume of a paused queue
+    ok(&mut c, &["QUEUE.PAUSE", "p"]);
+    let id = create(&mut c, "p", &[]);
+    let w = blocked_claim(&srv, "p", 5_000);
+    wait_blocked(&mut c, 1);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(blocked_clients(&mut c), 1, "a paused queue hands out nothing");
+    ok(&mut c, &["QUEUE.RESUME", "p"]);
+    assert_eq!(w.join().unwrap(), Some(id));
+}
+
+#[test]
+fn tokens_fence_every_worker_move() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let id = create(&mut c, "q", &[]);
+    let (_, tok) = claim(&mut c, "q", &["LEASE", "300"]).unwrap();
+    let before = digest(&mut c);
+    for words in [
+        vec!["JOB.UPDATE", "q", &id, "PROGRESS", "x"],
+        vec!["JOB.UPDATE", "q", &id, "TOKEN", "bad", "PROGRESS", "x"],
+        vec!["JOB.UPDATE", "q", &id, "TOKEN", "bad", "STATUS", "done", "RESULT", "1"],
+        vec!["JOB.RELEASE", "q", &id, "TOKEN", "bad"],
+    ] {
+        assert!(err(&mut c, &words).starts_with("LEASELOST"), "{words:?}");
+    }
+    assert_eq!(digest(&mut c), before, "refused updates change nothing");
+    // heartbeats extend the lease beyond its first end
+    for _ in 0..4 {
+        thread::sleep(Duration::from_millis(150));
+        ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "PERCENT", "10"]);
+    }
+    assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &id]), "status"), "running");
+    ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "LEASE", "100"]);
+    wait_until(Duration::from_secs(3), "the lease to expire", || {
+        (fs(&ok(&mut c, &["JOB.GET", "q", &id]), "status") == "queued").then_some(())
+    });
+    let rec = ok(&mut c, &["JOB.GET", "q", &id]);
+    assert_eq!(fi(&rec, "attempts"), 1, "the expired attempt counts");
+    let (_, tok2) = claim(&mut c, "q", &[]).unwrap();
+    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "1"]).starts_with("LEASELOST"));
+    ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok2, "STATUS", "done", "RESULT", "2"]);
+    assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &id]), "result"), "2");
+}
+
+#[test]
+fn a_canceled_running_job_tells_its_worker_to_stop() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let id = create(&mut c, "q", &[]);
+    let (_, tok) = claim(&mut c, "q", &[]).unwrap();
+    assert_eq!(int(&ok(&mut c, &["JOB.CANCEL", "q", &id])), 1);
+    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "PERCENT", "5"]).starts_with("CANCELED"));
+    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "1"]).starts_with("CANCELED"));
+    assert_eq!(stat(&mut c, "q", "running"), 0);
+}
+
+#[test]
+fn errors_retry_with_backoff_and_keep_the_last_error() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    ok(&mut c, &["CONFIG", "SET", "aijob.backoff-base-ms", "200"]);
+    let id = create(&mut c, "q", &["MAXATTEMPTS", "3"]);
+    let (_, tok) = claim(&mut c, "q", &[]).unwrap();
+    assert_eq!(s(&ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "503", "CLASS", "503"])), "delayed");
+    let rec = ok(&mut c, &["JOB.GET", "q", &id]);
+    let wait = fi(&rec, "run_at") - fi(&rec, "updated_at");
+    assert!((100..=200).contains(&wait), "first delay in [base/2, base]: {wait}");
+    assert_eq!(fs(&rec, "error"), "503");
+    let tok = wait_until(Duration::from_secs(3), "the retry to come due", || claim(&mut c, "q", &[]).map(|(_, t)| t));
+    ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "again"]);
+    let rec = ok(&mut c, &["JOB.GET", "q", &id]);
+    let wait = fi(&rec, "run_at") - fi(&rec, "updated_at");
+    assert!((200..=400).contains(&wait), "second delay doubles: {wait}");
+    let tok = wait_until(Duration::from_secs(3), "the second retry", || claim(&mut c, "q", &[]).map(|(_, t)| t));
+    assert_eq!(s(&ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "final"])), "error");
+    let rec = ok(&mut c, &["JOB.GET", "q", &id]);
+    assert_eq!((fi(&rec, "attempts"), fs(&rec, "error")), (3, "final".to_string()));
+    assert_eq!(stat(&mut c, "q", "retried"), 2);
+    // NORETRY ends at once; an explicit DELAY overrides the backoff (429 Retry-After)
+    let id = create(&mut c, "q", &[]);
+    let (_, tok) = claim(&mut c, "q", &[]).unwrap();
+    ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "429", "DELAY", "5000"]);
+    let rec = ok(&mut c, &["JOB.GET", "q", &id]);
+    assert_eq!(fi(&rec, "run_at") - fi(&rec, "updated_at"), 5000);
+    let id = create(&mut c, "q2", &[]);
+    let (_, tok) = claim(&mut c, "q2", &[]).unwrap();
+    assert_eq!(s(&ok(&mut c, &["JOB.UPDATE", "q2", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "400", "NORETRY"])), "error");
+}
+
+#[test]
+fn release_gives_the_job_back_without_counting_the_attempt() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let id = create(&mut c, "q", &[]);
+    let (_, tok) = claim(&mut c, "q", &[]).unwrap();
+    assert_eq!(s(&ok(&mut c, &["JOB.RELEASE", "q", &id, "TOKEN", &tok])), "queued");
+    assert_eq!(fi(&ok(&mut c, &["JOB.GET", "q", &id]), "attempts"), 0);
+    let (_, tok) = claim(&mut c, "q", &[]).unwrap();
+    assert_eq!(s(&ok(&mut c, &["JOB.RELEASE", "q", &id, "TOKEN", &tok, "DELAY", "200"])), "delayed");
+    wait_until(Duration::from_secs(3), "the released job to come due", || claim(&mut c, "q", &[]));
+}
+
+#[test]
+fn deadlines_end_unclaimed_jobs() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let late = create(&mut c, "q", &["DEADLINE", "150"]);
+    let delayed = create(&mut c, "q", &["DEADLINE", "150", "DELAY", "10000"]);
+    let taken = create(&mut c, "q2", &["DEADLINE", "150"]);
+    claim(&mut c, "q2", &[]).unwrap();
+    wait_until(Duration::from_secs(3), "the deadline to pass", || {
+        (fs(&ok(&mut c, &["JOB.GET", "q", &late]), "status") == "error").then_some(())
+    });
+    let rec = ok(&mut c, &["JOB.GET", "q", &late]);
+    assert_eq!(fs(&rec, "error_class"), "deadline");
+    assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &delayed]), "error_class"), "deadline");
+    assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q2", &taken]), "status"), "running");
+}
+
+#[test]
+fn every_illegal_move_is_badstate() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let queued = create(&mut c, "q", &["PRIORITY", "low"]);
+    let delayed = create(&mut c, "q", &["DELAY", "60000"]);
+    let running = create(&mut c, "q", &["PRIORITY", "high"]);
+    ok(&mut c, &["JOB.UPDATE", "q", &running, "STATUS", "running"]);
+    let done = create(&mut c, "q", &["PRIORITY", "high"]);
+    ok(&mut c, &["JOB.UPDATE", "q", &done, "STATUS", "running"]);
+    ok(&mut c, &["JOB.UPDATE", "q", &done, "STATUS", "done", "RESULT", "1"]);
+    let failed = create(&mut c, "q", &["PRIORITY", "high", "MAXATTEMPTS", "1"]);
+    ok(&mut c, &["JOB.UPDATE", "q", &failed, "STATUS", "running"]);
+    ok(&mut c, &["JOB.UPDATE", "q", &failed, "STATUS", "error", "ERROR", "x"]);
+    let before = digest(&mut c);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["JOB.UPDATE", "q", &queued, "STATUS", "done", "RESULT", "1"],
+        vec!["JOB.UPDATE", "q", &queued, "STATUS", "error", "ERROR", "x"],
+        vec!["JOB.UPDATE", "q", &queued, "PROGRESS", "x"],
+        vec!["JOB.UPDATE", "q", &delayed, "STATUS", "running"],
+        vec!["JOB.UPDATE", "q", &delayed, "STATUS", "done", "RESULT", "1"],
+        vec!["JOB.UPDATE", "q", &delayed, "PERCENT", "1"],
+        vec!["JOB.UPDATE", "q", &running, "STATUS", "running"],
+        vec!["JOB.UPDATE", "q", &done, "STATUS", "running"],
+        vec!["JOB.UPDATE", "q", &done, "STATUS", "done", "RESULT", "1"],
+        vec!["JOB.UPDATE", "q", &done, "PROGRESS", "x"],
+        vec!["JOB.UPDATE", "q", &failed, "STATUS", "running"],
+        vec!["JOB.UPDATE", "q", &failed, "STATUS", "error", "ERROR", "x"],
+        vec!["JOB.RETRY", "q", &done],
+    ];
+    for words in &cases {
+        let e = err(&mut c, words);
+        assert!(e.starts_with("BADSTATE"), "{words:?}: {e}");
+    }
+    assert_eq!(int(&ok(&mut c, &["JOB.RETRY", "q", &queued])), 0, "a live job needs no retry");
+    assert_eq!(digest(&mut c), before);
+}
+
+#[test]
+fn pause_resume_and_purge() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    for p in ["high", "low", "low"] {
+        create(&mut c, "q", &["PRIORITY", p]);
+    }
+    create(&mut c, "q", &["DELAY", "60000"]);
+    ok(&mut c, &["QUEUE.PAUSE", "q"]);
+    assert!(array(&ok(&mut c, &["JOB.CLAIM", "q"])).is_empty());
+    create(&mut c, "q", &[]);
+    assert_eq!(stat(&mut c, "q", "paused"), 1);
+    ok(&mut c, &["QUEUE.RESUME", "q"]);
+    assert_eq!(stat(&mut c, "q", "paused"), 0);
+    assert_eq!(int(&ok(&mut c, &["QUEUE.PURGE", "q", "PRIORITY", "low"])), 2);
+    assert_eq!(int(&ok(&mut c, &["QUEUE.PURGE", "q", "STATUS", "delayed"])), 1);
+    assert_eq!(int(&ok(&mut c, &["QUEUE.PURGE", "q"])), 2);
+    assert_eq!(stat(&mut c, "q", "queued"), 0);
+    assert!(array(&ok(&mut c, &["JOB.CLAIM", "q"])).is_empty());
+}
+
+/// A worker process claims a job and is SIGKILLed mid-job; the lease expires, a second
+/// worker finishes it; the first one's late update is refused.
+#[test]
+fn a_killed_worker_loses_nothing_and_cannot_finish_twice() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let id = create(&mut c, "q", &[]);
+    let dir = TempDir::new("worker");
+    let out = dir.0.join("claimed");
+    let script = format!(
+        "redis-cli -p {} --no-raw JOB.CLAIM q WORKER doomed LEASE 400 > {}; sleep 60",
+        srv.port,
+        out.display()
+    );
+    let mut worker = Command::new("sh").arg("-c").arg(&script).stdout(Stdio::null()).spawn().unwrap();
+    wait_until(Duration::from_secs(5), "the worker to claim", || {
+        (stat(&mut c, "q", "running") == 1).then_some(())
+    });
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let claimed = std::fs::read_to_string(&out).unwrap();
+    let first_token = claimed
+        .lines()
+        .skip_while(|l| !l.contains("\"token\""))
+        .nth(1)
+        .map(|l| l.split('"').nth(1).unwrap_or_default().to_string())
+        .expect("the worker's token");
+    assert_eq!(first_token.len(), 32, "parsed the dead worker's token: {claimed}");
+    let (id2, tok2) = wait_until(Duration::from_secs(3), "the lease to expire", || claim(&mut c, "q", &["WORKER", "second"]));
+    assert_eq!(id2, id);
+    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &first_token, "STATUS", "done", "RESULT", "\"stale\""]).starts_with("LEASELOST"));
+    ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok2, "STATUS", "done", "RESULT", "\"fresh\""]);
+    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &first_token, "STATUS", "done", "RESULT", "\"stale\""]).starts_with("LEASELOST"));
+    let rec = ok(&mut c, &["JOB.GET", "q", &id]);
+    assert_eq!(fs(&rec, "result"), "\"fresh\"");
+    assert_eq!(fs(&rec, "worker"), "second");
+    assert_eq!(fi(&rec, "attempts"), 2);
+    assert_eq!(stat(&mut c, "q", "completed"), 1);
+    let done_events = array(&ok(&mut c, &["XRANGE", "aijob:{q}:events", "-", "+"]))
+        .iter()
+        .filter(|e| format!("{e:?}").contains("\"done\""))
+        .count();
+    assert_eq!(done_events, 1, "finished once");
+}
+
+#[test]
+fn the_last_attempt_expiring_ends_the_job() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let id = create(&mut c, "q", &["MAXATTEMPTS", "1"]);
+    claim(&mut c, "q", &["LEASE", "100"]).unwrap();
+    wait_until(Duration::from_secs(3), "the lease to expire", || {
+        (fs(&ok(&mut c, &["JOB.GET", "q", &id]), "status") == "error").then_some(())
+    });
+    assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &id]), "error_class"), "lease_expired");
+}
+
+#[test]
+fn digests_match_after_leases_retries_and_delays() {
+    let dir = TempDir::new("w-aof");
+    let master = Server::start_with(Opts { dir: Some(dir.0.clone()), ..Default::default() }.aof_always());
+    let replica = Server::start();
+    replicate(&master, &replica);
+    let mut m = master.conn();
+    ok(&mut m, &["CONFIG", "SET", "aijob.backoff-base-ms", "100"]);
+    for i in 0..30 {
+        create(&mut m, "w", &["GROUP", &format!("g{}", i % 3)]);
+    }
+    for i in 0..30 {
+        let (id, tok) = claim(&mut m, "w", &["LEASE", "150"]).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => {
+                ok(&mut m, &["JOB.UPDATE", "w", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "e"]);
+            }
+            _ => {
+                ok(&mut m, &["JOB.UPDATE", "w", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "1"]);
+            }
+        }
+    }
+    wait_until(Duration::from_secs(5), "leases to expire and retries to come due", || {
+        (stat(&mut m, "w", "running") == 0 && stat(&mut m, "w", "delayed") == 0 && stat(&mut m, "w", "queued") == 20).then_some(())
+    });
+    wait_synced(&master, &replica);
+    let mut r = replica.conn();
+    let d = digest(&mut m);
+    assert_eq!(d, digest(&mut r));
+    let port = master.port;
+    drop(master);
+    let again = Server::start_with(Opts { dir: Some(dir.0.clone()), port: Some(port), ..Default::default() }.aof_always());
+    assert_eq!(digest(&mut again.conn()), d);
+}
