@@ -5,6 +5,7 @@
 pub mod args;
 pub mod backoff;
 pub mod config;
+pub mod cron;
 pub mod error;
 pub mod hash;
 pub mod jcs;
