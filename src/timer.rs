@@ -39,6 +39,38 @@ struct Clock {
 
 thread_local! {
     static CLOCK: RefCell<Clock> = RefCell::new(Clock::default());
+    /// Cache hits and coalesced requests per queue, not yet added to its `meta`: the
+    /// hit path stays a pure read, and the timer adds them up with one write per tick.
+    static CACHE_COUNTS: RefCell<HashMap<QueueId, (i64, i64)>> = RefCell::new(HashMap::new());
+}
+
+pub fn count_cache(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, hits: i64, coalesced: i64) {
+    let id = (selected_db(ctx), q.name().to_vec());
+    CACHE_COUNTS.with(|m| {
+        let mut m = m.borrow_mut();
+        let e = m.entry(id).or_insert((0, 0));
+        e.0 += hits;
+        e.1 += coalesced;
+    });
+}
+
+/// The counts `count_cache` holds for `q` that `meta` does not show yet.
+pub fn buffered_cache_counts(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys) -> (i64, i64) {
+    let id = (selected_db(ctx), q.name().to_vec());
+    CACHE_COUNTS.with(|m| m.borrow().get(&id).copied().unwrap_or((0, 0)))
+}
+
+fn flush_cache_counts(store: &mut RedisStore, id: &QueueId, q: &QueueKeys) {
+    use aijob_core::queue::tx::meta;
+    use aijob_core::store::{Op, Store};
+    let Some((hits, coalesced)) = CACHE_COUNTS.with(|m| m.borrow_mut().remove(id)) else { return };
+    let mut ops = Vec::new();
+    for (field, n) in [(meta::HITS, hits), (meta::COALESCED, coalesced)] {
+        if n > 0 {
+            ops.push(Op::HIncrBy(q.meta(), field.as_bytes().to_vec(), n));
+        }
+    }
+    let _ = store.apply(ops);
 }
 
 fn selected_db(ctx: *mut raw::RedisModuleCtx) -> c_int {
@@ -233,6 +265,8 @@ fn tick_queue(
     let Ok(q) = QueueKeys::new(name) else { return None };
     select_db(ctx, *db).ok()?;
     let mut store = RedisStore::new(ctx, now);
+    let id = (*db, name.clone());
+    flush_cache_counts(&mut store, &id, &q);
     let mut entropy = OsEntropy;
     let mut env = Env { now, config, entropy: &mut entropy };
     let report = match clock::tick(&mut store, &q, &mut env, (*budget).min(500)) {

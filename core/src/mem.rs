@@ -161,6 +161,12 @@ impl MemStore {
 }
 
 impl Store for MemStore {
+    type Blob = Vec<u8>;
+
+    fn hget_blob(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.hget(key, field)
+    }
+
     fn hget(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.hash(key)?.and_then(|h| h.get(field).cloned()))
     }

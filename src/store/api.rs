@@ -57,6 +57,22 @@ impl RStr {
     }
 }
 
+impl AsRef<[u8]> for RStr {
+    fn as_ref(&self) -> &[u8] {
+        let mut len = 0usize;
+        match unsafe { raw::RedisModule_StringPtrLen } {
+            Some(f) => {
+                let p = unsafe { f(self.ptr, &mut len) };
+                if p.is_null() {
+                    return &[];
+                }
+                unsafe { std::slice::from_raw_parts(p as *const u8, len) }
+            }
+            None => &[],
+        }
+    }
+}
+
 impl Drop for RStr {
     fn drop(&mut self) {
         if let Some(free) = unsafe { raw::RedisModule_FreeString } {
@@ -104,12 +120,14 @@ impl OpenKey {
     }
 
     pub fn hash_get(&self, ctx: *mut raw::RedisModuleCtx, field: &RStr) -> Result<Option<Vec<u8>>> {
+        Ok(self.hash_get_str(ctx, field)?.map(|v| v.as_ref().to_vec()))
+    }
+
+    /// A field's value as the module string Redis holds (no copy for large values).
+    pub fn hash_get_str(&self, ctx: *mut raw::RedisModuleCtx, field: &RStr) -> Result<Option<RStr>> {
         let mut out: *mut raw::RedisModuleString = ptr::null_mut();
         rm!(RedisModule_HashGet(self.ptr, HASH_NONE, field.ptr, &mut out as *mut _, ptr::null_mut::<c_void>()));
-        match RStr::adopt(ctx, out) {
-            Some(v) => bytes_of(v.ptr).map(Some),
-            None => Ok(None),
-        }
+        Ok(RStr::adopt(ctx, out))
     }
 
     pub fn hash_set(&self, field: &RStr, value: &RStr) -> Result<()> {
@@ -273,3 +291,15 @@ pub const FLAG_MASTER: c_int = 1 << 2;
 pub const FLAG_CLUSTER: c_int = 1 << 5;
 pub const FLAG_LOADING: c_int = 1 << 13;
 pub const FLAG_DENY_BLOCKING: c_int = 1 << 21;
+
+impl std::fmt::Debug for RStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RStr({:?})", String::from_utf8_lossy(self.as_ref()))
+    }
+}
+
+impl PartialEq for RStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_ref() == other.as_ref()
+    }
+}

@@ -272,6 +272,14 @@ pub fn parse_int(v: &[u8]) -> Option<i64> {
 }
 
 impl Store for RedisStore {
+    type Blob = RStr;
+
+    fn hget_blob(&mut self, key: &[u8], field: &[u8]) -> Result<Option<RStr>> {
+        let Some(k) = self.read_typed(key, api::KEYTYPE_HASH)? else { return Ok(None) };
+        let f = self.s(field)?;
+        k.hash_get_str(self.ctx, &f)
+    }
+
     fn hget(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>> {
         self.hash_field(key, field)
     }

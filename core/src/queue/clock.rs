@@ -46,6 +46,13 @@ pub fn tick<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize) ->
     if left > 0 {
         r.moves += drop_expired_cache_index(s, q, env.now, left)?;
     }
+    let left = budget.saturating_sub(r.moves);
+    if left > 0 {
+        r.moves += cache::free_cleared(s, q, left)?;
+    }
+    if s.zcard(&q.cache_drops())? > 0 {
+        r.more = true;
+    }
     Ok(r)
 }
 

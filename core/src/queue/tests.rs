@@ -516,3 +516,88 @@ fn wrong_type_keys_refuse_without_writing() {
     assert_eq!(e.code, Code::WrongType);
     assert_eq!(w.s.key_names(), before);
 }
+
+mod cache_flows {
+    use super::*;
+    use crate::queue::cache::{self, Condition, Lookup};
+
+    fn goq(w: &mut World, payload: &str) -> Lookup<Vec<u8>> {
+        let words: Vec<Vec<u8>> = vec![b"q".to_vec(), b"PAYLOAD".to_vec(), payload.as_bytes().to_vec()];
+        let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
+        let (_, spec) = crate::args::cache_get_or_queue(&refs, 1 << 20).unwrap();
+        w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &spec).unwrap().0)
+    }
+
+    #[test]
+    fn miss_then_pending_then_hit() {
+        let mut w = World::new();
+        let Lookup::Queued(id) = goq(&mut w, r#"{"a":1,"b":[1,2]}"#) else { panic!("a miss") };
+        assert_eq!(goq(&mut w, r#"{ "b":[1,2], "a":1 }"#), Lookup::Pending(id.clone()), "key order does not matter");
+        let c = w.claim_n(1).remove(0);
+        assert_eq!(c.id, id);
+        assert_eq!(goq(&mut w, r#"{"a":1,"b":[1,2]}"#), Lookup::Pending(id.clone()), "running still coalesces");
+        w.done(&c);
+        assert_eq!(goq(&mut w, r#"{"a":1,"b":[1,2]}"#), Lookup::Hit(b"{\"ok\":true}".to_vec()));
+        assert_eq!((w.stat("misses"), w.stat("created")), (1, 1));
+    }
+
+    #[test]
+    fn a_failure_frees_the_hash_and_a_retry_keeps_it() {
+        let mut w = World::new();
+        let Lookup::Queued(id) = goq(&mut w, "[1]") else { panic!() };
+        let c = w.claim_n(1).remove(0);
+        assert_eq!(w.fail(&c, false), Status::Delayed);
+        assert_eq!(goq(&mut w, "[1]"), Lookup::Pending(id.clone()), "backoff keeps it pending");
+        w.s.now += 10_000;
+        w.tick();
+        let c = w.claim_n(1).remove(0);
+        w.fail(&c, true);
+        let Lookup::Queued(id2) = goq(&mut w, "[1]") else { panic!("the hash is free again") };
+        assert_ne!(id, id2);
+    }
+
+    #[test]
+    fn etags_compare_and_set() {
+        let mut w = World::new();
+        let h = "cd".repeat(32);
+        let set = |w: &mut World, v: &str, cond: Condition| {
+            w.with_env(|s, q, env| cache::set(s, q, env, h.as_bytes(), v.as_bytes(), None, &cond).unwrap().0)
+        };
+        let e1 = set(&mut w, "1", Condition::IfNone).expect("created");
+        assert_eq!(set(&mut w, "2", Condition::IfNone), None, "exists already");
+        assert_eq!(set(&mut w, "2", Condition::IfMatch(b"nope".to_vec())), None);
+        let e2 = set(&mut w, "2", Condition::IfMatch(e1.clone().into_bytes())).expect("matched");
+        assert_ne!(e1, e2);
+        assert_eq!(set(&mut w, "3", Condition::IfMatch(e1.into_bytes())), None, "a stale etag loses");
+        let q = w.q.clone();
+        assert_eq!(cache::get(&mut w.s, &q, h.as_bytes()).unwrap(), Some((b"2".to_vec(), e2.into_bytes())));
+        assert_eq!(cache::del(&mut w.s, &q, h.as_bytes()).unwrap(), 1);
+        assert_eq!(cache::del(&mut w.s, &q, h.as_bytes()).unwrap(), 0);
+    }
+
+    #[test]
+    fn clear_is_immediate_and_the_timer_frees_the_rest() {
+        let mut w = World::new();
+        for i in 0..700 {
+            let h = format!("{i:064x}");
+            w.with_env(|s, q, env| cache::set(s, q, env, h.as_bytes(), b"1", None, &Condition::Always).unwrap());
+        }
+        let q = w.q.clone();
+        assert_eq!(cache::clear(&mut w.s, &q).unwrap(), 700);
+        assert_eq!(cache::get(&mut w.s, &q, format!("{:064x}", 5).as_bytes()).unwrap(), None);
+        let r = w.tick();
+        assert_eq!(r.moves, 700, "freed within one tick's budget");
+        let names = w.s.key_names();
+        assert!(names.iter().all(|k| !k.contains(":cache")), "{:?}", &names[..names.len().min(5)]);
+    }
+
+    #[test]
+    fn expired_entries_leave_the_index() {
+        let mut w = World::new();
+        let h = "ef".repeat(32);
+        w.with_env(|s, q, env| cache::set(s, q, env, h.as_bytes(), b"1", Some(100), &Condition::Always).unwrap());
+        w.s.now += 100;
+        w.tick();
+        assert!(w.s.key_names().iter().all(|k| !k.contains("cache")));
+    }
+}
