@@ -58,6 +58,13 @@ redis_module! {
         ["cache.set", cmd!(4, commands::cache::set), "write deny-oom", 1, 1, 1, ""],
         ["cache.del", cmd!(3, commands::cache::del), "write", 1, 1, 1, ""],
         ["cache.clear", cmd!(2, commands::cache::clear), "write", 1, 1, 1, ""],
+        ["schedule.set", cmd!(5, commands::schedule::set), "write deny-oom", 1, 1, 1, ""],
+        ["schedule.get", cmd!(3, commands::schedule::get), "readonly", 1, 1, 1, ""],
+        ["schedule.list", cmd!(2, commands::schedule::list), "readonly", 1, 1, 1, ""],
+        ["schedule.del", cmd!(3, commands::schedule::del), "write", 1, 1, 1, ""],
+        ["schedule.run", cmd!(3, commands::schedule::run), "write deny-oom", 1, 1, 1, ""],
+        ["schedule.pause", cmd!(3, commands::schedule::pause), "write", 1, 1, 1, ""],
+        ["schedule.resume", cmd!(3, commands::schedule::resume), "write", 1, 1, 1, ""],
     ],
     configurations: [
         i64: [

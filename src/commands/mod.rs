@@ -3,3 +3,4 @@
 pub mod cache;
 pub mod job;
 pub mod queue;
+pub mod schedule;

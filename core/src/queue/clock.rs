@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::job::{transition, Status, Trigger};
 use crate::keys::QueueKeys;
 use crate::queue::admin::remove;
-use crate::queue::cache;
+use crate::queue::{cache, schedule};
 use crate::queue::tx::{load_job, Env, Tally, Tx};
 use crate::queue::update::{fail_tally, finish, requeue};
 use crate::store::{Op, Store, ZRange};
@@ -41,6 +41,12 @@ pub fn tick<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize) ->
             r.tally.add(&t);
             r.moves += 1;
         }
+    }
+    let left = budget.saturating_sub(r.moves);
+    if left > 0 {
+        let (fired, tally) = schedule::fire_due(s, q, env, left)?;
+        r.moves += fired;
+        r.tally.add(&tally);
     }
     let left = budget.saturating_sub(r.moves);
     if left > 0 {
@@ -144,7 +150,8 @@ fn drop_expired_cache_index<S: Store>(s: &mut S, q: &QueueKeys, now: i64, budget
 /// shell's scheduling); None when there is none.
 pub fn next_due<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<i64>> {
     let mut best: Option<f64> = None;
-    for index in [q.delayed(), q.leases(), q.deadlines(), q.expiry(), q.cache_index(cache::generation(s, q)?)] {
+    let indexes = [q.delayed(), q.leases(), q.deadlines(), q.expiry(), q.schedules(), q.cache_index(cache::generation(s, q)?)];
+    for index in indexes {
         if let Some((_, score)) = s.zrange(&index, ZRange::first(1))?.into_iter().next() {
             if score.is_finite() {
                 best = Some(best.map_or(score, |b: f64| b.min(score)));

@@ -601,3 +601,97 @@ mod cache_flows {
         assert!(w.s.key_names().iter().all(|k| !k.contains("cache")));
     }
 }
+
+mod schedules {
+    use super::*;
+    use crate::queue::schedule;
+
+    fn set(w: &mut World, line: &str) -> i64 {
+        let words: Vec<Vec<u8>> = line.split(' ').map(|x| x.as_bytes().to_vec()).collect();
+        let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
+        let (_, spec) = crate::args::schedule_set(&refs, 1 << 20).unwrap();
+        w.with_env(|s, q, env| schedule::set(s, q, env, &spec).unwrap().0)
+    }
+
+    fn field(w: &mut World, name: &str, f: &str) -> Option<Value> {
+        let q = w.q.clone();
+        schedule::get(&mut w.s, &q, name.as_bytes()).unwrap()?.into_iter().find(|(k, _)| *k == f).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn every_fires_on_its_grid_and_skips_while_the_last_run_lives() {
+        let mut w = World::new();
+        let t0 = w.s.now;
+        assert_eq!(set(&mut w, "q poll EVERY 5000 PAYLOAD {}"), t0 + 5000);
+        w.s.now += 4999;
+        w.tick();
+        assert_eq!(w.stat("created"), 0);
+        w.s.now += 1;
+        w.tick();
+        assert_eq!(w.stat("created"), 1);
+        assert_eq!(field(&mut w, "poll", "runs"), Some(Value::Int(1)));
+        assert_eq!(field(&mut w, "poll", "next_run_at"), Some(Value::Int(t0 + 10_000)));
+        w.s.now += 5000;
+        w.tick();
+        assert_eq!(w.stat("created"), 1, "the first run's job is still queued: skipped");
+        assert_eq!(field(&mut w, "poll", "skipped"), Some(Value::Int(1)));
+        let c = w.claim_n(1).remove(0);
+        assert_eq!(w.field(&c.id, "schedule"), Some(Value::Bytes(b"poll".to_vec())));
+        w.done(&c);
+        w.s.now += 5000;
+        w.tick();
+        assert_eq!(w.stat("created"), 2);
+    }
+
+    #[test]
+    fn missed_ticks_collapse_into_one_catch_up_run() {
+        let mut w = World::new();
+        let t0 = w.s.now;
+        set(&mut w, "q s EVERY 1000 PAYLOAD {} OVERLAP allow");
+        w.s.now += 60_500;
+        w.tick();
+        assert_eq!(w.stat("created"), 1, "one catch-up run, not sixty");
+        assert_eq!(field(&mut w, "s", "next_run_at"), Some(Value::Int(t0 + 61_000)));
+        w.s.now = t0 + 61_000;
+        w.tick();
+        assert_eq!(w.stat("created"), 2);
+    }
+
+    #[test]
+    fn run_pause_resume_del() {
+        let mut w = World::new();
+        set(&mut w, "q s CRON @hourly PAYLOAD {} START 0");
+        let q = w.q.clone();
+        let (id, _) = w.with_env(|s, q, env| schedule::run_now(s, q, env, b"s").unwrap());
+        assert!(id.is_some());
+        let (held, _) = w.with_env(|s, q, env| schedule::run_now(s, q, env, b"s").unwrap());
+        assert_eq!(held, None, "OVERLAP skip holds a second run back");
+        assert_eq!(w.with_env(|s, q, env| schedule::set_paused(s, q, env, b"s", true).unwrap()), 1);
+        w.s.now += 3_600_000 * 3;
+        w.tick();
+        assert_eq!(w.stat("created"), 1);
+        assert_eq!(w.with_env(|s, q, env| schedule::set_paused(s, q, env, b"s", false).unwrap()), 1);
+        assert_eq!(w.with_env(|s, q, env| schedule::set_paused(s, q, env, b"nope", false).unwrap()), 0);
+        assert_eq!(schedule::list(&mut w.s, &q).unwrap().len(), 1);
+        assert_eq!(schedule::del(&mut w.s, &q, b"s").unwrap(), 1);
+        assert_eq!(schedule::del(&mut w.s, &q, b"s").unwrap(), 0);
+        assert!(schedule::list(&mut w.s, &q).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_schedules_are_refused() {
+        let cases: [&[&str]; 7] = [
+            &["q", "s", "PAYLOAD", "{}"],
+            &["q", "s", "EVERY", "0", "PAYLOAD", "{}"],
+            &["q", "s", "EVERY", "10"],
+            &["q", "s", "CRON", "61 * * * *", "PAYLOAD", "{}"],
+            &["q", "s", "EVERY", "10", "CRON", "@daily", "PAYLOAD", "{}"],
+            &["q", "s", "EVERY", "10", "PAYLOAD", "{}", "OVERLAP", "maybe"],
+            &["q", "a{", "EVERY", "10", "PAYLOAD", "{}"],
+        ];
+        for words in cases {
+            let refs: Vec<&[u8]> = words.iter().map(|x| x.as_bytes()).collect();
+            assert!(crate::args::schedule_set(&refs, 1 << 20).is_err(), "{words:?}");
+        }
+    }
+}
