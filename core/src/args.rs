@@ -7,6 +7,7 @@ use crate::job::{Priority, Status};
 use crate::json;
 use crate::keys::QueueKeys;
 use crate::names;
+use crate::ratelimit::{self, Window};
 
 /// Walks the arguments after the command name. Option keywords match in any case.
 pub struct Cursor<'a> {
@@ -765,6 +766,42 @@ pub fn schedule_name(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>)> {
     Ok((q, name.to_vec()))
 }
 
+/// RATELIMIT.HIT / RATELIMIT.PEEK key LIMIT n PERIOD ms [LIMIT n PERIOD ms ...] [COST c]
+/// (COST defaults to 1). Keywords are compared in place: this runs on every hit.
+pub fn ratelimit(args: &[&[u8]]) -> Result<(Vec<u8>, Vec<Window>, i64)> {
+    let mut c = Cursor::new(args);
+    let key = c.next().ok_or_else(|| AiError::arg("key", "is missing"))?.to_vec();
+    let mut windows = Vec::with_capacity(2);
+    let mut cost = None;
+    while let Some(kw) = c.next() {
+        if kw.eq_ignore_ascii_case(b"LIMIT") {
+            if windows.len() >= ratelimit::MAX_WINDOWS {
+                let most = ratelimit::MAX_WINDOWS;
+                return Err(AiError::arg("LIMIT", format!("may be given at most {most} times")));
+            }
+            windows.push(limit_period(&mut c)?);
+        } else if kw.eq_ignore_ascii_case(b"COST") {
+            let v = c.count("COST")?;
+            once(&mut cost, "COST", v)?
+        } else {
+            return Err(unknown(&String::from_utf8_lossy(kw)));
+        }
+    }
+    let cost = cost.unwrap_or(1);
+    ratelimit::check_args(&windows, cost)?;
+    Ok((key, windows, cost))
+}
+
+/// `n PERIOD ms` after a LIMIT keyword.
+fn limit_period(c: &mut Cursor) -> Result<Window> {
+    let limit = positive("LIMIT", c.value("LIMIT")?)?;
+    if !c.next().is_some_and(|k| k.eq_ignore_ascii_case(b"PERIOD")) {
+        return Err(AiError::arg("LIMIT", "must be followed by PERIOD ms"));
+    }
+    let period = positive("PERIOD", c.value("PERIOD")?)?;
+    Ok(Window { limit, period })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -852,6 +889,45 @@ mod tests {
             let v = a(bad);
             assert!(job_claim(&refs(&v)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ratelimit_parses_windows_and_cost() {
+        let v = a("rl:{c}:gen limit 10 period 1000 LIMIT 100 PERIOD 60000 COST 3");
+        let (key, w, cost) = ratelimit(&refs(&v)).unwrap();
+        assert_eq!(key, b"rl:{c}:gen");
+        assert_eq!(w, vec![Window { limit: 10, period: 1000 }, Window { limit: 100, period: 60000 }]);
+        assert_eq!(cost, 3);
+        let v = a("k LIMIT 5 PERIOD 10");
+        assert_eq!(ratelimit(&refs(&v)).unwrap().2, 1);
+        let v = a("k COST 0 LIMIT 5 PERIOD 10");
+        assert_eq!(ratelimit(&refs(&v)).unwrap().2, 0);
+        let nine = format!("k{}", " LIMIT 1 PERIOD 1".repeat(9));
+        for (line, arg) in [
+            ("k", "LIMIT"),
+            ("k COST 1", "LIMIT"),
+            ("k LIMIT 0 PERIOD 5", "LIMIT"),
+            ("k LIMIT -1 PERIOD 5", "LIMIT"),
+            ("k LIMIT 1.5 PERIOD 5", "LIMIT"),
+            ("k LIMIT 5", "LIMIT"),
+            ("k LIMIT 5 COST 1", "LIMIT"),
+            ("k LIMIT 5 PERIOD", "PERIOD"),
+            ("k LIMIT 5 PERIOD 0", "PERIOD"),
+            ("k LIMIT 5 PERIOD 1e3", "PERIOD"),
+            ("k LIMIT 5 PERIOD 1000000000001", "PERIOD"),
+            ("k LIMIT 5 PERIOD 10 LIMIT 6 PERIOD 10", "PERIOD"),
+            ("k LIMIT 5 PERIOD 10 COST 6", "COST"),
+            ("k LIMIT 5 PERIOD 10 COST -1", "COST"),
+            ("k LIMIT 5 PERIOD 10 COST 1 COST 2", "COST"),
+            ("k LIMIT 5 PERIOD 10 COST", "COST"),
+            ("k LIMIT 5 PERIOD 10 BOGUS", "BOGUS"),
+            (nine.as_str(), "LIMIT"),
+        ] {
+            let v = a(line);
+            let e = ratelimit(&refs(&v)).unwrap_err();
+            assert!(e.message.contains(arg), "{line}: {}", e.message);
+        }
+        assert!(ratelimit(&[]).unwrap_err().message.contains("key"));
     }
 
     #[test]
