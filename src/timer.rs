@@ -196,7 +196,12 @@ struct ScanSink<'a> {
 }
 
 /// One SCAN step; false when the db has been walked through.
-fn scan_step(ctx: *mut raw::RedisModuleCtx, cursor: *mut raw::RedisModuleScanCursor, db: c_int, found: &mut Vec<QueueId>) -> bool {
+fn scan_step(
+    ctx: *mut raw::RedisModuleCtx,
+    cursor: *mut raw::RedisModuleScanCursor,
+    db: c_int,
+    found: &mut Vec<QueueId>,
+) -> bool {
     let mut sink = ScanSink { db, found };
     match unsafe { raw::RedisModule_Scan } {
         Some(f) => unsafe { f(ctx, cursor, Some(on_key), &mut sink as *mut _ as *mut c_void) != 0 },
@@ -224,9 +229,8 @@ unsafe extern "C" fn on_key(
 /// Runs the moves of every queue whose next look has come.
 fn run_due(ctx: *mut raw::RedisModuleCtx) {
     let now = api::now_ms();
-    let due: Vec<QueueId> = CLOCK.with(|c| {
-        c.borrow().queues.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect()
-    });
+    let due: Vec<QueueId> =
+        CLOCK.with(|c| c.borrow().queues.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect());
     if due.is_empty() {
         return;
     }

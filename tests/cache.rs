@@ -47,7 +47,12 @@ fn miss_pending_then_hit_with_no_new_job() {
     let st = ok(&mut c, &["QUEUE.STATS", "q"]);
     assert_eq!(fi(&st, "hits"), 1, "not counted twice");
     let info = s(&ok(&mut c, &["INFO", "aijob"]));
-    assert!(info.contains("aijob_cache_hits:1") && info.contains("aijob_cache_misses:1") && info.contains("aijob_coalesced:1"), "{info}");
+    assert!(
+        info.contains("aijob_cache_hits:1")
+            && info.contains("aijob_cache_misses:1")
+            && info.contains("aijob_coalesced:1"),
+        "{info}"
+    );
 }
 
 #[test]
@@ -77,7 +82,10 @@ fn key_parts_hash_and_explicit_hash() {
     let a = s(&ok(&mut c, &["CACHE.HASH", "KEY", "a:b", ""]));
     let b = s(&ok(&mut c, &["CACHE.HASH", "KEY", "a", ":b"]));
     assert_ne!(a, b, "parts are length-prefixed");
-    assert_eq!(s(&ok(&mut c, &["CACHE.HASH", "KEY", ""])), "af5570f5a1810b7af78caf4bc70a660f0df51e42baf91d4de5b2328de0e83dfc");
+    assert_eq!(
+        s(&ok(&mut c, &["CACHE.HASH", "KEY", ""])),
+        "af5570f5a1810b7af78caf4bc70a660f0df51e42baf91d4de5b2328de0e83dfc"
+    );
     let p1 = s(&ok(&mut c, &["CACHE.HASH", "PAYLOAD", r#"{"b":1,"a":2}"#]));
     let p2 = s(&ok(&mut c, &["CACHE.HASH", "PAYLOAD", r#"{"a":2, "b":1.0}"#]));
     assert_eq!(p1, p2, "canonical JSON: key order, whitespace, 1.0 == 1");
@@ -102,7 +110,11 @@ fn etag_compare_and_set_both_ways() {
     assert_ne!(e2, e1);
     assert_eq!(ok(&mut c, &["CACHE.SET", "q", &h, r#"{"v":3}"#, "IFMATCH", &e1]), Value::Nil, "a stale etag loses");
     assert_eq!(s(&ok(&mut c, &["CACHE.GET", "q", &h])), r#"{"v":2}"#);
-    assert_eq!(ok(&mut c, &["CACHE.SET", "q", &"cd".repeat(32), "1", "IFMATCH", &e2]), Value::Nil, "no entry, no match");
+    assert_eq!(
+        ok(&mut c, &["CACHE.SET", "q", &"cd".repeat(32), "1", "IFMATCH", &e2]),
+        Value::Nil,
+        "no entry, no match"
+    );
     assert_eq!(int(&ok(&mut c, &["CACHE.DEL", "q", &h])), 1);
     assert_eq!(int(&ok(&mut c, &["CACHE.DEL", "q", &h])), 0);
     assert_eq!(ok(&mut c, &["CACHE.GET", "q", &h]), Value::Nil);
@@ -118,9 +130,13 @@ fn cachettl_expires_the_entry() {
     let h = s(&ok(&mut c, &["CACHE.HASH", "PAYLOAD", "[1]"]));
     let pttl = int(&ok(&mut c, &["PTTL", &format!("aijob:{{q}}:cache:0:{h}")]));
     assert!(pttl > 0 && pttl <= 300, "{pttl}");
-    wait_until(Duration::from_secs(3), "the entry to expire", || (goq(&mut c, "q", &["PAYLOAD", "[1]"]).0 != "hit").then_some(()));
+    wait_until(Duration::from_secs(3), "the entry to expire", || {
+        (goq(&mut c, "q", &["PAYLOAD", "[1]"]).0 != "hit").then_some(())
+    });
     ok(&mut c, &["CACHE.SET", "q", &h, "1", "TTL", "200"]);
-    wait_until(Duration::from_secs(3), "a CACHE.SET TTL to expire", || (ok(&mut c, &["CACHE.GET", "q", &h]) == Value::Nil).then_some(()));
+    wait_until(Duration::from_secs(3), "a CACHE.SET TTL to expire", || {
+        (ok(&mut c, &["CACHE.GET", "q", &h]) == Value::Nil).then_some(())
+    });
 }
 
 #[test]
@@ -212,7 +228,9 @@ fn seed_flow_rails_improve_sketch() {
     let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
     let (svg, hints) = ("<svg><path d='M0 0L10 10'/></svg>", "make it cleaner");
     let payload = format!(r#"{{"provider":"gemini","model":"gemini-2.5-flash","request":{{"hints":"{hints}"}}}}"#);
-    let ask = |c: &mut Connection| goq(c, "improve_sketch", &["PAYLOAD", &payload, "CACHETTL", "604800000", "KEY", png, svg, hints]);
+    let ask = |c: &mut Connection| {
+        goq(c, "improve_sketch", &["PAYLOAD", &payload, "CACHETTL", "604800000", "KEY", png, svg, hints])
+    };
     let (kind, request_id, _) = ask(&mut app);
     assert_eq!(kind, "queued");
     let request_id = request_id.unwrap();
@@ -223,7 +241,18 @@ fn seed_flow_rails_improve_sketch() {
         thread::spawn(move || {
             ok(&mut w, &["JOB.UPDATE", "improve_sketch", &id, "STATUS", "running"]);
             thread::sleep(Duration::from_millis(100));
-            ok(&mut w, &["JOB.UPDATE", "improve_sketch", &id, "STATUS", "done", "RESULT", r#"{"image_base64":"AAA","title":"Cleaner"}"#]);
+            ok(
+                &mut w,
+                &[
+                    "JOB.UPDATE",
+                    "improve_sketch",
+                    &id,
+                    "STATUS",
+                    "done",
+                    "RESULT",
+                    r#"{"image_base64":"AAA","title":"Cleaner"}"#,
+                ],
+            );
         })
     };
     // the frontend polls improveSketchStatus(requestId)
@@ -249,7 +278,8 @@ fn seed_flow_fastapi_analyze_artifact() {
     let mut api = srv.conn();
     let content = "# Runbook\nRestart the pod when latency > 2s.\n";
     let payload = serde_json::json!({"provider":"gemini","model":"m","request":{"artifact": content}}).to_string();
-    let (kind, job_id, _) = goq(&mut api, "analyze", &["PAYLOAD", &payload, "META", r#"{"filename":"runbook.md"}"#, "KEY", content]);
+    let (kind, job_id, _) =
+        goq(&mut api, "analyze", &["PAYLOAD", &payload, "META", r#"{"filename":"runbook.md"}"#, "KEY", content]);
     assert_eq!(kind, "queued");
     let job_id = job_id.unwrap();
     let mut sub = srv.conn();

@@ -16,10 +16,15 @@ fn every_200_fires_on_time() {
     let srv = Server::start();
     let mut c = srv.conn();
     let t0 = Instant::now();
-    let next = int(&ok(&mut c, &["SCHEDULE.SET", "poll", "gen", "EVERY", "200", "PAYLOAD", "{\"poll\":1}", "OVERLAP", "allow"]));
+    let next = int(&ok(
+        &mut c,
+        &["SCHEDULE.SET", "poll", "gen", "EVERY", "200", "PAYLOAD", "{\"poll\":1}", "OVERLAP", "allow"],
+    ));
     let now = int(&array(&ok(&mut c, &["TIME"]))[0]) * 1000;
     assert!((next - now - 200).abs() < 1100, "first run one period away: {}", next - now);
-    wait_until(Duration::from_secs(5), "runs to pile up", || (t0.elapsed() >= Duration::from_millis(2000)).then_some(()));
+    wait_until(Duration::from_secs(5), "runs to pile up", || {
+        (t0.elapsed() >= Duration::from_millis(2000)).then_some(())
+    });
     let n = stat(&mut c, "poll", "created");
     assert!((7..=11).contains(&n), "about ten runs in two seconds, got {n}");
     let jobs = jobs_of(&mut c, "poll");
@@ -67,10 +72,16 @@ fn overlap_skip_holds_runs_back_while_the_last_job_runs() {
 fn run_pause_resume_and_del() {
     let srv = Server::start();
     let mut c = srv.conn();
-    ok(&mut c, &["SCHEDULE.SET", "q", "s", "EVERY", "3600000", "PAYLOAD", "{\"x\":1}", "PRIORITY", "high", "GROUP", "ops"]);
+    ok(
+        &mut c,
+        &["SCHEDULE.SET", "q", "s", "EVERY", "3600000", "PAYLOAD", "{\"x\":1}", "PRIORITY", "high", "GROUP", "ops"],
+    );
     let id = s(&ok(&mut c, &["SCHEDULE.RUN", "q", "s"]));
     let rec = ok(&mut c, &["JOB.GET", "q", &id]);
-    assert_eq!((fs(&rec, "schedule"), fs(&rec, "priority"), fs(&rec, "group")), ("s".into(), "high".into(), "ops".into()));
+    assert_eq!(
+        (fs(&rec, "schedule"), fs(&rec, "priority"), fs(&rec, "group")),
+        ("s".into(), "high".into(), "ops".into())
+    );
     assert_eq!(ok(&mut c, &["SCHEDULE.RUN", "q", "s"]), Value::Nil, "OVERLAP skip holds it back");
     assert!(err(&mut c, &["SCHEDULE.RUN", "q", "nope"]).starts_with("NOTFOUND"));
     ok(&mut c, &["SCHEDULE.SET", "q", "fast", "EVERY", "100", "PAYLOAD", "{}", "OVERLAP", "allow"]);
@@ -147,7 +158,9 @@ fn a_schedule_fires_once_across_a_failover() {
     let before_promotion = stat(&mut r, "fo", "created");
     ok(&mut r, &["REPLICAOF", "NO", "ONE"]);
     let promoted_at = Instant::now();
-    wait_until(Duration::from_secs(3), "the promoted replica to fire", || (stat(&mut r, "fo", "created") > before_promotion).then_some(()));
+    wait_until(Duration::from_secs(3), "the promoted replica to fire", || {
+        (stat(&mut r, "fo", "created") > before_promotion).then_some(())
+    });
     assert!(promoted_at.elapsed() < Duration::from_millis(1500));
     std::thread::sleep(Duration::from_millis(1000));
     ok(&mut r, &["SCHEDULE.PAUSE", "fo", "tick"]);
@@ -156,7 +169,12 @@ fn a_schedule_fires_once_across_a_failover() {
     slots.sort();
     let n = slots.len();
     slots.dedup();
-    assert_eq!(slots.len(), n, "a slot ran twice: {:?}", jobs_of(&mut r, "fo").iter().map(|j| fi(j, "created_at")).collect::<Vec<_>>());
+    assert_eq!(
+        slots.len(),
+        n,
+        "a slot ran twice: {:?}",
+        jobs_of(&mut r, "fo").iter().map(|j| fi(j, "created_at")).collect::<Vec<_>>()
+    );
     assert_eq!(fi(&ok(&mut r, &["SCHEDULE.GET", "fo", "tick"]), "runs") as usize, n);
 }
 
@@ -176,5 +194,7 @@ fn schedules_survive_an_aof_restart() {
     let mut c = again.conn();
     assert_eq!(fi(&ok(&mut c, &["SCHEDULE.GET", "q", "daily"]), "next_run_at"), daily);
     let before = stat(&mut c, "q", "created");
-    wait_until(Duration::from_secs(3), "the restarted master to fire", || (stat(&mut c, "q", "created") > before + 1).then_some(()));
+    wait_until(Duration::from_secs(3), "the restarted master to fire", || {
+        (stat(&mut c, "q", "created") > before + 1).then_some(())
+    });
 }

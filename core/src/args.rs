@@ -816,7 +816,9 @@ mod tests {
 
     #[test]
     fn create_parses_every_option() {
-        let v = a(r#"q PAYLOAD {"a":1} ID j1 priority HIGH DELAY 5 MAXATTEMPTS 2 RETENTION 9 DEADLINE 7 META {} GROUP t COST 3"#);
+        let v = a(
+            r#"q PAYLOAD {"a":1} ID j1 priority HIGH DELAY 5 MAXATTEMPTS 2 RETENTION 9 DEADLINE 7 META {} GROUP t COST 3"#,
+        );
         let (q, s) = job_create(&refs(&v), 1 << 20).unwrap();
         assert_eq!(q.name(), b"q");
         assert_eq!(s.payload, br#"{"a":1}"#);

@@ -90,14 +90,7 @@ pub struct ZRange {
 
 impl ZRange {
     pub fn up_to(max: f64, limit: usize) -> Self {
-        ZRange {
-            min: f64::NEG_INFINITY,
-            min_exclusive: false,
-            max,
-            max_exclusive: false,
-            reverse: false,
-            limit,
-        }
+        ZRange { min: f64::NEG_INFINITY, min_exclusive: false, max, max_exclusive: false, reverse: false, limit }
     }
 
     pub fn first(limit: usize) -> Self {

@@ -146,12 +146,8 @@ impl OpenKey {
         let cursor = rm!(RedisModule_ScanCursorCreate());
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         loop {
-            let more = rm!(RedisModule_ScanKey(
-                self.ptr,
-                cursor,
-                Some(collect_field),
-                &mut out as *mut _ as *mut c_void
-            ));
+            let more =
+                rm!(RedisModule_ScanKey(self.ptr, cursor, Some(collect_field), &mut out as *mut _ as *mut c_void));
             if more == 0 {
                 break;
             }
@@ -179,11 +175,7 @@ impl OpenKey {
     }
 
     /// Members in a score range, ascending (or descending), at most `limit`.
-    pub fn zrange(
-        &self,
-        ctx: *mut raw::RedisModuleCtx,
-        r: &aijob_core::store::ZRange,
-    ) -> Result<Vec<(Vec<u8>, f64)>> {
+    pub fn zrange(&self, ctx: *mut raw::RedisModuleCtx, r: &aijob_core::store::ZRange) -> Result<Vec<(Vec<u8>, f64)>> {
         let (minex, maxex) = (r.min_exclusive as c_int, r.max_exclusive as c_int);
         let started = if r.reverse {
             rm!(RedisModule_ZsetLastInScoreRange(self.ptr, r.min, r.max, minex, maxex))
@@ -272,9 +264,7 @@ unsafe extern "C" fn collect_field(
 pub fn now_ms() -> i64 {
     match unsafe { raw::RedisModule_Milliseconds } {
         Some(f) => unsafe { f() },
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
     }
 }
 

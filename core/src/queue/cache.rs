@@ -69,7 +69,12 @@ pub enum Lookup<B> {
 
 /// CACHE.GETORQUEUE: the cached result, or the live job computing it, or a new job.
 /// `spec.hash` must be set.
-pub fn get_or_queue<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, spec: &JobSpec) -> Result<(Lookup<S::Blob>, Tally)> {
+pub fn get_or_queue<S: Store>(
+    s: &mut S,
+    q: &QueueKeys,
+    env: &mut Env,
+    spec: &JobSpec,
+) -> Result<(Lookup<S::Blob>, Tally)> {
     let hash = spec.hash.as_deref().ok_or_else(|| AiError::arg("HASH", "is required"))?.as_bytes();
     let mut tally = Tally::default();
     let key = q.cache(generation(s, q)?, hash);

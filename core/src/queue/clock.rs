@@ -7,9 +7,9 @@ use crate::error::Result;
 use crate::job::{transition, Status, Trigger};
 use crate::keys::QueueKeys;
 use crate::queue::admin::remove;
-use crate::queue::{cache, schedule};
 use crate::queue::tx::{load_job, Env, Tally, Tx};
 use crate::queue::update::{fail_tally, finish, requeue};
+use crate::queue::{cache, schedule};
 use crate::store::{Op, Store, ZRange};
 
 /// What one tick of one queue did.
@@ -150,7 +150,8 @@ fn drop_expired_cache_index<S: Store>(s: &mut S, q: &QueueKeys, now: i64, budget
 /// shell's scheduling); None when there is none.
 pub fn next_due<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<i64>> {
     let mut best: Option<f64> = None;
-    let indexes = [q.delayed(), q.leases(), q.deadlines(), q.expiry(), q.schedules(), q.cache_index(cache::generation(s, q)?)];
+    let indexes =
+        [q.delayed(), q.leases(), q.deadlines(), q.expiry(), q.schedules(), q.cache_index(cache::generation(s, q)?)];
     for index in indexes {
         if let Some((_, score)) = s.zrange(&index, ZRange::first(1))?.into_iter().next() {
             if score.is_finite() {

@@ -200,7 +200,8 @@ pub fn fire_due<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize
 
 /// SCHEDULE.RUN: a run now, outside the timetable; the job id, or None when held back.
 pub fn run_now<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, name: &[u8]) -> Result<(Option<Vec<u8>>, Tally)> {
-    let sc = load(s, q, name)?.ok_or_else(|| AiError::not_found(format!("no schedule {}", String::from_utf8_lossy(name))))?;
+    let sc = load(s, q, name)?
+        .ok_or_else(|| AiError::not_found(format!("no schedule {}", String::from_utf8_lossy(name))))?;
     let mut tx = Tx::new(s, q, env.now, env.config);
     let id = run_once(&mut tx, env, &sc)?;
     Ok((id, tx.commit()?))
@@ -255,7 +256,17 @@ const SHOWN: [&str; 19] = [
 fn is_number(f: &str) -> bool {
     matches!(
         f,
-        "every" | "max_attempts" | "retention" | "deadline" | "cost" | "paused" | "next_run_at" | "last_run_at" | "runs" | "skipped" | "start"
+        "every"
+            | "max_attempts"
+            | "retention"
+            | "deadline"
+            | "cost"
+            | "paused"
+            | "next_run_at"
+            | "last_run_at"
+            | "runs"
+            | "skipped"
+            | "start"
     )
 }
 

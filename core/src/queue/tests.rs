@@ -21,7 +21,12 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        World { s: MemStore::new(1_000_000), q: QueueKeys::new(b"q").unwrap(), rng: SplitMix(42), config: Config::default() }
+        World {
+            s: MemStore::new(1_000_000),
+            q: QueueKeys::new(b"q").unwrap(),
+            rng: SplitMix(42),
+            config: Config::default(),
+        }
     }
 
     fn with_env<R>(&mut self, f: impl FnOnce(&mut MemStore, &QueueKeys, &mut Env) -> R) -> R {
@@ -92,7 +97,6 @@ impl World {
         };
         self.update(&c.id, a).unwrap()
     }
-
 }
 
 fn spec(prio: Priority, group: Option<&str>) -> JobSpec {
@@ -293,7 +297,8 @@ fn heartbeat_extends_the_lease() {
     w.job("{}");
     let c = w.claim_n(1).remove(0);
     w.s.now += 20_000;
-    let hb = UpdateArgs { token: Some(c.token.as_bytes().to_vec()), progress: Some(b"half".to_vec()), ..Default::default() };
+    let hb =
+        UpdateArgs { token: Some(c.token.as_bytes().to_vec()), progress: Some(b"half".to_vec()), ..Default::default() };
     assert_eq!(w.update(&c.id, hb).unwrap(), Status::Running);
     w.s.now += 20_000;
     w.tick();
