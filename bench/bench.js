@@ -25,6 +25,8 @@ const argAfter = (flag) => {
   const i = process.argv.indexOf(flag);
   return i >= 0 ? process.argv[i + 1] : undefined;
 };
+// --only <text>: just the comparisons whose row contains <text> (for development)
+const ONLY = argAfter('--only');
 const MODULE = path.resolve(argAfter('--module') || path.join(__dirname, '..', 'target', 'release', 'libaijob.so'));
 
 const PLAN = QUICK
@@ -289,6 +291,7 @@ async function runComparisons(ctx, lines, log) {
     for (const depth of PLAN.depths) {
       for (const c of family(ctx, depth)) {
         if (QUICK && c.full) continue;
+        if (ONLY && !c.row.includes(ONLY)) continue;
         await ctx.admin.call('FLUSHALL');
         await server.sleep(200); // the module's timer forgets flushed queues
         if (c.setup) await c.setup();
@@ -348,8 +351,8 @@ async function main() {
   const notes = [];
   try {
     await runComparisons(ctx, lines, log);
-    await runE2E(ctx, lines, notes, log);
-    await runMemory(ctx, lines, notes, log);
+    if (!ONLY || 'end to end'.includes(ONLY)) await runE2E(ctx, lines, notes, log);
+    if (!ONLY || 'memory'.includes(ONLY)) await runMemory(ctx, lines, notes, log);
   } finally {
     for (const c of pool) c.disconnect();
     await stop();
@@ -357,7 +360,7 @@ async function main() {
   const minutes = ((Date.now() - t0) / 60000).toFixed(1);
   const report = render(srv, lines, notes, minutes);
   process.stdout.write(report);
-  const out = path.join(__dirname, 'results', QUICK ? 'latest-quick.md' : 'latest.md');
+  const out = path.join(__dirname, 'results', ONLY ? 'latest-only.md' : QUICK ? 'latest-quick.md' : 'latest.md');
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, report);
   log(`bench: wrote ${path.relative(process.cwd(), out)} (${minutes} min)`);

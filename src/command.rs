@@ -18,6 +18,9 @@ use crate::store::{api, RedisStore};
 pub struct Call<'a> {
     pub ctx: *mut raw::RedisModuleCtx,
     pub args: Vec<&'a [u8]>,
+    /// The same arguments as Redis's own strings, when the command came from a client
+    /// (empty for a blocked claim re-run from its callback): fast paths open keys by them.
+    pub raw_args: &'a [RedisString],
     pub now: i64,
     pub config: Config,
     pub store: RedisStore,
@@ -31,6 +34,7 @@ impl<'a> Call<'a> {
         Call {
             ctx,
             args,
+            raw_args: &[],
             now,
             config: crate::config::snapshot(),
             store: RedisStore::new(ctx, now),
@@ -54,6 +58,21 @@ impl<'a> Call<'a> {
     }
 }
 
+impl Call<'_> {
+    /// Argument `i` (after the command name) as a module string: Redis's own when there
+    /// is one, else a fresh copy (kept alive by `hold`).
+    pub fn arg_str(&self, i: usize, hold: &mut Option<crate::store::api::RStr>) -> Result<*mut raw::RedisModuleString> {
+        if let Some(a) = self.raw_args.get(i) {
+            return Ok(a.inner);
+        }
+        let bytes = self.args.get(i).copied().unwrap_or_default();
+        let s = crate::store::api::RStr::new(self.ctx, bytes)?;
+        let ptr = s.ptr;
+        *hold = Some(s);
+        Ok(ptr)
+    }
+}
+
 /// A command body: parses `args` (after the command name), works, returns the reply.
 pub type Body = fn(&mut Call) -> Result<Out>;
 
@@ -66,6 +85,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>, min_args: usize, body: Body) -
     let raw_ctx = ctx.ctx;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut call = Call::new(raw_ctx, slices);
+        call.raw_args = args.get(1..).unwrap_or(&[]);
         let out = body(&mut call);
         (out, call.tally)
     }));

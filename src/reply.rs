@@ -11,6 +11,8 @@ use redis_module::raw;
 pub enum Out {
     Int(i64),
     Bytes(Vec<u8>),
+    /// A bulk string known at compile time (no allocation).
+    Static(&'static [u8]),
     Str(&'static str),
     Null,
     NullArray,
@@ -51,6 +53,7 @@ impl Out {
                     }
                 }
                 Out::Bytes(b) => bulk(ctx, b),
+                Out::Static(b) => bulk(ctx, b),
                 Out::Str(s) => {
                     if let Some(f) = raw::RedisModule_ReplyWithSimpleString {
                         let c = std::ffi::CString::new(*s).unwrap_or_default();

@@ -35,35 +35,74 @@ struct Clock {
     /// Discovery after load or promotion: the db being scanned and its cursor.
     scan: Option<(c_int, *mut raw::RedisModuleScanCursor)>,
     was_master: bool,
+    /// Ticks so far: `last_touch` is only good within the tick it was made in.
+    ticks: u64,
+    /// The queue the last command touched, and in which tick: touching it again before
+    /// the next tick changes nothing, so the common case skips the map (and the key copy).
+    last_touch: Option<(c_int, Vec<u8>, u64)>,
+}
+
+/// Cache hits and coalesced requests per queue, not yet added to its `meta`: the hit path
+/// stays a pure read, and the timer adds them up with one write per tick. The counts of
+/// the queue counted last wait in `last` (no map lookup, no key copy per hit) until
+/// another queue is counted or somebody reads them.
+#[derive(Default)]
+struct CacheCounts {
+    map: HashMap<QueueId, (i64, i64)>,
+    last: Option<(c_int, Vec<u8>, i64, i64)>,
+}
+
+impl CacheCounts {
+    fn spill(&mut self) {
+        if let Some((db, name, hits, coalesced)) = self.last.take() {
+            let e = self.map.entry((db, name)).or_insert((0, 0));
+            e.0 += hits;
+            e.1 += coalesced;
+        }
+    }
 }
 
 thread_local! {
     static CLOCK: RefCell<Clock> = RefCell::new(Clock::default());
-    /// Cache hits and coalesced requests per queue, not yet added to its `meta`: the
-    /// hit path stays a pure read, and the timer adds them up with one write per tick.
-    static CACHE_COUNTS: RefCell<HashMap<QueueId, (i64, i64)>> = RefCell::new(HashMap::new());
+    static CACHE_COUNTS: RefCell<CacheCounts> = RefCell::new(CacheCounts::default());
 }
 
 pub fn count_cache(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, hits: i64, coalesced: i64) {
-    let id = (selected_db(ctx), q.name().to_vec());
+    let db = selected_db(ctx);
     CACHE_COUNTS.with(|m| {
         let mut m = m.borrow_mut();
-        let e = m.entry(id).or_insert((0, 0));
-        e.0 += hits;
-        e.1 += coalesced;
+        match &mut m.last {
+            Some((d, name, h, c)) if *d == db && name.as_slice() == q.name() => {
+                *h += hits;
+                *c += coalesced;
+            }
+            _ => {
+                m.spill();
+                m.last = Some((db, q.name().to_vec(), hits, coalesced));
+            }
+        }
     });
 }
 
 /// The counts `count_cache` holds for `q` that `meta` does not show yet.
 pub fn buffered_cache_counts(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys) -> (i64, i64) {
     let id = (selected_db(ctx), q.name().to_vec());
-    CACHE_COUNTS.with(|m| m.borrow().get(&id).copied().unwrap_or((0, 0)))
+    CACHE_COUNTS.with(|m| {
+        let mut m = m.borrow_mut();
+        m.spill();
+        m.map.get(&id).copied().unwrap_or((0, 0))
+    })
 }
 
 fn flush_cache_counts(store: &mut RedisStore, id: &QueueId, q: &QueueKeys) {
     use aijob_core::queue::tx::meta;
     use aijob_core::store::{Op, Store};
-    let Some((hits, coalesced)) = CACHE_COUNTS.with(|m| m.borrow_mut().remove(id)) else { return };
+    let taken = CACHE_COUNTS.with(|m| {
+        let mut m = m.borrow_mut();
+        m.spill();
+        m.map.remove(id)
+    });
+    let Some((hits, coalesced)) = taken else { return };
     let mut ops = Vec::new();
     for (field, n) in [(meta::HITS, hits), (meta::COALESCED, coalesced)] {
         if n > 0 {
@@ -82,9 +121,17 @@ fn selected_db(ctx: *mut raw::RedisModuleCtx) -> c_int {
 
 /// A command touched `q`: the timer looks at it on its next tick.
 pub fn touch(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys) {
-    let id = (selected_db(ctx), q.name().to_vec());
+    let db = selected_db(ctx);
     CLOCK.with(|c| {
-        c.borrow_mut().queues.insert(id, 0);
+        let mut c = c.borrow_mut();
+        let ticks = c.ticks;
+        if let Some((d, name, t)) = &c.last_touch {
+            if *d == db && *t == ticks && name.as_slice() == q.name() {
+                return;
+            }
+        }
+        c.queues.insert((db, q.name().to_vec()), 0);
+        c.last_touch = Some((db, q.name().to_vec(), ticks));
     });
 }
 
@@ -97,6 +144,7 @@ fn on_tick(ctx: &Context, _: ()) {
     let flags = api::context_flags(raw_ctx);
     let master = flags & api::FLAG_MASTER != 0 && flags & api::FLAG_LOADING == 0;
     crate::info::c::timer_ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    CLOCK.with(|c| c.borrow_mut().ticks += 1);
     if master {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             discover(raw_ctx);

@@ -9,6 +9,55 @@ use crate::keys::QueueKeys;
 use crate::names;
 use crate::ratelimit::{self, Window};
 
+/// Longest keyword `Kw` upper-cases in place; every option name is shorter.
+const KW_MAX: usize = 16;
+
+/// An option keyword, upper-cased in a buffer on the stack: the parse runs on every call,
+/// and an allocation inside Redis costs more than the parse itself. A longer word (no
+/// option is that long) reads as its own text, so it matches nothing and the error
+/// message still names it.
+pub struct Kw<'a> {
+    upper: [u8; KW_MAX],
+    len: usize,
+    raw: &'a [u8],
+}
+
+impl<'a> Kw<'a> {
+    pub fn new(raw: &'a [u8]) -> Kw<'a> {
+        let mut upper = [0u8; KW_MAX];
+        let len = raw.len();
+        if let Some(dst) = upper.get_mut(..len) {
+            dst.copy_from_slice(raw);
+            dst.make_ascii_uppercase();
+        }
+        Kw { upper, len, raw }
+    }
+
+    pub fn as_str(&self) -> &str {
+        let bytes = self.upper.get(..self.len).unwrap_or(self.raw);
+        std::str::from_utf8(bytes).unwrap_or("?")
+    }
+}
+
+impl std::ops::Deref for Kw<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Kw<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Kw<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Walks the arguments after the command name. Option keywords match in any case.
 pub struct Cursor<'a> {
     args: &'a [&'a [u8]],
@@ -37,8 +86,8 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next option keyword, upper-cased, or None at the end.
-    pub fn keyword(&mut self) -> Option<String> {
-        self.next().map(|k| String::from_utf8_lossy(k).to_ascii_uppercase())
+    pub fn keyword(&mut self) -> Option<Kw<'a>> {
+        self.next().map(Kw::new)
     }
 
     /// The value after option `opt`.
@@ -353,7 +402,7 @@ pub fn claim_key_positions(args: &[&[u8]]) -> Vec<usize> {
     let mut positions = vec![0];
     let mut i = 1;
     while let Some(word) = args.get(i) {
-        let kw = String::from_utf8_lossy(word).to_ascii_uppercase();
+        let kw = Kw::new(word);
         i += match kw.as_str() {
             "WORKER" | "LEASE" | "BLOCK" | "COUNT" => 2,
             "CHARGE" => {
@@ -614,7 +663,13 @@ pub fn cache_get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, 
     let (mut has_payload, mut hash, mut parts) = (false, None, None);
     while let Some(kw) = c.keyword() {
         if kw == "PAYLOAD" {
+            // Parsed only where it is used (hashing it, or making the job): a cache hit
+            // with HASH or KEY answers without reading the payload.
+            let v = c.value("PAYLOAD")?;
+            check_size("PAYLOAD", v, max_bytes)?;
+            spec.payload = v.to_vec();
             has_payload = true;
+            continue;
         }
         if spec.option(&kw, &mut c, max_bytes)? {
             continue;
@@ -640,6 +695,10 @@ pub fn cache_get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, 
     }
     spec.hash = Some(match hash {
         Some(h) => h,
+        None if parts.is_none() => {
+            json::validate("PAYLOAD", &spec.payload)?;
+            hash::of_payload(&spec.payload)?
+        }
         None => content_hash(parts.as_deref(), &spec.payload)?,
     });
     Ok((q, spec))
@@ -903,7 +962,10 @@ mod tests {
         assert_eq!(c.count, 2);
         assert_eq!(c.charges.len(), 2);
         assert!(c.charges[0].by_cost);
-        assert_eq!(c.charges[0].windows, vec![Window { limit: 10, period: 1000 }, Window { limit: 100, period: 60000 }]);
+        assert_eq!(
+            c.charges[0].windows,
+            vec![Window { limit: 10, period: 1000 }, Window { limit: 100, period: 60000 }]
+        );
         let refs_v = refs(&v);
         assert_eq!(claim_key_positions(&refs_v), vec![0, 10, 21]);
         for bad in ["q CHARGE k", "q CHARGE k COST", "q CHARGE k COST LIMIT 0 PERIOD 5", "q COUNT 0", "q BLOCK -1"] {

@@ -35,7 +35,8 @@ pub fn parse_hex(arg: &str, given: &[u8]) -> Result<String> {
     if given.len() != 64 || !given.iter().all(u8::is_ascii_hexdigit) {
         return Err(AiError::arg(arg, "must be 64 hex digits (a SHA-256)"));
     }
-    Ok(String::from_utf8_lossy(given).to_ascii_lowercase())
+    // all ASCII hex digits: the conversion cannot fail
+    String::from_utf8(given.to_ascii_lowercase()).map_err(|_| AiError::arg(arg, "must be 64 hex digits (a SHA-256)"))
 }
 
 #[cfg(test)]

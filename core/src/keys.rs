@@ -10,23 +10,27 @@ pub type Key = Vec<u8>;
 /// The key names of queue `Q`: `aijob:{Q}:<suffix>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueKeys {
-    name: Vec<u8>,
+    /// `aijob:{Q}:`; the name is the part between the braces (one allocation, not two).
     prefix: Vec<u8>,
 }
+
+const OPEN: &[u8] = b"aijob:{";
+const CLOSE: &[u8] = b"}:";
 
 impl QueueKeys {
     /// Validates the queue name (`Q` in error messages).
     pub fn new(queue: &[u8]) -> Result<Self> {
         names::validate("Q", queue)?;
-        let mut prefix = Vec::with_capacity(queue.len() + 9);
-        prefix.extend_from_slice(b"aijob:{");
+        let mut prefix = Vec::with_capacity(OPEN.len() + queue.len() + CLOSE.len());
+        prefix.extend_from_slice(OPEN);
         prefix.extend_from_slice(queue);
-        prefix.extend_from_slice(b"}:");
-        Ok(QueueKeys { name: queue.to_vec(), prefix })
+        prefix.extend_from_slice(CLOSE);
+        Ok(QueueKeys { prefix })
     }
 
     pub fn name(&self) -> &[u8] {
-        &self.name
+        let end = self.prefix.len().saturating_sub(CLOSE.len());
+        self.prefix.get(OPEN.len()..end).unwrap_or_default()
     }
 
     pub fn prefix(&self) -> &[u8] {

@@ -428,29 +428,30 @@ impl State {
     }
 
     /// Prunes the buckets that no longer count at `now`, drops the windows `keep` refuses
-    /// and the windows left empty. One pass over the buckets.
+    /// and the windows left empty. A window's buckets are sorted by index and a bucket's
+    /// expiry grows with its index, so the pruned ones are a prefix, found by binary
+    /// search; the rest move down in one copy per window (this runs on every hit).
     fn compact(&mut self, now: i64, keep: impl Fn(i64) -> bool) {
-        let mut rules = [(0usize, None::<Geo>); MAX_WINDOWS];
-        for (r, h) in rules.iter_mut().zip(self.heads()) {
-            *r = (h.len, keep(h.period).then(|| Geo::new(h.period)));
-        }
+        let heads = self.heads;
         let mut kept = [0usize; MAX_WINDOWS];
-        let (mut wi, mut seen) = (0usize, 0usize);
-        self.buckets.retain(|b| {
-            while rules.get(wi).is_some_and(|r| seen >= r.0) && wi < MAX_WINDOWS {
-                wi += 1;
-                seen = 0;
+        let (mut read, mut write) = (0usize, 0usize);
+        for (j, h) in heads.iter().enumerate().take(self.nwin) {
+            let start = read.min(self.buckets.len());
+            let end = read.saturating_add(h.len).min(self.buckets.len());
+            read = read.saturating_add(h.len);
+            if !keep(h.period) {
+                continue;
             }
-            seen += 1;
-            let Some(&(_, Some(geo))) = rules.get(wi) else {
-                return false;
-            };
-            let counts = geo.expiry(b.k) > now;
-            if let (true, Some(c)) = (counts, kept.get_mut(wi)) {
-                *c += 1;
+            let geo = Geo::new(h.period);
+            let slice = self.buckets.get(start..end).unwrap_or(&[]);
+            let first = start + slice.partition_point(|b| geo.expiry(b.k) <= now);
+            self.buckets.copy_within(first..end, write);
+            if let Some(k) = kept.get_mut(j) {
+                *k = end - first;
             }
-            counts
-        });
+            write += end - first;
+        }
+        self.buckets.truncate(write);
         self.rebuild_heads(&kept);
     }
 

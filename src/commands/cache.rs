@@ -21,7 +21,8 @@ pub fn get_or_queue(c: &mut Call) -> Result<Out> {
     if kind != "queued" {
         crate::timer::count_cache(c.ctx, &q, (kind == "hit") as i64, (kind == "pending") as i64);
     }
-    Ok(Out::Array(vec![Out::bytes(kind), id, value]))
+    let kind: &'static str = kind;
+    Ok(Out::Array(vec![Out::Static(kind.as_bytes()), id, value]))
 }
 
 /// CACHE.HASH [KEY part ...] | [PAYLOAD json]

@@ -9,6 +9,7 @@ use aijob_core::Result;
 
 use crate::command::Call;
 use crate::reply::Out;
+use crate::store;
 
 fn reply(d: Decision) -> Out {
     Out::Array(vec![
@@ -21,8 +22,10 @@ fn reply(d: Decision) -> Out {
 
 /// RATELIMIT.HIT key LIMIT n PERIOD ms [LIMIT n PERIOD ms ...] [COST c]
 pub fn hit(c: &mut Call) -> Result<Out> {
-    let (key, windows, cost) = args::ratelimit(&c.args)?;
-    let d = limiter::hit(&mut c.store, &key, &windows, cost, c.now)?;
+    let (_, windows, cost) = args::ratelimit(&c.args)?;
+    let mut hold = None;
+    let key = c.arg_str(0, &mut hold)?;
+    let d = store::limiter::hit(c.ctx, key, &windows, cost, c.now)?;
     let counter = if d.allowed { &crate::info::c::ratelimit_allowed } else { &crate::info::c::ratelimit_denied };
     counter.fetch_add(1, Relaxed);
     Ok(reply(d))
@@ -30,8 +33,10 @@ pub fn hit(c: &mut Call) -> Result<Out> {
 
 /// RATELIMIT.PEEK key LIMIT n PERIOD ms [LIMIT n PERIOD ms ...] [COST c]
 pub fn peek(c: &mut Call) -> Result<Out> {
-    let (key, windows, cost) = args::ratelimit(&c.args)?;
-    Ok(reply(limiter::peek(&mut c.store, &key, &windows, cost, c.now)?))
+    let (_, windows, cost) = args::ratelimit(&c.args)?;
+    let mut hold = None;
+    let key = c.arg_str(0, &mut hold)?;
+    Ok(reply(store::limiter::peek(c.ctx, key, &windows, cost, c.now)?))
 }
 
 /// RATELIMIT.RESET key

@@ -103,6 +103,16 @@ impl OpenKey {
         Ok((!ptr.is_null()).then(|| OpenKey { ptr }))
     }
 
+    /// Opens a module string the caller holds (a command argument) as the key name.
+    pub fn open_raw(
+        ctx: *mut raw::RedisModuleCtx,
+        name: *mut raw::RedisModuleString,
+        mode: c_int,
+    ) -> Result<Option<OpenKey>> {
+        let ptr = rm!(RedisModule_OpenKey(ctx, name, mode)) as *mut raw::RedisModuleKey;
+        Ok((!ptr.is_null()).then(|| OpenKey { ptr }))
+    }
+
     pub fn key_type(&self) -> Result<c_int> {
         Ok(rm!(RedisModule_KeyType(self.ptr)))
     }
@@ -212,6 +222,31 @@ impl OpenKey {
             return Ok(Vec::new());
         }
         Ok(unsafe { std::slice::from_raw_parts(p as *const u8, len) }.to_vec())
+    }
+
+    /// A string key's bytes, borrowed: valid while the key is open and unchanged.
+    pub fn string_bytes(&self) -> Result<&[u8]> {
+        let mut len = 0usize;
+        let p = rm!(RedisModule_StringDMA(self.ptr, &mut len, READ));
+        if p.is_null() {
+            return Err(AiError::wrong_type());
+        }
+        Ok(unsafe { std::slice::from_raw_parts(p as *const u8, len) })
+    }
+
+    /// Makes the key (open for writing) the string `bytes`, in place: no module string
+    /// is made for the value. Keeps the key's expiry.
+    pub fn string_write(&self, bytes: &[u8]) -> Result<()> {
+        if rm!(RedisModule_StringTruncate(self.ptr, bytes.len())) != raw::REDISMODULE_OK as c_int {
+            return Err(AiError::wrong_type());
+        }
+        let mut len = 0usize;
+        let p = rm!(RedisModule_StringDMA(self.ptr, &mut len, READ | WRITE));
+        if p.is_null() || len != bytes.len() {
+            return Err(AiError::syntax("could not write a string key"));
+        }
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), p as *mut u8, len) };
+        Ok(())
     }
 
     pub fn string_set(&self, value: &RStr) -> Result<()> {
