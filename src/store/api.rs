@@ -81,6 +81,71 @@ impl Drop for RStr {
     }
 }
 
+impl RStr {
+    /// The decimal text of `v` (Redis formats it: no Rust allocation).
+    pub fn int(ctx: *mut raw::RedisModuleCtx, v: i64) -> Result<RStr> {
+        let ptr = rm!(RedisModule_CreateStringFromLongLong(ctx, v as std::os::raw::c_longlong));
+        if ptr.is_null() {
+            return Err(AiError::syntax("out of memory creating a string"));
+        }
+        Ok(RStr { ctx, ptr })
+    }
+}
+
+/// A field name as a module string: a shared one for the short names the logic uses
+/// (record, meta and group fields), made once per process, or a fresh one.
+pub enum Field {
+    Shared(*mut raw::RedisModuleString),
+    Owned(RStr),
+}
+
+impl Field {
+    pub fn ptr(&self) -> *mut raw::RedisModuleString {
+        match self {
+            Field::Shared(p) => *p,
+            Field::Owned(s) => s.ptr,
+        }
+    }
+}
+
+/// Longest name kept shared, and how many: content hashes (64 bytes, used as fields of
+/// the `pending` hash) are never kept, and the set of names the logic uses is small.
+const FIELD_MAX_LEN: usize = 24;
+const FIELDS_KEPT: usize = 128;
+
+thread_local! {
+    /// Shared field-name strings, made without a context so they outlive every command:
+    /// a job step reads and writes some 20 fields, and each module string costs an
+    /// allocation. Redis only reads a field name it is given (HashGet, HashSet copy it).
+    static FIELDS: std::cell::RefCell<Vec<(Vec<u8>, *mut raw::RedisModuleString)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+pub fn field(ctx: *mut raw::RedisModuleCtx, name: &[u8]) -> Result<Field> {
+    if name.len() <= FIELD_MAX_LEN {
+        let shared = FIELDS.with(|f| {
+            let mut f = f.try_borrow_mut().ok()?;
+            if let Some((_, p)) = f.iter().find(|(n, _)| n.as_slice() == name) {
+                return Some(*p);
+            }
+            if f.len() >= FIELDS_KEPT {
+                return None;
+            }
+            let create = unsafe { raw::RedisModule_CreateString }?;
+            let p = unsafe { create(ptr::null_mut(), name.as_ptr() as *const c_char, name.len()) };
+            if p.is_null() {
+                return None;
+            }
+            f.push((name.to_vec(), p));
+            Some(p)
+        });
+        if let Some(p) = shared {
+            return Ok(Field::Shared(p));
+        }
+    }
+    Ok(Field::Owned(RStr::new(ctx, name)?))
+}
+
 /// The bytes of a module string (copied).
 pub fn bytes_of(s: *const raw::RedisModuleString) -> Result<Vec<u8>> {
     let mut len = 0usize;
@@ -129,25 +194,25 @@ impl OpenKey {
         }
     }
 
-    pub fn hash_get(&self, ctx: *mut raw::RedisModuleCtx, field: &RStr) -> Result<Option<Vec<u8>>> {
+    pub fn hash_get(&self, ctx: *mut raw::RedisModuleCtx, field: &Field) -> Result<Option<Vec<u8>>> {
         Ok(self.hash_get_str(ctx, field)?.map(|v| v.as_ref().to_vec()))
     }
 
-    /// A field's value as the module string Redis holds (no copy for large values).
-    pub fn hash_get_str(&self, ctx: *mut raw::RedisModuleCtx, field: &RStr) -> Result<Option<RStr>> {
+    /// A field's value as a module string of our own (Redis copies it out of the hash).
+    pub fn hash_get_str(&self, ctx: *mut raw::RedisModuleCtx, field: &Field) -> Result<Option<RStr>> {
         let mut out: *mut raw::RedisModuleString = ptr::null_mut();
-        rm!(RedisModule_HashGet(self.ptr, HASH_NONE, field.ptr, &mut out as *mut _, ptr::null_mut::<c_void>()));
+        rm!(RedisModule_HashGet(self.ptr, HASH_NONE, field.ptr(), &mut out as *mut _, ptr::null_mut::<c_void>()));
         Ok(RStr::adopt(ctx, out))
     }
 
-    pub fn hash_set(&self, field: &RStr, value: &RStr) -> Result<()> {
-        rm!(RedisModule_HashSet(self.ptr, HASH_NONE, field.ptr, value.ptr, ptr::null_mut::<c_void>()));
+    pub fn hash_set(&self, field: &Field, value: &RStr) -> Result<()> {
+        rm!(RedisModule_HashSet(self.ptr, HASH_NONE, field.ptr(), value.ptr, ptr::null_mut::<c_void>()));
         Ok(())
     }
 
     /// Deletes a field; true when it existed.
-    pub fn hash_del(&self, field: &RStr) -> Result<bool> {
-        let n = rm!(RedisModule_HashSet(self.ptr, HASH_NONE, field.ptr, HASH_DELETE, ptr::null_mut::<c_void>()));
+    pub fn hash_del(&self, field: &Field) -> Result<bool> {
+        let n = rm!(RedisModule_HashSet(self.ptr, HASH_NONE, field.ptr(), HASH_DELETE, ptr::null_mut::<c_void>()));
         Ok(n > 0)
     }
 

@@ -6,6 +6,7 @@
 //! halves the key lookups of a job step, which writes the same few keys (`meta`, the
 //! record, the group) several times.
 
+use std::cell::RefCell;
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_longlong};
 
@@ -13,7 +14,7 @@ use aijob_core::store::{KeyKind, Op, Score};
 use aijob_core::{AiError, Result};
 use redis_module::raw;
 
-use super::api::{self, rm, OpenKey, RStr};
+use super::api::{self, rm, Field, OpenKey, RStr};
 use super::parse_int;
 
 /// An open key of the batch: the handle, and its name as a module string (reused for
@@ -28,6 +29,8 @@ pub struct Batch<'a> {
     ctx: *mut raw::RedisModuleCtx,
     now: i64,
     slots: Vec<Slot<'a>>,
+    /// The argument vector of each replicated command, reused.
+    argv: RefCell<Vec<*mut raw::RedisModuleString>>,
 }
 
 const STREAM_ADD_AUTOID: c_int = 1;
@@ -36,7 +39,7 @@ const STREAM_TRIM_APPROX: c_int = 1;
 impl<'a> Batch<'a> {
     /// Opens and checks every key `ops` write; fails before any write.
     pub fn open(ctx: *mut raw::RedisModuleCtx, now: i64, ops: &'a [Op]) -> Result<Batch<'a>> {
-        let mut b = Batch { ctx, now, slots: Vec::with_capacity(ops.len()) };
+        let mut b = Batch { ctx, now, slots: Vec::with_capacity(ops.len()), argv: RefCell::new(Vec::new()) };
         for op in ops {
             let Some((key, kind)) = op.target() else { continue };
             let i = b.slot_index(key)?;
@@ -77,7 +80,7 @@ impl<'a> Batch<'a> {
         if slot.handle.key_type()? != api::KEYTYPE_HASH {
             return Ok(0);
         }
-        let f = RStr::new(self.ctx, field)?;
+        let f = api::field(self.ctx, field)?;
         match slot.handle.hash_get_str(self.ctx, &f)? {
             Some(v) => parse_int(v.as_ref()).ok_or_else(|| AiError::corrupt("counter")),
             None => Ok(0),
@@ -106,40 +109,42 @@ impl<'a> Batch<'a> {
     }
 
     /// Propagates `cmd name args...` to replicas and the AOF (not executed here).
-    fn replicate(&self, cmd: &CStr, name: &RStr, args: &[&RStr]) -> Result<()> {
-        let mut argv: Vec<*mut raw::RedisModuleString> = Vec::with_capacity(args.len() + 1);
+    fn replicate(&self, cmd: &CStr, name: &RStr, args: &[*mut raw::RedisModuleString]) -> Result<()> {
+        let mut argv = self.argv.try_borrow_mut().map_err(|_| AiError::syntax("replication busy"))?;
+        argv.clear();
         argv.push(name.ptr);
-        argv.extend(args.iter().map(|a| a.ptr));
+        argv.extend_from_slice(args);
         rm!(RedisModule_Replicate(self.ctx, cmd.as_ptr(), c"v".as_ptr(), argv.as_mut_ptr(), argv.len()));
         Ok(())
     }
 
     fn hset(&self, slot: &Slot, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-        let mut args = Vec::with_capacity(fields.len() * 2);
+        let mut owned: Vec<(Field, RStr)> = Vec::with_capacity(fields.len());
         for (f, v) in fields {
-            let (f, v) = (self.s(f)?, self.s(v)?);
+            let (f, v) = (api::field(self.ctx, f)?, self.s(v)?);
             slot.handle.hash_set(&f, &v)?;
-            args.push(f);
-            args.push(v);
+            owned.push((f, v));
         }
-        self.replicate(c"HSET", &slot.name, &args.iter().collect::<Vec<_>>())
+        let args: Vec<_> = owned.iter().flat_map(|(f, v)| [f.ptr(), v.ptr]).collect();
+        self.replicate(c"HSET", &slot.name, &args)
     }
 
     fn hdel(&self, slot: &Slot, fields: &[Vec<u8>]) -> Result<()> {
         if slot.handle.key_type()? != api::KEYTYPE_HASH {
             return Ok(());
         }
-        let mut args = Vec::with_capacity(fields.len());
+        let mut deleted = Vec::with_capacity(fields.len());
         for f in fields {
-            let f = self.s(f)?;
+            let f = api::field(self.ctx, f)?;
             if slot.handle.hash_del(&f)? {
-                args.push(f);
+                deleted.push(f);
             }
         }
-        if args.is_empty() {
+        if deleted.is_empty() {
             return Ok(());
         }
-        self.replicate(c"HDEL", &slot.name, &args.iter().collect::<Vec<_>>())
+        let args: Vec<_> = deleted.iter().map(Field::ptr).collect();
+        self.replicate(c"HDEL", &slot.name, &args)
     }
 
     fn hincrby(&self, key: &[u8], field: &[u8], by: i64) -> Result<()> {
@@ -147,18 +152,21 @@ impl<'a> Batch<'a> {
             self.slots.iter().position(|s| s.key == key).ok_or_else(|| AiError::syntax("a write outside its batch"))?;
         let current = self.counter(i, field)?;
         let slot = &self.slots[i];
-        let f = self.s(field)?;
-        let value = self.s(current.saturating_add(by).to_string().as_bytes())?;
+        let f = api::field(self.ctx, field)?;
+        let value = RStr::int(self.ctx, current.saturating_add(by))?;
         slot.handle.hash_set(&f, &value)?;
-        let by = self.s(by.to_string().as_bytes())?;
-        self.replicate(c"HINCRBY", &slot.name, &[&f, &by])
+        let by = RStr::int(self.ctx, by)?;
+        self.replicate(c"HINCRBY", &slot.name, &[f.ptr(), by.ptr])
     }
 
     fn zadd(&self, slot: &Slot, score: Score, member: &[u8]) -> Result<()> {
         let m = self.s(member)?;
         slot.handle.zadd(score.as_f64(), &m)?;
-        let sc = self.s(score.to_arg().as_bytes())?;
-        self.replicate(c"ZADD", &slot.name, &[&sc, &m])
+        let sc = match score {
+            Score::At(v) => RStr::int(self.ctx, v)?,
+            Score::Inf => self.s(b"+inf")?,
+        };
+        self.replicate(c"ZADD", &slot.name, &[sc.ptr, m.ptr])
     }
 
     fn zrem(&self, slot: &Slot, member: &[u8]) -> Result<()> {
@@ -167,7 +175,7 @@ impl<'a> Batch<'a> {
         }
         let m = self.s(member)?;
         if slot.handle.zrem(&m)? {
-            self.replicate(c"ZREM", &slot.name, &[&m])?;
+            self.replicate(c"ZREM", &slot.name, &[m.ptr])?;
         }
         Ok(())
     }
@@ -188,8 +196,8 @@ impl<'a> Batch<'a> {
             return self.del(slot);
         }
         slot.handle.expire_at(at)?;
-        let t = self.s(at.to_string().as_bytes())?;
-        self.replicate(c"PEXPIREAT", &slot.name, &[&t])
+        let t = RStr::int(self.ctx, at)?;
+        self.replicate(c"PEXPIREAT", &slot.name, &[t.ptr])
     }
 
     fn persist(&self, slot: &Slot) -> Result<()> {
@@ -210,22 +218,21 @@ impl<'a> Batch<'a> {
             Some(t) => {
                 slot.handle.expire_at(t)?;
                 let px = self.s(b"PXAT")?;
-                let t = self.s(t.to_string().as_bytes())?;
-                self.replicate(c"SET", &slot.name, &[&v, &px, &t])
+                let t = RStr::int(self.ctx, t)?;
+                self.replicate(c"SET", &slot.name, &[v.ptr, px.ptr, t.ptr])
             }
-            None => self.replicate(c"SET", &slot.name, &[&v]),
+            None => self.replicate(c"SET", &slot.name, &[v.ptr]),
         }
     }
 
     /// Appends with the stream API and replicates what native XADD would: the entry id
     /// Redis made, and the approximate trim rewritten as the exact length it left.
     fn xadd(&self, slot: &Slot, maxlen: i64, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-        let mut owned = Vec::with_capacity(fields.len() * 2);
+        let mut owned: Vec<(Field, RStr)> = Vec::with_capacity(fields.len());
         for (f, v) in fields {
-            owned.push(self.s(f)?);
-            owned.push(self.s(v)?);
+            owned.push((api::field(self.ctx, f)?, self.s(v)?));
         }
-        let mut argv: Vec<*mut raw::RedisModuleString> = owned.iter().map(|s| s.ptr).collect();
+        let mut argv: Vec<*mut raw::RedisModuleString> = owned.iter().flat_map(|(f, v)| [f.ptr(), v.ptr]).collect();
         let mut id = raw::RedisModuleStreamID { ms: 0, seq: 0 };
         let added = rm!(RedisModule_StreamAdd(
             slot.handle.ptr,
@@ -241,10 +248,12 @@ impl<'a> Batch<'a> {
             rm!(RedisModule_StreamTrimByLength(slot.handle.ptr, STREAM_TRIM_APPROX, maxlen as c_longlong));
         }
         let len = slot.handle.len()?;
-        let mut args = vec![self.s(b"MAXLEN")?, self.s(b"=")?, self.s(len.to_string().as_bytes())?];
-        args.push(self.s(format!("{}-{}", id.ms, id.seq).as_bytes())?);
-        args.extend(owned);
-        self.replicate(c"XADD", &slot.name, &args.iter().collect::<Vec<_>>())
+        let head = [self.s(b"MAXLEN")?, self.s(b"=")?, RStr::int(self.ctx, len as i64)?];
+        let id = self.s(format!("{}-{}", id.ms, id.seq).as_bytes())?;
+        let mut args: Vec<_> = head.iter().map(|s| s.ptr).collect();
+        args.push(id.ptr);
+        args.extend_from_slice(&argv);
+        self.replicate(c"XADD", &slot.name, &args)
     }
 
     fn publish(&self, channel: &[u8], message: &[u8]) -> Result<()> {

@@ -63,7 +63,7 @@ impl RedisStore {
 
     fn hash_field(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>> {
         let ctx = self.ctx;
-        let f = self.s(field)?;
+        let f = api::field(ctx, field)?;
         match self.read_typed(key, api::KEYTYPE_HASH)? {
             Some(k) => k.hash_get(ctx, &f),
             None => Ok(None),
@@ -80,7 +80,7 @@ impl Store for RedisStore {
 
     fn hget_blob(&mut self, key: &[u8], field: &[u8]) -> Result<Option<RStr>> {
         let ctx = self.ctx;
-        let f = self.s(field)?;
+        let f = api::field(ctx, field)?;
         match self.read_typed(key, api::KEYTYPE_HASH)? {
             Some(k) => k.hash_get_str(ctx, &f),
             None => Ok(None),
@@ -99,7 +99,7 @@ impl Store for RedisStore {
         fields
             .iter()
             .map(|f| {
-                let f = RStr::new(ctx, f.as_bytes())?;
+                let f = api::field(ctx, f.as_bytes())?;
                 k.hash_get(ctx, &f)
             })
             .collect()
