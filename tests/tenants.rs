@@ -131,8 +131,14 @@ fn a_cap_holds_under_concurrency_expiries_and_releases() {
     assert!(most <= 2, "the capped group ran {most} at once");
     assert!(most >= 1);
     let st = ok(&mut c, &["QUEUE.STATS", "q"]);
-    assert_eq!((fi(&st, "running"), fi(&st, "queued"), fi(&st, "delayed"), fi(&st, "error")), (0, 0, 0, 0), "nothing lost");
-    assert!(s(&ok(&mut c, &["INFO", "aijob"])).lines().any(|l| l.starts_with("aijob_expired_leases:") && !l.ends_with(":0")));
+    assert_eq!(
+        (fi(&st, "running"), fi(&st, "queued"), fi(&st, "delayed"), fi(&st, "error")),
+        (0, 0, 0, 0),
+        "nothing lost"
+    );
+    assert!(s(&ok(&mut c, &["INFO", "aijob"]))
+        .lines()
+        .any(|l| l.starts_with("aijob_expired_leases:") && !l.ends_with(":0")));
 }
 
 fn peek(c: &mut Connection, key: &str, limit: &str) -> i64 {
@@ -146,7 +152,10 @@ fn a_denied_charged_claim_touches_nothing() {
     let mut c = srv.conn();
     create(&mut c, "q", &["COST", "700"]);
     create(&mut c, "q", &["COST", "700"]);
-    let charge = ["CHARGE", "tpm:{q}", "COST", "LIMIT", "1000", "PERIOD", "60000", "CHARGE", "rpm:{q}", "REQUESTS", "LIMIT", "10", "PERIOD", "60000"];
+    let charge = [
+        "CHARGE", "tpm:{q}", "COST", "LIMIT", "1000", "PERIOD", "60000", "CHARGE", "rpm:{q}", "REQUESTS", "LIMIT",
+        "10", "PERIOD", "60000",
+    ];
     let mut words = vec!["JOB.CLAIM", "q"];
     words.extend_from_slice(&charge);
     assert_eq!(array(&ok(&mut c, &words)).len(), 1);
@@ -216,13 +225,31 @@ fn digests_match_after_a_charged_workload() {
         create(&mut m, "q", &["GROUP", &format!("t{}", i % 3), "COST", &(100 + i).to_string()]);
     }
     ok(&mut m, &["QUEUE.GROUPCAP", "q", "*", "3"]);
-    let charge = ["CHARGE", "tpm:{q}", "COST", "LIMIT", "2500", "PERIOD", "60000", "CHARGE", "rpm:{q}", "REQUESTS", "LIMIT", "50", "PERIOD", "60000"];
+    let charge = [
+        "CHARGE", "tpm:{q}", "COST", "LIMIT", "2500", "PERIOD", "60000", "CHARGE", "rpm:{q}", "REQUESTS", "LIMIT",
+        "50", "PERIOD", "60000",
+    ];
     let mut words = vec!["JOB.CLAIM", "q", "COUNT", "4"];
     words.extend_from_slice(&charge);
     for round in 0..10 {
         for r in array(&ok(&mut m, &words)) {
             let usage = (50 + round * 13).to_string();
-            ok(&mut m, &["JOB.UPDATE", "q", &fs(&r, "id"), "TOKEN", &fs(&r, "token"), "STATUS", "done", "RESULT", "1", "USAGE", &usage]);
+            ok(
+                &mut m,
+                &[
+                    "JOB.UPDATE",
+                    "q",
+                    &fs(&r, "id"),
+                    "TOKEN",
+                    &fs(&r, "token"),
+                    "STATUS",
+                    "done",
+                    "RESULT",
+                    "1",
+                    "USAGE",
+                    &usage,
+                ],
+            );
         }
     }
     wait_synced(&master, &replica);
@@ -230,6 +257,7 @@ fn digests_match_after_a_charged_workload() {
     assert_eq!(d, digest(&mut replica.conn()));
     let port = master.port;
     drop(master);
-    let again = Server::start_with(Opts { dir: Some(dir.0.clone()), port: Some(port), ..Default::default() }.aof_always());
+    let again =
+        Server::start_with(Opts { dir: Some(dir.0.clone()), port: Some(port), ..Default::default() }.aof_always());
     assert_eq!(digest(&mut again.conn()), d);
 }

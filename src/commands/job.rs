@@ -2,10 +2,10 @@
 
 use aijob_core::args;
 use aijob_core::queue::charge::ChargeGate;
-use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 use aijob_core::queue::{admin, claim, create, read, update};
 use aijob_core::record::{self, Value};
 use aijob_core::Result;
+use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
 use crate::command::Call;
 use crate::reply::Out;
