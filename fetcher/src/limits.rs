@@ -88,6 +88,11 @@ impl Limits {
         }
     }
 
+    /// True when some provider has a budget.
+    pub fn any(&self) -> bool {
+        self.rpm != LimitSpec::default() || self.tpm != LimitSpec::default()
+    }
+
     /// `<prefix>:{<provider>}:<budget>`.
     pub fn key(&self, provider: &str, budget: &str) -> String {
         format!("{}:{{{provider}}}:{budget}", self.prefix)

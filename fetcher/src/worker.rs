@@ -172,6 +172,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, force: CancellationTo
         info!("stopped before Redis was reachable");
         return Ok(());
     };
+    if limits.any() {
+        check_ratelimit_commands(&redis).await?;
+    }
     info!(
         redis = %crate::config::redact_url(&cfg.redis_url),
         queues = ?cfg.queues,
@@ -250,6 +253,23 @@ async fn lease_ms(cfg: &Config, redis: &Redis, shutdown: &CancellationToken) -> 
             }
         }
     }
+}
+
+/// --rpm/--tpm need RATELIMIT.HIT and RATELIMIT.PEEK: refuse to start without them rather
+/// than fail every job.
+async fn check_ratelimit_commands(redis: &Redis) -> Result<()> {
+    let v = redis
+        .query(redis::cmd("COMMAND").arg("INFO").arg("RATELIMIT.HIT").arg("RATELIMIT.PEEK"))
+        .await
+        .map_err(|e| anyhow::anyhow!("COMMAND INFO failed: {}", rconn::describe(&e)))?;
+    let known = match &v {
+        Value::Array(items) => items.len() == 2 && items.iter().all(|i| !matches!(i, Value::Nil)),
+        _ => false,
+    };
+    if !known {
+        anyhow::bail!("--rpm/--tpm need RATELIMIT.HIT and RATELIMIT.PEEK, which this Redis does not have (is the aijob module loaded, and recent enough?)");
+    }
+    Ok(())
 }
 
 fn claim_cmd(sh: &Shared, queue: &str, count: usize, block_ms: Option<u64>) -> redis::Cmd {

@@ -9,7 +9,8 @@
 //! - `200`, `400`, `500`, ...: that status (errors carry `{"error": {"message": ...}}`);
 //! - `429/ra=N`: 429 with `Retry-After: N`; `429/date=N`: Retry-After as an HTTP date N s ahead;
 //! - `slow=MS`: 200 after MS milliseconds;
-//! - `echokey`: 400 whose error message repeats the request's key headers (a leaky provider).
+//! - `echokey`: 400 whose error message repeats the request's key headers (a leaky provider);
+//! - `okkey`: 200 whose text repeats them.
 //!
 //! Usage in every 200: gemini promptTokenCount 11, candidatesTokenCount 7; openai chat
 //! prompt_tokens 13, completion_tokens 5; images input_tokens 3, output_tokens 100.
@@ -305,6 +306,14 @@ fn answer(step: &str, path: &str, prompt: &str, req: &Request) -> Answer {
             req.header("authorization").unwrap_or("")
         );
         return (400, vec![], err(400, &leaked), Duration::ZERO);
+    }
+    if step == "okkey" {
+        let leaked = format!(
+            "key={} auth={}",
+            req.header("x-goog-api-key").unwrap_or(""),
+            req.header("authorization").unwrap_or("")
+        );
+        return (200, vec![], ok_body(path, &leaked), Duration::ZERO);
     }
     if let Ok(status) = step.parse::<u16>() {
         if status == 200 {
