@@ -39,7 +39,11 @@ pub fn block(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, timeout_ms: i64) -> R
 }
 
 /// Redis calls this when the queue was signalled: claim now, or stay blocked (ERR).
-unsafe extern "C" fn on_ready(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> c_int {
+unsafe extern "C" fn on_ready(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let owned = copy_args(argv, argc);
         let slices: Vec<&[u8]> = owned.iter().skip(1).map(|a| a.as_slice()).collect();
@@ -66,15 +70,17 @@ unsafe extern "C" fn on_ready(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw
     }
 }
 
-unsafe extern "C" fn on_timeout(ctx: *mut raw::RedisModuleCtx, _argv: *mut *mut raw::RedisModuleString, _argc: c_int) -> c_int {
+unsafe extern "C" fn on_timeout(
+    ctx: *mut raw::RedisModuleCtx,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
+) -> c_int {
     Out::NullArray.emit(ctx);
     raw::REDISMODULE_OK as c_int
 }
 
 unsafe fn copy_args(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Vec<Vec<u8>> {
-    (0..argc.max(0) as usize)
-        .map(|i| api::bytes_of(*argv.add(i)).unwrap_or_default())
-        .collect()
+    (0..argc.max(0) as usize).map(|i| api::bytes_of(*argv.add(i)).unwrap_or_default()).collect()
 }
 
 fn reply_error(ctx: *mut raw::RedisModuleCtx, msg: &str) {

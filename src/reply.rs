@@ -7,13 +7,15 @@ use aijob_core::record::{Reply, Value};
 use redis_module::raw;
 
 /// A reply tree, emitted with the raw reply API once the command succeeded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub enum Out {
     Int(i64),
     Bytes(Vec<u8>),
     Str(&'static str),
     Null,
     NullArray,
+    /// A module string replied without a copy.
+    ModuleString(crate::store::api::RStr),
     /// The client was blocked: reply later, from the blocked-client callbacks.
     Blocked,
     Array(Vec<Out>),
@@ -65,6 +67,11 @@ impl Out {
                     }
                 }
                 Out::Blocked => {}
+                Out::ModuleString(r) => {
+                    if let Some(f) = raw::RedisModule_ReplyWithString {
+                        f(ctx, r.ptr);
+                    }
+                }
                 Out::NullArray => {
                     if let Some(f) = raw::RedisModule_ReplyWithNullArray {
                         f(ctx);

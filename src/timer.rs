@@ -39,6 +39,38 @@ struct Clock {
 
 thread_local! {
     static CLOCK: RefCell<Clock> = RefCell::new(Clock::default());
+    /// Cache hits and coalesced requests per queue, not yet added to its `meta`: the
+    /// hit path stays a pure read, and the timer adds them up with one write per tick.
+    static CACHE_COUNTS: RefCell<HashMap<QueueId, (i64, i64)>> = RefCell::new(HashMap::new());
+}
+
+pub fn count_cache(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, hits: i64, coalesced: i64) {
+    let id = (selected_db(ctx), q.name().to_vec());
+    CACHE_COUNTS.with(|m| {
+        let mut m = m.borrow_mut();
+        let e = m.entry(id).or_insert((0, 0));
+        e.0 += hits;
+        e.1 += coalesced;
+    });
+}
+
+/// The counts `count_cache` holds for `q` that `meta` does not show yet.
+pub fn buffered_cache_counts(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys) -> (i64, i64) {
+    let id = (selected_db(ctx), q.name().to_vec());
+    CACHE_COUNTS.with(|m| m.borrow().get(&id).copied().unwrap_or((0, 0)))
+}
+
+fn flush_cache_counts(store: &mut RedisStore, id: &QueueId, q: &QueueKeys) {
+    use aijob_core::queue::tx::meta;
+    use aijob_core::store::{Op, Store};
+    let Some((hits, coalesced)) = CACHE_COUNTS.with(|m| m.borrow_mut().remove(id)) else { return };
+    let mut ops = Vec::new();
+    for (field, n) in [(meta::HITS, hits), (meta::COALESCED, coalesced)] {
+        if n > 0 {
+            ops.push(Op::HIncrBy(q.meta(), field.as_bytes().to_vec(), n));
+        }
+    }
+    let _ = store.apply(ops);
 }
 
 fn selected_db(ctx: *mut raw::RedisModuleCtx) -> c_int {
@@ -164,7 +196,12 @@ struct ScanSink<'a> {
 }
 
 /// One SCAN step; false when the db has been walked through.
-fn scan_step(ctx: *mut raw::RedisModuleCtx, cursor: *mut raw::RedisModuleScanCursor, db: c_int, found: &mut Vec<QueueId>) -> bool {
+fn scan_step(
+    ctx: *mut raw::RedisModuleCtx,
+    cursor: *mut raw::RedisModuleScanCursor,
+    db: c_int,
+    found: &mut Vec<QueueId>,
+) -> bool {
     let mut sink = ScanSink { db, found };
     match unsafe { raw::RedisModule_Scan } {
         Some(f) => unsafe { f(ctx, cursor, Some(on_key), &mut sink as *mut _ as *mut c_void) != 0 },
@@ -192,9 +229,8 @@ unsafe extern "C" fn on_key(
 /// Runs the moves of every queue whose next look has come.
 fn run_due(ctx: *mut raw::RedisModuleCtx) {
     let now = api::now_ms();
-    let due: Vec<QueueId> = CLOCK.with(|c| {
-        c.borrow().queues.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect()
-    });
+    let due: Vec<QueueId> =
+        CLOCK.with(|c| c.borrow().queues.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect());
     if due.is_empty() {
         return;
     }
@@ -233,6 +269,8 @@ fn tick_queue(
     let Ok(q) = QueueKeys::new(name) else { return None };
     select_db(ctx, *db).ok()?;
     let mut store = RedisStore::new(ctx, now);
+    let id = (*db, name.clone());
+    flush_cache_counts(&mut store, &id, &q);
     let mut entropy = OsEntropy;
     let mut env = Env { now, config, entropy: &mut entropy };
     let report = match clock::tick(&mut store, &q, &mut env, (*budget).min(500)) {

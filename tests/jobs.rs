@@ -208,7 +208,13 @@ fn app_workers_move_jobs_with_job_update() {
     // error without attempts left ends the job
     let id2 = create(&mut c, "q", &["MAXATTEMPTS", "1"]);
     ok(&mut c, &["JOB.UPDATE", "q", &id2, "STATUS", "running"]);
-    assert_eq!(s(&ok(&mut c, &["JOB.UPDATE", "q", &id2, "STATUS", "error", "ERROR", "timeout", "CLASS", "Faraday::TimeoutError"])), "error");
+    assert_eq!(
+        s(&ok(
+            &mut c,
+            &["JOB.UPDATE", "q", &id2, "STATUS", "error", "ERROR", "timeout", "CLASS", "Faraday::TimeoutError"]
+        )),
+        "error"
+    );
     let rec = ok(&mut c, &["JOB.GET", "q", &id2]);
     assert_eq!(fs(&rec, "error_class"), "Faraday::TimeoutError");
     assert_eq!(stat(&mut c, "q", "failed"), 1);
@@ -306,9 +312,26 @@ fn stats_hold_every_field() {
     let st = ok(&mut c, &["QUEUE.STATS", "q"]);
     let names: Vec<String> = pairs(&st).into_iter().map(|(k, _)| k).collect();
     for n in [
-        "queued", "delayed", "running", "done", "error", "canceled", "queued_high", "queued_normal", "queued_low",
-        "created", "completed", "failed", "retried", "hits", "misses", "coalesced", "oldest_queued_ms", "schedules",
-        "groups", "paused",
+        "queued",
+        "delayed",
+        "running",
+        "done",
+        "error",
+        "canceled",
+        "queued_high",
+        "queued_normal",
+        "queued_low",
+        "created",
+        "completed",
+        "failed",
+        "retried",
+        "hits",
+        "misses",
+        "coalesced",
+        "oldest_queued_ms",
+        "schedules",
+        "groups",
+        "paused",
     ] {
         assert!(names.iter().any(|x| x == n), "QUEUE.STATS lacks {n}: {names:?}");
     }
@@ -359,7 +382,8 @@ fn events_are_published_in_order_and_streamed() {
 
 #[test]
 fn configs_are_settable_at_load_and_at_runtime() {
-    let srv = Server::start_with(Opts { module_args: vec!["retention-ms".into(), "5000".into()], ..Default::default() });
+    let srv =
+        Server::start_with(Opts { module_args: vec!["retention-ms".into(), "5000".into()], ..Default::default() });
     let mut c = srv.conn();
     let got = array(&ok(&mut c, &["CONFIG", "GET", "aijob.retention-ms"]));
     assert_eq!(s(&got[1]), "5000");

@@ -39,7 +39,8 @@ fn strict_priority_fifo_and_count() {
     let h2 = create(&mut c, "q", &["PRIORITY", "high"]);
     let got: Vec<String> = array(&ok(&mut c, &["JOB.CLAIM", "q", "COUNT", "3"])).iter().map(|r| fs(r, "id")).collect();
     assert_eq!(got, vec![h1, h2, n1]);
-    let rest: Vec<String> = array(&ok(&mut c, &["JOB.CLAIM", "q", "COUNT", "10"])).iter().map(|r| fs(r, "id")).collect();
+    let rest: Vec<String> =
+        array(&ok(&mut c, &["JOB.CLAIM", "q", "COUNT", "10"])).iter().map(|r| fs(r, "id")).collect();
     assert_eq!(rest, vec![n2, low]);
     assert!(array(&ok(&mut c, &["JOB.CLAIM", "q"])).is_empty());
 }
@@ -175,7 +176,9 @@ fn tokens_fence_every_worker_move() {
     let rec = ok(&mut c, &["JOB.GET", "q", &id]);
     assert_eq!(fi(&rec, "attempts"), 1, "the expired attempt counts");
     let (_, tok2) = claim(&mut c, "q", &[]).unwrap();
-    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "1"]).starts_with("LEASELOST"));
+    assert!(
+        err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "1"]).starts_with("LEASELOST")
+    );
     ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok2, "STATUS", "done", "RESULT", "2"]);
     assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &id]), "result"), "2");
 }
@@ -188,7 +191,9 @@ fn a_canceled_running_job_tells_its_worker_to_stop() {
     let (_, tok) = claim(&mut c, "q", &[]).unwrap();
     assert_eq!(int(&ok(&mut c, &["JOB.CANCEL", "q", &id])), 1);
     assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "PERCENT", "5"]).starts_with("CANCELED"));
-    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "1"]).starts_with("CANCELED"));
+    assert!(
+        err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "1"]).starts_with("CANCELED")
+    );
     assert_eq!(stat(&mut c, "q", "running"), 0);
 }
 
@@ -199,7 +204,10 @@ fn errors_retry_with_backoff_and_keep_the_last_error() {
     ok(&mut c, &["CONFIG", "SET", "aijob.backoff-base-ms", "200"]);
     let id = create(&mut c, "q", &["MAXATTEMPTS", "3"]);
     let (_, tok) = claim(&mut c, "q", &[]).unwrap();
-    assert_eq!(s(&ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "503", "CLASS", "503"])), "delayed");
+    assert_eq!(
+        s(&ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "503", "CLASS", "503"])),
+        "delayed"
+    );
     let rec = ok(&mut c, &["JOB.GET", "q", &id]);
     let wait = fi(&rec, "run_at") - fi(&rec, "updated_at");
     assert!((100..=200).contains(&wait), "first delay in [base/2, base]: {wait}");
@@ -222,7 +230,10 @@ fn errors_retry_with_backoff_and_keep_the_last_error() {
     assert_eq!(fi(&rec, "run_at") - fi(&rec, "updated_at"), 5000);
     let id = create(&mut c, "q2", &[]);
     let (_, tok) = claim(&mut c, "q2", &[]).unwrap();
-    assert_eq!(s(&ok(&mut c, &["JOB.UPDATE", "q2", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "400", "NORETRY"])), "error");
+    assert_eq!(
+        s(&ok(&mut c, &["JOB.UPDATE", "q2", &id, "TOKEN", &tok, "STATUS", "error", "ERROR", "400", "NORETRY"])),
+        "error"
+    );
 }
 
 #[test]
@@ -323,15 +334,10 @@ fn a_killed_worker_loses_nothing_and_cannot_finish_twice() {
     let id = create(&mut c, "q", &[]);
     let dir = TempDir::new("worker");
     let out = dir.0.join("claimed");
-    let script = format!(
-        "redis-cli -p {} --no-raw JOB.CLAIM q WORKER doomed LEASE 400 > {}; sleep 60",
-        srv.port,
-        out.display()
-    );
+    let script =
+        format!("redis-cli -p {} --no-raw JOB.CLAIM q WORKER doomed LEASE 400 > {}; sleep 60", srv.port, out.display());
     let mut worker = Command::new("sh").arg("-c").arg(&script).stdout(Stdio::null()).spawn().unwrap();
-    wait_until(Duration::from_secs(5), "the worker to claim", || {
-        (stat(&mut c, "q", "running") == 1).then_some(())
-    });
+    wait_until(Duration::from_secs(5), "the worker to claim", || (stat(&mut c, "q", "running") == 1).then_some(()));
     worker.kill().unwrap();
     worker.wait().unwrap();
     let claimed = std::fs::read_to_string(&out).unwrap();
@@ -342,11 +348,14 @@ fn a_killed_worker_loses_nothing_and_cannot_finish_twice() {
         .map(|l| l.split('"').nth(1).unwrap_or_default().to_string())
         .expect("the worker's token");
     assert_eq!(first_token.len(), 32, "parsed the dead worker's token: {claimed}");
-    let (id2, tok2) = wait_until(Duration::from_secs(3), "the lease to expire", || claim(&mut c, "q", &["WORKER", "second"]));
+    let (id2, tok2) =
+        wait_until(Duration::from_secs(3), "the lease to expire", || claim(&mut c, "q", &["WORKER", "second"]));
     assert_eq!(id2, id);
-    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &first_token, "STATUS", "done", "RESULT", "\"stale\""]).starts_with("LEASELOST"));
+    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &first_token, "STATUS", "done", "RESULT", "\"stale\""])
+        .starts_with("LEASELOST"));
     ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok2, "STATUS", "done", "RESULT", "\"fresh\""]);
-    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &first_token, "STATUS", "done", "RESULT", "\"stale\""]).starts_with("LEASELOST"));
+    assert!(err(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &first_token, "STATUS", "done", "RESULT", "\"stale\""])
+        .starts_with("LEASELOST"));
     let rec = ok(&mut c, &["JOB.GET", "q", &id]);
     assert_eq!(fs(&rec, "result"), "\"fresh\"");
     assert_eq!(fs(&rec, "worker"), "second");
@@ -395,7 +404,8 @@ fn digests_match_after_leases_retries_and_delays() {
         }
     }
     wait_until(Duration::from_secs(5), "leases to expire and retries to come due", || {
-        (stat(&mut m, "w", "running") == 0 && stat(&mut m, "w", "delayed") == 0 && stat(&mut m, "w", "queued") == 20).then_some(())
+        (stat(&mut m, "w", "running") == 0 && stat(&mut m, "w", "delayed") == 0 && stat(&mut m, "w", "queued") == 20)
+            .then_some(())
     });
     wait_synced(&master, &replica);
     let mut r = replica.conn();
@@ -403,6 +413,7 @@ fn digests_match_after_leases_retries_and_delays() {
     assert_eq!(d, digest(&mut r));
     let port = master.port;
     drop(master);
-    let again = Server::start_with(Opts { dir: Some(dir.0.clone()), port: Some(port), ..Default::default() }.aof_always());
+    let again =
+        Server::start_with(Opts { dir: Some(dir.0.clone()), port: Some(port), ..Default::default() }.aof_always());
     assert_eq!(digest(&mut again.conn()), d);
 }

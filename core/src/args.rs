@@ -7,6 +7,7 @@ use crate::job::{Priority, Status};
 use crate::json;
 use crate::keys::QueueKeys;
 use crate::names;
+use crate::ratelimit::{self, Window};
 
 /// Walks the arguments after the command name. Option keywords match in any case.
 pub struct Cursor<'a> {
@@ -579,6 +580,228 @@ pub fn queue_purge(args: &[&[u8]]) -> Result<(QueueKeys, Status, Option<Priority
     Ok((q, st, prio))
 }
 
+/// The parts after KEY (every argument to the end: KEY comes last), or the payload.
+fn content_hash(key_parts: Option<&[&[u8]]>, payload: &[u8]) -> Result<String> {
+    match key_parts {
+        Some(parts) => Ok(hash::of_parts(parts)),
+        None => hash::of_payload(payload),
+    }
+}
+
+/// CACHE.GETORQUEUE Q PAYLOAD json [HASH hex] [PRIORITY p] [MAXATTEMPTS n] [RETENTION ms]
+/// [CACHETTL ms] [DEADLINE ms] [META json] [GROUP g] [COST n] [KEY part ...]
+pub fn cache_get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpec)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let mut spec = JobSpec::new(Vec::new());
+    let (mut has_payload, mut hash, mut parts) = (false, None, None);
+    while let Some(kw) = c.keyword() {
+        if kw == "PAYLOAD" {
+            has_payload = true;
+        }
+        if spec.option(&kw, &mut c, max_bytes)? {
+            continue;
+        }
+        match kw.as_str() {
+            "HASH" => {
+                let h = hash::parse_hex("HASH", c.value("HASH")?)?;
+                once(&mut hash, "HASH", h)?
+            }
+            "CACHETTL" => {
+                let v = positive("CACHETTL", c.value("CACHETTL")?)?;
+                once(&mut spec.cache_ttl_ms, "CACHETTL", v)?
+            }
+            "KEY" => parts = Some(key_parts(&mut c)?),
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    if !has_payload {
+        return Err(AiError::arg("PAYLOAD", "is required"));
+    }
+    if hash.is_some() && parts.is_some() {
+        return Err(AiError::syntax("HASH and KEY exclude each other"));
+    }
+    spec.hash = Some(match hash {
+        Some(h) => h,
+        None => content_hash(parts.as_deref(), &spec.payload)?,
+    });
+    Ok((q, spec))
+}
+
+/// Every argument after KEY is a part.
+fn key_parts<'a>(c: &mut Cursor<'a>) -> Result<Vec<&'a [u8]>> {
+    let mut parts = Vec::new();
+    while let Some(p) = c.next() {
+        parts.push(p);
+    }
+    if parts.is_empty() {
+        return Err(AiError::arg("KEY", "needs at least one part"));
+    }
+    Ok(parts)
+}
+
+/// CACHE.HASH [KEY part ...] | [PAYLOAD json]
+pub fn cache_hash(args: &[&[u8]], max_bytes: i64) -> Result<String> {
+    let mut c = Cursor::new(args);
+    match c.keyword().as_deref() {
+        Some("KEY") => Ok(hash::of_parts(&key_parts(&mut c)?)),
+        Some("PAYLOAD") => {
+            let p = c.json("PAYLOAD", max_bytes)?;
+            if let Some(kw) = c.keyword() {
+                return Err(unknown(&kw));
+            }
+            hash::of_payload(p)
+        }
+        Some(other) => Err(unknown(other)),
+        None => Err(AiError::syntax("CACHE.HASH needs KEY part ... or PAYLOAD json")),
+    }
+}
+
+/// CACHE.GET / CACHE.DEL Q hash [WITHETAG]: (queue, hash, WITHETAG given).
+pub fn cache_key(args: &[&[u8]], allow_withetag: bool) -> Result<(QueueKeys, String, bool)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let h = hash::parse_hex("hash", c.next().ok_or_else(|| AiError::arg("hash", "is missing"))?)?;
+    let mut withetag = false;
+    while let Some(kw) = c.keyword() {
+        match kw.as_str() {
+            "WITHETAG" if allow_withetag => withetag = true,
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    Ok((q, h, withetag))
+}
+
+/// CACHE.SET Q hash json [TTL ms] [IFMATCH etag | IFNONE]
+pub fn cache_set(
+    args: &[&[u8]],
+    max_bytes: i64,
+) -> Result<(QueueKeys, String, Vec<u8>, Option<i64>, crate::queue::cache::Condition)> {
+    use crate::queue::cache::Condition;
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let h = hash::parse_hex("hash", c.next().ok_or_else(|| AiError::arg("hash", "is missing"))?)?;
+    let v = c.next().ok_or_else(|| AiError::arg("json", "is missing"))?;
+    check_size("json", v, max_bytes)?;
+    json::validate("json", v)?;
+    let (mut ttl, mut cond) = (None, Condition::Always);
+    while let Some(kw) = c.keyword() {
+        let next = match kw.as_str() {
+            "TTL" => {
+                let t = positive("TTL", c.value("TTL")?)?;
+                once(&mut ttl, "TTL", t)?;
+                continue;
+            }
+            "IFMATCH" => Condition::IfMatch(c.value("IFMATCH")?.to_vec()),
+            "IFNONE" => Condition::IfNone,
+            _ => return Err(unknown(&kw)),
+        };
+        if cond != Condition::Always {
+            return Err(AiError::syntax("IFMATCH and IFNONE exclude each other"));
+        }
+        cond = next;
+    }
+    Ok((q, h, v.to_vec(), ttl, cond))
+}
+
+/// SCHEDULE.SET Q name (EVERY ms | CRON expr) PAYLOAD json [PRIORITY p] [MAXATTEMPTS n]
+/// [RETENTION ms] [DEADLINE ms] [META json] [OVERLAP skip|allow] [START unix_ms] [GROUP g] [COST n]
+pub fn schedule_set(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, crate::queue::schedule::ScheduleSpec)> {
+    use crate::queue::schedule::{ScheduleSpec, Timetable};
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let name = c.next().ok_or_else(|| AiError::arg("name", "is missing"))?;
+    names::validate("name", name)?;
+    let mut job = JobSpec::new(Vec::new());
+    let (mut has_payload, mut timetable, mut start, mut overlap) = (false, None, None, None);
+    while let Some(kw) = c.keyword() {
+        if kw == "PAYLOAD" {
+            has_payload = true;
+        }
+        if job.option(&kw, &mut c, max_bytes)? {
+            continue;
+        }
+        match kw.as_str() {
+            "EVERY" => {
+                let e = positive("EVERY", c.value("EVERY")?)?;
+                once(&mut timetable, "EVERY/CRON", Timetable::Every(e))?
+            }
+            "CRON" => {
+                let text = String::from_utf8_lossy(c.value("CRON")?).into_owned();
+                crate::cron::parse(&text)?;
+                once(&mut timetable, "EVERY/CRON", Timetable::Cron(text))?
+            }
+            "START" => {
+                let v = c.count("START")?;
+                once(&mut start, "START", v)?
+            }
+            "OVERLAP" => {
+                let allow = match c.keyword().as_deref() {
+                    Some("SKIP") => false,
+                    Some("ALLOW") => true,
+                    _ => return Err(AiError::arg("OVERLAP", "must be skip or allow")),
+                };
+                once(&mut overlap, "OVERLAP", allow)?
+            }
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    if !has_payload {
+        return Err(AiError::arg("PAYLOAD", "is required"));
+    }
+    let timetable = timetable.ok_or_else(|| AiError::syntax("EVERY ms or CRON expr is required"))?;
+    let spec = ScheduleSpec { name: name.to_vec(), timetable, start, overlap_allow: overlap.unwrap_or(false), job };
+    Ok((q, spec))
+}
+
+/// SCHEDULE.GET / DEL / RUN / PAUSE / RESUME Q name
+pub fn schedule_name(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let name = c.next().ok_or_else(|| AiError::arg("name", "is missing"))?;
+    names::validate("name", name)?;
+    if let Some(kw) = c.keyword() {
+        return Err(unknown(&kw));
+    }
+    Ok((q, name.to_vec()))
+}
+
+/// RATELIMIT.HIT / RATELIMIT.PEEK key LIMIT n PERIOD ms [LIMIT n PERIOD ms ...] [COST c]
+/// (COST defaults to 1). Keywords are compared in place: this runs on every hit.
+pub fn ratelimit(args: &[&[u8]]) -> Result<(Vec<u8>, Vec<Window>, i64)> {
+    let mut c = Cursor::new(args);
+    let key = c.next().ok_or_else(|| AiError::arg("key", "is missing"))?.to_vec();
+    let mut windows = Vec::with_capacity(2);
+    let mut cost = None;
+    while let Some(kw) = c.next() {
+        if kw.eq_ignore_ascii_case(b"LIMIT") {
+            if windows.len() >= ratelimit::MAX_WINDOWS {
+                let most = ratelimit::MAX_WINDOWS;
+                return Err(AiError::arg("LIMIT", format!("may be given at most {most} times")));
+            }
+            windows.push(limit_period(&mut c)?);
+        } else if kw.eq_ignore_ascii_case(b"COST") {
+            let v = c.count("COST")?;
+            once(&mut cost, "COST", v)?
+        } else {
+            return Err(unknown(&String::from_utf8_lossy(kw)));
+        }
+    }
+    let cost = cost.unwrap_or(1);
+    ratelimit::check_args(&windows, cost)?;
+    Ok((key, windows, cost))
+}
+
+/// `n PERIOD ms` after a LIMIT keyword.
+fn limit_period(c: &mut Cursor) -> Result<Window> {
+    let limit = positive("LIMIT", c.value("LIMIT")?)?;
+    if !c.next().is_some_and(|k| k.eq_ignore_ascii_case(b"PERIOD")) {
+        return Err(AiError::arg("LIMIT", "must be followed by PERIOD ms"));
+    }
+    let period = positive("PERIOD", c.value("PERIOD")?)?;
+    Ok(Window { limit, period })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,7 +816,9 @@ mod tests {
 
     #[test]
     fn create_parses_every_option() {
-        let v = a(r#"q PAYLOAD {"a":1} ID j1 priority HIGH DELAY 5 MAXATTEMPTS 2 RETENTION 9 DEADLINE 7 META {} GROUP t COST 3"#);
+        let v = a(
+            r#"q PAYLOAD {"a":1} ID j1 priority HIGH DELAY 5 MAXATTEMPTS 2 RETENTION 9 DEADLINE 7 META {} GROUP t COST 3"#,
+        );
         let (q, s) = job_create(&refs(&v), 1 << 20).unwrap();
         assert_eq!(q.name(), b"q");
         assert_eq!(s.payload, br#"{"a":1}"#);
@@ -666,6 +891,45 @@ mod tests {
             let v = a(bad);
             assert!(job_claim(&refs(&v)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ratelimit_parses_windows_and_cost() {
+        let v = a("rl:{c}:gen limit 10 period 1000 LIMIT 100 PERIOD 60000 COST 3");
+        let (key, w, cost) = ratelimit(&refs(&v)).unwrap();
+        assert_eq!(key, b"rl:{c}:gen");
+        assert_eq!(w, vec![Window { limit: 10, period: 1000 }, Window { limit: 100, period: 60000 }]);
+        assert_eq!(cost, 3);
+        let v = a("k LIMIT 5 PERIOD 10");
+        assert_eq!(ratelimit(&refs(&v)).unwrap().2, 1);
+        let v = a("k COST 0 LIMIT 5 PERIOD 10");
+        assert_eq!(ratelimit(&refs(&v)).unwrap().2, 0);
+        let nine = format!("k{}", " LIMIT 1 PERIOD 1".repeat(9));
+        for (line, arg) in [
+            ("k", "LIMIT"),
+            ("k COST 1", "LIMIT"),
+            ("k LIMIT 0 PERIOD 5", "LIMIT"),
+            ("k LIMIT -1 PERIOD 5", "LIMIT"),
+            ("k LIMIT 1.5 PERIOD 5", "LIMIT"),
+            ("k LIMIT 5", "LIMIT"),
+            ("k LIMIT 5 COST 1", "LIMIT"),
+            ("k LIMIT 5 PERIOD", "PERIOD"),
+            ("k LIMIT 5 PERIOD 0", "PERIOD"),
+            ("k LIMIT 5 PERIOD 1e3", "PERIOD"),
+            ("k LIMIT 5 PERIOD 1000000000001", "PERIOD"),
+            ("k LIMIT 5 PERIOD 10 LIMIT 6 PERIOD 10", "PERIOD"),
+            ("k LIMIT 5 PERIOD 10 COST 6", "COST"),
+            ("k LIMIT 5 PERIOD 10 COST -1", "COST"),
+            ("k LIMIT 5 PERIOD 10 COST 1 COST 2", "COST"),
+            ("k LIMIT 5 PERIOD 10 COST", "COST"),
+            ("k LIMIT 5 PERIOD 10 BOGUS", "BOGUS"),
+            (nine.as_str(), "LIMIT"),
+        ] {
+            let v = a(line);
+            let e = ratelimit(&refs(&v)).unwrap_err();
+            assert!(e.message.contains(arg), "{line}: {}", e.message);
+        }
+        assert!(ratelimit(&[]).unwrap_err().message.contains("key"));
     }
 
     #[test]

@@ -81,34 +81,14 @@ struct Field {
     name_base: u32,
 }
 
-const MINUTE: Field = Field {
-    name: "minute",
-    min: 0,
-    max: 59,
-    names: &[],
-    name_base: 0,
-};
-const HOUR: Field = Field {
-    name: "hour",
-    min: 0,
-    max: 23,
-    names: &[],
-    name_base: 0,
-};
-const DOM: Field = Field {
-    name: "day-of-month",
-    min: 1,
-    max: 31,
-    names: &[],
-    name_base: 0,
-};
+const MINUTE: Field = Field { name: "minute", min: 0, max: 59, names: &[], name_base: 0 };
+const HOUR: Field = Field { name: "hour", min: 0, max: 23, names: &[], name_base: 0 };
+const DOM: Field = Field { name: "day-of-month", min: 1, max: 31, names: &[], name_base: 0 };
 const MONTH: Field = Field {
     name: "month",
     min: 1,
     max: 12,
-    names: &[
-        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-    ],
+    names: &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
     name_base: 1,
 };
 const DOW: Field = Field {
@@ -132,11 +112,7 @@ pub fn parse(expr: &str) -> Result<Cron> {
     if text.is_empty() {
         return Err(bad("is empty"));
     }
-    let text = if text.starts_with('@') {
-        shorthand(text)?
-    } else {
-        text
-    };
+    let text = if text.starts_with('@') { shorthand(text)? } else { text };
     let fields: Vec<&str> = text.split_ascii_whitespace().collect();
     let [minute, hour, dom, month, dow] = fields.as_slice() else {
         return Err(bad(format!(
@@ -165,33 +141,20 @@ fn shorthand(text: &str) -> Result<&'static str> {
         ("@midnight", "0 0 * * *"),
         ("@hourly", "0 * * * *"),
     ];
-    TABLE
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(text))
-        .map(|(_, expr)| *expr)
-        .ok_or_else(|| {
-            bad(format!(
-                "has an unknown shorthand '{}' (use @yearly, @annually, @monthly, @weekly, \
+    TABLE.iter().find(|(name, _)| name.eq_ignore_ascii_case(text)).map(|(_, expr)| *expr).ok_or_else(|| {
+        bad(format!(
+            "has an unknown shorthand '{}' (use @yearly, @annually, @monthly, @weekly, \
                  @daily, @midnight or @hourly)",
-                shown(text)
-            ))
-        })
+            shown(text)
+        ))
+    })
 }
 
 /// User text echoed in an error: printable ASCII only and short, so a reply stays one
 /// clean line whatever was sent.
 fn shown(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .take(32)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
+    let mut out: String =
+        text.chars().take(32).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
     if text.chars().nth(32).is_some() {
         out.push_str("...");
     }
@@ -199,8 +162,7 @@ fn shown(text: &str) -> String {
 }
 
 fn field_mask(text: &str, field: &Field) -> Result<u64> {
-    text.split(',')
-        .try_fold(0u64, |mask, item| Ok(mask | item_mask(item, field)?))
+    text.split(',').try_fold(0u64, |mask, item| Ok(mask | item_mask(item, field)?))
 }
 
 fn item_mask(item: &str, field: &Field) -> Result<u64> {
@@ -213,22 +175,14 @@ fn item_mask(item: &str, field: &Field) -> Result<u64> {
     } else if let Some((a, b)) = range.split_once('-') {
         let (lo, hi) = (value(a, field)?, value(b, field)?);
         if lo > hi {
-            return Err(bad(format!(
-                "{} range {} is reversed",
-                field.name,
-                shown(range)
-            )));
+            return Err(bad(format!("{} range {} is reversed", field.name, shown(range))));
         }
         (lo, hi)
     } else {
         let v = value(range, field)?;
         if step.is_some() {
             // Vixie refuses `5/10`; guessing "5 to max" would be a silent surprise.
-            return Err(bad(format!(
-                "{} step '{}' needs * or a range before the /",
-                field.name,
-                shown(item)
-            )));
+            return Err(bad(format!("{} step '{}' needs * or a range before the /", field.name, shown(item))));
         }
         (v, v)
     };
@@ -238,33 +192,16 @@ fn item_mask(item: &str, field: &Field) -> Result<u64> {
 fn value(text: &str, field: &Field) -> Result<u32> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         // More than 9 digits cannot be in range and would not fit a u32 anyway.
-        let v = if text.len() > 9 {
-            None
-        } else {
-            text.parse::<u32>().ok()
-        };
+        let v = if text.len() > 9 { None } else { text.parse::<u32>().ok() };
         return match v {
             Some(v) if (field.min..=field.max).contains(&v) => Ok(v),
-            _ => Err(bad(format!(
-                "{} {} is out of range {}-{}",
-                field.name,
-                shown(text),
-                field.min,
-                field.max
-            ))),
+            _ => Err(bad(format!("{} {} is out of range {}-{}", field.name, shown(text), field.min, field.max))),
         };
     }
-    let named = field
-        .names
-        .iter()
-        .position(|n| n.eq_ignore_ascii_case(text));
+    let named = field.names.iter().position(|n| n.eq_ignore_ascii_case(text));
     match named.and_then(|i| u32::try_from(i).ok()) {
         Some(i) => Ok(field.name_base + i),
-        None => Err(bad(format!(
-            "{} has a bad value '{}'",
-            field.name,
-            shown(text)
-        ))),
+        None => Err(bad(format!("{} has a bad value '{}'", field.name, shown(text)))),
     }
 }
 
@@ -272,20 +209,13 @@ fn step_value(text: &str, field: &Field) -> Result<u32> {
     let ok = !text.is_empty() && text.len() <= 9 && text.bytes().all(|b| b.is_ascii_digit());
     match text.parse::<u32>() {
         Ok(step) if ok && (1..=field.max).contains(&step) => Ok(step),
-        _ => Err(bad(format!(
-            "{} step '{}' must be a number from 1 to {}",
-            field.name,
-            shown(text),
-            field.max
-        ))),
+        _ => Err(bad(format!("{} step '{}' must be a number from 1 to {}", field.name, shown(text), field.max))),
     }
 }
 
 fn bits(lo: u32, hi: u32, step: u32) -> u64 {
     let step = usize::try_from(step.max(1)).unwrap_or(1);
-    (lo..=hi)
-        .step_by(step)
-        .fold(0, |mask, v| mask | 1u64.checked_shl(v).unwrap_or(0))
+    (lo..=hi).step_by(step).fold(0, |mask, v| mask | 1u64.checked_shl(v).unwrap_or(0))
 }
 
 /// 7 and 0 are both Sunday; the search only knows 0.
@@ -317,10 +247,7 @@ impl Cron {
 
     /// The search, with the number of steps it took (the tests bound it).
     fn search(&self, after_ms: i64) -> (Option<i64>, u32) {
-        let first = after_ms
-            .div_euclid(MINUTE_MS)
-            .checked_add(1)
-            .and_then(|m| m.checked_mul(MINUTE_MS));
+        let first = after_ms.div_euclid(MINUTE_MS).checked_add(1).and_then(|m| m.checked_mul(MINUTE_MS));
         let Some(first) = first else { return (None, 0) };
         let mut at = Moment::from_ms(first);
         let last_year = at.year.saturating_add(HORIZON_YEARS);
@@ -372,10 +299,7 @@ impl Cron {
     /// Vixie's rule: OR when both day fields are restricted, AND otherwise.
     fn day_matches(&self, at: &Moment) -> bool {
         let dom = has(self.doms, at.day);
-        let dow = has(
-            self.dows,
-            weekday(days_from_civil(at.year, at.month, at.day)),
-        );
+        let dow = has(self.dows, weekday(days_from_civil(at.year, at.month, at.day)));
         if self.dom_star || self.dow_star {
             dom && dow
         } else {
@@ -424,8 +348,7 @@ impl Moment {
     /// while the minute itself does not.
     fn to_ms(self) -> Option<i64> {
         let day = i128::from(days_from_civil(self.year, self.month, self.day));
-        let time = i128::from(self.hour) * i128::from(HOUR_MS)
-            + i128::from(self.minute) * i128::from(MINUTE_MS);
+        let time = i128::from(self.hour) * i128::from(HOUR_MS) + i128::from(self.minute) * i128::from(MINUTE_MS);
         i64::try_from(day * i128::from(DAY_MS) + time).ok()
     }
 
@@ -509,11 +432,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
+    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
 }
 
 #[cfg(test)]
@@ -625,10 +544,7 @@ mod tests {
     #[test]
     fn lists_ranges_steps() {
         let c = parse("10-50/10 */6 1,15 */3 *").unwrap();
-        assert_eq!(
-            c.minutes,
-            (1 << 10) | (1 << 20) | (1 << 30) | (1 << 40) | (1 << 50)
-        );
+        assert_eq!(c.minutes, (1 << 10) | (1 << 20) | (1 << 30) | (1 << 40) | (1 << 50));
         assert_eq!(c.hours, (1 << 0) | (1 << 6) | (1 << 12) | (1 << 18));
         assert_eq!(c.doms, (1 << 1) | (1 << 15));
         assert_eq!(c.months, (1 << 1) | (1 << 4) | (1 << 7) | (1 << 10));
@@ -654,10 +570,7 @@ mod tests {
         assert_eq!(err("60 * * * *"), "CRON minute 60 is out of range 0-59");
         assert_eq!(err("* 24 * * *"), "CRON hour 24 is out of range 0-23");
         assert_eq!(err("* * 0 * *"), "CRON day-of-month 0 is out of range 1-31");
-        assert_eq!(
-            err("* * 32 * *"),
-            "CRON day-of-month 32 is out of range 1-31"
-        );
+        assert_eq!(err("* * 32 * *"), "CRON day-of-month 32 is out of range 1-31");
         assert_eq!(err("* * * 0 *"), "CRON month 0 is out of range 1-12");
         assert_eq!(err("* * * 13 *"), "CRON month 13 is out of range 1-12");
         assert_eq!(err("* * * * 8"), "CRON day-of-week 8 is out of range 0-7");
@@ -667,10 +580,7 @@ mod tests {
 
     #[test]
     fn bad_steps() {
-        assert_eq!(
-            err("*/0 * * * *"),
-            "CRON minute step '0' must be a number from 1 to 59"
-        );
+        assert_eq!(err("*/0 * * * *"), "CRON minute step '0' must be a number from 1 to 59");
         assert!(err("*/60 * * * *").contains("minute step '60'"));
         assert!(err("* */24 * * *").contains("hour step"));
         assert!(err("*/ * * * *").contains("minute step ''"));
@@ -738,53 +648,26 @@ mod tests {
     #[test]
     fn every_fifteen_minutes() {
         let e = "*/15 * * * *";
-        assert_eq!(
-            next(e, at(2026, 11, 27, 10, 7) + 30_000),
-            Some(at(2026, 11, 27, 10, 15))
-        );
-        assert_eq!(
-            next(e, at(2026, 11, 27, 10, 45)),
-            Some(at(2026, 11, 27, 11, 0))
-        );
-        assert_eq!(
-            next(e, at(2026, 11, 27, 23, 50)),
-            Some(at(2026, 11, 28, 0, 0))
-        );
+        assert_eq!(next(e, at(2026, 11, 27, 10, 7) + 30_000), Some(at(2026, 11, 27, 10, 15)));
+        assert_eq!(next(e, at(2026, 11, 27, 10, 45)), Some(at(2026, 11, 27, 11, 0)));
+        assert_eq!(next(e, at(2026, 11, 27, 23, 50)), Some(at(2026, 11, 28, 0, 0)));
     }
 
     #[test]
     fn strictly_after_an_exact_match() {
         let e = "*/5 * * * *";
-        assert_eq!(
-            next(e, at(2026, 11, 27, 10, 5)),
-            Some(at(2026, 11, 27, 10, 10))
-        );
-        assert_eq!(
-            next(e, at(2026, 11, 27, 10, 5) + 1),
-            Some(at(2026, 11, 27, 10, 10))
-        );
-        assert_eq!(
-            next(e, at(2026, 11, 27, 10, 5) - 1),
-            Some(at(2026, 11, 27, 10, 5))
-        );
+        assert_eq!(next(e, at(2026, 11, 27, 10, 5)), Some(at(2026, 11, 27, 10, 10)));
+        assert_eq!(next(e, at(2026, 11, 27, 10, 5) + 1), Some(at(2026, 11, 27, 10, 10)));
+        assert_eq!(next(e, at(2026, 11, 27, 10, 5) - 1), Some(at(2026, 11, 27, 10, 5)));
     }
 
     #[test]
     fn weekdays_skip_the_weekend() {
         // 2026-11-27 is a Friday.
         let e = "0 9 * * 1-5";
-        assert_eq!(
-            next(e, at(2026, 11, 27, 8, 59)),
-            Some(at(2026, 11, 27, 9, 0))
-        );
-        assert_eq!(
-            next(e, at(2026, 11, 27, 9, 0)),
-            Some(at(2026, 11, 30, 9, 0))
-        );
-        assert_eq!(
-            next(e, at(2026, 11, 28, 12, 0)),
-            Some(at(2026, 11, 30, 9, 0))
-        );
+        assert_eq!(next(e, at(2026, 11, 27, 8, 59)), Some(at(2026, 11, 27, 9, 0)));
+        assert_eq!(next(e, at(2026, 11, 27, 9, 0)), Some(at(2026, 11, 30, 9, 0)));
+        assert_eq!(next(e, at(2026, 11, 28, 12, 0)), Some(at(2026, 11, 30, 9, 0)));
     }
 
     #[test]
@@ -828,29 +711,17 @@ mod tests {
             t = got;
         }
         // dom 29 of February OR Monday: 2027-02-01 is a Monday.
-        assert_eq!(
-            next("0 0 29 2 1", at(2026, 11, 27, 0, 0)),
-            Some(at(2027, 2, 1, 0, 0))
-        );
+        assert_eq!(next("0 0 29 2 1", at(2026, 11, 27, 0, 0)), Some(at(2027, 2, 1, 0, 0)));
     }
 
     #[test]
     fn a_star_led_day_field_means_and() {
         // Vixie: `*/2` starts with `*`, so odd days AND Mondays: Nov 30 is even, Dec 7 odd.
-        assert_eq!(
-            next("0 0 */2 * 1", at(2026, 11, 27, 0, 0)),
-            Some(at(2026, 12, 7, 0, 0))
-        );
+        assert_eq!(next("0 0 */2 * 1", at(2026, 11, 27, 0, 0)), Some(at(2026, 12, 7, 0, 0)));
         // Only dow restricted: plain Sundays.
-        assert_eq!(
-            next("0 0 * * 0", at(2026, 11, 27, 0, 0)),
-            Some(at(2026, 11, 29, 0, 0))
-        );
+        assert_eq!(next("0 0 * * 0", at(2026, 11, 27, 0, 0)), Some(at(2026, 11, 29, 0, 0)));
         // Only dom restricted: the 13th, whatever the weekday.
-        assert_eq!(
-            next("0 0 13 * *", at(2026, 11, 27, 0, 0)),
-            Some(at(2026, 12, 13, 0, 0))
-        );
+        assert_eq!(next("0 0 13 * *", at(2026, 11, 27, 0, 0)), Some(at(2026, 12, 13, 0, 0)));
     }
 
     #[test]
@@ -860,16 +731,10 @@ mod tests {
         assert_eq!(next("@daily", t), Some(at(2026, 11, 28, 0, 0)));
         assert_eq!(next("@midnight", t), Some(at(2026, 11, 28, 0, 0)));
         assert_eq!(next("@weekly", t), Some(at(2026, 11, 29, 0, 0))); // Sunday
-        assert_eq!(
-            next("@weekly", at(2026, 11, 29, 0, 0)),
-            Some(at(2026, 12, 6, 0, 0))
-        );
+        assert_eq!(next("@weekly", at(2026, 11, 29, 0, 0)), Some(at(2026, 12, 6, 0, 0)));
         assert_eq!(next("@monthly", t), Some(at(2026, 12, 1, 0, 0)));
         assert_eq!(next("@yearly", t), Some(at(2027, 1, 1, 0, 0)));
-        assert_eq!(
-            next("@annually", at(2027, 1, 1, 0, 0)),
-            Some(at(2028, 1, 1, 0, 0))
-        );
+        assert_eq!(next("@annually", at(2027, 1, 1, 0, 0)), Some(at(2028, 1, 1, 0, 0)));
     }
 
     #[test]
@@ -878,22 +743,10 @@ mod tests {
         assert_eq!(next("* * * * *", eve), Some(at(2027, 1, 1, 0, 0)));
         assert_eq!(next("* * * * *", eve - 1), Some(eve));
         assert_eq!(next("59 23 31 12 *", eve), Some(at(2027, 12, 31, 23, 59)));
-        assert_eq!(
-            next("0 0 1 * *", at(2027, 2, 28, 12, 0)),
-            Some(at(2027, 3, 1, 0, 0))
-        );
-        assert_eq!(
-            next("0 12 28-31 2 *", at(2028, 2, 28, 12, 0)),
-            Some(at(2028, 2, 29, 12, 0))
-        );
-        assert_eq!(
-            next("0 12 28-31 2 *", at(2027, 2, 28, 12, 0)),
-            Some(at(2028, 2, 28, 12, 0))
-        );
-        assert_eq!(
-            next("30 23 * * *", at(2026, 11, 30, 23, 45)),
-            Some(at(2026, 12, 1, 23, 30))
-        );
+        assert_eq!(next("0 0 1 * *", at(2027, 2, 28, 12, 0)), Some(at(2027, 3, 1, 0, 0)));
+        assert_eq!(next("0 12 28-31 2 *", at(2028, 2, 28, 12, 0)), Some(at(2028, 2, 29, 12, 0)));
+        assert_eq!(next("0 12 28-31 2 *", at(2027, 2, 28, 12, 0)), Some(at(2028, 2, 28, 12, 0)));
+        assert_eq!(next("30 23 * * *", at(2026, 11, 30, 23, 45)), Some(at(2026, 12, 1, 23, 30)));
     }
 
     #[test]
@@ -901,10 +754,7 @@ mod tests {
         let t = at(2026, 11, 27, 7, 0); // Friday
                                         // Sundays of Jan-Mar: 2027-01-01 is a Friday, so the 3rd.
         assert_eq!(next("0 0 * JAN-mar sun", t), Some(at(2027, 1, 3, 0, 0)));
-        assert_eq!(
-            next("30 6 * * MON,wed,Fri", t),
-            Some(at(2026, 11, 30, 6, 30))
-        );
+        assert_eq!(next("30 6 * * MON,wed,Fri", t), Some(at(2026, 11, 30, 6, 30)));
         assert_eq!(next("0 0 1 feb,Aug *", t), Some(at(2027, 2, 1, 0, 0)));
     }
 
@@ -912,45 +762,24 @@ mod tests {
     fn seven_is_sunday() {
         let t = at(2026, 11, 27, 0, 0); // Friday
         for e in ["0 0 * * 7", "0 0 * * 0", "0 0 * * SUN", "0 0 * * 6-7"] {
-            let want = if e.ends_with("6-7") {
-                at(2026, 11, 28, 0, 0)
-            } else {
-                at(2026, 11, 29, 0, 0)
-            };
+            let want = if e.ends_with("6-7") { at(2026, 11, 28, 0, 0) } else { at(2026, 11, 29, 0, 0) };
             assert_eq!(next(e, t), Some(want), "{e}");
         }
-        assert_eq!(
-            next("0 0 * * 5-7", at(2026, 11, 28, 0, 0)),
-            Some(at(2026, 11, 29, 0, 0))
-        );
+        assert_eq!(next("0 0 * * 5-7", at(2026, 11, 28, 0, 0)), Some(at(2026, 11, 29, 0, 0)));
     }
 
     #[test]
     fn ranges_with_steps() {
         let e = "10-50/10 * * * *";
-        assert_eq!(
-            next(e, at(2026, 11, 27, 10, 50)),
-            Some(at(2026, 11, 27, 11, 10))
-        );
-        assert_eq!(
-            next(e, at(2026, 11, 27, 10, 11)),
-            Some(at(2026, 11, 27, 10, 20))
-        );
-        assert_eq!(
-            next("0 9-17/4 * * *", at(2026, 11, 27, 13, 0)),
-            Some(at(2026, 11, 27, 17, 0))
-        );
+        assert_eq!(next(e, at(2026, 11, 27, 10, 50)), Some(at(2026, 11, 27, 11, 10)));
+        assert_eq!(next(e, at(2026, 11, 27, 10, 11)), Some(at(2026, 11, 27, 10, 20)));
+        assert_eq!(next("0 9-17/4 * * *", at(2026, 11, 27, 13, 0)), Some(at(2026, 11, 27, 17, 0)));
     }
 
     #[test]
     fn never_matching_gives_none_quickly() {
         let t = at(2026, 11, 27, 0, 0);
-        for e in [
-            "0 0 30 2 *",
-            "0 0 31 2,4,6,9,11 *",
-            "59 23 31 4 *",
-            "0 0 30,31 2 *",
-        ] {
+        for e in ["0 0 30 2 *", "0 0 31 2,4,6,9,11 *", "59 23 31 4 *", "0 0 30,31 2 *"] {
             let (got, steps) = parse(e).unwrap().search(t);
             assert_eq!(got, None, "{e}");
             assert!(steps < 2_000, "{e}: {steps} steps");
@@ -974,9 +803,7 @@ mod tests {
         let c = parse("* * * * *").unwrap();
         assert_eq!(c.next_after(i64::MAX), None);
         let near_end = i64::MAX - MINUTE_MS;
-        assert!(c
-            .next_after(near_end)
-            .is_some_and(|r| r > near_end && r % MINUTE_MS == 0));
+        assert!(c.next_after(near_end).is_some_and(|r| r > near_end && r % MINUTE_MS == 0));
         assert_eq!(c.next_after(-1), Some(0));
         assert_eq!(c.next_after(-MINUTE_MS), Some(0));
         assert!(c.next_after(i64::MIN).is_some());
@@ -998,10 +825,7 @@ mod tests {
         assert_eq!(next_every(1000, 500, 123_456), 123_500);
         // 15 minutes from a start on the hour.
         let start = at(2026, 11, 27, 9, 0);
-        assert_eq!(
-            next_every(start, 15 * MINUTE_MS, at(2026, 11, 27, 10, 7)),
-            at(2026, 11, 27, 10, 15)
-        );
+        assert_eq!(next_every(start, 15 * MINUTE_MS, at(2026, 11, 27, 10, 7)), at(2026, 11, 27, 10, 15));
         assert_eq!(next_every(-1000, 300, -1000), -700);
         assert_eq!(next_every(-1000, 300, 0), 200);
     }
@@ -1043,9 +867,7 @@ mod tests {
     }
 
     fn spell(v: u32, f: &Field, style: u8) -> String {
-        let name = v
-            .checked_sub(f.name_base)
-            .and_then(|i| f.names.get(i as usize));
+        let name = v.checked_sub(f.name_base).and_then(|i| f.names.get(i as usize));
         match (name, style) {
             (Some(n), 1) => n.to_string(),
             (Some(n), 2) => n.to_ascii_lowercase(),
@@ -1137,33 +959,21 @@ mod tests {
     }
 
     fn expression() -> impl Strategy<Value = (String, Brute)> {
-        (
-            field(0, 59),
-            field(0, 23),
-            field(1, 31),
-            field(1, 12),
-            field(0, 7),
-        )
-            .prop_map(|(mi, h, dom, mo, dow)| {
-                let text = [
-                    render(&mi, &MINUTE),
-                    render(&h, &HOUR),
-                    render(&dom, &DOM),
-                    render(&mo, &MONTH),
-                    render(&dow, &DOW),
-                ]
-                .join(" ");
-                let star = |gf: &GenField| matches!(gf.0.first(), Some(Item::Star(_)));
-                let brute = Brute {
-                    minute: set(&mi, &MINUTE),
-                    hour: set(&h, &HOUR),
-                    dom: set(&dom, &DOM),
-                    month: set(&mo, &MONTH),
-                    dow: set(&dow, &DOW),
-                    either: !star(&dom) && !star(&dow),
-                };
-                (text, brute)
-            })
+        (field(0, 59), field(0, 23), field(1, 31), field(1, 12), field(0, 7)).prop_map(|(mi, h, dom, mo, dow)| {
+            let text =
+                [render(&mi, &MINUTE), render(&h, &HOUR), render(&dom, &DOM), render(&mo, &MONTH), render(&dow, &DOW)]
+                    .join(" ");
+            let star = |gf: &GenField| matches!(gf.0.first(), Some(Item::Star(_)));
+            let brute = Brute {
+                minute: set(&mi, &MINUTE),
+                hour: set(&h, &HOUR),
+                dom: set(&dom, &DOM),
+                month: set(&mo, &MONTH),
+                dow: set(&dow, &DOW),
+                either: !star(&dom) && !star(&dow),
+            };
+            (text, brute)
+        })
     }
 
     /// 1900-01-01 .. 2300-01-01, at any millisecond.

@@ -59,10 +59,7 @@ impl AiError {
     }
 
     pub fn wrong_arity(command: &str) -> Self {
-        AiError::new(
-            Code::Err,
-            format!("wrong number of arguments for '{}' command", command.to_ascii_lowercase()),
-        )
+        AiError::new(Code::Err, format!("wrong number of arguments for '{}' command", command.to_ascii_lowercase()))
     }
 
     pub fn wrong_type() -> Self {

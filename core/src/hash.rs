@@ -46,10 +46,7 @@ mod tests {
     fn parts_are_length_prefixed() {
         assert_ne!(of_parts(&["a:b", ""]), of_parts(&["a", ":b"]));
         // sha256 of 8 zero bytes (one empty part)
-        assert_eq!(
-            of_parts(&[""]),
-            "af5570f5a1810b7af78caf4bc70a660f0df51e42baf91d4de5b2328de0e83dfc"
-        );
+        assert_eq!(of_parts(&[""]), "af5570f5a1810b7af78caf4bc70a660f0df51e42baf91d4de5b2328de0e83dfc");
     }
 
     #[test]

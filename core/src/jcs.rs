@@ -16,8 +16,8 @@ use crate::error::{AiError, Result};
 
 /// The canonical form of a JSON text (RFC 8785).
 pub fn canonicalize(json: &[u8]) -> Result<Vec<u8>> {
-    let value: Value = serde_json::from_slice(json)
-        .map_err(|e| AiError::arg("PAYLOAD", format!("is not valid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(json).map_err(|e| AiError::arg("PAYLOAD", format!("is not valid JSON: {e}")))?;
     let mut out = Vec::with_capacity(json.len());
     write_value(&value, &mut out)?;
     Ok(out)
@@ -164,10 +164,7 @@ fn exact_digits(f: f64) -> Option<(String, i32)> {
     let (mantissa, exp) = sci.split_once('e')?;
     let exp: i32 = exp.parse().ok()?;
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    Some((
-        digits.trim_end_matches('0').to_string(),
-        exp.checked_add(1)?,
-    ))
+    Some((digits.trim_end_matches('0').to_string(), exp.checked_add(1)?))
 }
 
 /// Of `head` and `head + 1` (in the last digit), the even one; None on a carry, which
@@ -187,20 +184,14 @@ fn layout(digits: &str, n: i32) -> Option<String> {
     let k = i32::try_from(digits.len()).ok()?;
     if k <= n && n <= 21 {
         // An integer: digits padded with zeros, never an exponent below 1e21.
-        return Some(format!(
-            "{digits}{}",
-            "0".repeat(usize::try_from(n - k).ok()?)
-        ));
+        return Some(format!("{digits}{}", "0".repeat(usize::try_from(n - k).ok()?)));
     }
     if 0 < n && n <= 21 {
         let (int, frac) = digits.split_at_checked(usize::try_from(n).ok()?)?;
         return Some(format!("{int}.{frac}"));
     }
     if -6 < n && n <= 0 {
-        return Some(format!(
-            "0.{}{digits}",
-            "0".repeat(usize::try_from(-n).ok()?)
-        ));
+        return Some(format!("0.{}{digits}", "0".repeat(usize::try_from(-n).ok()?)));
     }
     exponential(digits, n - 1)
 }
@@ -210,11 +201,7 @@ fn exponential(digits: &str, e: i32) -> Option<String> {
     let sign = if e < 0 { '-' } else { '+' };
     let (first, rest) = digits.split_at_checked(1)?;
     let e = e.unsigned_abs();
-    Some(if rest.is_empty() {
-        format!("{first}e{sign}{e}")
-    } else {
-        format!("{first}.{rest}e{sign}{e}")
-    })
+    Some(if rest.is_empty() { format!("{first}e{sign}{e}") } else { format!("{first}.{rest}e{sign}{e}") })
 }
 
 #[cfg(test)]
@@ -341,10 +328,7 @@ mod tests {
     #[test]
     fn structure() {
         assert_eq!(canon(" [ 1 , [ ] , { } , \"a\" ] "), r#"[1,[],{},"a"]"#);
-        assert_eq!(
-            canon(r#"{"b":{"d":1,"c":2},"a":[3,2,1]}"#),
-            r#"{"a":[3,2,1],"b":{"c":2,"d":1}}"#
-        );
+        assert_eq!(canon(r#"{"b":{"d":1,"c":2},"a":[3,2,1]}"#), r#"{"a":[3,2,1],"b":{"c":2,"d":1}}"#);
     }
 
     #[test]
@@ -354,20 +338,9 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_json() {
-        for bad in [
-            &b"{"[..],
-            b"\"\\ud800\"",
-            b"\"\\udc00x\"",
-            b"\"\xff\"",
-            b"1e400",
-            b"NaN",
-            b"",
-        ] {
+        for bad in [&b"{"[..], b"\"\\ud800\"", b"\"\\udc00x\"", b"\"\xff\"", b"1e400", b"NaN", b""] {
             let err = canonicalize(bad).unwrap_err();
-            assert!(
-                err.message.starts_with("PAYLOAD is not valid JSON"),
-                "{err:?}"
-            );
+            assert!(err.message.starts_with("PAYLOAD is not valid JSON"), "{err:?}");
         }
     }
 
@@ -390,9 +363,7 @@ mod tests {
             any::<bool>().prop_map(J::Bool),
             any::<i64>().prop_map(J::Int),
             any::<u64>().prop_map(J::Big),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(J::Float),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(J::Float),
             "\\PC*".prop_map(J::Str),
             any::<String>().prop_map(J::Str),
         ];
@@ -400,8 +371,7 @@ mod tests {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(J::Arr),
                 // Unique keys: with duplicates, reordering would change which one wins.
-                prop::collection::btree_map(any::<String>(), inner, 0..6)
-                    .prop_map(|m| J::Obj(m.into_iter().collect())),
+                prop::collection::btree_map(any::<String>(), inner, 0..6).prop_map(|m| J::Obj(m.into_iter().collect())),
             ]
         })
     }

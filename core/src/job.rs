@@ -13,14 +13,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Queued,
-        Status::Delayed,
-        Status::Running,
-        Status::Done,
-        Status::Error,
-        Status::Canceled,
-    ];
+    pub const ALL: [Status; 6] =
+        [Status::Queued, Status::Delayed, Status::Running, Status::Done, Status::Error, Status::Canceled];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -118,6 +118,11 @@ impl QueueKeys {
         self.key(&[b"cacheidx:", generation.to_string().as_bytes()])
     }
 
+    /// Sorted set: cleared cache generations whose entries are still being freed.
+    pub fn cache_drops(&self) -> Key {
+        self.key(&[b"cachedrop"])
+    }
+
     /// Stream: every job event.
     pub fn events(&self) -> Key {
         self.key(&[b"events"])
@@ -173,6 +178,7 @@ mod tests {
             k.pending(),
             k.cache(3, b"ab"),
             k.cache_index(3),
+            k.cache_drops(),
             k.events(),
             k.schedule(b"s"),
             k.schedules(),

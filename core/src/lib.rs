@@ -14,6 +14,7 @@ pub mod json;
 pub mod keys;
 pub mod names;
 pub mod queue;
+pub mod ratelimit;
 pub mod record;
 pub mod rng;
 pub mod store;

@@ -161,6 +161,12 @@ impl MemStore {
 }
 
 impl Store for MemStore {
+    type Blob = Vec<u8>;
+
+    fn hget_blob(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.hget(key, field)
+    }
+
     fn hget(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.hash(key)?.and_then(|h| h.get(field).cloned()))
     }
@@ -184,7 +190,8 @@ impl Store for MemStore {
 
     fn zrange(&mut self, key: &[u8], r: ZRange) -> Result<Vec<(Vec<u8>, f64)>> {
         let Some(z) = self.zset(key)? else { return Ok(vec![]) };
-        let mut all: Vec<(Vec<u8>, f64)> = z.iter().map(|(m, s)| (m.clone(), *s)).filter(|(_, s)| r.contains(*s)).collect();
+        let mut all: Vec<(Vec<u8>, f64)> =
+            z.iter().map(|(m, s)| (m.clone(), *s)).filter(|(_, s)| r.contains(*s)).collect();
         all.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         if r.reverse {
             all.reverse();

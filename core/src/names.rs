@@ -15,10 +15,7 @@ pub fn validate(what: &str, name: &[u8]) -> Result<()> {
         return Err(AiError::arg(what, format!("must be 1 to {MAX_NAME_LEN} bytes")));
     }
     if let Some(bad) = name.iter().find(|b| !allowed(**b)) {
-        return Err(AiError::arg(
-            what,
-            format!("has a character outside [A-Za-z0-9_.:-] (byte 0x{bad:02x})"),
-        ));
+        return Err(AiError::arg(what, format!("has a character outside [A-Za-z0-9_.:-] (byte 0x{bad:02x})")));
     }
     Ok(())
 }

@@ -162,7 +162,7 @@ impl JobState {
 }
 
 /// One field of a reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Value {
     Int(i64),
     Bytes(Vec<u8>),

@@ -16,10 +16,7 @@ pub trait Entropy {
 pub fn uuid7(now_ms: i64, entropy: &mut dyn Entropy) -> String {
     let mut random = [0u8; 10];
     entropy.fill(&mut random);
-    uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &random)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
+    uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &random).into_uuid().hyphenated().to_string()
 }
 
 /// 128 random bits as 32 lowercase hex digits: lease tokens and lock tokens.

@@ -90,14 +90,7 @@ pub struct ZRange {
 
 impl ZRange {
     pub fn up_to(max: f64, limit: usize) -> Self {
-        ZRange {
-            min: f64::NEG_INFINITY,
-            min_exclusive: false,
-            max,
-            max_exclusive: false,
-            reverse: false,
-            limit,
-        }
+        ZRange { min: f64::NEG_INFINITY, min_exclusive: false, max, max_exclusive: false, reverse: false, limit }
     }
 
     pub fn first(limit: usize) -> Self {
@@ -114,6 +107,11 @@ impl ZRange {
 /// Reads of the keyspace the logic needs, plus `apply` for its writes. Every read of a
 /// key holding another type fails with `WRONGTYPE`.
 pub trait Store {
+    /// A value handed straight to a reply without a copy where the store can (the cache
+    /// hit path).
+    type Blob: AsRef<[u8]>;
+
+    fn hget_blob(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Self::Blob>>;
     fn hget(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>>;
     fn hmget(&mut self, key: &[u8], fields: &[&str]) -> Result<Vec<Option<Vec<u8>>>>;
     fn hgetall(&mut self, key: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;

@@ -97,8 +97,5 @@ pub fn delete(c: &mut Call) -> Result<Out> {
 pub fn list(c: &mut Call) -> Result<Out> {
     let (q, a) = args::job_list(&c.args)?;
     let (next, page) = read::list(&mut c.store, &q, c.now, &a)?;
-    Ok(Out::Array(vec![
-        Out::bytes(next.to_string()),
-        Out::Array(page.into_iter().map(Out::record).collect()),
-    ]))
+    Ok(Out::Array(vec![Out::bytes(next.to_string()), Out::Array(page.into_iter().map(Out::record).collect())]))
 }

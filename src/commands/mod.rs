@@ -1,4 +1,6 @@
 //! One file per command family. Each handler parses, runs the core, replies.
 
+pub mod cache;
 pub mod job;
 pub mod queue;
+pub mod schedule;

@@ -10,8 +10,14 @@ use crate::reply::Out;
 /// QUEUE.STATS Q
 pub fn stats(c: &mut Call) -> Result<Out> {
     let q = args::queue_only(&c.args)?;
+    let (hits, coalesced) = crate::timer::buffered_cache_counts(c.ctx, &q);
     let fields = read::stats(&mut c.store, &q, c.now)?;
-    Ok(Out::Map(fields.into_iter().map(|(k, v)| (k.to_string(), Out::Int(v))).collect()))
+    let add = |name: &str, v: i64| match name {
+        "hits" => v + hits,
+        "coalesced" => v + coalesced,
+        _ => v,
+    };
+    Ok(Out::Map(fields.into_iter().map(|(k, v)| (k.to_string(), Out::Int(add(k, v)))).collect()))
 }
 
 /// QUEUE.PAUSE Q

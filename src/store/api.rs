@@ -57,6 +57,22 @@ impl RStr {
     }
 }
 
+impl AsRef<[u8]> for RStr {
+    fn as_ref(&self) -> &[u8] {
+        let mut len = 0usize;
+        match unsafe { raw::RedisModule_StringPtrLen } {
+            Some(f) => {
+                let p = unsafe { f(self.ptr, &mut len) };
+                if p.is_null() {
+                    return &[];
+                }
+                unsafe { std::slice::from_raw_parts(p as *const u8, len) }
+            }
+            None => &[],
+        }
+    }
+}
+
 impl Drop for RStr {
     fn drop(&mut self) {
         if let Some(free) = unsafe { raw::RedisModule_FreeString } {
@@ -104,12 +120,14 @@ impl OpenKey {
     }
 
     pub fn hash_get(&self, ctx: *mut raw::RedisModuleCtx, field: &RStr) -> Result<Option<Vec<u8>>> {
+        Ok(self.hash_get_str(ctx, field)?.map(|v| v.as_ref().to_vec()))
+    }
+
+    /// A field's value as the module string Redis holds (no copy for large values).
+    pub fn hash_get_str(&self, ctx: *mut raw::RedisModuleCtx, field: &RStr) -> Result<Option<RStr>> {
         let mut out: *mut raw::RedisModuleString = ptr::null_mut();
         rm!(RedisModule_HashGet(self.ptr, HASH_NONE, field.ptr, &mut out as *mut _, ptr::null_mut::<c_void>()));
-        match RStr::adopt(ctx, out) {
-            Some(v) => bytes_of(v.ptr).map(Some),
-            None => Ok(None),
-        }
+        Ok(RStr::adopt(ctx, out))
     }
 
     pub fn hash_set(&self, field: &RStr, value: &RStr) -> Result<()> {
@@ -128,12 +146,8 @@ impl OpenKey {
         let cursor = rm!(RedisModule_ScanCursorCreate());
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         loop {
-            let more = rm!(RedisModule_ScanKey(
-                self.ptr,
-                cursor,
-                Some(collect_field),
-                &mut out as *mut _ as *mut c_void
-            ));
+            let more =
+                rm!(RedisModule_ScanKey(self.ptr, cursor, Some(collect_field), &mut out as *mut _ as *mut c_void));
             if more == 0 {
                 break;
             }
@@ -161,11 +175,7 @@ impl OpenKey {
     }
 
     /// Members in a score range, ascending (or descending), at most `limit`.
-    pub fn zrange(
-        &self,
-        ctx: *mut raw::RedisModuleCtx,
-        r: &aijob_core::store::ZRange,
-    ) -> Result<Vec<(Vec<u8>, f64)>> {
+    pub fn zrange(&self, ctx: *mut raw::RedisModuleCtx, r: &aijob_core::store::ZRange) -> Result<Vec<(Vec<u8>, f64)>> {
         let (minex, maxex) = (r.min_exclusive as c_int, r.max_exclusive as c_int);
         let started = if r.reverse {
             rm!(RedisModule_ZsetLastInScoreRange(self.ptr, r.min, r.max, minex, maxex))
@@ -254,9 +264,7 @@ unsafe extern "C" fn collect_field(
 pub fn now_ms() -> i64 {
     match unsafe { raw::RedisModule_Milliseconds } {
         Some(f) => unsafe { f() },
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
     }
 }
 
@@ -273,3 +281,15 @@ pub const FLAG_MASTER: c_int = 1 << 2;
 pub const FLAG_CLUSTER: c_int = 1 << 5;
 pub const FLAG_LOADING: c_int = 1 << 13;
 pub const FLAG_DENY_BLOCKING: c_int = 1 << 21;
+
+impl std::fmt::Debug for RStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RStr({:?})", String::from_utf8_lossy(self.as_ref()))
+    }
+}
+
+impl PartialEq for RStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_ref() == other.as_ref()
+    }
+}

@@ -54,13 +54,7 @@ impl RedisStore {
     /// Propagates `cmd args...` to replicas and the AOF (not executed here).
     fn replicate(&self, cmd: &CStr, args: &[&RStr]) -> Result<()> {
         let mut argv: Vec<*mut raw::RedisModuleString> = args.iter().map(|a| a.ptr).collect();
-        rm!(RedisModule_Replicate(
-            self.ctx,
-            cmd.as_ptr(),
-            c"v".as_ptr(),
-            argv.as_mut_ptr(),
-            argv.len()
-        ));
+        rm!(RedisModule_Replicate(self.ctx, cmd.as_ptr(), c"v".as_ptr(), argv.as_mut_ptr(), argv.len()));
         Ok(())
     }
 
@@ -237,19 +231,19 @@ impl RedisStore {
     /// XADD runs as a real command (with `!`) so Redis makes the entry id and rewrites
     /// the approximate trim into an exact one for replicas and the AOF.
     fn xadd(&self, key: &[u8], maxlen: i64, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-        let mut args = vec![self.s(key)?, self.s(b"MAXLEN")?, self.s(b"~")?, self.s(maxlen.to_string().as_bytes())?, self.s(b"*")?];
+        let mut args = vec![
+            self.s(key)?,
+            self.s(b"MAXLEN")?,
+            self.s(b"~")?,
+            self.s(maxlen.to_string().as_bytes())?,
+            self.s(b"*")?,
+        ];
         for (f, v) in fields {
             args.push(self.s(f)?);
             args.push(self.s(v)?);
         }
         let mut argv: Vec<*mut raw::RedisModuleString> = args.iter().map(|a| a.ptr).collect();
-        let reply = rm!(RedisModule_Call(
-            self.ctx,
-            c"XADD".as_ptr(),
-            c"!v".as_ptr(),
-            argv.as_mut_ptr(),
-            argv.len()
-        ));
+        let reply = rm!(RedisModule_Call(self.ctx, c"XADD".as_ptr(), c"!v".as_ptr(), argv.as_mut_ptr(), argv.len()));
         if !reply.is_null() {
             rm!(RedisModule_FreeCallReply(reply));
         }
@@ -272,6 +266,14 @@ pub fn parse_int(v: &[u8]) -> Option<i64> {
 }
 
 impl Store for RedisStore {
+    type Blob = RStr;
+
+    fn hget_blob(&mut self, key: &[u8], field: &[u8]) -> Result<Option<RStr>> {
+        let Some(k) = self.read_typed(key, api::KEYTYPE_HASH)? else { return Ok(None) };
+        let f = self.s(field)?;
+        k.hash_get_str(self.ctx, &f)
+    }
+
     fn hget(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>> {
         self.hash_field(key, field)
     }

@@ -38,10 +38,7 @@ pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Re
     let mut tx = Tx::new(s, q, env.now, env.config);
     tx.unplace(&job, job.status, false)?;
     let job = JobState { deadline_at: None, ..job };
-    tx.hdel(
-        id,
-        &["finished_at", "run_at", "deadline_at", "lease_until", "worker", record::TOKEN, record::EXPIRE_AT],
-    );
+    tx.hdel(id, &["finished_at", "run_at", "deadline_at", "lease_until", "worker", record::TOKEN, record::EXPIRE_AT]);
     tx.hset(
         id,
         vec![
@@ -128,7 +125,10 @@ pub fn purge<S: Store>(
 
 /// QUEUE.PAUSE / QUEUE.RESUME.
 pub fn set_paused<S: Store>(s: &mut S, q: &QueueKeys, paused: bool) -> Result<()> {
-    let mut ops = vec![Op::HSet(q.meta(), vec![(meta::PAUSED.as_bytes().to_vec(), if paused { b"1".to_vec() } else { b"0".to_vec() })])];
+    let mut ops = vec![Op::HSet(
+        q.meta(),
+        vec![(meta::PAUSED.as_bytes().to_vec(), if paused { b"1".to_vec() } else { b"0".to_vec() })],
+    )];
     if !paused {
         ops.push(Op::Wake(q.meta()));
     }

@@ -7,9 +7,9 @@ use crate::error::Result;
 use crate::job::{transition, Status, Trigger};
 use crate::keys::QueueKeys;
 use crate::queue::admin::remove;
-use crate::queue::cache;
 use crate::queue::tx::{load_job, Env, Tally, Tx};
 use crate::queue::update::{fail_tally, finish, requeue};
+use crate::queue::{cache, schedule};
 use crate::store::{Op, Store, ZRange};
 
 /// What one tick of one queue did.
@@ -44,7 +44,20 @@ pub fn tick<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize) ->
     }
     let left = budget.saturating_sub(r.moves);
     if left > 0 {
+        let (fired, tally) = schedule::fire_due(s, q, env, left)?;
+        r.moves += fired;
+        r.tally.add(&tally);
+    }
+    let left = budget.saturating_sub(r.moves);
+    if left > 0 {
         r.moves += drop_expired_cache_index(s, q, env.now, left)?;
+    }
+    let left = budget.saturating_sub(r.moves);
+    if left > 0 {
+        r.moves += cache::free_cleared(s, q, left)?;
+    }
+    if s.zcard(&q.cache_drops())? > 0 {
+        r.more = true;
     }
     Ok(r)
 }
@@ -137,7 +150,9 @@ fn drop_expired_cache_index<S: Store>(s: &mut S, q: &QueueKeys, now: i64, budget
 /// shell's scheduling); None when there is none.
 pub fn next_due<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<i64>> {
     let mut best: Option<f64> = None;
-    for index in [q.delayed(), q.leases(), q.deadlines(), q.expiry(), q.cache_index(cache::generation(s, q)?)] {
+    let indexes =
+        [q.delayed(), q.leases(), q.deadlines(), q.expiry(), q.schedules(), q.cache_index(cache::generation(s, q)?)];
+    for index in indexes {
         if let Some((_, score)) = s.zrange(&index, ZRange::first(1))?.into_iter().next() {
             if score.is_finite() {
                 best = Some(best.map_or(score, |b: f64| b.min(score)));

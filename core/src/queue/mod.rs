@@ -7,6 +7,7 @@ pub mod claim;
 pub mod clock;
 pub mod create;
 pub mod read;
+pub mod schedule;
 pub mod tx;
 pub mod update;
 

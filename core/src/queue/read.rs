@@ -127,21 +127,13 @@ pub fn groups<S: Store>(s: &mut S, q: &QueueKeys, cursor: i64, count: i64) -> Re
     let mut out = Vec::with_capacity(names.len());
     for (g, _) in names {
         let v = s.hmget(&q.group(&g), &["running", "cap"])?;
-        let num = |i: usize| {
-            v.get(i)
-                .and_then(|x| x.as_ref())
-                .and_then(|b| std::str::from_utf8(b).ok()?.parse::<i64>().ok())
-        };
+        let num =
+            |i: usize| v.get(i).and_then(|x| x.as_ref()).and_then(|b| std::str::from_utf8(b).ok()?.parse::<i64>().ok());
         let mut queued = 0;
         for p in Priority::ORDER {
             queued += s.zcard(&q.queued(p, &g))?;
         }
-        out.push(GroupInfo {
-            running: num(0).unwrap_or(0),
-            cap: num(1).unwrap_or(default_cap),
-            group: g,
-            queued,
-        });
+        out.push(GroupInfo { running: num(0).unwrap_or(0), cap: num(1).unwrap_or(default_cap), group: g, queued });
     }
     Ok((next, out))
 }

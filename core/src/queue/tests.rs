@@ -21,7 +21,12 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        World { s: MemStore::new(1_000_000), q: QueueKeys::new(b"q").unwrap(), rng: SplitMix(42), config: Config::default() }
+        World {
+            s: MemStore::new(1_000_000),
+            q: QueueKeys::new(b"q").unwrap(),
+            rng: SplitMix(42),
+            config: Config::default(),
+        }
     }
 
     fn with_env<R>(&mut self, f: impl FnOnce(&mut MemStore, &QueueKeys, &mut Env) -> R) -> R {
@@ -92,7 +97,6 @@ impl World {
         };
         self.update(&c.id, a).unwrap()
     }
-
 }
 
 fn spec(prio: Priority, group: Option<&str>) -> JobSpec {
@@ -293,7 +297,8 @@ fn heartbeat_extends_the_lease() {
     w.job("{}");
     let c = w.claim_n(1).remove(0);
     w.s.now += 20_000;
-    let hb = UpdateArgs { token: Some(c.token.as_bytes().to_vec()), progress: Some(b"half".to_vec()), ..Default::default() };
+    let hb =
+        UpdateArgs { token: Some(c.token.as_bytes().to_vec()), progress: Some(b"half".to_vec()), ..Default::default() };
     assert_eq!(w.update(&c.id, hb).unwrap(), Status::Running);
     w.s.now += 20_000;
     w.tick();
@@ -515,4 +520,183 @@ fn wrong_type_keys_refuse_without_writing() {
     let e = w.with_env(|s, _, env| create::create(s, &q, env, &JobSpec::new(b"{}".to_vec())).unwrap_err());
     assert_eq!(e.code, Code::WrongType);
     assert_eq!(w.s.key_names(), before);
+}
+
+mod cache_flows {
+    use super::*;
+    use crate::queue::cache::{self, Condition, Lookup};
+
+    fn goq(w: &mut World, payload: &str) -> Lookup<Vec<u8>> {
+        let words: Vec<Vec<u8>> = vec![b"q".to_vec(), b"PAYLOAD".to_vec(), payload.as_bytes().to_vec()];
+        let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
+        let (_, spec) = crate::args::cache_get_or_queue(&refs, 1 << 20).unwrap();
+        w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &spec).unwrap().0)
+    }
+
+    #[test]
+    fn miss_then_pending_then_hit() {
+        let mut w = World::new();
+        let Lookup::Queued(id) = goq(&mut w, r#"{"a":1,"b":[1,2]}"#) else { panic!("a miss") };
+        assert_eq!(goq(&mut w, r#"{ "b":[1,2], "a":1 }"#), Lookup::Pending(id.clone()), "key order does not matter");
+        let c = w.claim_n(1).remove(0);
+        assert_eq!(c.id, id);
+        assert_eq!(goq(&mut w, r#"{"a":1,"b":[1,2]}"#), Lookup::Pending(id.clone()), "running still coalesces");
+        w.done(&c);
+        assert_eq!(goq(&mut w, r#"{"a":1,"b":[1,2]}"#), Lookup::Hit(b"{\"ok\":true}".to_vec()));
+        assert_eq!((w.stat("misses"), w.stat("created")), (1, 1));
+    }
+
+    #[test]
+    fn a_failure_frees_the_hash_and_a_retry_keeps_it() {
+        let mut w = World::new();
+        let Lookup::Queued(id) = goq(&mut w, "[1]") else { panic!() };
+        let c = w.claim_n(1).remove(0);
+        assert_eq!(w.fail(&c, false), Status::Delayed);
+        assert_eq!(goq(&mut w, "[1]"), Lookup::Pending(id.clone()), "backoff keeps it pending");
+        w.s.now += 10_000;
+        w.tick();
+        let c = w.claim_n(1).remove(0);
+        w.fail(&c, true);
+        let Lookup::Queued(id2) = goq(&mut w, "[1]") else { panic!("the hash is free again") };
+        assert_ne!(id, id2);
+    }
+
+    #[test]
+    fn etags_compare_and_set() {
+        let mut w = World::new();
+        let h = "cd".repeat(32);
+        let set = |w: &mut World, v: &str, cond: Condition| {
+            w.with_env(|s, q, env| cache::set(s, q, env, h.as_bytes(), v.as_bytes(), None, &cond).unwrap().0)
+        };
+        let e1 = set(&mut w, "1", Condition::IfNone).expect("created");
+        assert_eq!(set(&mut w, "2", Condition::IfNone), None, "exists already");
+        assert_eq!(set(&mut w, "2", Condition::IfMatch(b"nope".to_vec())), None);
+        let e2 = set(&mut w, "2", Condition::IfMatch(e1.clone().into_bytes())).expect("matched");
+        assert_ne!(e1, e2);
+        assert_eq!(set(&mut w, "3", Condition::IfMatch(e1.into_bytes())), None, "a stale etag loses");
+        let q = w.q.clone();
+        assert_eq!(cache::get(&mut w.s, &q, h.as_bytes()).unwrap(), Some((b"2".to_vec(), e2.into_bytes())));
+        assert_eq!(cache::del(&mut w.s, &q, h.as_bytes()).unwrap(), 1);
+        assert_eq!(cache::del(&mut w.s, &q, h.as_bytes()).unwrap(), 0);
+    }
+
+    #[test]
+    fn clear_is_immediate_and_the_timer_frees_the_rest() {
+        let mut w = World::new();
+        for i in 0..700 {
+            let h = format!("{i:064x}");
+            w.with_env(|s, q, env| cache::set(s, q, env, h.as_bytes(), b"1", None, &Condition::Always).unwrap());
+        }
+        let q = w.q.clone();
+        assert_eq!(cache::clear(&mut w.s, &q).unwrap(), 700);
+        assert_eq!(cache::get(&mut w.s, &q, format!("{:064x}", 5).as_bytes()).unwrap(), None);
+        let r = w.tick();
+        assert_eq!(r.moves, 700, "freed within one tick's budget");
+        let names = w.s.key_names();
+        assert!(names.iter().all(|k| !k.contains(":cache")), "{:?}", &names[..names.len().min(5)]);
+    }
+
+    #[test]
+    fn expired_entries_leave_the_index() {
+        let mut w = World::new();
+        let h = "ef".repeat(32);
+        w.with_env(|s, q, env| cache::set(s, q, env, h.as_bytes(), b"1", Some(100), &Condition::Always).unwrap());
+        w.s.now += 100;
+        w.tick();
+        assert!(w.s.key_names().iter().all(|k| !k.contains("cache")));
+    }
+}
+
+mod schedules {
+    use super::*;
+    use crate::queue::schedule;
+
+    fn set(w: &mut World, line: &str) -> i64 {
+        let words: Vec<Vec<u8>> = line.split(' ').map(|x| x.as_bytes().to_vec()).collect();
+        let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
+        let (_, spec) = crate::args::schedule_set(&refs, 1 << 20).unwrap();
+        w.with_env(|s, q, env| schedule::set(s, q, env, &spec).unwrap().0)
+    }
+
+    fn field(w: &mut World, name: &str, f: &str) -> Option<Value> {
+        let q = w.q.clone();
+        schedule::get(&mut w.s, &q, name.as_bytes()).unwrap()?.into_iter().find(|(k, _)| *k == f).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn every_fires_on_its_grid_and_skips_while_the_last_run_lives() {
+        let mut w = World::new();
+        let t0 = w.s.now;
+        assert_eq!(set(&mut w, "q poll EVERY 5000 PAYLOAD {}"), t0 + 5000);
+        w.s.now += 4999;
+        w.tick();
+        assert_eq!(w.stat("created"), 0);
+        w.s.now += 1;
+        w.tick();
+        assert_eq!(w.stat("created"), 1);
+        assert_eq!(field(&mut w, "poll", "runs"), Some(Value::Int(1)));
+        assert_eq!(field(&mut w, "poll", "next_run_at"), Some(Value::Int(t0 + 10_000)));
+        w.s.now += 5000;
+        w.tick();
+        assert_eq!(w.stat("created"), 1, "the first run's job is still queued: skipped");
+        assert_eq!(field(&mut w, "poll", "skipped"), Some(Value::Int(1)));
+        let c = w.claim_n(1).remove(0);
+        assert_eq!(w.field(&c.id, "schedule"), Some(Value::Bytes(b"poll".to_vec())));
+        w.done(&c);
+        w.s.now += 5000;
+        w.tick();
+        assert_eq!(w.stat("created"), 2);
+    }
+
+    #[test]
+    fn missed_ticks_collapse_into_one_catch_up_run() {
+        let mut w = World::new();
+        let t0 = w.s.now;
+        set(&mut w, "q s EVERY 1000 PAYLOAD {} OVERLAP allow");
+        w.s.now += 60_500;
+        w.tick();
+        assert_eq!(w.stat("created"), 1, "one catch-up run, not sixty");
+        assert_eq!(field(&mut w, "s", "next_run_at"), Some(Value::Int(t0 + 61_000)));
+        w.s.now = t0 + 61_000;
+        w.tick();
+        assert_eq!(w.stat("created"), 2);
+    }
+
+    #[test]
+    fn run_pause_resume_del() {
+        let mut w = World::new();
+        set(&mut w, "q s CRON @hourly PAYLOAD {} START 0");
+        let q = w.q.clone();
+        let (id, _) = w.with_env(|s, q, env| schedule::run_now(s, q, env, b"s").unwrap());
+        assert!(id.is_some());
+        let (held, _) = w.with_env(|s, q, env| schedule::run_now(s, q, env, b"s").unwrap());
+        assert_eq!(held, None, "OVERLAP skip holds a second run back");
+        assert_eq!(w.with_env(|s, q, env| schedule::set_paused(s, q, env, b"s", true).unwrap()), 1);
+        w.s.now += 3_600_000 * 3;
+        w.tick();
+        assert_eq!(w.stat("created"), 1);
+        assert_eq!(w.with_env(|s, q, env| schedule::set_paused(s, q, env, b"s", false).unwrap()), 1);
+        assert_eq!(w.with_env(|s, q, env| schedule::set_paused(s, q, env, b"nope", false).unwrap()), 0);
+        assert_eq!(schedule::list(&mut w.s, &q).unwrap().len(), 1);
+        assert_eq!(schedule::del(&mut w.s, &q, b"s").unwrap(), 1);
+        assert_eq!(schedule::del(&mut w.s, &q, b"s").unwrap(), 0);
+        assert!(schedule::list(&mut w.s, &q).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_schedules_are_refused() {
+        let cases: [&[&str]; 7] = [
+            &["q", "s", "PAYLOAD", "{}"],
+            &["q", "s", "EVERY", "0", "PAYLOAD", "{}"],
+            &["q", "s", "EVERY", "10"],
+            &["q", "s", "CRON", "61 * * * *", "PAYLOAD", "{}"],
+            &["q", "s", "EVERY", "10", "CRON", "@daily", "PAYLOAD", "{}"],
+            &["q", "s", "EVERY", "10", "PAYLOAD", "{}", "OVERLAP", "maybe"],
+            &["q", "a{", "EVERY", "10", "PAYLOAD", "{}"],
+        ];
+        for words in cases {
+            let refs: Vec<&[u8]> = words.iter().map(|x| x.as_bytes()).collect();
+            assert!(crate::args::schedule_set(&refs, 1 << 20).is_err(), "{words:?}");
+        }
+    }
 }

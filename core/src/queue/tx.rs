@@ -90,11 +90,9 @@ mod group_field {
 fn parse_i64(v: Option<Vec<u8>>, what: &str) -> Result<Option<i64>> {
     match v {
         None => Ok(None),
-        Some(b) => std::str::from_utf8(&b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map(Some)
-            .ok_or_else(|| AiError::corrupt(what)),
+        Some(b) => {
+            std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).map(Some).ok_or_else(|| AiError::corrupt(what))
+        }
     }
 }
 
@@ -121,10 +119,8 @@ fn pidx(p: Priority) -> usize {
 
 impl GroupView {
     fn load<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<GroupView> {
-        let v = s.hmget(
-            &q.group(name),
-            &[group_field::RUNNING, group_field::LIVE, group_field::CAP, group_field::PARKED],
-        )?;
+        let v =
+            s.hmget(&q.group(name), &[group_field::RUNNING, group_field::LIVE, group_field::CAP, group_field::PARKED])?;
         let mut it = v.into_iter();
         let mut next = |what| parse_i64(it.next().flatten(), what);
         let running = next("group running")?;

@@ -24,10 +24,7 @@ fn load_for_worker<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8], token: Option<
     let leased = job.status == Status::Running && job.token.is_some();
     let matches = token.is_some() && token == job.token.as_deref();
     if (leased || token.is_some()) && !matches {
-        return Err(AiError::new(
-            Code::LeaseLost,
-            "the token does not hold the job's current lease",
-        ));
+        return Err(AiError::new(Code::LeaseLost, "the token does not hold the job's current lease"));
     }
     Ok(job)
 }
@@ -152,7 +149,12 @@ pub fn fail_tally<S: Store>(tx: &mut Tx<S>) {
 
 /// Ends a live job in `to` (done, error, canceled): out of its indexes, retained for its
 /// retention, its content hash freed.
-pub fn finish<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, mut fields: Vec<(&'static str, Vec<u8>)>) -> Result<()> {
+pub fn finish<S: Store>(
+    tx: &mut Tx<S>,
+    job: &JobState,
+    to: Status,
+    mut fields: Vec<(&'static str, Vec<u8>)>,
+) -> Result<()> {
     let now = tx.now;
     tx.unplace(job, job.status, false)?;
     let until = expire_at(job, now, &tx.config);
@@ -175,11 +177,8 @@ pub fn finish<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, mut fields: 
 /// Puts a running job back: queued now, or delayed until `run_at`. Clears the lease.
 pub fn requeue<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, run_at: i64, attempts: i64) -> Result<()> {
     tx.unplace(job, job.status, false)?;
-    let mut fields = vec![
-        ("status", to.as_str().as_bytes().to_vec()),
-        ("attempts", n(attempts)),
-        ("updated_at", n(tx.now)),
-    ];
+    let mut fields =
+        vec![("status", to.as_str().as_bytes().to_vec()), ("attempts", n(attempts)), ("updated_at", n(tx.now))];
     if to == Status::Delayed {
         fields.push(("run_at", n(run_at)));
     }

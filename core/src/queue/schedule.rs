@@ -1,0 +1,307 @@
+//! Schedules (SPEC section 10): periodic jobs kept in the queue's keys and fired by the
+//! master's timer. Each run creates its job through `add_job`, the path of JOB.CREATE,
+//! and the schedule's next run moves in the same step, so a replica that is promoted
+//! neither repeats a run nor misses more than one tick.
+
+use crate::args::JobSpec;
+use crate::cron;
+use crate::error::{AiError, Result};
+use crate::job::Priority;
+use crate::keys::QueueKeys;
+use crate::queue::create::add_job;
+use crate::queue::tx::{load_job, Env, Tally, Tx};
+use crate::record::Value;
+use crate::rng;
+use crate::store::{Op, Score, Store, ZRange};
+
+/// When a schedule runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timetable {
+    Every(i64),
+    Cron(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    pub name: Vec<u8>,
+    pub timetable: Timetable,
+    pub start: Option<i64>,
+    pub overlap_allow: bool,
+    pub job: JobSpec,
+}
+
+/// The first run strictly after `after`; None when the timetable never matches again.
+pub fn next_run(t: &Timetable, start: i64, after: i64) -> Option<i64> {
+    match t {
+        Timetable::Every(every) => Some(cron::next_every(start, *every, after)),
+        Timetable::Cron(expr) => cron::parse(expr).ok()?.next_after(after),
+    }
+}
+
+fn n(v: i64) -> Vec<u8> {
+    v.to_string().into_bytes()
+}
+
+fn num(v: &Option<Vec<u8>>) -> Option<i64> {
+    v.as_ref().and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+}
+
+/// SCHEDULE.SET: creates or replaces; keeps the counters, last run and paused state of a
+/// schedule it replaces. Returns `next_run_at`.
+pub fn set<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, spec: &ScheduleSpec) -> Result<(i64, Tally)> {
+    let start = spec.start.unwrap_or(env.now);
+    // a START of now or later runs at START; otherwise the first run is the next tick
+    let after = if spec.start.is_some() { env.now - 1 } else { env.now };
+    let next = next_run(&spec.timetable, start, after)
+        .filter(|t| *t < i64::MAX)
+        .ok_or_else(|| AiError::arg("CRON", "never matches a future instant"))?;
+    let key = q.schedule(&spec.name);
+    let paused = s.hget(&key, b"paused")?.as_deref() == Some(b"1");
+    let j = &spec.job;
+    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (b"name".to_vec(), spec.name.clone()),
+        (b"start".to_vec(), n(start)),
+        (b"payload".to_vec(), j.payload.clone()),
+        (b"priority".to_vec(), j.priority.as_str().as_bytes().to_vec()),
+        (b"cost".to_vec(), n(j.cost)),
+        (b"overlap".to_vec(), if spec.overlap_allow { b"allow".to_vec() } else { b"skip".to_vec() }),
+        (b"paused".to_vec(), if paused { b"1".to_vec() } else { b"0".to_vec() }),
+        (b"next_run_at".to_vec(), n(next)),
+    ];
+    let (set_kind, other_kind) = match &spec.timetable {
+        Timetable::Every(e) => ((b"every".to_vec(), n(*e)), b"cron".to_vec()),
+        Timetable::Cron(c) => ((b"cron".to_vec(), c.clone().into_bytes()), b"every".to_vec()),
+    };
+    fields.push(set_kind);
+    let optional: [(&[u8], Option<Vec<u8>>); 5] = [
+        (b"max_attempts", j.max_attempts.map(n)),
+        (b"retention", j.retention_ms.map(n)),
+        (b"deadline", j.deadline_ms.map(n)),
+        (b"meta", j.meta.clone()),
+        (b"group", j.group.clone()),
+    ];
+    let mut gone = vec![other_kind];
+    for (f, v) in optional {
+        match v {
+            Some(v) => fields.push((f.to_vec(), v)),
+            None => gone.push(f.to_vec()),
+        }
+    }
+    let score = if paused { Score::Inf } else { Score::At(next) };
+    s.apply(vec![
+        Op::HDel(key.clone(), gone),
+        Op::HSet(key, fields),
+        Op::ZAdd(q.schedules(), score, spec.name.clone()),
+    ])?;
+    Ok((next, Tally::default()))
+}
+
+/// A stored schedule, read back.
+struct Stored {
+    name: Vec<u8>,
+    timetable: Timetable,
+    start: i64,
+    overlap_allow: bool,
+    paused: bool,
+    job: JobSpec,
+    last_job: Option<Vec<u8>>,
+}
+
+const STORED_FIELDS: [&str; 14] = [
+    "every",
+    "cron",
+    "start",
+    "overlap",
+    "paused",
+    "payload",
+    "priority",
+    "max_attempts",
+    "retention",
+    "deadline",
+    "meta",
+    "group",
+    "cost",
+    "last_job_id",
+];
+
+fn load<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<Option<Stored>> {
+    let v = s.hmget(&q.schedule(name), &STORED_FIELDS)?;
+    let get = |i: usize| v.get(i).cloned().flatten();
+    let timetable = match (num(&get(0)), get(1)) {
+        (Some(e), _) if e > 0 => Timetable::Every(e),
+        (_, Some(c)) => Timetable::Cron(String::from_utf8_lossy(&c).into_owned()),
+        _ if v.iter().all(Option::is_none) => return Ok(None),
+        _ => return Err(AiError::corrupt("schedule")),
+    };
+    let mut job = JobSpec::new(get(5).unwrap_or_else(|| b"null".to_vec()));
+    job.priority = get(6).as_deref().and_then(Priority::parse).unwrap_or(Priority::Normal);
+    job.max_attempts = num(&get(7));
+    job.retention_ms = num(&get(8));
+    job.deadline_ms = num(&get(9));
+    job.meta = get(10);
+    job.group = get(11);
+    job.cost = num(&get(12)).unwrap_or(1);
+    job.schedule = Some(name.to_vec());
+    Ok(Some(Stored {
+        name: name.to_vec(),
+        timetable,
+        start: num(&get(2)).unwrap_or(0),
+        overlap_allow: get(3).as_deref() == Some(b"allow"),
+        paused: get(4).as_deref() == Some(b"1"),
+        job,
+        last_job: get(13),
+    }))
+}
+
+/// Creates one run's job unless OVERLAP skip holds it back; the job id, or None.
+fn run_once<S: Store>(tx: &mut Tx<S>, env: &mut Env, sc: &Stored) -> Result<Option<Vec<u8>>> {
+    if !sc.overlap_allow {
+        if let Some(last) = &sc.last_job {
+            if load_job(tx.s, tx.q, last)?.is_some_and(|j| j.status.is_live()) {
+                return Ok(None);
+            }
+        }
+    }
+    let id = rng::uuid7(env.now, env.entropy).into_bytes();
+    add_job(tx, &id, &sc.job)?;
+    let key = tx.q.schedule(&sc.name);
+    tx.push(Op::HSet(key.clone(), vec![(b"last_run_at".to_vec(), n(env.now)), (b"last_job_id".to_vec(), id.clone())]));
+    tx.push(Op::HIncrBy(key, b"runs".to_vec(), 1));
+    tx.tally.schedule_runs += 1;
+    Ok(Some(id))
+}
+
+/// The timer's step: fires every schedule due by now, at most `budget` of them. Ticks
+/// missed while no master ran collapse into this one run, then the timetable goes on.
+pub fn fire_due<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize) -> Result<(usize, Tally)> {
+    let mut tally = Tally::default();
+    let due = s.zrange(&q.schedules(), ZRange::up_to(env.now as f64, budget))?;
+    let count = due.len();
+    for (name, _) in due {
+        let Some(sc) = load(s, q, &name)? else {
+            s.apply(vec![Op::ZRem(q.schedules(), name)])?;
+            continue;
+        };
+        let mut tx = Tx::new(s, q, env.now, env.config);
+        if run_once(&mut tx, env, &sc)?.is_none() {
+            tx.push(Op::HIncrBy(q.schedule(&name), b"skipped".to_vec(), 1));
+        }
+        let next = next_run(&sc.timetable, sc.start, env.now);
+        let score = match next {
+            Some(t) if t < i64::MAX && !sc.paused => Score::At(t),
+            _ => Score::Inf,
+        };
+        tx.push(Op::HSet(q.schedule(&name), vec![(b"next_run_at".to_vec(), n(next.unwrap_or(0)))]));
+        tx.push(Op::ZAdd(q.schedules(), score, name));
+        tally.add(&tx.commit()?);
+    }
+    Ok((count, tally))
+}
+
+/// SCHEDULE.RUN: a run now, outside the timetable; the job id, or None when held back.
+pub fn run_now<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, name: &[u8]) -> Result<(Option<Vec<u8>>, Tally)> {
+    let sc = load(s, q, name)?
+        .ok_or_else(|| AiError::not_found(format!("no schedule {}", String::from_utf8_lossy(name))))?;
+    let mut tx = Tx::new(s, q, env.now, env.config);
+    let id = run_once(&mut tx, env, &sc)?;
+    Ok((id, tx.commit()?))
+}
+
+/// SCHEDULE.PAUSE / SCHEDULE.RESUME: 1, or 0 when there is no such schedule. Resuming
+/// starts the timetable again from now.
+pub fn set_paused<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, name: &[u8], paused: bool) -> Result<i64> {
+    let Some(sc) = load(s, q, name)? else { return Ok(0) };
+    let next = next_run(&sc.timetable, sc.start, env.now).unwrap_or(i64::MAX);
+    let score = if paused || next == i64::MAX { Score::Inf } else { Score::At(next) };
+    let mut fields = vec![(b"paused".to_vec(), if paused { b"1".to_vec() } else { b"0".to_vec() })];
+    if !paused {
+        fields.push((b"next_run_at".to_vec(), n(next)));
+    }
+    s.apply(vec![Op::HSet(q.schedule(name), fields), Op::ZAdd(q.schedules(), score, name.to_vec())])?;
+    Ok(1)
+}
+
+/// SCHEDULE.DEL: 1/0.
+pub fn del<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<i64> {
+    if !s.exists(&q.schedule(name))? {
+        return Ok(0);
+    }
+    s.apply(vec![Op::Del(q.schedule(name)), Op::ZRem(q.schedules(), name.to_vec())])?;
+    Ok(1)
+}
+
+/// Reply order of SCHEDULE.GET; the numbers among them are replied as integers.
+const SHOWN: [&str; 19] = [
+    "name",
+    "every",
+    "cron",
+    "payload",
+    "priority",
+    "max_attempts",
+    "retention",
+    "deadline",
+    "meta",
+    "group",
+    "cost",
+    "overlap",
+    "paused",
+    "next_run_at",
+    "last_run_at",
+    "last_job_id",
+    "runs",
+    "skipped",
+    "start",
+];
+
+fn is_number(f: &str) -> bool {
+    matches!(
+        f,
+        "every"
+            | "max_attempts"
+            | "retention"
+            | "deadline"
+            | "cost"
+            | "paused"
+            | "next_run_at"
+            | "last_run_at"
+            | "runs"
+            | "skipped"
+            | "start"
+    )
+}
+
+/// SCHEDULE.GET: the schedule as (field, value) pairs; None when absent.
+pub fn get<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<Option<Vec<(&'static str, Value)>>> {
+    let fields = s.hgetall(&q.schedule(name))?;
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(SHOWN.len());
+    for f in SHOWN {
+        let v = fields.iter().find(|(k, _)| k.as_slice() == f.as_bytes()).map(|(_, v)| v.clone());
+        let v = match (f, v) {
+            ("runs" | "skipped", None) => Value::Int(0),
+            (_, None) => continue,
+            (f, Some(v)) if is_number(f) => match num(&Some(v.clone())) {
+                Some(x) => Value::Int(x),
+                None => Value::Bytes(v),
+            },
+            (_, Some(v)) => Value::Bytes(v),
+        };
+        out.push((f, v));
+    }
+    Ok(Some(out))
+}
+
+/// SCHEDULE.LIST: every schedule of the queue, by name order of the index.
+pub fn list<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Vec<Vec<(&'static str, Value)>>> {
+    let names = s.zrange(&q.schedules(), ZRange::first(usize::MAX))?;
+    let mut out = Vec::with_capacity(names.len());
+    for (name, _) in names {
+        if let Some(sc) = get(s, q, &name)? {
+            out.push(sc);
+        }
+    }
+    out.sort_by(|a, b| a.first().map(|x| &x.1).cmp(&b.first().map(|x| &x.1)));
+    Ok(out)
+}
