@@ -47,22 +47,12 @@ pub struct Args {
 
     /// On SIGTERM/SIGINT: seconds the running calls get to finish before the rest are
     /// aborted and given back with JOB.RELEASE.
-    #[arg(
-        long,
-        env = "AIJOB_GRACE",
-        default_value_t = 10.0,
-        value_name = "SECONDS"
-    )]
+    #[arg(long, env = "AIJOB_GRACE", default_value_t = 10.0, value_name = "SECONDS")]
     pub grace: f64,
 
     /// Timeout of one provider call, in seconds (a timeout is retried through the module's
     /// backoff, class `timeout`).
-    #[arg(
-        long,
-        env = "AIJOB_TIMEOUT",
-        default_value_t = 120.0,
-        value_name = "SECONDS"
-    )]
+    #[arg(long, env = "AIJOB_TIMEOUT", default_value_t = 120.0, value_name = "SECONDS")]
     pub timeout: f64,
 
     /// Requests per minute, per provider, shared by every fetcher on this Redis (RATELIMIT.HIT).
@@ -81,12 +71,7 @@ pub struct Args {
 
     /// The window --rpm and --tpm count over, in ms (60000: a minute). Shorter windows make
     /// finer budgets and quick tests.
-    #[arg(
-        long,
-        env = "AIJOB_RL_PERIOD_MS",
-        default_value_t = 60_000,
-        value_name = "MS"
-    )]
+    #[arg(long, env = "AIJOB_RL_PERIOD_MS", default_value_t = 60_000, value_name = "MS")]
     pub rl_period: u64,
 
     /// `host:port` to serve /healthz and /metrics (Prometheus text) on. Unset: no server.
@@ -94,47 +79,24 @@ pub struct Args {
     pub listen: Option<String>,
 
     /// Gemini API key (sent in the x-goog-api-key header). Unset: gemini jobs fail, class `config`.
-    #[arg(
-        long,
-        env = "GEMINI_API_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
+    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub gemini_api_key: Option<String>,
 
     /// Gemini base URL, no version path.
-    #[arg(
-        long,
-        env = "GEMINI_BASE_URL",
-        default_value = "https://generativelanguage.googleapis.com"
-    )]
+    #[arg(long, env = "GEMINI_BASE_URL", default_value = "https://generativelanguage.googleapis.com")]
     pub gemini_base_url: String,
 
     /// OpenAI API key (sent as Authorization: Bearer). Unset: openai jobs fail, class `config`.
-    #[arg(
-        long,
-        env = "OPENAI_API_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub openai_api_key: Option<String>,
 
     /// OpenAI base URL, no version path.
-    #[arg(
-        long,
-        env = "OPENAI_BASE_URL",
-        default_value = "https://api.openai.com"
-    )]
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = "https://api.openai.com")]
     pub openai_base_url: String,
 
     /// An endpoint for the `http` provider, `name=url` (repeatable; in the environment, comma
     /// separated). A job names it with `"endpoint": "name"`; a job never gives a URL.
-    #[arg(
-        long = "http-endpoint",
-        env = "AIJOB_HTTP_ENDPOINTS",
-        value_delimiter = ',',
-        value_name = "NAME=URL"
-    )]
+    #[arg(long = "http-endpoint", env = "AIJOB_HTTP_ENDPOINTS", value_delimiter = ',', value_name = "NAME=URL")]
     pub http_endpoints: Vec<String>,
 
     /// Worker name recorded in each claimed job; default `<hostname>-<pid>`.
@@ -143,12 +105,7 @@ pub struct Args {
 
     /// How long one blocking claim waits when every queue is empty, in ms. With several queues
     /// a job on a queue other than the one blocked on waits at most this long.
-    #[arg(
-        long,
-        env = "AIJOB_CLAIM_BLOCK_MS",
-        default_value_t = 1000,
-        value_name = "MS"
-    )]
+    #[arg(long, env = "AIJOB_CLAIM_BLOCK_MS", default_value_t = 1000, value_name = "MS")]
     pub claim_block: u64,
 
     /// Log format: `text` or `json` (one line per event, to stderr).
@@ -175,10 +132,7 @@ impl LimitSpec {
                 Some((p, n)) => {
                     let p = p.trim();
                     if !PROVIDERS.contains(&p) {
-                        bail!(
-                            "{flag}: unknown provider '{p}' (one of {})",
-                            PROVIDERS.join(", ")
-                        );
+                        bail!("{flag}: unknown provider '{p}' (one of {})", PROVIDERS.join(", "));
                     }
                     spec.per_provider.insert(p.to_string(), positive(flag, n)?);
                 }
@@ -194,10 +148,7 @@ impl LimitSpec {
 }
 
 fn positive(flag: &str, n: &str) -> Result<u64> {
-    let v: u64 = n
-        .trim()
-        .parse()
-        .with_context(|| format!("{flag}: '{}' is not a positive integer", n.trim()))?;
+    let v: u64 = n.trim().parse().with_context(|| format!("{flag}: '{}' is not a positive integer", n.trim()))?;
     if v == 0 {
         bail!("{flag}: limits must be positive");
     }
@@ -248,10 +199,7 @@ impl fmt::Debug for Config {
             .field("gemini_base", &self.gemini_base)
             .field("openai_key", &set(&self.openai_key))
             .field("openai_base", &self.openai_base)
-            .field(
-                "http_endpoints",
-                &self.http_endpoints.keys().collect::<Vec<_>>(),
-            )
+            .field("http_endpoints", &self.http_endpoints.keys().collect::<Vec<_>>())
             .field("worker", &self.worker)
             .field("claim_block_ms", &self.claim_block_ms)
             .finish()
@@ -284,9 +232,7 @@ pub fn parse_queues(text: &str) -> Result<Vec<(String, u32)>> {
         // when it is all digits.
         let (name, weight) = match part.rsplit_once(':') {
             Some((n, w)) if !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()) => {
-                let w: u32 = w
-                    .parse()
-                    .with_context(|| format!("--queues: weight '{w}' is too large"))?;
+                let w: u32 = w.parse().with_context(|| format!("--queues: weight '{w}' is too large"))?;
                 (n, w)
             }
             _ => (part, 1),
@@ -310,9 +256,7 @@ pub fn parse_queues(text: &str) -> Result<Vec<(String, u32)>> {
 fn parse_endpoints(items: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let (name, url) = item
-            .split_once('=')
-            .with_context(|| format!("--http-endpoint: '{item}' is not name=url"))?;
+        let (name, url) = item.split_once('=').with_context(|| format!("--http-endpoint: '{item}' is not name=url"))?;
         let url = check_base_url("--http-endpoint", url.trim())?;
         if name.trim().is_empty() {
             bail!("--http-endpoint: empty name in '{item}'");
@@ -323,8 +267,7 @@ fn parse_endpoints(items: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 fn check_base_url(flag: &str, url: &str) -> Result<String> {
-    let parsed =
-        reqwest::Url::parse(url).with_context(|| format!("{flag}: '{url}' is not a URL"))?;
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("{flag}: '{url}' is not a URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         bail!("{flag}: '{url}' must be http or https");
     }
@@ -339,9 +282,7 @@ fn seconds(flag: &str, v: f64) -> Result<Duration> {
 }
 
 fn non_empty_key(k: Option<String>) -> Option<Secret> {
-    k.map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .map(|s| Secret::new(&s))
+    k.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).map(|s| Secret::new(&s))
 }
 
 fn default_worker() -> String {
@@ -377,21 +318,16 @@ impl Config {
             ),
             None => None,
         };
-        let log_level = a.log_level.parse::<tracing::Level>().map_err(|_| {
-            anyhow::anyhow!(
-                "--log-level: '{}' is not error, warn, info, debug or trace",
-                a.log_level
-            )
-        })?;
+        let log_level = a
+            .log_level
+            .parse::<tracing::Level>()
+            .map_err(|_| anyhow::anyhow!("--log-level: '{}' is not error, warn, info, debug or trace", a.log_level))?;
         let log_json = match a.log_format.as_str() {
             "json" => true,
             "text" => false,
             other => bail!("--log-format: '{other}' is not text or json"),
         };
-        let worker = a
-            .worker
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(default_worker);
+        let worker = a.worker.filter(|w| !w.is_empty()).unwrap_or_else(default_worker);
         if worker.len() > 256 {
             bail!("--worker: at most 256 bytes");
         }
@@ -421,11 +357,7 @@ impl Config {
 
     /// Every secret the process holds, for the redactor.
     pub fn secrets(&self) -> Vec<Secret> {
-        let mut v: Vec<Secret> = [&self.gemini_key, &self.openai_key]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let mut v: Vec<Secret> = [&self.gemini_key, &self.openai_key].into_iter().flatten().cloned().collect();
         if let Ok(u) = reqwest::Url::parse(&self.redis_url) {
             if let Some(p) = u.password() {
                 v.push(Secret::new(p));
@@ -443,11 +375,7 @@ mod tests {
     fn queues_with_and_without_weights() {
         assert_eq!(
             parse_queues("sketch:6, default:3,low").unwrap(),
-            vec![
-                ("sketch".into(), 6),
-                ("default".into(), 3),
-                ("low".into(), 1)
-            ]
+            vec![("sketch".into(), 6), ("default".into(), 3), ("low".into(), 1)]
         );
         assert_eq!(parse_queues("a:b:2").unwrap(), vec![("a:b".into(), 2)]);
         assert_eq!(parse_queues("a:b").unwrap(), vec![("a:b".into(), 1)]);

@@ -52,16 +52,8 @@ pub struct Verdict {
 impl Verdict {
     pub fn from_value(v: &Value) -> Option<Verdict> {
         let Value::Array(items) = v else { return None };
-        let int = |i: usize| {
-            items
-                .get(i)
-                .and_then(|x| rconn::as_string(x)?.parse::<i64>().ok())
-        };
-        Some(Verdict {
-            allowed: int(0)? == 1,
-            remaining: int(1)?,
-            retry_after_ms: int(2)?.max(0) as u64,
-        })
+        let int = |i: usize| items.get(i).and_then(|x| rconn::as_string(x)?.parse::<i64>().ok());
+        Some(Verdict { allowed: int(0)? == 1, remaining: int(1)?, retry_after_ms: int(2)?.max(0) as u64 })
     }
 }
 
@@ -78,14 +70,7 @@ impl Limits {
         period_ms: u64,
         metrics: Arc<Metrics>,
     ) -> Limits {
-        Limits {
-            redis,
-            rpm,
-            tpm,
-            prefix: prefix.to_string(),
-            period_ms,
-            metrics,
-        }
+        Limits { redis, rpm, tpm, prefix: prefix.to_string(), period_ms, metrics }
     }
 
     /// True when some provider has a budget.
@@ -105,12 +90,7 @@ impl Limits {
             return None;
         }
         let show = |x: Option<u64>| x.map_or("unlimited".to_string(), |n| n.to_string());
-        Some(format!(
-            "{} requests and {} tokens per {} ms",
-            show(r),
-            show(t),
-            self.period_ms
-        ))
+        Some(format!("{} requests and {} tokens per {} ms", show(r), show(t), self.period_ms))
     }
 
     /// Waits until the provider's budgets admit one call of `cost` tokens, and charges them.
@@ -149,14 +129,7 @@ impl Limits {
         }
     }
 
-    async fn ask(
-        &self,
-        verb: &str,
-        provider: &str,
-        budget: &str,
-        limit: u64,
-        cost: u64,
-    ) -> Result<Verdict, Failure> {
+    async fn ask(&self, verb: &str, provider: &str, budget: &str, limit: u64, cost: u64) -> Result<Verdict, Failure> {
         let mut cmd = redis::cmd(verb);
         cmd.arg(self.key(provider, budget))
             .arg("LIMIT")
@@ -169,22 +142,15 @@ impl Limits {
         loop {
             match self.redis.query(&cmd).await {
                 Ok(v) => {
-                    return Verdict::from_value(&v).ok_or_else(|| {
-                        Failure::retry(
-                            "ratelimit",
-                            format!("{verb} answered in an unexpected shape"),
-                        )
-                    })
+                    return Verdict::from_value(&v)
+                        .ok_or_else(|| Failure::retry("ratelimit", format!("{verb} answered in an unexpected shape")))
                 }
                 Err(e) if rconn::is_transport(&e) => {
                     tracing::warn!(provider, budget, error = %rconn::describe(&e), "rate limit check failed; retrying");
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(e) => {
-                    return Err(Failure::retry(
-                        "ratelimit",
-                        format!("{verb} failed: {}", rconn::describe(&e)),
-                    ));
+                    return Err(Failure::retry("ratelimit", format!("{verb} failed: {}", rconn::describe(&e))));
                 }
             }
         }
@@ -193,9 +159,7 @@ impl Limits {
     async fn wait(&self, provider: &str, budget: &str, retry_after_ms: u64) {
         self.metrics.ratelimit_wait(provider, budget);
         // A little jitter so that fetchers waiting on one budget do not all ask at once.
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() as u64);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
         let jitter = nanos % (retry_after_ms / 10 + 5);
         tracing::debug!(provider, budget, retry_after_ms, "rate limited; waiting");
         tokio::time::sleep(Duration::from_millis(retry_after_ms.max(1) + jitter)).await;
@@ -220,20 +184,8 @@ mod tests {
 
     #[test]
     fn verdicts_parse() {
-        let v = Value::Array(vec![
-            Value::Int(0),
-            Value::Int(0),
-            Value::Int(1500),
-            Value::Int(60000),
-        ]);
-        assert_eq!(
-            Verdict::from_value(&v),
-            Some(Verdict {
-                allowed: false,
-                remaining: 0,
-                retry_after_ms: 1500
-            })
-        );
+        let v = Value::Array(vec![Value::Int(0), Value::Int(0), Value::Int(1500), Value::Int(60000)]);
+        assert_eq!(Verdict::from_value(&v), Some(Verdict { allowed: false, remaining: 0, retry_after_ms: 1500 }));
         assert_eq!(Verdict::from_value(&Value::Nil), None);
     }
 }

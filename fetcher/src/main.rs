@@ -26,10 +26,7 @@ fn main() -> ExitCode {
     };
     init_logs(&cfg);
     tracing::debug!(config = ?cfg, "configuration");
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("aijob-fetcher: cannot start the runtime: {e}");
@@ -56,10 +53,7 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
         tracing::info!(signal = name, "stopping: no more claims");
         s.cancel();
         let name = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
-        tracing::warn!(
-            signal = name,
-            "second signal: aborting the running calls now"
-        );
+        tracing::warn!(signal = name, "second signal: aborting the running calls now");
         f.cancel();
     });
     worker::run(cfg, shutdown, force).await

@@ -26,9 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::rconn::Redis;
 use crate::secret::Redactor;
 
-pub const BUCKETS: [f64; 13] = [
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
-];
+pub const BUCKETS: [f64; 13] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -53,12 +51,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     pub fn job(&self, queue: &str, provider: &str, outcome: &str, class: &str) {
-        let k = (
-            queue.to_string(),
-            provider.to_string(),
-            outcome.to_string(),
-            class.to_string(),
-        );
+        let k = (queue.to_string(), provider.to_string(), outcome.to_string(), class.to_string());
         *lock(&self.jobs).entry(k).or_default() += 1;
     }
 
@@ -80,9 +73,7 @@ impl Metrics {
     }
 
     pub fn ratelimit_wait(&self, provider: &str, limit: &str) {
-        *lock(&self.rl_waits)
-            .entry((provider.to_string(), limit.to_string()))
-            .or_default() += 1;
+        *lock(&self.rl_waits).entry((provider.to_string(), limit.to_string())).or_default() += 1;
     }
 
     pub fn in_flight_add(&self, n: i64) {
@@ -106,46 +97,23 @@ impl Metrics {
         }
         out.push_str("# HELP aijob_fetcher_claims_total Jobs claimed.\n# TYPE aijob_fetcher_claims_total counter\n");
         for (q, n) in lock(&self.claims).iter() {
-            let _ = writeln!(
-                out,
-                "aijob_fetcher_claims_total{{queue=\"{}\"}} {n}",
-                esc(q)
-            );
+            let _ = writeln!(out, "aijob_fetcher_claims_total{{queue=\"{}\"}} {n}", esc(q));
         }
         out.push_str("# HELP aijob_fetcher_call_seconds Provider call latency.\n");
         out.push_str("# TYPE aijob_fetcher_call_seconds histogram\n");
         for (p, h) in lock(&self.calls).iter() {
             let p = esc(p);
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "aijob_fetcher_call_seconds_bucket{{provider=\"{p}\",le=\"{b}\"}} {}",
-                    h.counts[i]
-                );
+                let _ =
+                    writeln!(out, "aijob_fetcher_call_seconds_bucket{{provider=\"{p}\",le=\"{b}\"}} {}", h.counts[i]);
             }
-            let _ = writeln!(
-                out,
-                "aijob_fetcher_call_seconds_bucket{{provider=\"{p}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "aijob_fetcher_call_seconds_sum{{provider=\"{p}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "aijob_fetcher_call_seconds_count{{provider=\"{p}\"}} {}",
-                h.count
-            );
+            let _ = writeln!(out, "aijob_fetcher_call_seconds_bucket{{provider=\"{p}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "aijob_fetcher_call_seconds_sum{{provider=\"{p}\"}} {}", h.sum);
+            let _ = writeln!(out, "aijob_fetcher_call_seconds_count{{provider=\"{p}\"}} {}", h.count);
         }
         out.push_str("# HELP aijob_fetcher_in_flight Jobs held by this fetcher now.\n");
         out.push_str("# TYPE aijob_fetcher_in_flight gauge\n");
-        let _ = writeln!(
-            out,
-            "aijob_fetcher_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "aijob_fetcher_in_flight {}", self.in_flight.load(Ordering::Relaxed));
         out.push_str("# HELP aijob_fetcher_ratelimit_waits_total Calls held back by a denied RATELIMIT.HIT.\n");
         out.push_str("# TYPE aijob_fetcher_ratelimit_waits_total counter\n");
         for ((p, l), n) in lock(&self.rl_waits).iter() {
@@ -156,23 +124,15 @@ impl Metrics {
                 esc(l)
             );
         }
-        out.push_str(
-            "# HELP aijob_fetcher_redis_up 1 when the last Redis command got an answer.\n",
-        );
+        out.push_str("# HELP aijob_fetcher_redis_up 1 when the last Redis command got an answer.\n");
         out.push_str("# TYPE aijob_fetcher_redis_up gauge\n");
-        let _ = writeln!(
-            out,
-            "aijob_fetcher_redis_up {}",
-            u8::from(self.redis_up.load(Ordering::Relaxed))
-        );
+        let _ = writeln!(out, "aijob_fetcher_redis_up {}", u8::from(self.redis_up.load(Ordering::Relaxed)));
         out
     }
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Serves /healthz and /metrics until `stop`.
@@ -183,9 +143,7 @@ pub async fn serve(
     redactor: Redactor,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("--listen {addr}: {e}"))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("--listen {addr}: {e}"))?;
     tracing::info!(%addr, "serving /healthz and /metrics");
     loop {
         let (stream, _) = tokio::select! {
@@ -206,12 +164,7 @@ pub async fn serve(
     }
 }
 
-async fn handle(
-    mut stream: TcpStream,
-    metrics: Arc<Metrics>,
-    redis: Redis,
-    redactor: Redactor,
-) -> std::io::Result<()> {
+async fn handle(mut stream: TcpStream, metrics: Arc<Metrics>, redis: Redis, redactor: Redactor) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
@@ -226,30 +179,18 @@ async fn handle(
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            redactor.scrub(&metrics.render()),
-        ),
+        ("GET" | "HEAD", "/metrics") => {
+            (200, "text/plain; version=0.0.4; charset=utf-8", redactor.scrub(&metrics.render()))
+        }
         ("GET" | "HEAD", "/healthz") => {
-            let ping =
-                tokio::time::timeout(Duration::from_secs(2), redis.query(&redis::cmd("PING")))
-                    .await;
+            let ping = tokio::time::timeout(Duration::from_secs(2), redis.query(&redis::cmd("PING"))).await;
             match ping {
                 Ok(Ok(_)) => (200, "text/plain; charset=utf-8", "ok\n".to_string()),
-                _ => (
-                    503,
-                    "text/plain; charset=utf-8",
-                    "redis unreachable\n".to_string(),
-                ),
+                _ => (503, "text/plain; charset=utf-8", "redis unreachable\n".to_string()),
             }
         }
         ("GET" | "HEAD", _) => (404, "text/plain; charset=utf-8", "not found\n".to_string()),
-        _ => (
-            405,
-            "text/plain; charset=utf-8",
-            "method not allowed\n".to_string(),
-        ),
+        _ => (405, "text/plain; charset=utf-8", "method not allowed\n".to_string()),
     };
     let reason = match status {
         200 => "OK",
@@ -281,14 +222,17 @@ mod tests {
         m.ratelimit_wait("gemini", "rpm");
         m.in_flight_add(2);
         let t = m.render();
-        assert!(t.contains("aijob_fetcher_jobs_total{queue=\"q\\\"1\",provider=\"gemini\",outcome=\"failed\",class=\"400\"} 2"), "{t}");
+        assert!(
+            t.contains(
+                "aijob_fetcher_jobs_total{queue=\"q\\\"1\",provider=\"gemini\",outcome=\"failed\",class=\"400\"} 2"
+            ),
+            "{t}"
+        );
         assert!(t.contains("aijob_fetcher_call_seconds_bucket{provider=\"gemini\",le=\"0.25\"} 0"));
         assert!(t.contains("aijob_fetcher_call_seconds_bucket{provider=\"gemini\",le=\"0.5\"} 1"));
         assert!(t.contains("aijob_fetcher_call_seconds_count{provider=\"gemini\"} 1"));
         assert!(t.contains("aijob_fetcher_in_flight 2"));
-        assert!(
-            t.contains("aijob_fetcher_ratelimit_waits_total{provider=\"gemini\",limit=\"rpm\"} 1")
-        );
+        assert!(t.contains("aijob_fetcher_ratelimit_waits_total{provider=\"gemini\",limit=\"rpm\"} 1"));
         assert!(t.contains("aijob_fetcher_redis_up 0"));
     }
 }

@@ -29,24 +29,13 @@ struct Inner {
 
 impl Redis {
     /// `response_timeout` bounds every command (a blocking claim needs more than its BLOCK).
-    pub fn new(
-        url: &str,
-        response_timeout: Duration,
-        up: Arc<AtomicBool>,
-    ) -> anyhow::Result<Redis> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a Redis URL: {e}"))?;
+    pub fn new(url: &str, response_timeout: Duration, up: Arc<AtomicBool>) -> anyhow::Result<Redis> {
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("REDIS_URL is not a Redis URL: {e}"))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(response_timeout);
         Ok(Redis {
-            inner: Arc::new(Inner {
-                client,
-                config,
-                conn: Mutex::new(None),
-                generation: AtomicU64::new(0),
-                up,
-            }),
+            inner: Arc::new(Inner { client, config, conn: Mutex::new(None), generation: AtomicU64::new(0), up }),
         })
     }
 
@@ -55,11 +44,7 @@ impl Redis {
         if let Some((g, c)) = slot.as_ref() {
             return Ok((*g, c.clone()));
         }
-        let c = self
-            .inner
-            .client
-            .get_multiplexed_async_connection_with_config(&self.inner.config)
-            .await;
+        let c = self.inner.client.get_multiplexed_async_connection_with_config(&self.inner.config).await;
         let c = match c {
             Ok(c) => c,
             Err(e) => {
@@ -130,10 +115,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(max: Duration) -> Backoff {
-        Backoff {
-            next: Duration::from_millis(100),
-            max,
-        }
+        Backoff { next: Duration::from_millis(100), max }
     }
 
     pub fn next_delay(&mut self) -> Duration {

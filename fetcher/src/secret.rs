@@ -47,12 +47,7 @@ pub const REDACTED: &str = "[redacted]";
 
 impl Redactor {
     pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Redactor {
-        Redactor {
-            secrets: secrets
-                .into_iter()
-                .filter(|s| s.expose().len() >= MIN_SCRUB_LEN)
-                .collect(),
-        }
+        Redactor { secrets: secrets.into_iter().filter(|s| s.expose().len() >= MIN_SCRUB_LEN).collect() }
     }
 
     /// The text with every secret replaced by `[redacted]`.
@@ -75,11 +70,9 @@ impl Redactor {
         match v {
             Value::String(s) => Value::String(self.scrub(&s)),
             Value::Array(a) => Value::Array(a.into_iter().map(|x| self.scrub_json(x)).collect()),
-            Value::Object(m) => Value::Object(
-                m.into_iter()
-                    .map(|(k, x)| (self.scrub(&k), self.scrub_json(x)))
-                    .collect(),
-            ),
+            Value::Object(m) => {
+                Value::Object(m.into_iter().map(|(k, x)| (self.scrub(&k), self.scrub_json(x))).collect())
+            }
             other => other,
         }
     }
@@ -105,14 +98,8 @@ mod tests {
     #[test]
     fn scrub_replaces_every_occurrence_in_text_and_json() {
         let r = Redactor::new([Secret::new("sk-very-secret"), Secret::new("abc")]);
-        assert_eq!(
-            r.scrub("key sk-very-secret and sk-very-secret"),
-            "key [redacted] and [redacted]"
-        );
-        assert_eq!(
-            r.scrub("abc stays: too short to scrub"),
-            "abc stays: too short to scrub"
-        );
+        assert_eq!(r.scrub("key sk-very-secret and sk-very-secret"), "key [redacted] and [redacted]");
+        assert_eq!(r.scrub("abc stays: too short to scrub"), "abc stays: too short to scrub");
         let v = serde_json::json!({"a": ["x sk-very-secret"], "sk-very-secret": 1});
         let out = r.scrub_json(v).to_string();
         assert!(!out.contains("sk-very-secret"), "{out}");

@@ -95,10 +95,7 @@ pub struct Wrr {
 
 impl Wrr {
     pub fn new(weights: &[u32]) -> Wrr {
-        Wrr {
-            weights: weights.iter().map(|w| *w as i64).collect(),
-            current: vec![0; weights.len()],
-        }
+        Wrr { weights: weights.iter().map(|w| *w as i64).collect(), current: vec![0; weights.len()] }
     }
 
     /// The next queue, skipping `skip`; None when every queue is skipped.
@@ -126,25 +123,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, force: CancellationTo
     let cfg = Arc::new(cfg);
     let metrics = Arc::new(Metrics::default());
     let redactor = Redactor::new(cfg.secrets());
-    let redis = Redis::new(
-        &cfg.redis_url,
-        Duration::from_secs(5),
-        metrics.redis_up.clone(),
-    )?;
+    let redis = Redis::new(&cfg.redis_url, Duration::from_secs(5), metrics.redis_up.clone())?;
     let claim_redis = Redis::new(
         &cfg.redis_url,
         Duration::from_millis(cfg.claim_block_ms) + Duration::from_secs(5),
         metrics.redis_up.clone(),
     )?;
     let providers = Providers::new(&cfg, redactor.clone())?;
-    let limits = Limits::new(
-        redis.clone(),
-        cfg.rpm.clone(),
-        cfg.tpm.clone(),
-        &cfg.rl_prefix,
-        cfg.rl_period_ms,
-        metrics.clone(),
-    );
+    let limits =
+        Limits::new(redis.clone(), cfg.rpm.clone(), cfg.tpm.clone(), &cfg.rl_prefix, cfg.rl_period_ms, metrics.clone());
 
     let enabled = providers.enabled_names();
     if enabled == ["echo"] {
@@ -159,13 +146,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, force: CancellationTo
 
     let stop_server = CancellationToken::new();
     let server = cfg.listen.map(|addr| {
-        tokio::spawn(metrics::serve(
-            addr,
-            metrics.clone(),
-            redis.clone(),
-            redactor.clone(),
-            stop_server.clone(),
-        ))
+        tokio::spawn(metrics::serve(addr, metrics.clone(), redis.clone(), redactor.clone(), stop_server.clone()))
     });
 
     let Some(lease_ms) = lease_ms(&cfg, &redis, &shutdown).await else {
@@ -217,24 +198,16 @@ async fn lease_ms(cfg: &Config, redis: &Redis, shutdown: &CancellationToken) -> 
     }
     let mut backoff = Backoff::new(Duration::from_secs(5));
     loop {
-        match redis
-            .query(redis::cmd("CONFIG").arg("GET").arg("aijob.lease-ms"))
-            .await
-        {
+        match redis.query(redis::cmd("CONFIG").arg("GET").arg("aijob.lease-ms")).await {
             Ok(Value::Array(items)) if items.len() == 2 => {
-                if let Some(ms) = rconn::as_string(&items[1])
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .filter(|ms| *ms > 0)
-                {
+                if let Some(ms) = rconn::as_string(&items[1]).and_then(|s| s.parse::<u64>().ok()).filter(|ms| *ms > 0) {
                     return Some(ms);
                 }
                 warn!("aijob.lease-ms is not a positive number; claiming with 30000 ms");
                 return Some(30_000);
             }
             Ok(Value::Map(items)) if items.len() == 1 => {
-                if let Some(ms) = rconn::as_string(&items[0].1)
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .filter(|ms| *ms > 0)
+                if let Some(ms) = rconn::as_string(&items[0].1).and_then(|s| s.parse::<u64>().ok()).filter(|ms| *ms > 0)
                 {
                     return Some(ms);
                 }
@@ -274,13 +247,7 @@ async fn check_ratelimit_commands(redis: &Redis) -> Result<()> {
 
 fn claim_cmd(sh: &Shared, queue: &str, count: usize, block_ms: Option<u64>) -> redis::Cmd {
     let mut cmd = redis::cmd("JOB.CLAIM");
-    cmd.arg(queue)
-        .arg("WORKER")
-        .arg(&sh.cfg.worker)
-        .arg("LEASE")
-        .arg(sh.lease_ms)
-        .arg("COUNT")
-        .arg(count);
+    cmd.arg(queue).arg("WORKER").arg(&sh.cfg.worker).arg("LEASE").arg(sh.lease_ms).arg("COUNT").arg(count);
     if let Some(b) = block_ms {
         cmd.arg("BLOCK").arg(b);
     }
@@ -300,10 +267,7 @@ async fn claim_one(
 ) -> Result<Vec<Job>, redis::RedisError> {
     let v = redis.query(&claim_cmd(sh, queue, count, block_ms)).await?;
     let recs = rconn::records(&v);
-    let jobs: Vec<Job> = recs
-        .iter()
-        .filter_map(|r| Job::from_record(queue, r))
-        .collect();
+    let jobs: Vec<Job> = recs.iter().filter_map(|r| Job::from_record(queue, r)).collect();
     if jobs.len() < recs.len() {
         error!(queue, "JOB.CLAIM returned a record without id or token; it will come back when its lease expires");
     }
@@ -314,12 +278,7 @@ async fn claim_one(
 }
 
 /// The non-blocking weighted pass, then (when it found nothing) one blocking claim.
-async fn claim_batch(
-    sh: &Shared,
-    redis: &Redis,
-    wrr: &mut Wrr,
-    want: usize,
-) -> Result<Vec<Job>, redis::RedisError> {
+async fn claim_batch(sh: &Shared, redis: &Redis, wrr: &mut Wrr, want: usize) -> Result<Vec<Job>, redis::RedisError> {
     let queues = &sh.cfg.queues;
     let mut out = Vec::new();
     if queues.len() == 1 {
@@ -342,12 +301,7 @@ async fn claim_batch(
     Ok(out)
 }
 
-async fn claim_loop(
-    sh: &Arc<Shared>,
-    redis: &Redis,
-    tasks: &mut JoinSet<()>,
-    shutdown: &CancellationToken,
-) {
+async fn claim_loop(sh: &Arc<Shared>, redis: &Redis, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
     let sem = Arc::new(Semaphore::new(sh.cfg.concurrency));
     let weights: Vec<u32> = sh.cfg.queues.iter().map(|(_, w)| *w).collect();
     let mut wrr = Wrr::new(&weights);
@@ -425,22 +379,13 @@ async fn drain(sh: &Arc<Shared>, tasks: &mut JoinSet<()>, force: &CancellationTo
     if finished {
         return;
     }
-    info!(
-        running = tasks.len(),
-        "grace over: aborting the running calls and giving their jobs back"
-    );
+    info!(running = tasks.len(), "grace over: aborting the running calls and giving their jobs back");
     sh.abort.cancel();
     let extra = sh.cfg.grace.max(Duration::from_secs(5));
     if tokio::time::timeout(extra, join_all(tasks)).await.is_err() {
-        warn!(
-            running = tasks.len(),
-            "giving up on the last final updates and releases"
-        );
+        warn!(running = tasks.len(), "giving up on the last final updates and releases");
         sh.hard.cancel();
-        if tokio::time::timeout(Duration::from_secs(2), join_all(tasks))
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(2), join_all(tasks)).await.is_err() {
             tasks.abort_all();
         }
     }
@@ -482,18 +427,10 @@ async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
 
     let o = match result {
         Some((call, r)) => finish(&sh, &job, call.as_ref(), r).await,
-        None if sh.abort.is_cancelled() && why_lost.is_empty() => Outcome {
-            outcome: "released",
-            class: String::new(),
-            status: Some("queued".into()),
-            error: None,
-        },
-        None => Outcome {
-            outcome: "lost",
-            class: why_lost.clone(),
-            status: None,
-            error: None,
-        },
+        None if sh.abort.is_cancelled() && why_lost.is_empty() => {
+            Outcome { outcome: "released", class: String::new(), status: Some("queued".into()), error: None }
+        }
+        None => Outcome { outcome: "lost", class: why_lost.clone(), status: None, error: None },
     };
     sh.metrics.job(&job.queue, provider, o.outcome, &o.class);
     sh.metrics.in_flight_add(-1);
@@ -515,11 +452,7 @@ async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
 
 /// Reads the call, waits for the rate limits, calls. Returns the call (when the payload
 /// was readable) and the outcome.
-async fn execute(
-    sh: &Shared,
-    parsed: Result<Call, Failure>,
-    cost: u64,
-) -> (Option<Call>, Result<Success, Failure>) {
+async fn execute(sh: &Shared, parsed: Result<Call, Failure>, cost: u64) -> (Option<Call>, Result<Success, Failure>) {
     let call = match parsed {
         Ok(c) => c,
         Err(f) => return (None, Err(f)),
@@ -535,21 +468,13 @@ async fn execute(
     (Some(call), r)
 }
 
-async fn execute_call(
-    sh: &Shared,
-    call: &Call,
-    provider: Arc<dyn providers::Provider>,
-) -> Result<Success, Failure> {
+async fn execute_call(sh: &Shared, call: &Call, provider: Arc<dyn providers::Provider>) -> Result<Success, Failure> {
     let t = Instant::now();
     let r = match tokio::time::timeout(sh.cfg.timeout, provider.call(call)).await {
         Ok(r) => r,
-        Err(_) => Err(Failure::retry(
-            "timeout",
-            "the provider did not answer within the timeout",
-        )),
+        Err(_) => Err(Failure::retry("timeout", "the provider did not answer within the timeout")),
     };
-    sh.metrics
-        .call(providers::label(&call.provider), t.elapsed());
+    sh.metrics.call(providers::label(&call.provider), t.elapsed());
     r
 }
 
@@ -557,10 +482,7 @@ async fn execute_call(
 async fn heartbeat(sh: Arc<Shared>, job: Job, lost: CancellationToken) -> Option<String> {
     let every = Duration::from_millis((sh.lease_ms / 3).max(20));
     let mut cmd = redis::cmd("JOB.UPDATE");
-    cmd.arg(&job.queue)
-        .arg(&job.id)
-        .arg("TOKEN")
-        .arg(&job.token);
+    cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token);
     loop {
         tokio::time::sleep(every).await;
         match sh.redis.query(&cmd).await {
@@ -645,12 +567,7 @@ fn update_error(job: &Job, f: &Failure, redactor: &Redactor) -> redis::Cmd {
 }
 
 /// The final JOB.UPDATE of a finished call.
-async fn finish(
-    sh: &Shared,
-    job: &Job,
-    call: Option<&Call>,
-    r: Result<Success, Failure>,
-) -> Outcome {
+async fn finish(sh: &Shared, job: &Job, call: Option<&Call>, r: Result<Success, Failure>) -> Outcome {
     let f: Failure = match (call, r) {
         (Some(call), Ok(s)) => {
             let result = sh.redactor.scrub_json(providers::result_json(call, &s));
@@ -667,43 +584,22 @@ async fn finish(
                 .arg(sh.limits.settle_usage(&s.usage));
             match until_landed(sh, job, "final update", &cmd).await {
                 Landed::Status(st) => {
-                    return Outcome {
-                        outcome: "done",
-                        class: String::new(),
-                        status: Some(st),
-                        error: None,
-                    };
+                    return Outcome { outcome: "done", class: String::new(), status: Some(st), error: None };
                 }
-                Landed::Refused(code, detail) if code == "TOOBIG" => Failure::fatal(
-                    "toobig",
-                    format!("the result could not be stored: {detail}"),
-                ),
+                Landed::Refused(code, detail) if code == "TOOBIG" => {
+                    Failure::fatal("toobig", format!("the result could not be stored: {detail}"))
+                }
                 other => return lost(other),
             }
         }
         (None, Ok(_)) => Failure::fatal("payload", "the payload could not be read"),
         (_, Err(f)) => f,
     };
-    let f = Failure {
-        message: sh.redactor.scrub(&f.message),
-        ..f
-    };
-    match until_landed(
-        sh,
-        job,
-        "final update",
-        &update_error(job, &f, &sh.redactor),
-    )
-    .await
-    {
+    let f = Failure { message: sh.redactor.scrub(&f.message), ..f };
+    match until_landed(sh, job, "final update", &update_error(job, &f, &sh.redactor)).await {
         Landed::Status(st) => {
             let outcome = if st == "error" { "failed" } else { "retry" };
-            Outcome {
-                outcome,
-                class: f.class,
-                status: Some(st),
-                error: Some(f.message),
-            }
+            Outcome { outcome, class: f.class, status: Some(st), error: Some(f.message) }
         }
         other => lost(other),
     }
@@ -711,34 +607,23 @@ async fn finish(
 
 fn lost(l: Landed) -> Outcome {
     match l {
-        Landed::Refused(code, detail) => Outcome {
-            outcome: "lost",
-            class: code.to_ascii_lowercase(),
-            status: None,
-            error: Some(detail),
-        },
+        Landed::Refused(code, detail) => {
+            Outcome { outcome: "lost", class: code.to_ascii_lowercase(), status: None, error: Some(detail) }
+        }
         Landed::GaveUp => Outcome {
             outcome: "lost",
             class: "unreachable".into(),
             status: None,
             error: Some("Redis stayed unreachable through the shutdown".into()),
         },
-        Landed::Status(st) => Outcome {
-            outcome: "done",
-            class: String::new(),
-            status: Some(st),
-            error: None,
-        },
+        Landed::Status(st) => Outcome { outcome: "done", class: String::new(), status: Some(st), error: None },
     }
 }
 
 /// Gives a job back without counting the attempt.
 async fn release(sh: &Shared, job: &Job) {
     let mut cmd = redis::cmd("JOB.RELEASE");
-    cmd.arg(&job.queue)
-        .arg(&job.id)
-        .arg("TOKEN")
-        .arg(&job.token);
+    cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token);
     match until_landed(sh, job, "release", &cmd).await {
         Landed::Status(_) => info!(queue = %job.queue, id = %job.id, "released"),
         Landed::Refused(code, _) => {
@@ -763,10 +648,7 @@ mod tests {
         assert_eq!(seq.iter().filter(|i| **i == 1).count(), 2);
         let mut w = Wrr::new(&[6, 3, 1]);
         let seq: Vec<usize> = (0..10).map(|_| w.next(&none).unwrap()).collect();
-        assert_eq!(
-            [0, 1, 2].map(|q| seq.iter().filter(|i| **i == q).count()),
-            [6, 3, 1]
-        );
+        assert_eq!([0, 1, 2].map(|q| seq.iter().filter(|i| **i == q).count()), [6, 3, 1]);
         let skip: HashSet<usize> = [0].into();
         for _ in 0..4 {
             assert_ne!(w.next(&skip), Some(0));

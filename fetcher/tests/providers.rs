@@ -30,12 +30,7 @@ fn fetcher_with_keys(srv: &Server, mock: &MockProvider, extra: &[&str]) -> Fetch
     Fetcher::start(
         srv,
         &args,
-        &[
-            ("GEMINI_API_KEY", KEY_G),
-            ("GEMINI_BASE_URL", &url),
-            ("OPENAI_API_KEY", KEY_O),
-            ("OPENAI_BASE_URL", &url),
-        ],
+        &[("GEMINI_API_KEY", KEY_G), ("GEMINI_BASE_URL", &url), ("OPENAI_API_KEY", KEY_O), ("OPENAI_BASE_URL", &url)],
     )
 }
 
@@ -66,12 +61,7 @@ fn every_provider_answers_and_the_result_has_the_documented_shape() {
         &json!({"provider": "http", "endpoint": "summarize", "request": {"text": "hello http"}}),
         &[],
     );
-    let e = create_job(
-        &mut c,
-        "default",
-        &json!({"provider": "echo", "request": {"prompt": "hi", "n": 1}}),
-        &[],
-    );
+    let e = create_job(&mut c, "default", &json!({"provider": "echo", "request": {"prompt": "hi", "n": 1}}), &[]);
 
     for id in [&g, &o, &img, &h, &e] {
         let r = wait_finished(&mut c, "default", id, T);
@@ -84,16 +74,9 @@ fn every_provider_answers_and_the_result_has_the_documented_shape() {
     assert_eq!(rg["model"], "gemini-2.0-flash");
     assert_eq!(rg["text"], "echo: hello gemini");
     assert_eq!(rg["usage"], json!({"input_tokens": 11, "output_tokens": 7}));
-    assert_eq!(
-        rg["output"]["candidates"][0]["content"]["parts"][0]["text"],
-        "echo: hello gemini"
-    );
+    assert_eq!(rg["output"]["candidates"][0]["content"]["parts"][0]["text"], "echo: hello gemini");
     let rec = job(&mut c, "default", &g).unwrap();
-    assert_eq!(
-        fi(&rec, "usage"),
-        18,
-        "the final update reports USAGE = input + output tokens"
-    );
+    assert_eq!(fi(&rec, "usage"), 18, "the final update reports USAGE = input + output tokens");
 
     let ro = result_of(&mut c, "default", &o);
     assert_eq!(ro["provider"], "openai");
@@ -104,10 +87,7 @@ fn every_provider_answers_and_the_result_has_the_documented_shape() {
     let ri = result_of(&mut c, "default", &img);
     assert_eq!(ri["output"]["data"][0]["b64_json"], "iVBORw0KGgo=");
     assert!(ri.get("text").is_none(), "an image has no text: {ri}");
-    assert_eq!(
-        ri["usage"],
-        json!({"input_tokens": 3, "output_tokens": 100})
-    );
+    assert_eq!(ri["usage"], json!({"input_tokens": 3, "output_tokens": 100}));
 
     let rh = result_of(&mut c, "default", &h);
     assert_eq!(rh["provider"], "http");
@@ -129,20 +109,13 @@ fn every_provider_answers_and_the_result_has_the_documented_shape() {
     assert_eq!(gr.json(), gemini("hello gemini")["request"]);
     let or = reqs.iter().find(|r| r.prompt == "hello openai").unwrap();
     assert_eq!(or.path, "/v1/chat/completions");
-    assert_eq!(
-        or.header("authorization"),
-        Some(format!("Bearer {KEY_O}").as_str())
-    );
+    assert_eq!(or.header("authorization"), Some(format!("Bearer {KEY_O}").as_str()));
     assert_eq!(or.json()["model"], "gpt-4o-mini");
     let ir = reqs.iter().find(|r| r.prompt == "a red fox").unwrap();
     assert_eq!(ir.path, "/v1/images/generations");
     let hr = reqs.iter().find(|r| r.prompt == "hello http").unwrap();
     assert_eq!(hr.path, "/summarize");
-    assert_eq!(
-        hr.header("authorization"),
-        None,
-        "no key goes to an http endpoint"
-    );
+    assert_eq!(hr.header("authorization"), None, "no key goes to an http endpoint");
     assert_eq!(hr.header("x-goog-api-key"), None);
 }
 
@@ -168,76 +141,38 @@ fn failures_end_in_the_right_status_attempts_and_class() {
     // 429 with Retry-After: 2 s -> retried after 2 s, not after the module's 100 ms backoff.
     let r = wait_finished(&mut c, q, &ra, T);
     assert_eq!((fs(&r, "status"), fi(&r, "attempts")), ("done".into(), 2));
-    let calls: Vec<_> = mock
-        .requests()
-        .into_iter()
-        .filter(|x| x.prompt == "429/ra=2,ok")
-        .collect();
+    let calls: Vec<_> = mock.requests().into_iter().filter(|x| x.prompt == "429/ra=2,ok").collect();
     assert_eq!(calls.len(), 2);
     let gap = calls[1].at - calls[0].at;
-    assert!(
-        gap >= Duration::from_millis(1950),
-        "Retry-After 2 s honoured, got {gap:?}"
-    );
+    assert!(gap >= Duration::from_millis(1950), "Retry-After 2 s honoured, got {gap:?}");
     let ev = events(&mut c, q, &ra);
-    let retry = ev
-        .iter()
-        .find(|(_, d)| d["status"] == "delayed")
-        .expect("a retry event");
-    assert!(
-        retry.1["error"].as_str().unwrap_or("").contains("HTTP 429"),
-        "{:?}",
-        retry.1
-    );
+    let retry = ev.iter().find(|(_, d)| d["status"] == "delayed").expect("a retry event");
+    assert!(retry.1["error"].as_str().unwrap_or("").contains("HTTP 429"), "{:?}", retry.1);
 
     // Retry-After as an HTTP date (whole seconds): more than a second later.
     let r = wait_finished(&mut c, q, &date, T);
     assert_eq!((fs(&r, "status"), fi(&r, "attempts")), ("done".into(), 2));
-    let calls: Vec<_> = mock
-        .requests()
-        .into_iter()
-        .filter(|x| x.prompt == "429/date=2,ok")
-        .collect();
-    assert!(
-        calls[1].at - calls[0].at >= Duration::from_millis(900),
-        "{:?}",
-        calls[1].at - calls[0].at
-    );
+    let calls: Vec<_> = mock.requests().into_iter().filter(|x| x.prompt == "429/date=2,ok").collect();
+    assert!(calls[1].at - calls[0].at >= Duration::from_millis(900), "{:?}", calls[1].at - calls[0].at);
 
     // 5xx: retried through the backoff until the attempts run out; class = the status.
     let r = wait_finished(&mut c, q, &e500, T);
-    assert_eq!(
-        (fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")),
-        ("error".into(), 2, "500".into())
-    );
-    assert!(
-        fs(&r, "error").starts_with("HTTP 500: mock status 500"),
-        "{}",
-        fs(&r, "error")
-    );
+    assert_eq!((fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")), ("error".into(), 2, "500".into()));
+    assert!(fs(&r, "error").starts_with("HTTP 500: mock status 500"), "{}", fs(&r, "error"));
     assert_eq!(mock.calls("500"), 2);
     let r = wait_finished(&mut c, q, &e503, T);
     assert_eq!((fs(&r, "status"), fi(&r, "attempts")), ("done".into(), 2));
 
     // Other 4xx: the job ends at once, NORETRY, class = the status code.
     let r = wait_finished(&mut c, q, &e400, T);
-    assert_eq!(
-        (fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")),
-        ("error".into(), 1, "400".into())
-    );
+    assert_eq!((fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")), ("error".into(), 1, "400".into()));
     assert_eq!(mock.calls("400"), 1);
     let r = wait_finished(&mut c, q, &o404, T);
-    assert_eq!(
-        (fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")),
-        ("error".into(), 1, "404".into())
-    );
+    assert_eq!((fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")), ("error".into(), 1, "404".into()));
 
     // Slower than --timeout 1: class timeout, retried.
     let r = wait_finished(&mut c, q, &slow, T);
-    assert_eq!(
-        (fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")),
-        ("error".into(), 2, "timeout".into())
-    );
+    assert_eq!((fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")), ("error".into(), 2, "timeout".into()));
     assert_eq!(mock.calls("slow=3000"), 2);
     let r = wait_finished(&mut c, q, &slow_then_ok, T);
     assert_eq!((fs(&r, "status"), fi(&r, "attempts")), ("done".into(), 2));
@@ -257,12 +192,7 @@ fn missing_keys_endpoints_and_bad_payloads_fail_at_once() {
     let mut c = srv.conn();
     let q = "default";
     let g = create_job(&mut c, q, &gemini("ok"), &[]);
-    let h = create_job(
-        &mut c,
-        q,
-        &json!({"provider": "http", "endpoint": "nope", "request": {"text": "x"}}),
-        &[],
-    );
+    let h = create_job(&mut c, q, &json!({"provider": "http", "endpoint": "nope", "request": {"text": "x"}}), &[]);
     let h_url = create_job(
         &mut c,
         q,
@@ -270,21 +200,10 @@ fn missing_keys_endpoints_and_bad_payloads_fail_at_once() {
         &[],
     );
     let bad = create_job(&mut c, q, &json!({"model": "x"}), &[]);
-    let unknown = create_job(
-        &mut c,
-        q,
-        &json!({"provider": "claude", "request": {}}),
-        &[],
-    );
+    let unknown = create_job(&mut c, q, &json!({"provider": "claude", "request": {}}), &[]);
     let conn = create_job(&mut c, q, &openai("ok"), &["MAXATTEMPTS", "2"]);
 
-    for (id, class) in [
-        (&g, "config"),
-        (&h, "config"),
-        (&h_url, "config"),
-        (&bad, "payload"),
-        (&unknown, "payload"),
-    ] {
+    for (id, class) in [(&g, "config"), (&h, "config"), (&h_url, "config"), (&bad, "payload"), (&unknown, "payload")] {
         let r = wait_finished(&mut c, q, id, T);
         assert_eq!(
             (fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")),
@@ -293,27 +212,13 @@ fn missing_keys_endpoints_and_bad_payloads_fail_at_once() {
         );
     }
     let r = wait_finished(&mut c, q, &g, T);
-    assert!(
-        fs(&r, "error").contains("GEMINI_API_KEY"),
-        "a clear message: {}",
-        fs(&r, "error")
-    );
+    assert!(fs(&r, "error").contains("GEMINI_API_KEY"), "a clear message: {}", fs(&r, "error"));
     let r = wait_finished(&mut c, q, &conn, T);
-    assert_eq!(
-        (fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")),
-        ("error".into(), 2, "connect".into())
-    );
-    assert!(
-        !fs(&r, "error").contains("127.0.0.1"),
-        "no URL in the error text: {}",
-        fs(&r, "error")
-    );
+    assert_eq!((fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")), ("error".into(), 2, "connect".into()));
+    assert!(!fs(&r, "error").contains("127.0.0.1"), "no URL in the error text: {}", fs(&r, "error"));
     assert_eq!(mock.count(), 0, "no call was made");
     let logs = f.logs();
-    assert!(
-        logs.contains("provider enabled") && logs.contains("openai"),
-        "{logs}"
-    );
+    assert!(logs.contains("provider enabled") && logs.contains("openai"), "{logs}");
 }
 
 #[test]
@@ -321,21 +226,13 @@ fn echo_only_says_so_and_runs_echo_jobs() {
     let srv = start_redis();
     let f = Fetcher::start(&srv, &["--queues", "demo"], &[]);
     let mut c = srv.conn();
-    let id = create_job(
-        &mut c,
-        "demo",
-        &json!({"provider": "echo", "delay_ms": 50, "request": {"text": "hey"}}),
-        &[],
-    );
+    let id = create_job(&mut c, "demo", &json!({"provider": "echo", "delay_ms": 50, "request": {"text": "hey"}}), &[]);
     let r = wait_finished(&mut c, "demo", &id, T);
     assert_eq!(fs(&r, "status"), "done");
     assert_eq!(job_json(&mut c, "demo", &id)["result"]["text"], "hey");
     let logs = f.logs();
     assert!(logs.contains("echo only: no API keys set"), "{logs}");
-    assert!(
-        logs.contains("job finished") && logs.contains(&id),
-        "one line per job outcome: {logs}"
-    );
+    assert!(logs.contains("job finished") && logs.contains(&id), "one line per job outcome: {logs}");
 }
 
 #[test]
@@ -360,12 +257,12 @@ fn a_canceled_job_stops_its_call_and_writes_nothing() {
     f.wait_ready();
     let mut c = srv.conn();
     let id = create_job(&mut c, "default", &gemini("slow=8000"), &[]);
-    wait_until(T, "the call to start", || {
-        (mock.calls("slow=8000") == 1).then_some(())
-    });
+    wait_until(T, "the call to start", || (mock.calls("slow=8000") == 1).then_some(()));
     assert_eq!(s(&ok(&mut c, &["JOB.CANCEL", "default", &id])), "1");
     wait_until(T, "the fetcher to drop the call", || {
-        (f.metric("aijob_fetcher_jobs_total{queue=\"default\",provider=\"gemini\",outcome=\"lost\",class=\"canceled\"}") == 1.0)
+        (f.metric(
+            "aijob_fetcher_jobs_total{queue=\"default\",provider=\"gemini\",outcome=\"lost\",class=\"canceled\"}",
+        ) == 1.0)
             .then_some(())
     });
     assert_eq!(f.metric("aijob_fetcher_in_flight"), 0.0);
@@ -378,21 +275,10 @@ fn at_most_concurrency_calls_run_at_once() {
     let mock = MockProvider::start();
     let _f = fetcher_with_keys(&srv, &mock, &["--concurrency", "3"]);
     let mut c = srv.conn();
-    let ids: Vec<String> = (0..9)
-        .map(|i| {
-            create_job(
-                &mut c,
-                "default",
-                &gemini(&format!("slow=400,ok #{i}")),
-                &[],
-            )
-        })
-        .collect();
+    let ids: Vec<String> =
+        (0..9).map(|i| create_job(&mut c, "default", &gemini(&format!("slow=400,ok #{i}")), &[])).collect();
     for id in &ids {
-        assert_eq!(
-            fs(&wait_finished(&mut c, "default", id, T), "status"),
-            "done"
-        );
+        assert_eq!(fs(&wait_finished(&mut c, "default", id, T), "status"), "done");
     }
     assert_eq!(mock.max_in_flight(), 3);
 }
@@ -411,11 +297,7 @@ fn weighted_queues_are_served_by_their_weights() {
     for (q, id) in &ids {
         wait_finished(&mut c, q, id, T);
     }
-    let order: String = mock
-        .requests()
-        .iter()
-        .map(|r| r.prompt.chars().next().unwrap())
-        .collect();
+    let order: String = mock.requests().iter().map(|r| r.prompt.chars().next().unwrap()).collect();
     // Smooth weighted round robin: a a b a, then b takes what a leaves once a is empty.
     assert_eq!(&order[..8], "aabaaaba", "{order}");
     assert_eq!(order.len(), 16);
@@ -440,30 +322,16 @@ fn healthz_and_metrics() {
     let failed = "aijob_fetcher_jobs_total{queue=\"default\",provider=\"gemini\",outcome=\"failed\",class=\"400\"}";
     assert_eq!(common::fetcher::metric_value(&m, done), 1.0, "{m}");
     assert_eq!(common::fetcher::metric_value(&m, failed), 1.0, "{m}");
-    assert_eq!(
-        common::fetcher::metric_value(&m, "aijob_fetcher_call_seconds_count{provider=\"gemini\"}"),
-        2.0
-    );
-    assert!(
-        m.contains("aijob_fetcher_call_seconds_bucket{provider=\"gemini\",le=\"+Inf\"} 2"),
-        "{m}"
-    );
+    assert_eq!(common::fetcher::metric_value(&m, "aijob_fetcher_call_seconds_count{provider=\"gemini\"}"), 2.0);
+    assert!(m.contains("aijob_fetcher_call_seconds_bucket{provider=\"gemini\",le=\"+Inf\"} 2"), "{m}");
     assert!(m.contains("# TYPE aijob_fetcher_call_seconds histogram"));
-    assert_eq!(
-        common::fetcher::metric_value(&m, "aijob_fetcher_in_flight"),
-        0.0
-    );
-    assert_eq!(
-        common::fetcher::metric_value(&m, "aijob_fetcher_redis_up"),
-        1.0
-    );
+    assert_eq!(common::fetcher::metric_value(&m, "aijob_fetcher_in_flight"), 0.0);
+    assert_eq!(common::fetcher::metric_value(&m, "aijob_fetcher_redis_up"), 1.0);
     assert_eq!(f.get("/healthz"), Some((200, "ok\n".into())));
     assert_eq!(f.get("/nope").map(|x| x.0), Some(404));
 
     srv.kill();
-    wait_until(T, "/healthz to see Redis gone", || {
-        (f.get("/healthz").map(|x| x.0) == Some(503)).then_some(())
-    });
+    wait_until(T, "/healthz to see Redis gone", || (f.get("/healthz").map(|x| x.0) == Some(503)).then_some(()));
     assert_eq!(f.metric("aijob_fetcher_redis_up"), 0.0);
 }
 
@@ -501,23 +369,14 @@ fn help_documents_every_flag_and_shows_no_secret() {
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
-    for env in [
-        "REDIS_URL",
-        "AIJOB_QUEUES",
-        "AIJOB_CONCURRENCY",
-        "AIJOB_RPM",
-        "AIJOB_TPM",
-        "AIJOB_LISTEN",
-        "GEMINI_API_KEY",
-    ] {
+    for env in
+        ["REDIS_URL", "AIJOB_QUEUES", "AIJOB_CONCURRENCY", "AIJOB_RPM", "AIJOB_TPM", "AIJOB_LISTEN", "GEMINI_API_KEY"]
+    {
         assert!(help.contains(env), "{env} missing from --help");
     }
     assert!(!help.contains("help-secret"), "{help}");
 
-    let bad = std::process::Command::new(common::fetcher::exe())
-        .args(["--queues", "a:0"])
-        .output()
-        .unwrap();
+    let bad = std::process::Command::new(common::fetcher::exe()).args(["--queues", "a:0"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--queues"));
 }

@@ -41,10 +41,7 @@ impl Provider for Echo {
             Ok(Success {
                 output: call.request.clone(),
                 text,
-                usage: Usage {
-                    input_tokens: input,
-                    output_tokens: output,
-                },
+                usage: Usage { input_tokens: input, output_tokens: output },
                 model: None,
             })
         })

@@ -25,10 +25,7 @@ impl HttpProvider {
 pub fn text_of(output: &Value) -> Option<String> {
     match output {
         Value::String(s) => Some(s.clone()),
-        _ => output
-            .get("text")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        _ => output.get("text").and_then(Value::as_str).map(str::to_string),
     }
 }
 
@@ -46,35 +43,17 @@ pub fn usage_of(output: &Value) -> Usage {
 impl Provider for HttpProvider {
     fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Success, Failure>> {
         Box::pin(async move {
-            let name = call
-                .payload
-                .get("endpoint")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    Failure::fatal(
-                        "config",
-                        "an http job needs \"endpoint\": the name of a configured endpoint",
-                    )
-                })?;
+            let name = call.payload.get("endpoint").and_then(Value::as_str).ok_or_else(|| {
+                Failure::fatal("config", "an http job needs \"endpoint\": the name of a configured endpoint")
+            })?;
             let url = self.endpoints.get(name).ok_or_else(|| {
                 Failure::fatal(
                     "config",
-                    format!(
-                        "no HTTP endpoint named '{}' is configured",
-                        super::truncate(name, 64)
-                    ),
+                    format!("no HTTP endpoint named '{}' is configured", super::truncate(name, 64)),
                 )
             })?;
-            let output = self
-                .http
-                .post_json(self.http.client.post(url), &call.request)
-                .await?;
-            Ok(Success {
-                text: text_of(&output),
-                usage: usage_of(&output),
-                model: None,
-                output,
-            })
+            let output = self.http.post_json(self.http.client.post(url), &call.request).await?;
+            Ok(Success { text: text_of(&output), usage: usage_of(&output), model: None, output })
         })
     }
 }

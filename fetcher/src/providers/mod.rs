@@ -67,21 +67,11 @@ pub struct Failure {
 
 impl Failure {
     pub fn retry(class: impl Into<String>, message: impl Into<String>) -> Failure {
-        Failure {
-            retry: true,
-            class: class.into(),
-            message: message.into(),
-            delay_ms: None,
-        }
+        Failure { retry: true, class: class.into(), message: message.into(), delay_ms: None }
     }
 
     pub fn fatal(class: impl Into<String>, message: impl Into<String>) -> Failure {
-        Failure {
-            retry: false,
-            class: class.into(),
-            message: message.into(),
-            delay_ms: None,
-        }
+        Failure { retry: false, class: class.into(), message: message.into(), delay_ms: None }
     }
 }
 
@@ -110,50 +100,24 @@ impl Providers {
         enabled.insert("echo", Arc::new(echo::Echo));
         match &cfg.gemini_key {
             Some(key) => {
-                enabled.insert(
-                    "gemini",
-                    Arc::new(gemini::Gemini::new(
-                        http.clone(),
-                        &cfg.gemini_base,
-                        key.clone(),
-                    )),
-                );
+                enabled.insert("gemini", Arc::new(gemini::Gemini::new(http.clone(), &cfg.gemini_base, key.clone())));
             }
             None => {
-                disabled.insert(
-                    "gemini",
-                    "no Gemini API key is configured (set GEMINI_API_KEY)".to_string(),
-                );
+                disabled.insert("gemini", "no Gemini API key is configured (set GEMINI_API_KEY)".to_string());
             }
         }
         match &cfg.openai_key {
             Some(key) => {
-                enabled.insert(
-                    "openai",
-                    Arc::new(openai::OpenAi::new(
-                        http.clone(),
-                        &cfg.openai_base,
-                        key.clone(),
-                    )),
-                );
+                enabled.insert("openai", Arc::new(openai::OpenAi::new(http.clone(), &cfg.openai_base, key.clone())));
             }
             None => {
-                disabled.insert(
-                    "openai",
-                    "no OpenAI API key is configured (set OPENAI_API_KEY)".to_string(),
-                );
+                disabled.insert("openai", "no OpenAI API key is configured (set OPENAI_API_KEY)".to_string());
             }
         }
         if cfg.http_endpoints.is_empty() {
-            disabled.insert(
-                "http",
-                "no HTTP endpoint is configured (set --http-endpoint name=url)".to_string(),
-            );
+            disabled.insert("http", "no HTTP endpoint is configured (set --http-endpoint name=url)".to_string());
         } else {
-            enabled.insert(
-                "http",
-                Arc::new(http::HttpProvider::new(http, cfg.http_endpoints.clone())),
-            );
+            enabled.insert("http", Arc::new(http::HttpProvider::new(http, cfg.http_endpoints.clone())));
         }
         Ok(Providers { enabled, disabled })
     }
@@ -168,14 +132,8 @@ impl Providers {
             return Ok(p.clone());
         }
         match self.disabled.get(name) {
-            Some(why) => Err(Failure::fatal(
-                "config",
-                format!("provider {name} is disabled: {why}"),
-            )),
-            None => Err(Failure::fatal(
-                "payload",
-                "unknown provider (one of gemini, openai, http, echo)",
-            )),
+            Some(why) => Err(Failure::fatal("config", format!("provider {name} is disabled: {why}"))),
+            None => Err(Failure::fatal("payload", "unknown provider (one of gemini, openai, http, echo)")),
         }
     }
 }
@@ -183,11 +141,8 @@ impl Providers {
 /// Reads a payload: `{"provider", "model", "request", ...}`. A payload that is not of this
 /// shape ends its job at once (class `payload`).
 pub fn parse_payload(payload: &[u8]) -> Result<Call, Failure> {
-    let v: Value = serde_json::from_slice(payload)
-        .map_err(|_| Failure::fatal("payload", "the payload is not JSON"))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| Failure::fatal("payload", "the payload is not a JSON object"))?;
+    let v: Value = serde_json::from_slice(payload).map_err(|_| Failure::fatal("payload", "the payload is not JSON"))?;
+    let obj = v.as_object().ok_or_else(|| Failure::fatal("payload", "the payload is not a JSON object"))?;
     let provider = obj
         .get("provider")
         .and_then(Value::as_str)
@@ -201,19 +156,9 @@ pub fn parse_payload(payload: &[u8]) -> Result<Call, Failure> {
     let request = match obj.get("request") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(r @ Value::Object(_)) => r.clone(),
-        Some(_) => {
-            return Err(Failure::fatal(
-                "payload",
-                "\"request\" must be a JSON object",
-            ))
-        }
+        Some(_) => return Err(Failure::fatal("payload", "\"request\" must be a JSON object")),
     };
-    Ok(Call {
-        provider,
-        model,
-        request,
-        payload: v,
-    })
+    Ok(Call { provider, model, request, payload: v })
 }
 
 /// A known provider name for metric labels (a payload's provider is any string).
@@ -237,10 +182,7 @@ pub fn result_json(call: &Call, s: &Success) -> Value {
     if let Some(t) = &s.text {
         out.insert("text".into(), Value::String(t.clone()));
     }
-    out.insert(
-        "usage".into(),
-        json!({"input_tokens": s.usage.input_tokens, "output_tokens": s.usage.output_tokens}),
-    );
+    out.insert("usage".into(), json!({"input_tokens": s.usage.input_tokens, "output_tokens": s.usage.output_tokens}));
     Value::Object(out)
 }
 
@@ -254,16 +196,8 @@ pub struct Http {
 impl Http {
     /// POSTs `body` as JSON and returns the JSON answer of a 2xx; anything else becomes a
     /// classified [`Failure`] whose text holds no header, no URL and no secret.
-    pub async fn post_json(
-        &self,
-        req: reqwest::RequestBuilder,
-        body: &Value,
-    ) -> Result<Value, Failure> {
-        let resp = req
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.transport_failure(e))?;
+    pub async fn post_json(&self, req: reqwest::RequestBuilder, body: &Value) -> Result<Value, Failure> {
+        let resp = req.json(body).send().await.map_err(|e| self.transport_failure(e))?;
         let status = resp.status().as_u16();
         let retry_after = retry_after_ms(resp.headers());
         let bytes = resp.bytes().await.map_err(|e| self.transport_failure(e))?;
@@ -272,10 +206,7 @@ impl Http {
                 Ok(v) => Ok(v),
                 Err(_) => Err(Failure::retry(
                     "response",
-                    format!(
-                        "HTTP {status}: the answer is not JSON: {}",
-                        self.excerpt(&bytes)
-                    ),
+                    format!("HTTP {status}: the answer is not JSON: {}", self.excerpt(&bytes)),
                 )),
             };
         }
@@ -287,12 +218,7 @@ impl Http {
     pub fn status_failure(&self, status: u16, body: &[u8], retry_after: Option<u64>) -> Failure {
         let message = format!("HTTP {status}: {}", self.excerpt(body));
         match status {
-            429 => Failure {
-                retry: true,
-                class: "429".into(),
-                message,
-                delay_ms: retry_after,
-            },
+            429 => Failure { retry: true, class: "429".into(), message, delay_ms: retry_after },
             500..=599 => Failure::retry(status.to_string(), message),
             _ => Failure::fatal(status.to_string(), message),
         }
@@ -305,15 +231,9 @@ impl Http {
         }
         let detail = self.redactor.scrub(&root_cause(&e));
         if e.is_connect() {
-            return Failure::retry(
-                "connect",
-                format!("cannot connect to the provider: {detail}"),
-            );
+            return Failure::retry("connect", format!("cannot connect to the provider: {detail}"));
         }
-        Failure::retry(
-            "network",
-            format!("the call to the provider failed: {detail}"),
-        )
+        Failure::retry("network", format!("the call to the provider failed: {detail}"))
     }
 
     /// A short, secret-free excerpt of an answer body: the provider's own error message
@@ -368,10 +288,7 @@ pub fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
         }
     }
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_millis() as i64;
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as i64;
     parse_retry_after(v, now_ms)
 }
 
@@ -396,9 +313,7 @@ pub fn parse_http_date(v: &str) -> Option<i64> {
     if it.next()? != "GMT" {
         return None;
     }
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let month = MONTHS.iter().position(|m| *m == mon)? as i64 + 1;
     let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (t.next()??, t.next()??, t.next()??);
@@ -434,22 +349,9 @@ mod tests {
         assert_eq!(parse_retry_after(" 0 ", 0), Some(0));
         let at = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(at, 784111777);
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", (at - 2) * 1000),
-            Some(2000)
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", (at + 5) * 1000),
-            Some(0)
-        );
-        for bad in [
-            "",
-            "-1",
-            "1.5",
-            "soon",
-            "Sun, 06 Nov 1994 08:49:37 PST",
-            "Sun, 32 Nov 1994 08:49:37 GMT",
-        ] {
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", (at - 2) * 1000), Some(2000));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", (at + 5) * 1000), Some(0));
+        for bad in ["", "-1", "1.5", "soon", "Sun, 06 Nov 1994 08:49:37 PST", "Sun, 32 Nov 1994 08:49:37 GMT"] {
             assert_eq!(parse_retry_after(bad, 0), None, "{bad}");
         }
         assert_eq!(days_from_civil(2000, 3, 1), 11017);
@@ -458,21 +360,9 @@ mod tests {
     #[test]
     fn payloads_are_checked() {
         let c = parse_payload(br#"{"provider":"gemini","model":"m","request":{"a":1}}"#).unwrap();
-        assert_eq!(
-            (c.provider.as_str(), c.model.as_deref()),
-            ("gemini", Some("m"))
-        );
-        assert_eq!(
-            parse_payload(br#"{"provider":"echo"}"#).unwrap().request,
-            json!({})
-        );
-        for bad in [
-            &b"[1]"[..],
-            b"{}",
-            br#"{"provider":1}"#,
-            br#"{"provider":"echo","request":[1]}"#,
-            b"x",
-        ] {
+        assert_eq!((c.provider.as_str(), c.model.as_deref()), ("gemini", Some("m")));
+        assert_eq!(parse_payload(br#"{"provider":"echo"}"#).unwrap().request, json!({}));
+        for bad in [&b"[1]"[..], b"{}", br#"{"provider":1}"#, br#"{"provider":"echo","request":[1]}"#, b"x"] {
             let f = parse_payload(bad).unwrap_err();
             assert!(!f.retry);
             assert_eq!(f.class, "payload");
@@ -481,15 +371,10 @@ mod tests {
 
     #[test]
     fn statuses_are_classified() {
-        let h = Http {
-            client: reqwest::Client::new(),
-            redactor: Redactor::new([crate::secret::Secret::new("sk-123456")]),
-        };
+        let h =
+            Http { client: reqwest::Client::new(), redactor: Redactor::new([crate::secret::Secret::new("sk-123456")]) };
         let f = h.status_failure(429, b"slow down", Some(1500));
-        assert_eq!(
-            (f.retry, f.class.as_str(), f.delay_ms),
-            (true, "429", Some(1500))
-        );
+        assert_eq!((f.retry, f.class.as_str(), f.delay_ms), (true, "429", Some(1500)));
         let f = h.status_failure(503, b"", None);
         assert_eq!((f.retry, f.class.as_str()), (true, "503"));
         let f = h.status_failure(400, br#"{"error":{"message":"bad key sk-123456"}}"#, None);

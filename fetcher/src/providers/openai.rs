@@ -17,11 +17,7 @@ pub struct OpenAi {
 
 impl OpenAi {
     pub fn new(http: Http, base: &str, key: Secret) -> OpenAi {
-        OpenAi {
-            http,
-            base: base.to_string(),
-            key,
-        }
+        OpenAi { http, base: base.to_string(), key }
     }
 }
 
@@ -38,10 +34,7 @@ pub fn text_of(output: &Value) -> Option<String> {
     match output.pointer("/choices/0/message/content")? {
         Value::String(s) => Some(s.clone()),
         Value::Array(parts) => {
-            let texts: Vec<&str> = parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect();
+            let texts: Vec<&str> = parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect();
             (!texts.is_empty()).then(|| texts.concat())
         }
         _ => None,
@@ -67,10 +60,7 @@ impl Provider for OpenAi {
                 obj.insert("model".into(), Value::String(m.clone()));
             }
             if body.get("model").and_then(Value::as_str).is_none() {
-                return Err(Failure::fatal(
-                    "payload",
-                    "openai needs a \"model\" (in the payload or the request)",
-                ));
+                return Err(Failure::fatal("payload", "openai needs a \"model\" (in the payload or the request)"));
             }
             let url = format!("{}{}", self.base, endpoint(&body));
             let req = self.http.client.post(url).bearer_auth(self.key.expose());
@@ -78,10 +68,7 @@ impl Provider for OpenAi {
             Ok(Success {
                 text: text_of(&output),
                 usage: usage_of(&output),
-                model: output
-                    .get("model")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                model: output.get("model").and_then(Value::as_str).map(str::to_string),
                 output,
             })
         })
@@ -96,35 +83,18 @@ mod tests {
     #[test]
     fn endpoint_rule() {
         assert_eq!(endpoint(&json!({"messages": []})), "/v1/chat/completions");
-        assert_eq!(
-            endpoint(&json!({"prompt": "a cat"})),
-            "/v1/images/generations"
-        );
-        assert_eq!(
-            endpoint(&json!({"prompt": "x", "messages": []})),
-            "/v1/chat/completions"
-        );
+        assert_eq!(endpoint(&json!({"prompt": "a cat"})), "/v1/images/generations");
+        assert_eq!(endpoint(&json!({"prompt": "x", "messages": []})), "/v1/chat/completions");
     }
 
     #[test]
     fn text_and_usage() {
-        let out = json!({"choices": [{"message": {"content": "Hi"}}], "usage": {"prompt_tokens": 5, "completion_tokens": 2}});
+        let out =
+            json!({"choices": [{"message": {"content": "Hi"}}], "usage": {"prompt_tokens": 5, "completion_tokens": 2}});
         assert_eq!(text_of(&out).as_deref(), Some("Hi"));
-        assert_eq!(
-            usage_of(&out),
-            Usage {
-                input_tokens: 5,
-                output_tokens: 2
-            }
-        );
+        assert_eq!(usage_of(&out), Usage { input_tokens: 5, output_tokens: 2 });
         let img = json!({"data": [{"b64_json": "AAAA"}], "usage": {"input_tokens": 9, "output_tokens": 100}});
         assert_eq!(text_of(&img), None);
-        assert_eq!(
-            usage_of(&img),
-            Usage {
-                input_tokens: 9,
-                output_tokens: 100
-            }
-        );
+        assert_eq!(usage_of(&img), Usage { input_tokens: 9, output_tokens: 100 });
     }
 }

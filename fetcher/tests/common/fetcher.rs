@@ -58,28 +58,15 @@ impl Fetcher {
             cmd.env_remove(v);
         }
         cmd.env_remove("RUST_LOG");
-        cmd.arg("--redis-url")
-            .arg(url)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{listen_port}"));
+        cmd.arg("--redis-url").arg(url).arg("--listen").arg(format!("127.0.0.1:{listen_port}"));
         cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
         let out = File::create(&log).expect("fetcher log");
         let err = out.try_clone().expect("fetcher log");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn aijob-fetcher");
-        Fetcher {
-            child,
-            log,
-            listen_port,
-            _tmp: tmp,
-        }
+        let child = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().expect("spawn aijob-fetcher");
+        Fetcher { child, log, listen_port, _tmp: tmp }
     }
 
     pub fn logs(&self) -> String {
@@ -91,11 +78,7 @@ impl Fetcher {
     }
 
     pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill");
+        let st = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
         assert!(st.success(), "kill -{sig} failed");
     }
 
@@ -116,10 +99,7 @@ impl Fetcher {
                 return st;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "the fetcher did not exit within {timeout:?}; log:\n{}",
-                    self.logs()
-                );
+                panic!("the fetcher did not exit within {timeout:?}; log:\n{}", self.logs());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -132,9 +112,7 @@ impl Fetcher {
 
     /// Waits until the metrics server answers (the fetcher is up).
     pub fn wait_ready(&self) {
-        wait_until(Duration::from_secs(10), "the fetcher's /metrics", || {
-            self.get("/metrics").map(|_| ())
-        });
+        wait_until(Duration::from_secs(10), "the fetcher's /metrics", || self.get("/metrics").map(|_| ()));
     }
 
     pub fn metrics(&self) -> String {
@@ -150,9 +128,7 @@ impl Fetcher {
 pub fn metric_value(text: &str, sample: &str) -> f64 {
     text.lines()
         .find_map(|l| {
-            l.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| v.trim().parse().unwrap_or(0.0))
+            l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap_or(0.0))
         })
         .unwrap_or(0.0)
 }
@@ -161,11 +137,7 @@ impl Drop for Fetcher {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!(
-                "---- fetcher log ({}) ----\n{}",
-                self.log.display(),
-                self.logs()
-            );
+            eprintln!("---- fetcher log ({}) ----\n{}", self.log.display(), self.logs());
         }
     }
 }
@@ -174,17 +146,10 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((status, body))
 }

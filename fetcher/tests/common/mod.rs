@@ -28,11 +28,7 @@ pub fn module_path() -> PathBuf {
     } else {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/libaijob.so")
     };
-    assert!(
-        p.exists(),
-        "the module {} is missing: run `cargo build` at the workspace root first",
-        p.display()
-    );
+    assert!(p.exists(), "the module {} is missing: run `cargo build` at the workspace root first", p.display());
     p
 }
 
@@ -51,12 +47,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p =
-            std::env::temp_dir().join(format!("aijob-test-{tag}-{}-{nanos}", std::process::id()));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let p = std::env::temp_dir().join(format!("aijob-test-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)
     }
@@ -142,24 +134,12 @@ impl Server {
         for (k, v) in &opts.config {
             cmd.arg(format!("--{k}")).arg(v);
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("spawn: {e}"))?;
-        let mut server = Server {
-            port,
-            child,
-            dir,
-            _tmp: tmp,
-        };
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("spawn: {e}"))?;
+        let mut server = Server { port, child, dir, _tmp: tmp };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!(
-                    "server exited: {status}; log: {}",
-                    server.log_tail()
-                ));
+                return Err(format!("server exited: {status}; log: {}", server.log_tail()));
             }
             if let Ok(mut c) = server.try_connect() {
                 let pong: redis::RedisResult<String> = redis::cmd("PING").query(&mut c);
@@ -169,10 +149,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(format!(
-            "server did not answer PING; log: {}",
-            server.log_tail()
-        ))
+        Err(format!("server did not answer PING; log: {}", server.log_tail()))
     }
 
     pub fn url(&self) -> String {
@@ -190,10 +167,7 @@ impl Server {
     /// A RESP3 connection.
     pub fn conn3(&self) -> Connection {
         let url = format!("redis://127.0.0.1:{}/?protocol=resp3", self.port);
-        redis::Client::open(url)
-            .expect("client")
-            .get_connection()
-            .expect("connect resp3")
+        redis::Client::open(url).expect("client").get_connection().expect("connect resp3")
     }
 
     pub fn log_tail(&self) -> String {
@@ -290,10 +264,7 @@ pub fn pairs(v: &Value) -> Vec<(String, Value)> {
 }
 
 pub fn field(v: &Value, name: &str) -> Option<Value> {
-    pairs(v)
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
+    pairs(v).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 pub fn fs(v: &Value, name: &str) -> String {
@@ -346,10 +317,7 @@ pub fn claim(c: &mut Connection, q: &str, extra: &[&str]) -> Option<(String, Str
 /// Makes `replica` a replica of `master` and waits until it is in sync.
 pub fn replicate(master: &Server, replica: &Server) {
     let mut r = replica.conn();
-    ok(
-        &mut r,
-        &["REPLICAOF", "127.0.0.1", &master.port.to_string()],
-    );
+    ok(&mut r, &["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
     wait_until(Duration::from_secs(20), "replica link up", || {
         let info = s(&ok(&mut r, &["INFO", "replication"]));
         info.contains("master_link_status:up").then_some(())
@@ -360,43 +328,22 @@ pub fn replicate(master: &Server, replica: &Server) {
 pub fn wait_synced(master: &Server, replica: &Server) {
     let mut m = master.conn();
     let mut r = replica.conn();
-    wait_until(
-        Duration::from_secs(20),
-        "replica offset to catch up",
-        || {
-            let mo = offset(
-                &s(&ok(&mut m, &["INFO", "replication"])),
-                "master_repl_offset",
-            );
-            let ro = offset(
-                &s(&ok(&mut r, &["INFO", "replication"])),
-                "slave_repl_offset",
-            )
-            .or_else(|| {
-                offset(
-                    &s(&ok(&mut r, &["INFO", "replication"])),
-                    "master_repl_offset",
-                )
-            });
-            (mo.is_some() && mo == ro).then_some(())
-        },
-    );
+    wait_until(Duration::from_secs(20), "replica offset to catch up", || {
+        let mo = offset(&s(&ok(&mut m, &["INFO", "replication"])), "master_repl_offset");
+        let ro = offset(&s(&ok(&mut r, &["INFO", "replication"])), "slave_repl_offset")
+            .or_else(|| offset(&s(&ok(&mut r, &["INFO", "replication"])), "master_repl_offset"));
+        (mo.is_some() && mo == ro).then_some(())
+    });
 }
 
 fn offset(info: &str, name: &str) -> Option<i64> {
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:"))?.trim().parse().ok())
+    info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))?.trim().parse().ok())
 }
 
 // ---- helpers for the fetcher's tests ----
 
 /// Creates a job with this JSON payload and returns its id.
-pub fn create_job(
-    c: &mut Connection,
-    q: &str,
-    payload: &serde_json::Value,
-    extra: &[&str],
-) -> String {
+pub fn create_job(c: &mut Connection, q: &str, payload: &serde_json::Value, extra: &[&str]) -> String {
     let p = payload.to_string();
     let mut w = vec!["JOB.CREATE", q, "PAYLOAD", p.as_str()];
     w.extend_from_slice(extra);
@@ -462,18 +409,9 @@ pub fn events(c: &mut Connection, q: &str, id: &str) -> Vec<(String, serde_json:
     for e in entries {
         let parts = array(&e);
         let fields = array(&parts[1]);
-        let get = |name: &str| {
-            fields
-                .chunks(2)
-                .find(|p| s(&p[0]) == name)
-                .map(|p| s(&p[1]))
-                .unwrap_or_default()
-        };
+        let get = |name: &str| fields.chunks(2).find(|p| s(&p[0]) == name).map(|p| s(&p[1])).unwrap_or_default();
         if get("id") == id {
-            out.push((
-                get("type"),
-                serde_json::from_str(&get("data")).unwrap_or(serde_json::Value::Null),
-            ));
+            out.push((get("type"), serde_json::from_str(&get("data")).unwrap_or(serde_json::Value::Null)));
         }
     }
     out

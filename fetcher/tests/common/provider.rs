@@ -39,10 +39,7 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
@@ -80,12 +77,7 @@ impl MockProvider {
                 });
             }
         });
-        MockProvider {
-            port,
-            state,
-            in_flight,
-            max_in_flight,
-        }
+        MockProvider { port, state, in_flight, max_in_flight }
     }
 
     pub fn url(&self) -> String {
@@ -102,13 +94,7 @@ impl MockProvider {
 
     /// Requests whose prompt is `prompt`.
     pub fn calls(&self, prompt: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .requests
-            .iter()
-            .filter(|r| r.prompt == prompt)
-            .count()
+        self.state.lock().unwrap().requests.iter().filter(|r| r.prompt == prompt).count()
     }
 
     pub fn max_in_flight(&self) -> usize {
@@ -143,11 +129,7 @@ fn serve(
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
+    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body)?;
     let body = String::from_utf8_lossy(&body).into_owned();
@@ -155,14 +137,7 @@ fn serve(
     let prompt = prompt_of(&path, &req_json);
     let n = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     max_in_flight.fetch_max(n, Ordering::SeqCst);
-    let req = Request {
-        method,
-        path: path.clone(),
-        headers,
-        body,
-        at: Instant::now(),
-        prompt: prompt.clone(),
-    };
+    let req = Request { method, path: path.clone(), headers, body, at: Instant::now(), prompt: prompt.clone() };
     let nth = {
         let mut st = state.lock().unwrap();
         st.requests.push(req.clone());
@@ -192,10 +167,7 @@ fn serve(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    let r = out
-        .write_all(head.as_bytes())
-        .and_then(|_| out.write_all(body.as_bytes()))
-        .and_then(|_| out.flush());
+    let r = out.write_all(head.as_bytes()).and_then(|_| out.write_all(body.as_bytes())).and_then(|_| out.flush());
     in_flight.fetch_sub(1, Ordering::SeqCst);
     r
 }
@@ -204,10 +176,7 @@ fn prompt_of(path: &str, v: &Value) -> String {
     let s = if path.ends_with(":generateContent") {
         v.pointer("/contents/0/parts/0/text")
     } else if path == "/v1/chat/completions" {
-        v.get("messages")
-            .and_then(|m| m.as_array())
-            .and_then(|m| m.last())
-            .and_then(|m| m.get("content"))
+        v.get("messages").and_then(|m| m.as_array()).and_then(|m| m.last()).and_then(|m| m.get("content"))
     } else if path == "/v1/images/generations" {
         v.get("prompt")
     } else {
@@ -230,15 +199,8 @@ fn http_date(unix: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-    let mon = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][(m - 1) as usize];
-    format!(
-        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(m - 1) as usize];
+    format!("{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 fn ok_body(path: &str, prompt: &str) -> String {
@@ -268,36 +230,21 @@ fn ok_body(path: &str, prompt: &str) -> String {
 type Answer = (u16, Vec<(String, String)>, String, Duration);
 
 fn answer(step: &str, path: &str, prompt: &str, req: &Request) -> Answer {
-    let err = |status: u16, msg: &str| {
-        json!({"error": {"code": status, "message": msg, "status": "MOCK"}}).to_string()
-    };
+    let err = |status: u16, msg: &str| json!({"error": {"code": status, "message": msg, "status": "MOCK"}}).to_string();
     if let Some(ms) = step.strip_prefix("slow=") {
         let ms: u64 = ms.parse().unwrap_or(1000);
-        return (
-            200,
-            vec![],
-            ok_body(path, prompt),
-            Duration::from_millis(ms),
-        );
+        return (200, vec![], ok_body(path, prompt), Duration::from_millis(ms));
     }
     if let Some(rest) = step.strip_prefix("429/") {
         let header = if let Some(n) = rest.strip_prefix("ra=") {
             n.to_string()
         } else if let Some(n) = rest.strip_prefix("date=") {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
             http_date(now + n.parse::<u64>().unwrap_or(1))
         } else {
             "1".to_string()
         };
-        return (
-            429,
-            vec![("Retry-After".into(), header)],
-            err(429, "Resource exhausted"),
-            Duration::ZERO,
-        );
+        return (429, vec![("Retry-After".into(), header)], err(429, "Resource exhausted"), Duration::ZERO);
     }
     if step == "echokey" {
         let leaked = format!(
@@ -319,12 +266,7 @@ fn answer(step: &str, path: &str, prompt: &str, req: &Request) -> Answer {
         if status == 200 {
             return (200, vec![], ok_body(path, prompt), Duration::ZERO);
         }
-        return (
-            status,
-            vec![],
-            err(status, &format!("mock status {status}")),
-            Duration::ZERO,
-        );
+        return (status, vec![], err(status, &format!("mock status {status}")), Duration::ZERO);
     }
     (200, vec![], ok_body(path, prompt), Duration::ZERO)
 }
