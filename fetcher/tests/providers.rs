@@ -236,6 +236,17 @@ fn echo_only_says_so_and_runs_echo_jobs() {
 }
 
 #[test]
+fn a_result_larger_than_the_module_allows_fails_the_job() {
+    let srv = start_redis();
+    ok(&mut srv.conn(), &["CONFIG", "SET", "aijob.max-payload-bytes", "400"]);
+    let _f = Fetcher::start(&srv, &[], &[]);
+    let mut c = srv.conn();
+    let id = create_job(&mut c, "default", &json!({"provider": "echo", "request": {"text": "x".repeat(200)}}), &[]);
+    let r = wait_finished(&mut c, "default", &id, T);
+    assert_eq!((fs(&r, "status"), fi(&r, "attempts"), fs(&r, "error_class")), ("error".into(), 1, "toobig".into()));
+}
+
+#[test]
 fn heartbeats_keep_a_short_lease_through_a_long_call() {
     let srv = start_redis();
     let mock = MockProvider::start();

@@ -20,6 +20,13 @@ fn fetcher(srv: &Server, mock: &MockProvider, extra: &[&str]) -> Fetcher {
     Fetcher::start(srv, extra, &[("GEMINI_API_KEY", "gk-rl-123456"), ("GEMINI_BASE_URL", &url)])
 }
 
+/// These tests need the module's RATELIMIT.HIT (SPEC 5): say so at once when it is missing.
+fn require_ratelimit(srv: &Server) {
+    let mut c = srv.conn();
+    let v = array(&ok(&mut c, &["COMMAND", "INFO", "RATELIMIT.HIT"]));
+    assert!(!matches!(v.first(), None | Some(Value::Nil)), "the module under test has no RATELIMIT.HIT");
+}
+
 /// Asserts that no `limit + 1` requests reached the provider within one window.
 fn assert_never_more_than(times: &mut [Instant], limit: usize, period: Duration) {
     times.sort();
@@ -32,6 +39,7 @@ fn assert_never_more_than(times: &mut [Instant], limit: usize, period: Duration)
 #[test]
 fn two_fetchers_share_one_rpm_budget() {
     let srv = Server::start();
+    require_ratelimit(&srv);
     let mock = MockProvider::start();
     let args = ["--rpm", "3", "--rl-period", "1000", "--concurrency", "4"];
     let a = fetcher(&srv, &mock, &args);
@@ -55,6 +63,7 @@ fn two_fetchers_share_one_rpm_budget() {
 #[test]
 fn tpm_charges_each_jobs_cost() {
     let srv = Server::start();
+    require_ratelimit(&srv);
     let mock = MockProvider::start();
     let _a = fetcher(&srv, &mock, &["--tpm", "100", "--rl-period", "1000", "--rl-prefix", "budget"]);
     let mut c = srv.conn();
