@@ -277,28 +277,42 @@ async fn claim_one(
     Ok(jobs)
 }
 
-/// The non-blocking weighted pass, then (when it found nothing) one blocking claim.
-async fn claim_batch(sh: &Shared, redis: &Redis, wrr: &mut Wrr, want: usize) -> Result<Vec<Job>, redis::RedisError> {
+/// The non-blocking weighted pass, then (when it found nothing) one blocking claim. An
+/// error after some jobs were claimed still hands those jobs over (they hold leases).
+async fn claim_batch(
+    sh: &Shared,
+    redis: &Redis,
+    wrr: &mut Wrr,
+    want: usize,
+) -> (Vec<Job>, Option<redis::RedisError>) {
     let queues = &sh.cfg.queues;
     let mut out = Vec::new();
     if queues.len() == 1 {
-        out = claim_one(sh, redis, &queues[0].0, want, None).await?;
+        match claim_one(sh, redis, &queues[0].0, want, None).await {
+            Ok(got) => out = got,
+            Err(e) => return (out, Some(e)),
+        }
     } else {
         let mut empty = HashSet::new();
         while out.len() < want {
             let Some(i) = wrr.next(&empty) else { break };
-            let got = claim_one(sh, redis, &queues[i].0, 1, None).await?;
-            if got.is_empty() {
-                empty.insert(i);
+            match claim_one(sh, redis, &queues[i].0, 1, None).await {
+                Ok(got) if got.is_empty() => {
+                    empty.insert(i);
+                }
+                Ok(got) => out.extend(got),
+                Err(e) => return (out, Some(e)),
             }
-            out.extend(got);
         }
     }
     if out.is_empty() {
         let i = wrr.next(&HashSet::new()).unwrap_or(0);
-        out = claim_one(sh, redis, &queues[i].0, 1, Some(sh.cfg.claim_block_ms)).await?;
+        match claim_one(sh, redis, &queues[i].0, 1, Some(sh.cfg.claim_block_ms)).await {
+            Ok(got) => out = got,
+            Err(e) => return (out, Some(e)),
+        }
     }
-    Ok(out)
+    (out, None)
 }
 
 async fn claim_loop(sh: &Arc<Shared>, redis: &Redis, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
@@ -320,22 +334,15 @@ async fn claim_loop(sh: &Arc<Shared>, redis: &Redis, tasks: &mut JoinSet<()>, sh
         while let Ok(p) = sem.clone().try_acquire_owned() {
             permits.push(p);
         }
-        let jobs = match claim_batch(sh, redis, &mut wrr, permits.len()).await {
-            Ok(jobs) => {
-                backoff.reset();
-                jobs
-            }
-            Err(e) => {
-                let wait = backoff.next_delay();
-                warn!(error = %rconn::describe(&e), retry_in_ms = wait.as_millis() as u64, "claim failed");
-                drop(permits);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                continue;
-            }
-        };
+        let (jobs, err) = claim_batch(sh, redis, &mut wrr, permits.len()).await;
+        let failed = err.map(|e| {
+            let wait = backoff.next_delay();
+            warn!(error = %rconn::describe(&e), retry_in_ms = wait.as_millis() as u64, "claim failed");
+            wait
+        });
+        if failed.is_none() {
+            backoff.reset();
+        }
         for job in jobs {
             let Some(permit) = permits.pop() else {
                 // Never happens: a claim asks for at most as many jobs as there are slots.
@@ -349,6 +356,13 @@ async fn claim_loop(sh: &Arc<Shared>, redis: &Redis, tasks: &mut JoinSet<()>, sh
                 continue;
             }
             tasks.spawn(run_job(sh.clone(), job, permit));
+        }
+        drop(permits);
+        if let Some(wait) = failed {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
 }
@@ -483,10 +497,13 @@ async fn heartbeat(sh: Arc<Shared>, job: Job, lost: CancellationToken) -> Option
     let every = Duration::from_millis((sh.lease_ms / 3).max(20));
     let mut cmd = redis::cmd("JOB.UPDATE");
     cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token);
+    let mut wait = every;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(wait).await;
+        // After a failure, try again sooner: the lease is running out.
+        wait = (every / 3).max(Duration::from_millis(20));
         match sh.redis.query(&cmd).await {
-            Ok(_) => {}
+            Ok(_) => wait = every,
             Err(e) => match rconn::code(&e) {
                 Some(c @ ("LEASELOST" | "CANCELED" | "NOTFOUND" | "BADSTATE")) => {
                     let reason = c.to_ascii_lowercase();
@@ -513,9 +530,10 @@ enum Landed {
 }
 
 /// Sends a command until it lands or Redis refuses it for good; a lost link is retried
-/// with backoff (capped at 5 s) until the shutdown's last deadline.
+/// with backoff (100 ms doubling to 1 s: a restarted Redis should get the result before its
+/// timer expires the lease) until the shutdown's last deadline.
 async fn until_landed(sh: &Shared, job: &Job, what: &str, cmd: &redis::Cmd) -> Landed {
-    let mut backoff = Backoff::new(Duration::from_secs(5));
+    let mut backoff = Backoff::new(Duration::from_secs(1));
     let mut failed_before = false;
     loop {
         match sh.redis.query(cmd).await {
