@@ -300,7 +300,7 @@ pub fn job_id_only(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>)> {
 pub struct Charge {
     pub key: Vec<u8>,
     pub by_cost: bool,
-    pub windows: Vec<(i64, i64)>,
+    pub windows: Vec<Window>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -357,17 +357,12 @@ fn charge(c: &mut Cursor) -> Result<Charge> {
     let mut windows = Vec::new();
     while c.peek().is_some_and(|k| k.eq_ignore_ascii_case(b"LIMIT")) {
         c.next();
-        let limit = positive("LIMIT", c.value("LIMIT")?)?;
-        match c.keyword().as_deref() {
-            Some("PERIOD") => {}
-            _ => return Err(AiError::arg("LIMIT", "must be followed by PERIOD ms")),
-        }
-        let period = positive("PERIOD", c.value("PERIOD")?)?;
-        windows.push((limit, period));
+        windows.push(limit_period(c)?);
     }
     if windows.is_empty() {
         return Err(AiError::arg("CHARGE", "needs at least one LIMIT n PERIOD ms"));
     }
+    ratelimit::check_args(&windows, 0)?;
     Ok(Charge { key, by_cost, windows })
 }
 
@@ -886,7 +881,7 @@ mod tests {
         assert_eq!(c.count, 2);
         assert_eq!(c.charges.len(), 2);
         assert!(c.charges[0].by_cost);
-        assert_eq!(c.charges[0].windows, vec![(10, 1000), (100, 60000)]);
+        assert_eq!(c.charges[0].windows, vec![Window { limit: 10, period: 1000 }, Window { limit: 100, period: 60000 }]);
         for bad in ["q CHARGE k", "q CHARGE k COST", "q CHARGE k COST LIMIT 0 PERIOD 5", "q COUNT 0", "q BLOCK -1"] {
             let v = a(bad);
             assert!(job_claim(&refs(&v)).is_err(), "{bad}");

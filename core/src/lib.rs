@@ -12,6 +12,7 @@ pub mod jcs;
 pub mod job;
 pub mod json;
 pub mod keys;
+pub mod limiter;
 pub mod names;
 pub mod queue;
 pub mod ratelimit;

@@ -2,5 +2,7 @@
 
 pub mod cache;
 pub mod job;
+pub mod lock;
 pub mod queue;
+pub mod ratelimit;
 pub mod schedule;
