@@ -279,12 +279,7 @@ async fn claim_one(
 
 /// The non-blocking weighted pass, then (when it found nothing) one blocking claim. An
 /// error after some jobs were claimed still hands those jobs over (they hold leases).
-async fn claim_batch(
-    sh: &Shared,
-    redis: &Redis,
-    wrr: &mut Wrr,
-    want: usize,
-) -> (Vec<Job>, Option<redis::RedisError>) {
+async fn claim_batch(sh: &Shared, redis: &Redis, wrr: &mut Wrr, want: usize) -> (Vec<Job>, Option<redis::RedisError>) {
     let queues = &sh.cfg.queues;
     let mut out = Vec::new();
     if queues.len() == 1 {

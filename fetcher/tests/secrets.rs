@@ -78,7 +78,7 @@ fn no_secret_in_logs_records_events_or_metrics() {
     let redis_url = format!("redis://:{REDIS_PW}@127.0.0.1:{}/", srv.port);
     let f = Fetcher::start_url(
         &redis_url,
-        &["--log-level", "debug", "--timeout", "1"],
+        &["--log-level", "debug", "--timeout", "1", "--rpm", "1000", "--tpm", "100000"],
         &[("GEMINI_API_KEY", GKEY), ("GEMINI_BASE_URL", &url), ("OPENAI_API_KEY", OKEY), ("OPENAI_BASE_URL", &url)],
     );
     let q = "default";
