@@ -217,6 +217,10 @@ async fn lease_ms(cfg: &Config, redis: &Redis, shutdown: &CancellationToken) -> 
                 warn!("CONFIG GET aijob.lease-ms gave nothing (is the aijob module loaded?); claiming with 30000 ms");
                 return Some(30_000);
             }
+            Err(e) if !rconn::is_transport(&e) => {
+                warn!(error = %rconn::describe(&e), "CONFIG GET aijob.lease-ms refused (set --lease); claiming with 30000 ms");
+                return Some(30_000);
+            }
             Err(e) => {
                 warn!(error = %rconn::describe(&e), "Redis is not reachable yet; retrying");
                 tokio::select! {
