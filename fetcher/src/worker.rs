@@ -251,6 +251,8 @@ async fn check_ratelimit_commands(redis: &Redis) -> Result<()> {
 
 fn claim_cmd(sh: &Shared, queue: &str, count: usize, block_ms: Option<u64>) -> redis::Cmd {
     let mut cmd = redis::cmd("JOB.CLAIM");
+    // JOB.CLAIM hands out at most 1000 jobs a call.
+    let count = count.clamp(1, 1000);
     cmd.arg(queue).arg("WORKER").arg(&sh.cfg.worker).arg("LEASE").arg(sh.lease_ms).arg("COUNT").arg(count);
     if let Some(b) = block_ms {
         cmd.arg("BLOCK").arg(b);
