@@ -425,13 +425,17 @@ async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
     let lost = CancellationToken::new();
     let hb = tokio::spawn(heartbeat(sh.clone(), job.clone(), lost.clone()));
 
-    let result = tokio::select! {
-        r = execute(&sh, parsed, job.cost) => Some(r),
-        _ = lost.cancelled() => None,
+    enum Step {
+        Called(Box<(Option<Call>, Result<Success, Failure>)>),
+        Lost,
+        Released(bool),
+    }
+    let step = tokio::select! {
+        r = execute(&sh, parsed, job.cost) => Step::Called(Box::new(r)),
+        _ = lost.cancelled() => Step::Lost,
         _ = sh.abort.cancelled() => {
             hb.abort();
-            release(&sh, &job).await;
-            None
+            Step::Released(release(&sh, &job).await)
         }
     };
     hb.abort();
@@ -440,12 +444,16 @@ async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
         _ => String::new(),
     };
 
-    let o = match result {
-        Some((call, r)) => finish(&sh, &job, call.as_ref(), r).await,
-        None if sh.abort.is_cancelled() && why_lost.is_empty() => {
+    let o = match step {
+        Step::Called(b) => {
+            let (call, r) = *b;
+            finish(&sh, &job, call.as_ref(), r).await
+        }
+        Step::Released(true) => {
             Outcome { outcome: "released", class: String::new(), status: Some("queued".into()), error: None }
         }
-        None => Outcome { outcome: "lost", class: why_lost.clone(), status: None, error: None },
+        Step::Released(false) => Outcome { outcome: "lost", class: "release".into(), status: None, error: None },
+        Step::Lost => Outcome { outcome: "lost", class: why_lost, status: None, error: None },
     };
     sh.metrics.job(&job.queue, provider, o.outcome, &o.class);
     sh.metrics.in_flight_add(-1);
@@ -639,17 +647,22 @@ fn lost(l: Landed) -> Outcome {
     }
 }
 
-/// Gives a job back without counting the attempt.
-async fn release(sh: &Shared, job: &Job) {
+/// Gives a job back without counting the attempt. True when it landed.
+async fn release(sh: &Shared, job: &Job) -> bool {
     let mut cmd = redis::cmd("JOB.RELEASE");
     cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token);
     match until_landed(sh, job, "release", &cmd).await {
-        Landed::Status(_) => info!(queue = %job.queue, id = %job.id, "released"),
+        Landed::Status(_) => {
+            info!(queue = %job.queue, id = %job.id, "released");
+            true
+        }
         Landed::Refused(code, _) => {
-            info!(queue = %job.queue, id = %job.id, code, "release refused")
+            info!(queue = %job.queue, id = %job.id, code, "release refused");
+            false
         }
         Landed::GaveUp => {
-            warn!(queue = %job.queue, id = %job.id, "release never landed; the lease will expire")
+            warn!(queue = %job.queue, id = %job.id, "release never landed; the lease will expire");
+            false
         }
     }
 }
