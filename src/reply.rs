@@ -42,10 +42,6 @@ impl Out {
         )
     }
 
-    pub fn opt_record(r: Option<Reply>) -> Out {
-        r.map_or(Out::Null, Out::record)
-    }
-
     pub fn emit(&self, ctx: *mut raw::RedisModuleCtx) {
         unsafe {
             match self {

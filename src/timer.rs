@@ -88,16 +88,6 @@ pub fn touch(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys) {
     });
 }
 
-/// Looks at `q` at `at` at the latest (e.g. a blocked charged claim's retry time).
-pub fn look_at(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, at: i64) {
-    let id = (selected_db(ctx), q.name().to_vec());
-    CLOCK.with(|c| {
-        let mut c = c.borrow_mut();
-        let e = c.queues.entry(id).or_insert(at);
-        *e = (*e).min(at);
-    });
-}
-
 pub fn start(ctx: &Context) {
     ctx.create_timer(TICK, on_tick, ());
 }
@@ -280,7 +270,6 @@ fn tick_queue(
     *budget = budget.saturating_sub(report.moves);
     crate::info::add(&report.tally);
     crate::info::c::timer_moves.fetch_add(report.moves as u64, std::sync::atomic::Ordering::Relaxed);
-    crate::blocking::after_tick(ctx, &q, now);
     if report.more {
         return Some(now);
     }
