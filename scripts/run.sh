@@ -28,6 +28,4 @@ if [ -x "$fetcher" ]; then
 else
   echo "make run: $fetcher is not built; Redis runs alone."
 fi
-# redis.conf's `dir ./run` makes Redis chdir before it loads modules, so its relative
-# `loadmodule ./target/...` would be looked up under run/: load the module by absolute path.
-grep -v '^loadmodule' redis.conf | redis-server - --loadmodule "$PWD/target/release/libaijob.so" --dir "$PWD/run" --port "$port"
+redis-server redis.conf --port "$port"
