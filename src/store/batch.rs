@@ -289,5 +289,5 @@ fn check_kind(k: &OpenKey, kind: KeyKind) -> Result<()> {
         KeyKind::Stream => api::KEYTYPE_STREAM,
         KeyKind::Any => return Ok(()),
     };
-    k.expect(want).map(|_| ())
+    k.check_type(want).map(|_| ())
 }

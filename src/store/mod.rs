@@ -56,7 +56,7 @@ impl RedisStore {
 
     fn read_typed(&mut self, key: &[u8], keytype: c_int) -> Result<Option<&OpenKey>> {
         match self.read(key)? {
-            Some(k) if k.expect(keytype)? => Ok(Some(k)),
+            Some(k) if k.check_type(keytype)? => Ok(Some(k)),
             _ => Ok(None),
         }
     }

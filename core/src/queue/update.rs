@@ -53,7 +53,10 @@ pub fn update<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8], a: &
                 tx.push(crate::store::Op::ZAdd(q.leases(), Score::At(until), job.id.clone()));
             }
             tx.hset(id, fields);
-            tx.event(&job, "progress", to, &[]);
+            // a bare heartbeat changes nothing a subscriber sees: no event for it
+            if a.progress.is_some() || a.percent.is_some() || a.meta.is_some() {
+                tx.event(&job, "progress", to, &[]);
+            }
         }
         Trigger::Start => {
             tx.unplace(&job, job.status, false)?;
@@ -175,7 +178,8 @@ pub fn finish<S: Store>(
         ("updated_at", n(now)),
         (record::EXPIRE_AT, n(until)),
     ]);
-    tx.hdel(&job.id, &["lease_until"]);
+    // a finished job keeps no lease: a late worker's update is LEASELOST
+    tx.hdel(&job.id, &["lease_until", record::TOKEN, record::LEASE_MS]);
     tx.hset(&job.id, fields);
     tx.place(job, to, Score::At(until))?;
     tx.leave_live(job)?;
