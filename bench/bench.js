@@ -67,7 +67,8 @@ async function fillCache(ctx, q, prefix, count, value) {
     const p = ctx.pool[0].pipeline();
     for (let j = i; j < Math.min(count, i + 500); j++) {
       p.call('CACHE.SET', q, hashOf(j), value);
-      p.call('SET', prefix + String(j).padStart(12, '0'), value);
+      // the seeds' cache keys carry a TTL (SET ... EX), as aijob's entries do
+      p.call('SET', prefix + String(j).padStart(12, '0'), value, 'EX', '86400');
     }
     await p.exec();
   }
@@ -83,7 +84,7 @@ function cacheHitRows(ctx, depth) {
       { keyspace: keys, unchanged: ['cache_misses', 'coalesced'] });
     const get = rbSide(port, depth, 'GET', ['GET', `${q}:__rand_int__`], { keyspace: keys });
     const setup = () => fillCache(ctx, q, `${q}:`, keys, size === '1 KB' ? payloads.RESULT_1K : payloads.RESULT_100K);
-    out.push({ row: `CACHE.GETORQUEUE hit, ${size}, HASH given (${keys} entries) vs GET of ${size}`, depth,
+    out.push({ row: `CACHE.GETORQUEUE hit, ${size}, HASH given (${keys} entries) vs GET of ${size} (key with a TTL)`, depth,
       A: goq, B: get, target: depth === 16 ? { min: 0.6 } : null, full: size !== '1 KB', setup });
     if (size === '1 KB') {
       const lua = rbSide(port, depth, 'EVALSHA', ['EVALSHA', ctx.sha.getorqueue, '3', `${q}:__rand_int__`,
@@ -339,14 +340,15 @@ async function runMemory(ctx, lines, notes, log) {
 async function main() {
   if (!fs.existsSync(MODULE)) throw new Error(`no module at ${MODULE} (cargo build --release -p aijob)`);
   const t0 = Date.now();
-  const srv = await server.start(MODULE);
+  const srv = await server.start(MODULE, path.join(__dirname, '..', 'redis.conf'));
   const stop = async () => { await srv.stop(); };
   process.on('SIGINT', () => { stop().finally(() => process.exit(130)); });
   const log = (s) => process.stderr.write(`${s}\n`);
   const pool = Array.from({ length: CLIENTS }, () => new Redis({ port: srv.port }));
   const ctx = { port: srv.port, admin: srv.admin, pool, sha: await loadScripts(srv.admin) };
   log(`bench: redis-server ${srv.version} (pid ${srv.pid}) on port ${srv.port}, module ${MODULE}`);
-  log('bench: --save "" and appendonly no (no persistence, no replicas): every side pays the same');
+  log(`bench: --save "" --appendonly no (no persistence, no replicas), ${srv.settings || 'default data settings'} ` +
+    '(from redis.conf): every side runs on this one server');
   const lines = [...HEADER];
   const notes = [];
   try {
@@ -372,8 +374,8 @@ function render(srv, lines, notes, minutes) {
     `# aijob bench${QUICK ? ' (quick)' : ''}`,
     '',
     `${when}; \`make bench${QUICK ? '-quick' : ''}\`; ${machine()}; redis-server ${srv.version} started by the ` +
-      `bench with \`--save "" --appendonly no\` (no persistence, no replicas); node ${process.version}; ` +
-      `${minutes} min.`,
+      `bench with \`--save "" --appendonly no\` (no persistence, no replicas)` +
+      `${srv.settings ? ` and redis.conf's \`${srv.settings}\`` : ''}; node ${process.version}; ${minutes} min.`,
     '',
     ...lines,
     '',

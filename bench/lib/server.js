@@ -41,13 +41,29 @@ async function waitReady(port, proc) {
   throw new Error('redis-server did not answer PING within 10 s');
 }
 
+/**
+ * The data-layout settings of the shipped redis.conf (e.g. hash-max-listpack-value, which
+ * keeps job records compact): the bench runs the server the way aijob ships it, minus
+ * persistence. Every side of every row runs on that same server.
+ */
+function shippedSettings(confPath) {
+  const keep = /^(hash|zset|list|set|stream)-max-\S+\s+\S+/;
+  if (!fs.existsSync(confPath)) return [];
+  return fs.readFileSync(confPath, 'utf8').split('\n').map((l) => l.trim()).filter((l) => keep.test(l))
+    .flatMap((l) => {
+      const [name, value] = l.split(/\s+/);
+      return [`--${name}`, value];
+    });
+}
+
 /** Starts redis-server with the module; returns { port, admin (ioredis), stop(), info } */
-async function start(modulePath) {
+async function start(modulePath, confPath) {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aijob-bench-'));
+  const settings = shippedSettings(confPath);
   const args = [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--dir', dir, '--logfile', path.join(dir, 'redis.log'), '--loadmodule', modulePath,
+    '--dir', dir, '--logfile', path.join(dir, 'redis.log'), ...settings, '--loadmodule', modulePath,
   ];
   const proc = spawn('redis-server', args, { stdio: 'ignore' });
   const admin = await waitReady(port, proc);
@@ -62,7 +78,7 @@ async function start(modulePath) {
     fs.rmSync(dir, { recursive: true, force: true });
   };
   const version = (await admin.info('server')).match(/redis_version:(\S+)/)[1];
-  return { port, admin, stop, pid: proc.pid, version, args: args.join(' ') };
+  return { port, admin, stop, pid: proc.pid, version, settings: settings.join(' ') };
 }
 
 /** INFO commandstats as { name: { calls, usec, failed } } (failed: rejected + failed calls) */
