@@ -1,7 +1,8 @@
 // Measures two sides interleaved (A B A B ...) so the machine's drift hits both alike.
 // Each side is first calibrated (a short warm-up run), then every round gives each side
 // about `seconds` of work. Rates and server µs per operation (from INFO commandstats,
-// reset before each run) are the medians over the rounds; the ratio is of the medians.
+// reset before each run) are the medians over the rounds; the ratio is the median of the
+// rounds' A/B ratios.
 
 'use strict';
 
@@ -84,8 +85,10 @@ async function pair(admin, A, B, plan) {
   });
   const a = summary(runs[0]);
   const b = summary(runs[1]);
+  // each round's A and B ran back to back: their ratio cancels what drifted between
+  // rounds, and the median drops a round that a burst of other work hit on one side
   const perRound = runs[0].map((x, i) => x.rate / runs[1][i].rate);
-  return { a, b, ratio: a.rate / b.rate, lo: Math.min(...perRound), hi: Math.max(...perRound) };
+  return { a, b, ratio: median(perRound), lo: Math.min(...perRound), hi: Math.max(...perRound) };
 }
 
 module.exports = { pair, median };
