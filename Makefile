@@ -61,8 +61,8 @@ clean:
 	rm -rf run
 
 # Benchmarks (bench/): one table of interleaved ratios against plain commands, Lua and
-# BullMQ, on a redis-server of their own. `make bench` takes about 6 minutes on 2 cores,
-# `make bench-quick` (depth 16 only, fewer rows, shorter rounds) under a minute.
+# BullMQ, on a redis-server of their own. `make bench` takes about 4 minutes on 2 cores
+# after the build, `make bench-quick` (depth 16 only, fewer rows, shorter rounds) about 20 s.
 bench-deps: deps
 	@missing=""; \
 	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
