@@ -358,7 +358,11 @@ fn help_documents_every_flag_and_shows_no_secret() {
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--redis-url",
+        "--cluster",
         "--queues",
+        "--discover-every",
+        "--queue-provider",
+        "--rl-scope",
         "--concurrency",
         "--lease",
         "--grace",
