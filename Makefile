@@ -9,7 +9,7 @@ MODULE_RELEASE := target/release/libaijob.so
 MODULE_DEBUG := target/debug/libaijob.so
 TEST_THREADS ?= 8
 
-.PHONY: all deps build build-debug run test test-cluster cluster fmt clean
+.PHONY: all deps build build-debug run test test-cluster cluster bench-cluster fmt clean
 
 all: build
 
@@ -59,3 +59,8 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf run
+
+# End-to-end jobs/s of one fetcher (echo, --cluster) on a 1-master vs a 3-master cluster,
+# same load (bench/cluster/run.sh; JOBS, QUEUES, CONCURRENCY, ROUNDS tune it).
+bench-cluster: deps
+	@./bench/cluster/run.sh
