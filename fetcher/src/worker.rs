@@ -40,7 +40,7 @@ use redis::Value;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::limits::{ChargePlan, Limits};
@@ -292,7 +292,7 @@ async fn discover(
         info!(added = ?added, gone = ?gone, total = found.len(), "queues of the patterns");
         if limits.any() {
             for q in added.iter().take(16) {
-                debug!(queue = %q, mode = %limits.charge_mode(q), "rate limits");
+                info!(queue = %q, mode = %limits.charge_mode(q), "rate limits");
             }
         }
     }
