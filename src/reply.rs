@@ -27,19 +27,21 @@ impl Out {
         Out::Bytes(b.into())
     }
 
+    /// (field, value) pairs of the core (a record, a schedule) as a map.
+    pub fn fields(r: Vec<(&'static str, Value)>) -> Out {
+        let pairs = r.into_iter().map(|(k, v)| {
+            let v = match v {
+                Value::Int(n) => Out::Int(n),
+                Value::Bytes(b) => Out::Bytes(b),
+            };
+            (k.to_string(), v)
+        });
+        Out::Map(pairs.collect())
+    }
+
     /// A record as a map.
     pub fn record(r: Reply) -> Out {
-        Out::Map(
-            r.into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::Int(n) => Out::Int(n),
-                        Value::Bytes(b) => Out::Bytes(b),
-                    };
-                    (k.to_string(), v)
-                })
-                .collect(),
-        )
+        Out::fields(r)
     }
 
     pub fn emit(&self, ctx: *mut raw::RedisModuleCtx) {

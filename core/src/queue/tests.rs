@@ -513,7 +513,7 @@ fn hash_is_held_by_one_live_job_and_done_fills_the_cache() {
 #[test]
 fn wrong_type_keys_refuse_without_writing() {
     let mut w = World::new();
-    let k = w.q.all();
+    let k = w.q.status(Status::Queued);
     w.s.keys.insert(k, (crate::mem::Value::Str(b"x".to_vec()), None));
     let before = w.s.key_names();
     let q = w.q.clone();
