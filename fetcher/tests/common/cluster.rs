@@ -61,7 +61,20 @@ impl Cluster {
         assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
         let cluster = Cluster { nodes };
         cluster.wait_ok();
+        cluster.wait_replicas_synced();
         cluster
+    }
+
+    /// Waits until every replica has its master link up (a replica that never synced
+    /// cannot take over).
+    pub fn wait_replicas_synced(&self) {
+        for n in &self.nodes {
+            let mut c = n.conn();
+            wait_until(Duration::from_secs(30), "replicas in sync", || {
+                let info = s(&ok(&mut c, &["INFO", "replication"]));
+                (info.contains("role:master") || info.contains("master_link_status:up")).then_some(())
+            });
+        }
     }
 
     /// `redis+cluster://` with every node as a seed.
@@ -93,9 +106,9 @@ impl Cluster {
         }
     }
 
-    /// The node serving `key`'s slot as master.
-    pub fn master_of(&self, key: &str) -> usize {
-        let mut c = self.nodes[0].conn();
+    /// The node serving `key`'s slot as master (asked of a live node).
+    pub fn master_of(&mut self, key: &str) -> usize {
+        let mut c = self.nodes.iter_mut().find_map(|n| n.is_alive().then(|| n.conn())).expect("a live node");
         let slot = int(&ok(&mut c, &["CLUSTER", "KEYSLOT", key]));
         let slots = array(&ok(&mut c, &["CLUSTER", "SLOTS"]));
         for range in slots {
