@@ -37,6 +37,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub at: Instant,
+    /// The same instant as ms since the epoch (to compare with the module's timestamps).
+    pub unix_ms: u64,
     /// The prompt the script was read from.
     pub prompt: String,
     /// The tokens the answer reported as used (input + output), 0 for an error.
@@ -143,8 +145,16 @@ fn serve(
     let prompt = prompt_of(&path, &req_json);
     let n = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     max_in_flight.fetch_max(n, Ordering::SeqCst);
-    let req =
-        Request { method, path: path.clone(), headers, body, at: Instant::now(), prompt: prompt.clone(), tokens: 0 };
+    let req = Request {
+        method,
+        path: path.clone(),
+        headers,
+        body,
+        at: Instant::now(),
+        unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64,
+        prompt: prompt.clone(),
+        tokens: 0,
+    };
     let (nth, index) = {
         let mut st = state.lock().unwrap();
         st.requests.push(req.clone());
