@@ -30,7 +30,8 @@ fallback, shown as [env: NAME]. Prefer the environment for API keys: flags show 
 pub struct Args {
     /// Redis server with the aijob module loaded. `redis+cluster://host:port[,host:port...]`
     /// names seed nodes of a Redis Cluster (same as --cluster).
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    // Its environment value is not shown in --help: it may hold a password.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
 
     /// --redis-url is a seed node of a Redis Cluster: use the cluster client, which sends each

@@ -352,6 +352,7 @@ fn help_documents_every_flag_and_shows_no_secret() {
         .arg("--help")
         .env("GEMINI_API_KEY", "gk-help-secret-123")
         .env("OPENAI_API_KEY", "sk-help-secret-456")
+        .env("REDIS_URL", "redis://:redis-help-secret-789@127.0.0.1:1")
         .output()
         .unwrap();
     assert!(out.status.success());
