@@ -473,6 +473,16 @@ mod tests {
     }
 
     #[test]
+    fn cluster_passwords_reach_the_redactor() {
+        let a = Args::parse_from(["aijob-fetcher", "--redis-url", "redis+cluster://u:p%40ss@h1:1,h2:2"]);
+        let cfg = Config::from_args(a).unwrap();
+        assert!(cfg.cluster);
+        let secrets: Vec<String> = cfg.secrets().iter().map(|s| s.expose().to_string()).collect();
+        assert!(secrets.contains(&"p%40ss".to_string()) && secrets.contains(&"p@ss".to_string()), "{secrets:?}");
+        assert!(!format!("{cfg:?}").contains("p%40ss"));
+    }
+
+    #[test]
     fn limits_default_and_per_provider() {
         let s = LimitSpec::parse("--rpm", "60,gemini=10").unwrap();
         assert_eq!(s.for_provider("gemini"), Some(10));
