@@ -55,7 +55,7 @@ fn owners(cl: &mut Cluster, queues: &[String]) -> HashSet<usize> {
 
 #[test]
 fn one_fetcher_serves_twenty_queues_on_three_masters_by_pattern() {
-    let mut cl = Cluster::start();
+    let mut cl = Cluster::start_with(3, 0);
     let mut c = cl.client();
     let queues: Vec<String> = (0..20).map(|i| format!("q-{i}")).collect();
     assert_eq!(owners(&mut cl, &queues).len(), 3, "20 queues land on all three masters");
@@ -83,7 +83,7 @@ fn one_fetcher_serves_twenty_queues_on_three_masters_by_pattern() {
 
 #[test]
 fn one_fetcher_serves_an_explicit_list_and_a_brace_range_on_three_masters() {
-    let mut cl = Cluster::start();
+    let mut cl = Cluster::start_with(3, 0);
     let mut c = cl.client();
     let listed: Vec<String> = (0..10).map(|i| format!("list{i}")).collect();
     let ranged: Vec<String> = (0..10).map(|i| format!("r-{i:02}")).collect();
@@ -101,7 +101,7 @@ fn one_fetcher_serves_an_explicit_list_and_a_brace_range_on_three_masters() {
 
 #[test]
 fn a_pattern_picks_up_a_queue_created_after_the_fetcher_started() {
-    let mut cl = Cluster::start();
+    let mut cl = Cluster::start_with(3, 0);
     let mut c = cl.client();
     let early = create_jobs(&mut c, &["late-a".to_string()], 2);
     let f = Fetcher::start_url(&cl.url(), &["--queues", "late-*", "--discover-every", "300"], &[]);
@@ -119,7 +119,7 @@ fn a_pattern_picks_up_a_queue_created_after_the_fetcher_started() {
 
 #[test]
 fn per_queue_budgets_are_taken_by_the_claims_on_a_cluster() {
-    let mut cl = Cluster::start();
+    let mut cl = Cluster::start_with(3, 0);
     let mut c = cl.client();
     let queues: Vec<String> = (0..6).map(|i| format!("c-{i}")).collect();
     assert_eq!(owners(&mut cl, &queues).len(), 3);

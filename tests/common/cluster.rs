@@ -68,6 +68,12 @@ impl Cluster {
         self.nodes.iter().map(|n| n.url()).collect()
     }
 
+    /// `redis+cluster://` with every node as a seed (the fetcher's form).
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
     /// A cluster client (follows MOVED/ASK).
     pub fn client(&self) -> redis::cluster::ClusterConnection {
         let client = redis::cluster::ClusterClientBuilder::new(self.urls())
@@ -78,13 +84,14 @@ impl Cluster {
         client.get_connection().expect("cluster connection")
     }
 
-    /// Waits until every live node says the cluster is ok.
+    /// Waits until every node says the cluster is ok and knows every node.
     pub fn wait_ok(&self) {
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
         for n in &self.nodes {
             let mut c = n.conn();
             wait_until(Duration::from_secs(30), "cluster_state:ok", || {
                 let info = s(&ok(&mut c, &["CLUSTER", "INFO"]));
-                info.contains("cluster_state:ok").then_some(())
+                (info.contains("cluster_state:ok") && info.contains(&known)).then_some(())
             });
         }
     }
