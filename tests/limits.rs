@@ -209,7 +209,11 @@ fn a_replica_holds_the_same_limiter_state() {
     let mut m = master.conn();
     for i in 0..300 {
         let key = format!("rl:{{c{}}}:gen", i % 7);
-        hit(&mut m, &key, &["LIMIT", "20", "PERIOD", "60000", "LIMIT", "100", "PERIOD", "3600000", "COST", &(1 + i % 3).to_string()]);
+        hit(
+            &mut m,
+            &key,
+            &["LIMIT", "20", "PERIOD", "60000", "LIMIT", "100", "PERIOD", "3600000", "COST", &(1 + i % 3).to_string()],
+        );
     }
     let token = s(&ok(&mut m, &["LOCK.ACQUIRE", "lock:x", "TTL", "60000"]));
     ok(&mut m, &["LOCK.EXTEND", "lock:x", &token, "TTL", "90000"]);
@@ -238,7 +242,8 @@ fn locks_under_contention() {
             })
         })
         .collect();
-    let tokens: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).filter(|v| *v != Value::Nil).map(|v| s(&v)).collect();
+    let tokens: Vec<String> =
+        threads.into_iter().map(|t| t.join().unwrap()).filter(|v| *v != Value::Nil).map(|v| s(&v)).collect();
     assert_eq!(tokens.len(), 1, "exactly one holder");
     let token = &tokens[0];
     assert_eq!(token.len(), 32);

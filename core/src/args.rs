@@ -881,7 +881,10 @@ mod tests {
         assert_eq!(c.count, 2);
         assert_eq!(c.charges.len(), 2);
         assert!(c.charges[0].by_cost);
-        assert_eq!(c.charges[0].windows, vec![Window { limit: 10, period: 1000 }, Window { limit: 100, period: 60000 }]);
+        assert_eq!(
+            c.charges[0].windows,
+            vec![Window { limit: 10, period: 1000 }, Window { limit: 100, period: 60000 }]
+        );
         for bad in ["q CHARGE k", "q CHARGE k COST", "q CHARGE k COST LIMIT 0 PERIOD 5", "q COUNT 0", "q BLOCK -1"] {
             let v = a(bad);
             assert!(job_claim(&refs(&v)).is_err(), "{bad}");
