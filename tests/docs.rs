@@ -66,8 +66,7 @@ fn render(arg: &Value) -> String {
 
 /// COMMAND DOCS of every aijob command: name -> (syntax line, the docs map).
 fn docs(c: &mut Connection) -> BTreeMap<String, (String, Value)> {
-    let names: Vec<String> =
-        list(&ok(c, &["COMMAND", "LIST", "FILTERBY", "MODULE", "aijob"])).iter().map(s).collect();
+    let names: Vec<String> = list(&ok(c, &["COMMAND", "LIST", "FILTERBY", "MODULE", "aijob"])).iter().map(s).collect();
     assert!(names.len() >= 30, "the module registers its commands: {names:?}");
     let mut out = BTreeMap::new();
     for name in names {
