@@ -387,3 +387,43 @@ fn go_asynq_style_worker_and_schedules() {
     assert_eq!(fs(&ok(&mut c, &["SCHEDULE.GET", "mirai", "stripe:reconcile"]), "cron"), "*/15 * * * *");
     assert_eq!(stat(&mut c, "mirai", "error"), 0);
 }
+
+/// `make demo` (scripts/demo.sh) against a server with its worker, as after `make run`.
+#[test]
+fn demo_walks_through_the_flows() {
+    if !works(Command::new("redis-cli").arg("--version")) {
+        return skip("redis-cli not installed (apt-get install redis-tools)");
+    }
+    let srv = Server::start();
+    let _worker = Worker::start(&srv, &["improve_sketch"]);
+    let out = Command::new("bash")
+        .arg(root().join("scripts/demo.sh"))
+        .env("PORT", srv.port.to_string())
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the demo failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "1) \"queued\"",
+        "1) \"pending\"",
+        "1) \"hit\"",
+        "{\"type\":\"done\"",
+        "\"progress\":\"Running heuristics...\",\"percent\":50",
+        "HTTP 429 Too Many Requests, Retry-After: ",
+        "(error) LEASELOST",
+    ] {
+        assert!(text.contains(want), "the demo shows {want:?}:\n{text}");
+    }
+    assert!(!text.contains("the demo plays the worker"), "the worker did the job:\n{text}");
+
+    let mut c = srv.conn();
+    assert_eq!((stat(&mut c, "improve_sketch", "completed"), stat(&mut c, "improve_sketch", "hits")), (1, 1));
+    assert_eq!((stat(&mut c, "demo_analyze", "completed"), stat(&mut c, "demo_analyze", "hits")), (1, 1));
+    let page = array(&ok(&mut c, &["JOB.LIST", "demo_crash"]));
+    let jobs = array(&page[1]);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((fs(&jobs[0], "status"), fi(&jobs[0], "attempts")), ("done".to_string(), 2), "recovered on attempt 2");
+    assert_eq!(fs(&jobs[0], "worker"), "worker-b");
+    assert_eq!(fs(&jobs[0], "result"), r#"{"provisioned":true}"#, "the stale worker's result was refused");
+    assert!(keys(&mut c).iter().all(|k| !k.starts_with("rl:")), "the demo resets its rate limits");
+}
