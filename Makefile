@@ -9,7 +9,7 @@ MODULE_RELEASE := target/release/libaijob.so
 MODULE_DEBUG := target/debug/libaijob.so
 TEST_THREADS ?= 8
 
-.PHONY: all deps build build-debug run test test-unit test-integration fmt clean
+.PHONY: all deps build build-debug run test test-cluster cluster fmt clean
 
 all: build
 
@@ -43,6 +43,15 @@ run: build
 
 test: deps build-debug
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+
+# A local 3-master, 3-replica cluster with the module on every node (CLUSTER_PORT=30001).
+CLUSTER_PORT ?= 30001
+cluster: build
+	@./scripts/cluster.sh $(CLUSTER_PORT)
+
+# The cluster suite: it starts its own cluster (free ports, bus ports included).
+test-cluster: deps build-debug
+	$(CARGO) test --test cluster -- --test-threads=2
 
 fmt:
 	$(CARGO) fmt --all

@@ -2,13 +2,16 @@
 //! queue's `meta` key; every move that makes a job claimable signals that key, and Redis
 //! then calls `on_ready` for each waiter in the order they blocked.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 use aijob_core::args;
 use aijob_core::keys::QueueKeys;
 use aijob_core::{AiError, Result};
-use redis_module::raw;
+use redis_module::{raw, Context};
 
 use crate::command::Call;
 use crate::reply::Out;
@@ -49,8 +52,11 @@ unsafe extern "C" fn on_ready(
         let slices: Vec<&[u8]> = owned.iter().skip(1).map(|a| a.as_slice()).collect();
         let mut call = Call::new(ctx, slices);
         let (q, a) = args::job_claim(&call.args)?;
-        let got = crate::commands::job::claim_now(&mut call, &q, &a)?;
+        let (got, denied_for) = crate::commands::job::claim_now(&mut call, &q, &a)?;
         crate::info::add(&call.tally);
+        if let (true, Some(wait)) = (got.is_empty(), denied_for) {
+            wake_later(ctx, &q, call.now, wait);
+        }
         Ok::<_, AiError>(got)
     }));
     match outcome {
@@ -90,5 +96,48 @@ fn reply_error(ctx: *mut raw::RedisModuleCtx, msg: &str) {
     }
 }
 
-/// After the timer moved a queue: nothing extra yet (charged waiters arrive later).
-pub fn after_tick(_ctx: *mut raw::RedisModuleCtx, _q: &QueueKeys, _now: i64) {}
+thread_local! {
+    /// The earliest pending charge wake-up per (db, queue meta key), so a crowd of waiters
+    /// refused by the same limit shares one timer.
+    static WAKES: RefCell<HashMap<(c_int, Vec<u8>), i64>> = RefCell::new(HashMap::new());
+}
+
+/// A charged claim was refused for `wait` ms: signal the queue then, so its waiters try
+/// again exactly when the limits would admit (a timer, not polling).
+pub fn wake_later(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, now: i64, wait: i64) {
+    let db = match unsafe { raw::RedisModule_GetSelectedDb } {
+        Some(f) => unsafe { f(ctx) },
+        None => 0,
+    };
+    let at = now.saturating_add(wait.max(1));
+    let id = (db, q.meta());
+    let scheduled = WAKES.with(|w| {
+        let mut w = w.borrow_mut();
+        match w.get(&id) {
+            Some(t) if *t > now && *t <= at => false,
+            _ => {
+                w.insert(id.clone(), at);
+                true
+            }
+        }
+    });
+    if scheduled {
+        let context = Context::new(ctx);
+        context.create_timer(Duration::from_millis(wait.max(1) as u64), signal, id);
+    }
+}
+
+fn signal(ctx: &Context, id: (c_int, Vec<u8>)) {
+    WAKES.with(|w| {
+        let mut w = w.borrow_mut();
+        if w.get(&id).is_some_and(|t| *t <= api::now_ms()) {
+            w.remove(&id);
+        }
+    });
+    if let Some(select) = unsafe { raw::RedisModule_SelectDb } {
+        unsafe { select(ctx.ctx, id.0) };
+    }
+    if let (Ok(key), Some(f)) = (RStr::new(ctx.ctx, &id.1), unsafe { raw::RedisModule_SignalKeyAsReady }) {
+        unsafe { f(ctx.ctx, key.ptr) };
+    }
+}

@@ -36,6 +36,7 @@ counters!(
     schedule_runs,
     timer_ticks,
     timer_moves,
+    timer_max_tick_us,
     known_queues,
     panics,
 );

@@ -41,7 +41,7 @@ redis_module! {
     commands: [
         ["job.create", cmd!(4, commands::job::create), "write deny-oom", 1, 1, 1, ""],
         ["job.get", cmd!(3, commands::job::get), "readonly", 1, 1, 1, ""],
-        ["job.claim", cmd!(2, commands::job::claim), "write deny-oom", 1, 1, 1, ""],
+        ["job.claim", commands::job::claim_entry, "write deny-oom getkeys-api", 1, 1, 1, ""],
         ["job.update", cmd!(3, commands::job::update), "write deny-oom", 1, 1, 1, ""],
         ["job.release", cmd!(5, commands::job::release), "write deny-oom", 1, 1, 1, ""],
         ["job.cancel", cmd!(3, commands::job::cancel), "write deny-oom", 1, 1, 1, ""],

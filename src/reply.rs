@@ -27,23 +27,21 @@ impl Out {
         Out::Bytes(b.into())
     }
 
-    /// A record as a map.
-    pub fn record(r: Reply) -> Out {
-        Out::Map(
-            r.into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::Int(n) => Out::Int(n),
-                        Value::Bytes(b) => Out::Bytes(b),
-                    };
-                    (k.to_string(), v)
-                })
-                .collect(),
-        )
+    /// (field, value) pairs of the core (a record, a schedule) as a map.
+    pub fn fields(r: Vec<(&'static str, Value)>) -> Out {
+        let pairs = r.into_iter().map(|(k, v)| {
+            let v = match v {
+                Value::Int(n) => Out::Int(n),
+                Value::Bytes(b) => Out::Bytes(b),
+            };
+            (k.to_string(), v)
+        });
+        Out::Map(pairs.collect())
     }
 
-    pub fn opt_record(r: Option<Reply>) -> Out {
-        r.map_or(Out::Null, Out::record)
+    /// A record as a map.
+    pub fn record(r: Reply) -> Out {
+        Out::fields(r)
     }
 
     pub fn emit(&self, ctx: *mut raw::RedisModuleCtx) {

@@ -19,9 +19,11 @@ use crate::store::api::{self, rm};
 use crate::store::RedisStore;
 
 const TICK: Duration = Duration::from_millis(100);
+/// The next tick's delay while a backlog is being worked off.
+const BACKLOG_TICK: Duration = Duration::from_millis(10);
 /// Most moves one tick makes, and the most time it spends, over all queues.
 const MOVES_PER_TICK: usize = 2_000;
-const TIME_PER_TICK: Duration = Duration::from_millis(20);
+const TIME_PER_TICK: Duration = Duration::from_millis(10);
 /// SCAN steps a discovering tick runs (each step visits a few keys).
 const SCAN_STEPS_PER_TICK: usize = 2_000;
 
@@ -88,16 +90,6 @@ pub fn touch(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys) {
     });
 }
 
-/// Looks at `q` at `at` at the latest (e.g. a blocked charged claim's retry time).
-pub fn look_at(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, at: i64) {
-    let id = (selected_db(ctx), q.name().to_vec());
-    CLOCK.with(|c| {
-        let mut c = c.borrow_mut();
-        let e = c.queues.entry(id).or_insert(at);
-        *e = (*e).min(at);
-    });
-}
-
 pub fn start(ctx: &Context) {
     ctx.create_timer(TICK, on_tick, ());
 }
@@ -107,11 +99,15 @@ fn on_tick(ctx: &Context, _: ()) {
     let flags = api::context_flags(raw_ctx);
     let master = flags & api::FLAG_MASTER != 0 && flags & api::FLAG_LOADING == 0;
     crate::info::c::timer_ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut backlog = false;
     if master {
+        let started = Instant::now();
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             discover(raw_ctx);
-            run_due(raw_ctx);
+            backlog = run_due(raw_ctx);
         }));
+        let took = started.elapsed().as_micros() as u64;
+        crate::info::c::timer_max_tick_us.fetch_max(took, std::sync::atomic::Ordering::Relaxed);
     }
     CLOCK.with(|c| {
         let mut c = c.borrow_mut();
@@ -120,7 +116,8 @@ fn on_tick(ctx: &Context, _: ()) {
         }
         crate::info::c::known_queues.store(c.queues.len() as u64, std::sync::atomic::Ordering::Relaxed);
     });
-    ctx.create_timer(TICK, on_tick, ());
+    // with work left over, come back soon: the server still gets 10 ms of every 20
+    ctx.create_timer(if backlog { BACKLOG_TICK } else { TICK }, on_tick, ());
 }
 
 /// On becoming master (at startup or by promotion), SCAN every db for queues.
@@ -226,23 +223,26 @@ unsafe extern "C" fn on_key(
     }
 }
 
-/// Runs the moves of every queue whose next look has come.
-fn run_due(ctx: *mut raw::RedisModuleCtx) {
+/// Runs the moves of every queue whose next look has come; true when work is left over.
+fn run_due(ctx: *mut raw::RedisModuleCtx) -> bool {
     let now = api::now_ms();
     let due: Vec<QueueId> =
         CLOCK.with(|c| c.borrow().queues.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect());
     if due.is_empty() {
-        return;
+        return false;
     }
+    let mut backlog = false;
     let started = Instant::now();
     let home = selected_db(ctx);
     let config = crate::config::snapshot();
     let mut budget = MOVES_PER_TICK;
     for id in due {
         if budget == 0 || started.elapsed() > TIME_PER_TICK {
+            backlog = true;
             break;
         }
-        let next = tick_queue(ctx, &id, now, config, &mut budget);
+        let next = tick_queue(ctx, &id, now, config, &mut budget, started);
+        backlog |= next.is_some_and(|at| at <= now);
         CLOCK.with(|c| {
             let mut c = c.borrow_mut();
             match next {
@@ -256,15 +256,21 @@ fn run_due(ctx: *mut raw::RedisModuleCtx) {
         });
     }
     let _ = select_db(ctx, home);
+    backlog
 }
 
-/// One queue's moves; returns when to look again (None: the queue is gone).
+/// Moves per call of the core's tick: small, so the time budget is checked often.
+const MOVES_PER_CHUNK: usize = 32;
+
+/// One queue's moves, in chunks while the tick's budget lasts; returns when to look again
+/// (None: the queue is gone).
 fn tick_queue(
     ctx: *mut raw::RedisModuleCtx,
     (db, name): &QueueId,
     now: i64,
     config: aijob_core::config::Config,
     budget: &mut usize,
+    started: Instant,
 ) -> Option<i64> {
     let Ok(q) = QueueKeys::new(name) else { return None };
     select_db(ctx, *db).ok()?;
@@ -273,16 +279,21 @@ fn tick_queue(
     flush_cache_counts(&mut store, &id, &q);
     let mut entropy = OsEntropy;
     let mut env = Env { now, config, entropy: &mut entropy };
-    let report = match clock::tick(&mut store, &q, &mut env, (*budget).min(500)) {
-        Ok(r) => r,
-        Err(_) => return Some(now + 1_000),
-    };
-    *budget = budget.saturating_sub(report.moves);
-    crate::info::add(&report.tally);
-    crate::info::c::timer_moves.fetch_add(report.moves as u64, std::sync::atomic::Ordering::Relaxed);
-    crate::blocking::after_tick(ctx, &q, now);
-    if report.more {
-        return Some(now);
+    loop {
+        let report = match clock::tick(&mut store, &q, &mut env, (*budget).min(MOVES_PER_CHUNK)) {
+            Ok(r) => r,
+            Err(_) => return Some(now + 1_000),
+        };
+        *budget = budget.saturating_sub(report.moves);
+        crate::info::add(&report.tally);
+        crate::info::c::timer_moves.fetch_add(report.moves as u64, std::sync::atomic::Ordering::Relaxed);
+        if report.more {
+            if *budget == 0 || started.elapsed() > TIME_PER_TICK {
+                return Some(now);
+            }
+            continue;
+        }
+        break;
     }
     match clock::next_due(&mut store, &q) {
         Ok(Some(at)) => Some(at),

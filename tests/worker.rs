@@ -417,3 +417,52 @@ fn digests_match_after_leases_retries_and_delays() {
         Server::start_with(Opts { dir: Some(dir.0.clone()), port: Some(port), ..Default::default() }.aof_always());
     assert_eq!(digest(&mut again.conn()), d);
 }
+
+/// The timer's work per tick is bounded: a backlog of jobs all coming due at once is
+/// worked off over many ticks while the server keeps answering.
+#[test]
+fn a_large_backlog_coming_due_never_stalls_the_server() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    const N: usize = 40_000;
+    let due_in = 3000;
+    let at = int(&array(&ok(&mut c, &["TIME"]))[0]) * 1000 + due_in;
+    for chunk in 0..(N / 5000) {
+        let mut p = redis::pipe();
+        for i in 0..5000 {
+            p.cmd("JOB.CREATE")
+                .arg("big")
+                .arg("PAYLOAD")
+                .arg("{}")
+                .arg("AT")
+                .arg(at)
+                .arg("ID")
+                .arg(format!("j{chunk}-{i}"))
+                .ignore();
+        }
+        p.query::<()>(&mut c).unwrap();
+    }
+    assert_eq!(stat(&mut c, "big", "delayed") + stat(&mut c, "big", "queued"), N as i64);
+    let mut probe = srv.conn();
+    let mut worst = Duration::ZERO;
+    let mut samples = 0;
+    wait_until(Duration::from_secs(60), "the backlog to come due", || {
+        let t = Instant::now();
+        ok(&mut probe, &["PING"]);
+        worst = worst.max(t.elapsed());
+        samples += 1;
+        (stat(&mut c, "big", "queued") == N as i64).then_some(())
+    });
+    let info = s(&ok(&mut c, &["INFO", "aijob"]));
+    let longest_tick_us: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("aijob_timer_max_tick_us:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    eprintln!("{N} due jobs moved; {samples} PINGs, slowest {worst:?}; longest timer tick {longest_tick_us} us");
+    assert!(samples > 20, "the drain took several ticks");
+    // each tick stops after 10 ms of work (plus one chunk of 32 moves): the server never
+    // spends long in the timer, whatever the backlog
+    assert!(longest_tick_us < 60_000, "a tick ran {longest_tick_us} us");
+    assert!(worst < Duration::from_millis(500), "a PING waited {worst:?}");
+}

@@ -347,6 +347,28 @@ pub fn job_claim(args: &[&[u8]]) -> Result<(QueueKeys, ClaimArgs)> {
     Ok((q, a))
 }
 
+/// Where JOB.CLAIM's keys are, counted in the arguments after the command name: Q and
+/// every CHARGE key (for COMMAND GETKEYS, ACL key checks and cluster routing).
+pub fn claim_key_positions(args: &[&[u8]]) -> Vec<usize> {
+    let mut positions = vec![0];
+    let mut i = 1;
+    while let Some(word) = args.get(i) {
+        let kw = String::from_utf8_lossy(word).to_ascii_uppercase();
+        i += match kw.as_str() {
+            "WORKER" | "LEASE" | "BLOCK" | "COUNT" => 2,
+            "CHARGE" => {
+                if i + 1 < args.len() {
+                    positions.push(i + 1);
+                }
+                3
+            }
+            "LIMIT" => 4,
+            _ => 1,
+        };
+    }
+    positions
+}
+
 fn charge(c: &mut Cursor) -> Result<Charge> {
     let key = c.value("CHARGE")?.to_vec();
     let by_cost = match c.keyword().as_deref() {
@@ -885,6 +907,8 @@ mod tests {
             c.charges[0].windows,
             vec![Window { limit: 10, period: 1000 }, Window { limit: 100, period: 60000 }]
         );
+        let refs_v = refs(&v);
+        assert_eq!(claim_key_positions(&refs_v), vec![0, 10, 21]);
         for bad in ["q CHARGE k", "q CHARGE k COST", "q CHARGE k COST LIMIT 0 PERIOD 5", "q COUNT 0", "q BLOCK -1"] {
             let v = a(bad);
             assert!(job_claim(&refs(&v)).is_err(), "{bad}");

@@ -1,9 +1,11 @@
 //! JOB.* commands.
 
 use aijob_core::args;
+use aijob_core::queue::charge::ChargeGate;
 use aijob_core::queue::{admin, claim, create, read, update};
 use aijob_core::record::{self, Value};
 use aijob_core::Result;
+use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
 use crate::command::Call;
 use crate::reply::Out;
@@ -27,26 +29,60 @@ pub fn get(c: &mut Call) -> Result<Out> {
     })
 }
 
+/// The entry of JOB.CLAIM: answers Redis's key-position requests (Q and every CHARGE
+/// key, for COMMAND GETKEYS, ACL and cluster routing), else runs the command.
+pub fn claim_entry(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if is_keys_position_request(ctx) {
+        let words: Vec<&[u8]> = args.iter().skip(1).map(|a| a.as_slice()).collect();
+        for pos in args::claim_key_positions(&words) {
+            if let Some(f) = unsafe { raw::RedisModule_KeyAtPos } {
+                unsafe { f(ctx.ctx, (pos + 1) as std::os::raw::c_int) };
+            }
+        }
+        return Ok(RedisValue::NoReply);
+    }
+    crate::command::run(ctx, args, 2, claim)
+}
+
+fn is_keys_position_request(ctx: &Context) -> bool {
+    match unsafe { raw::RedisModule_IsKeysPositionRequest } {
+        Some(f) => unsafe { f(ctx.ctx) != 0 },
+        None => false,
+    }
+}
+
 /// JOB.CLAIM Q [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key REQUESTS|COST LIMIT n PERIOD ms ...]
 pub fn claim(c: &mut Call) -> Result<Out> {
     let (q, a) = args::job_claim(&c.args)?;
-    let got = claim_now(c, &q, &a)?;
+    let (got, denied_for) = claim_now(c, &q, &a)?;
     if !got.is_empty() {
         return Ok(Out::Array(got));
     }
     match a.block_ms {
         Some(timeout) if crate::blocking::may_block(c.ctx) => {
             crate::blocking::block(c.ctx, &q, timeout)?;
+            if let Some(wait) = denied_for {
+                crate::blocking::wake_later(c.ctx, &q, c.now, wait);
+            }
             Ok(Out::Blocked)
         }
         _ => Ok(Out::Array(vec![])),
     }
 }
 
-/// Claims what is ready now; the records replied, each with its token.
-pub fn claim_now(c: &mut Call, q: &aijob_core::keys::QueueKeys, a: &args::ClaimArgs) -> Result<Vec<Out>> {
+/// Claims what is ready now: the records replied (each with its token), and when a
+/// CHARGE refused the next job, how long until it would admit it.
+pub fn claim_now(
+    c: &mut Call,
+    q: &aijob_core::keys::QueueKeys,
+    a: &args::ClaimArgs,
+) -> Result<(Vec<Out>, Option<i64>)> {
     let result = c.with(q, |s, env| {
-        let r = claim::claim(s, q, env, a, &mut claim::Open)?;
+        let r = if a.charges.is_empty() {
+            claim::claim(s, q, env, a, &mut claim::Open)?
+        } else {
+            claim::claim(s, q, env, a, &mut ChargeGate { charges: &a.charges })?
+        };
         let tally = r.tally;
         Ok((r, tally))
     })?;
@@ -57,7 +93,7 @@ pub fn claim_now(c: &mut Call, q: &aijob_core::keys::QueueKeys, a: &args::ClaimA
             out.push(Out::record(r));
         }
     }
-    Ok(out)
+    Ok((out, result.denied_for_ms))
 }
 
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]

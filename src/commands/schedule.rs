@@ -3,26 +3,10 @@
 use aijob_core::args;
 use aijob_core::queue::schedule;
 use aijob_core::queue::tx::Tally;
-use aijob_core::record::Value;
 use aijob_core::Result;
 
 use crate::command::Call;
 use crate::reply::Out;
-
-fn map(fields: Vec<(&'static str, Value)>) -> Out {
-    Out::Map(
-        fields
-            .into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Value::Int(n) => Out::Int(n),
-                    Value::Bytes(b) => Out::Bytes(b),
-                };
-                (k.to_string(), v)
-            })
-            .collect(),
-    )
-}
 
 /// SCHEDULE.SET Q name (EVERY ms | CRON expr) PAYLOAD json [PRIORITY p] [MAXATTEMPTS n]
 /// [RETENTION ms] [DEADLINE ms] [META json] [OVERLAP skip|allow] [START unix_ms] [GROUP g] [COST n]
@@ -34,13 +18,13 @@ pub fn set(c: &mut Call) -> Result<Out> {
 /// SCHEDULE.GET Q name
 pub fn get(c: &mut Call) -> Result<Out> {
     let (q, name) = args::schedule_name(&c.args)?;
-    Ok(schedule::get(&mut c.store, &q, &name)?.map_or(Out::Null, map))
+    Ok(schedule::get(&mut c.store, &q, &name)?.map_or(Out::Null, Out::fields))
 }
 
 /// SCHEDULE.LIST Q
 pub fn list(c: &mut Call) -> Result<Out> {
     let q = args::queue_only(&c.args)?;
-    Ok(Out::Array(schedule::list(&mut c.store, &q)?.into_iter().map(map).collect()))
+    Ok(Out::Array(schedule::list(&mut c.store, &q)?.into_iter().map(Out::fields).collect()))
 }
 
 /// SCHEDULE.DEL Q name

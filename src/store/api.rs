@@ -111,7 +111,7 @@ impl OpenKey {
         Ok(rm!(RedisModule_ValueLength(self.ptr)))
     }
 
-    pub fn expect(&self, keytype: c_int) -> Result<bool> {
+    pub fn check_type(&self, keytype: c_int) -> Result<bool> {
         match self.key_type()? {
             KEYTYPE_EMPTY => Ok(false),
             t if t == keytype => Ok(true),

@@ -46,7 +46,7 @@ impl RedisStore {
 
     fn read_typed(&self, key: &[u8], keytype: c_int) -> Result<Option<OpenKey>> {
         match self.read(key)? {
-            Some(k) if k.expect(keytype)? => Ok(Some(k)),
+            Some(k) if k.check_type(keytype)? => Ok(Some(k)),
             _ => Ok(None),
         }
     }
@@ -75,7 +75,7 @@ impl RedisStore {
                 KeyKind::Stream => api::KEYTYPE_STREAM,
                 KeyKind::Any => continue,
             };
-            k.expect(want)?;
+            k.check_type(want)?;
         }
         for op in ops {
             if let Op::HIncrBy(key, field, _) = op {

@@ -325,3 +325,4 @@ pub fn wait_synced(master: &Server, replica: &Server) {
 fn offset(info: &str, name: &str) -> Option<i64> {
     info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))?.trim().parse().ok())
 }
+pub mod cluster;

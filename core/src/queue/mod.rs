@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod charge;
 pub mod claim;
 pub mod clock;
 pub mod create;

@@ -700,3 +700,91 @@ mod schedules {
         }
     }
 }
+
+mod charged_claims {
+    use super::*;
+    use crate::args::Charge;
+    use crate::limiter;
+    use crate::queue::charge::ChargeGate;
+    use crate::ratelimit::Window;
+
+    fn tpm(limit: i64) -> Charge {
+        Charge { key: b"tpm:{q}".to_vec(), by_cost: true, windows: vec![Window { limit, period: 60_000 }] }
+    }
+
+    fn rpm(limit: i64) -> Charge {
+        Charge { key: b"rpm:{q}".to_vec(), by_cost: false, windows: vec![Window { limit, period: 60_000 }] }
+    }
+
+    fn claim_charged(w: &mut World, charges: Vec<Charge>) -> crate::queue::claim::ClaimResult {
+        let args = ClaimArgs { count: 1, charges: charges.clone(), ..Default::default() };
+        w.with_env(|s, q, env| claim(s, q, env, &args, &mut ChargeGate { charges: &charges }).unwrap())
+    }
+
+    fn held(w: &mut World, key: &[u8], limit: i64) -> i64 {
+        let now = w.s.now;
+        let d = limiter::peek(&mut w.s, key, &[Window { limit, period: 60_000 }], 0, now).unwrap();
+        limit - d.remaining
+    }
+
+    fn costly(w: &mut World, cost: i64) -> Vec<u8> {
+        let mut s = JobSpec::new(b"{}".to_vec());
+        s.cost = cost;
+        w.create(s)
+    }
+
+    #[test]
+    fn a_denied_claim_takes_nothing_and_says_how_long() {
+        let mut w = World::new();
+        costly(&mut w, 800);
+        costly(&mut w, 800);
+        let r = claim_charged(&mut w, vec![tpm(1000), rpm(10)]);
+        assert_eq!(r.jobs.len(), 1);
+        assert_eq!((held(&mut w, b"tpm:{q}", 1000), held(&mut w, b"rpm:{q}", 10)), (800, 1));
+        let before = w.s.keys.get(&b"tpm:{q}"[..].to_vec()).cloned();
+        let r = claim_charged(&mut w, vec![tpm(1000), rpm(10)]);
+        assert!(r.jobs.is_empty());
+        assert!(r.denied_for_ms.unwrap() > 59_000);
+        assert_eq!(r.tally.charges_denied, 1);
+        assert_eq!(w.s.keys.get(&b"tpm:{q}"[..].to_vec()).cloned(), before, "nothing charged");
+        assert_eq!(held(&mut w, b"rpm:{q}", 10), 1, "the REQUESTS window took nothing either");
+        assert_eq!(w.stat("queued"), 1, "nothing claimed");
+        w.s.now += r.denied_for_ms.unwrap();
+        assert_eq!(claim_charged(&mut w, vec![tpm(1000), rpm(10)]).jobs.len(), 1, "admitted once the window frees");
+    }
+
+    #[test]
+    fn usage_settles_down_and_up_into_the_charged_window() {
+        let mut w = World::new();
+        costly(&mut w, 500);
+        costly(&mut w, 500);
+        let a = claim_charged(&mut w, vec![tpm(10_000)]).jobs.remove(0);
+        let b = claim_charged(&mut w, vec![tpm(10_000)]).jobs.remove(0);
+        assert_eq!(held(&mut w, b"tpm:{q}", 10_000), 1000);
+        let done = |w: &mut World, c: &Claimed, usage: i64| {
+            let u = UpdateArgs {
+                token: Some(c.token.as_bytes().to_vec()),
+                status: Some(UpdateStatus::Done),
+                result: Some(b"1".to_vec()),
+                usage: Some(usage),
+                ..Default::default()
+            };
+            w.with_env(|s, q, env| update::update(s, q, env, &c.id, &u).unwrap().1)
+        };
+        let t = done(&mut w, &a, 120);
+        assert_eq!(t.usage_settled, 1);
+        assert_eq!(held(&mut w, b"tpm:{q}", 10_000), 620, "500 taken back down to 120");
+        done(&mut w, &b, 2_400);
+        assert_eq!(held(&mut w, b"tpm:{q}", 10_000), 2_520, "and up to 2400");
+        assert_eq!(w.field(&b.id, "usage"), Some(Value::Int(2_400)));
+    }
+
+    #[test]
+    fn a_job_over_the_limit_runs_alone_in_an_empty_window() {
+        let mut w = World::new();
+        costly(&mut w, 5_000);
+        let r = claim_charged(&mut w, vec![tpm(1000)]);
+        assert_eq!(r.jobs.len(), 1);
+        assert_eq!(held(&mut w, b"tpm:{q}", 1000), 1000);
+    }
+}

@@ -53,7 +53,10 @@ pub fn update<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8], a: &
                 tx.push(crate::store::Op::ZAdd(q.leases(), Score::At(until), job.id.clone()));
             }
             tx.hset(id, fields);
-            tx.event(&job, "progress", to, &[]);
+            // a bare heartbeat changes nothing a subscriber sees: no event for it
+            if a.progress.is_some() || a.percent.is_some() || a.meta.is_some() {
+                tx.event(&job, "progress", to, &[]);
+            }
         }
         Trigger::Start => {
             tx.unplace(&job, job.status, false)?;
@@ -71,6 +74,7 @@ pub fn update<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8], a: &
             let result = a.result.clone().unwrap_or_default();
             fields.push(("result", result.clone()));
             settle_usage(&mut fields, a);
+            settle_charges(&mut tx, &job, a)?;
             finish(&mut tx, &job, to, fields)?;
             if let Some(h) = &job.hash {
                 let ttl = job.cache_ttl_ms.unwrap_or(tx.config.cache_ttl_ms);
@@ -90,6 +94,7 @@ pub fn update<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8], a: &
             fields.extend(error_fields(a));
             fields.extend([("status", to.as_str().as_bytes().to_vec()), ("run_at", n(run_at))]);
             settle_usage(&mut fields, a);
+            settle_charges(&mut tx, &job, a)?;
             tx.hdel(id, &["lease_until", record::TOKEN]);
             tx.hset(id, fields);
             tx.place(&job, to, Score::At(run_at))?;
@@ -101,6 +106,7 @@ pub fn update<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8], a: &
         Trigger::Fail => {
             fields.extend(error_fields(a));
             settle_usage(&mut fields, a);
+            settle_charges(&mut tx, &job, a)?;
             finish(&mut tx, &job, to, fields)?;
             fail_tally(&mut tx);
             let err = a.error.clone().unwrap_or_default();
@@ -140,6 +146,14 @@ fn settle_usage(fields: &mut Vec<(&'static str, Vec<u8>)>, a: &UpdateArgs) {
     if let Some(u) = a.usage {
         fields.push(("usage", n(u)));
     }
+}
+
+/// USAGE moves the job's COST charges to what it really used.
+fn settle_charges<S: Store>(tx: &mut Tx<S>, job: &JobState, a: &UpdateArgs) -> Result<()> {
+    if let Some(u) = a.usage {
+        tx.tally.usage_settled += crate::queue::charge::settle(tx, job, u)?;
+    }
+    Ok(())
 }
 
 pub fn fail_tally<S: Store>(tx: &mut Tx<S>) {

@@ -1,0 +1,418 @@
+//! The fetcher's integration-test harness: a real `redis-server --loadmodule` on a free port
+//! per test (the module's own harness, tests/common/mod.rs, with the module path found from
+//! the fetcher binary), plus `provider.rs` (a real local HTTP server that speaks the Gemini
+//! and OpenAI formats) and `fetcher.rs` (the built `aijob-fetcher` as a child process).
+
+#![allow(dead_code)]
+
+pub mod fetcher;
+pub mod provider;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use redis::{Connection, Value};
+
+/// The module under test: `AIJOB_MODULE`, else `libaijob.so` beside the fetcher binary
+/// (the same target directory), else the workspace's `target/debug`. Build it first
+/// (`cargo build` at the workspace root): `cargo test -p aijob-fetcher` does not.
+pub fn module_path() -> PathBuf {
+    if let Ok(p) = std::env::var("AIJOB_MODULE") {
+        return PathBuf::from(p);
+    }
+    let beside = Path::new(env!("CARGO_BIN_EXE_aijob-fetcher")).with_file_name("libaijob.so");
+    let p = if beside.exists() {
+        beside
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/libaijob.so")
+    };
+    assert!(p.exists(), "the module {} is missing: run `cargo build` at the workspace root first", p.display());
+    p
+}
+
+/// The server binary: `AIJOB_SERVER` (e.g. valkey-server), else redis-server.
+pub fn server_binary() -> String {
+    std::env::var("AIJOB_SERVER").unwrap_or_else(|_| "redis-server".to_string())
+}
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let p = std::env::temp_dir().join(format!("aijob-test-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How to start a server.
+#[derive(Clone, Default)]
+pub struct Opts {
+    /// Extra `--name value` configuration.
+    pub config: Vec<(String, String)>,
+    /// Module arguments (`--loadmodule path args...`).
+    pub module_args: Vec<String>,
+    /// Start without the module.
+    pub no_module: bool,
+    /// Reuse this data directory (for restarts).
+    pub dir: Option<PathBuf>,
+    pub port: Option<u16>,
+}
+
+impl Opts {
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.config.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn aof_always(self) -> Self {
+        self.with("appendonly", "yes").with("appendfsync", "always")
+    }
+}
+
+/// A running redis-server, killed on drop.
+pub struct Server {
+    pub port: u16,
+    pub child: Child,
+    pub dir: PathBuf,
+    _tmp: Option<TempDir>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(Opts::default())
+    }
+
+    pub fn start_with(opts: Opts) -> Server {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            match Server::try_start(opts.clone()) {
+                Ok(s) => return s,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("could not start a server: {last_err}");
+    }
+
+    fn try_start(opts: Opts) -> Result<Server, String> {
+        let port = opts.port.unwrap_or_else(free_port);
+        let (dir, tmp) = match &opts.dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let t = TempDir::new("srv");
+                (t.0.clone(), Some(t))
+            }
+        };
+        let mut cmd = Command::new(server_binary());
+        cmd.arg("--port").arg(port.to_string());
+        cmd.arg("--bind").arg("127.0.0.1");
+        cmd.arg("--dir").arg(&dir);
+        cmd.arg("--save").arg("");
+        cmd.arg("--enable-debug-command").arg("yes");
+        cmd.arg("--logfile").arg(dir.join("server.log"));
+        if !opts.no_module {
+            cmd.arg("--loadmodule").arg(module_path());
+            for a in &opts.module_args {
+                cmd.arg(a);
+            }
+        }
+        for (k, v) in &opts.config {
+            cmd.arg(format!("--{k}")).arg(v);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("spawn: {e}"))?;
+        let mut server = Server { port, child, dir, _tmp: tmp };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("server exited: {status}; log: {}", server.log_tail()));
+            }
+            if let Ok(mut c) = server.try_connect() {
+                let pong: redis::RedisResult<String> = redis::cmd("PING").query(&mut c);
+                if pong.is_ok() {
+                    return Ok(server);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("server did not answer PING; log: {}", server.log_tail()))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn try_connect(&self) -> redis::RedisResult<Connection> {
+        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
+    }
+
+    pub fn conn(&self) -> Connection {
+        self.try_connect().expect("connect")
+    }
+
+    /// A RESP3 connection.
+    pub fn conn3(&self) -> Connection {
+        let url = format!("redis://127.0.0.1:{}/?protocol=resp3", self.port);
+        redis::Client::open(url).expect("client").get_connection().expect("connect resp3")
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Kills the server with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout` with `what`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs a command given as words.
+pub fn cmd(c: &mut Connection, words: &[&str]) -> redis::RedisResult<Value> {
+    let mut command = redis::cmd(words[0]);
+    for w in &words[1..] {
+        command.arg(*w);
+    }
+    command.query(c)
+}
+
+/// Runs a command that must succeed.
+pub fn ok(c: &mut Connection, words: &[&str]) -> Value {
+    cmd(c, words).unwrap_or_else(|e| panic!("{words:?} failed: {e}"))
+}
+
+/// Runs a command that must fail; returns the error text (code first).
+pub fn err(c: &mut Connection, words: &[&str]) -> String {
+    match cmd(c, words) {
+        Ok(v) => panic!("{words:?} should fail, got {v:?}"),
+        Err(e) => error_text(&e),
+    }
+}
+
+pub fn error_text(e: &redis::RedisError) -> String {
+    match e.code() {
+        Some(code) => format!("{code} {}", e.detail().unwrap_or("")),
+        None => e.to_string(),
+    }
+}
+
+pub fn s(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(n) => n.to_string(),
+        Value::VerbatimString { text, .. } => text.clone(),
+        other => panic!("not a string: {other:?}"),
+    }
+}
+
+pub fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        Value::BulkString(b) => String::from_utf8_lossy(b).parse().expect("integer string"),
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+/// A map reply (RESP3 map or RESP2 flat array) as (field, value) pairs.
+pub fn pairs(v: &Value) -> Vec<(String, Value)> {
+    match v {
+        Value::Map(m) => m.iter().map(|(k, v)| (s(k), v.clone())).collect(),
+        Value::Array(a) => a.chunks(2).map(|p| (s(&p[0]), p[1].clone())).collect(),
+        other => panic!("not a map: {other:?}"),
+    }
+}
+
+pub fn field(v: &Value, name: &str) -> Option<Value> {
+    pairs(v).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+pub fn fs(v: &Value, name: &str) -> String {
+    s(&field(v, name).unwrap_or_else(|| panic!("no field {name} in {v:?}")))
+}
+
+pub fn fi(v: &Value, name: &str) -> i64 {
+    int(&field(v, name).unwrap_or_else(|| panic!("no field {name} in {v:?}")))
+}
+
+pub fn array(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Nil => vec![],
+        other => panic!("not an array: {other:?}"),
+    }
+}
+
+pub fn digest(c: &mut Connection) -> String {
+    s(&ok(c, &["DEBUG", "DIGEST"]))
+}
+
+/// Every key name, sorted.
+pub fn keys(c: &mut Connection) -> Vec<String> {
+    let mut k: Vec<String> = array(&ok(c, &["KEYS", "*"])).iter().map(s).collect();
+    k.sort();
+    k
+}
+
+/// A queue stat from QUEUE.STATS.
+pub fn stat(c: &mut Connection, q: &str, name: &str) -> i64 {
+    fi(&ok(c, &["QUEUE.STATS", q]), name)
+}
+
+/// Creates a job and returns its id.
+pub fn create(c: &mut Connection, q: &str, extra: &[&str]) -> String {
+    let mut w = vec!["JOB.CREATE", q, "PAYLOAD", "{\"n\":1}"];
+    w.extend_from_slice(extra);
+    s(&ok(c, &w))
+}
+
+/// Claims one job: (id, token), or None.
+pub fn claim(c: &mut Connection, q: &str, extra: &[&str]) -> Option<(String, String)> {
+    let mut w = vec!["JOB.CLAIM", q];
+    w.extend_from_slice(extra);
+    let got = array(&ok(c, &w));
+    got.first().map(|r| (fs(r, "id"), fs(r, "token")))
+}
+
+/// Makes `replica` a replica of `master` and waits until it is in sync.
+pub fn replicate(master: &Server, replica: &Server) {
+    let mut r = replica.conn();
+    ok(&mut r, &["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+    wait_until(Duration::from_secs(20), "replica link up", || {
+        let info = s(&ok(&mut r, &["INFO", "replication"]));
+        info.contains("master_link_status:up").then_some(())
+    });
+}
+
+/// Waits until the replica has processed everything the master sent so far.
+pub fn wait_synced(master: &Server, replica: &Server) {
+    let mut m = master.conn();
+    let mut r = replica.conn();
+    wait_until(Duration::from_secs(20), "replica offset to catch up", || {
+        let mo = offset(&s(&ok(&mut m, &["INFO", "replication"])), "master_repl_offset");
+        let ro = offset(&s(&ok(&mut r, &["INFO", "replication"])), "slave_repl_offset")
+            .or_else(|| offset(&s(&ok(&mut r, &["INFO", "replication"])), "master_repl_offset"));
+        (mo.is_some() && mo == ro).then_some(())
+    });
+}
+
+fn offset(info: &str, name: &str) -> Option<i64> {
+    info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))?.trim().parse().ok())
+}
+
+// ---- helpers for the fetcher's tests ----
+
+/// Creates a job with this JSON payload and returns its id.
+pub fn create_job(c: &mut Connection, q: &str, payload: &serde_json::Value, extra: &[&str]) -> String {
+    let p = payload.to_string();
+    let mut w = vec!["JOB.CREATE", q, "PAYLOAD", p.as_str()];
+    w.extend_from_slice(extra);
+    s(&ok(c, &w))
+}
+
+/// A Gemini job's payload whose prompt is `prompt` (the mock provider's script).
+pub fn gemini(prompt: &str) -> serde_json::Value {
+    serde_json::json!({
+        "provider": "gemini",
+        "model": "gemini-2.0-flash",
+        "request": {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}
+    })
+}
+
+/// An OpenAI chat job's payload whose prompt is `prompt`.
+pub fn openai(prompt: &str) -> serde_json::Value {
+    serde_json::json!({
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "request": {"messages": [{"role": "user", "content": prompt}]}
+    })
+}
+
+/// The job's record (JOB.GET), None when there is none.
+pub fn job(c: &mut Connection, q: &str, id: &str) -> Option<Value> {
+    match ok(c, &["JOB.GET", q, id]) {
+        Value::Nil => None,
+        v => Some(v),
+    }
+}
+
+/// The job as one JSON document (JOB.GET ... JSON).
+pub fn job_json(c: &mut Connection, q: &str, id: &str) -> serde_json::Value {
+    serde_json::from_str(&s(&ok(c, &["JOB.GET", q, id, "JSON"]))).expect("JOB.GET JSON is JSON")
+}
+
+pub fn status(c: &mut Connection, q: &str, id: &str) -> String {
+    job(c, q, id).map(|r| fs(&r, "status")).unwrap_or_default()
+}
+
+/// Waits until the job has `want` status; returns its record.
+pub fn wait_status(c: &mut Connection, q: &str, id: &str, want: &str, timeout: Duration) -> Value {
+    wait_until(timeout, &format!("job {id} to be {want}"), || {
+        let r = job(c, q, id)?;
+        (fs(&r, "status") == want).then_some(r)
+    })
+}
+
+/// Waits until the job is finished (done, error or canceled); returns its record.
+pub fn wait_finished(c: &mut Connection, q: &str, id: &str, timeout: Duration) -> Value {
+    wait_until(timeout, &format!("job {id} to finish"), || {
+        let r = job(c, q, id)?;
+        matches!(fs(&r, "status").as_str(), "done" | "error" | "canceled").then_some(r)
+    })
+}
+
+/// The events of queue `q` for job `id`, as (type, data JSON), oldest first.
+pub fn events(c: &mut Connection, q: &str, id: &str) -> Vec<(String, serde_json::Value)> {
+    let key = format!("aijob:{{{q}}}:events");
+    let entries = array(&ok(c, &["XRANGE", &key, "-", "+"]));
+    let mut out = Vec::new();
+    for e in entries {
+        let parts = array(&e);
+        let fields = array(&parts[1]);
+        let get = |name: &str| fields.chunks(2).find(|p| s(&p[0]) == name).map(|p| s(&p[1])).unwrap_or_default();
+        if get("id") == id {
+            out.push((get("type"), serde_json::from_str(&get("data")).unwrap_or(serde_json::Value::Null)));
+        }
+    }
+    out
+}

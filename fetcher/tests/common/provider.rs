@@ -1,0 +1,272 @@
+//! A real local HTTP/1.1 server that speaks the Gemini and OpenAI request/response formats,
+//! records every request it gets (with headers), and answers by a script written in the
+//! prompt itself, so each test programs it through the jobs it creates.
+//!
+//! The prompt (gemini: contents[0].parts[0].text; openai chat: the last message's content;
+//! openai images: prompt; other paths: the request's `text`) is a comma-separated list of
+//! steps; the n-th request carrying that prompt plays step n (the last step repeats):
+//! - `ok` (or any other word): 200 with a provider-shaped body, text `echo: <prompt>`;
+//! - `200`, `400`, `500`, ...: that status (errors carry `{"error": {"message": ...}}`);
+//! - `429/ra=N`: 429 with `Retry-After: N`; `429/date=N`: Retry-After as an HTTP date N s ahead;
+//! - `slow=MS`: 200 after MS milliseconds;
+//! - `echokey`: 400 whose error message repeats the request's key headers (a leaky provider);
+//! - `okkey`: 200 whose text repeats them.
+//!
+//! Usage in every 200: gemini promptTokenCount 11, candidatesTokenCount 7; openai chat
+//! prompt_tokens 13, completion_tokens 5; images input_tokens 3, output_tokens 100.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub at: Instant,
+    /// The prompt the script was read from.
+    pub prompt: String,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: Vec<Request>,
+    seen: HashMap<String, usize>,
+}
+
+pub struct MockProvider {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
+impl MockProvider {
+    pub fn start() -> MockProvider {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the mock provider");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let (s, i, m) = (state.clone(), in_flight.clone(), max_in_flight.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (s, i, m) = (s.clone(), i.clone(), m.clone());
+                thread::spawn(move || {
+                    let _ = serve(conn, s, i, m);
+                });
+            }
+        });
+        MockProvider { port, state, in_flight, max_in_flight }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.lock().unwrap().requests.len()
+    }
+
+    /// Requests whose prompt is `prompt`.
+    pub fn calls(&self, prompt: &str) -> usize {
+        self.state.lock().unwrap().requests.iter().filter(|r| r.prompt == prompt).count()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    state: Arc<Mutex<State>>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("").to_string();
+    let path = words.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 {
+            break;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body)?;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let req_json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let prompt = prompt_of(&path, &req_json);
+    let n = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    max_in_flight.fetch_max(n, Ordering::SeqCst);
+    let req = Request { method, path: path.clone(), headers, body, at: Instant::now(), prompt: prompt.clone() };
+    let nth = {
+        let mut st = state.lock().unwrap();
+        st.requests.push(req.clone());
+        let c = st.seen.entry(prompt.clone()).or_insert(0);
+        *c += 1;
+        *c
+    };
+    let steps: Vec<&str> = prompt.split(',').map(str::trim).collect();
+    let step = steps[(nth - 1).min(steps.len() - 1)];
+    let (status, extra_headers, body, delay) = answer(step, &path, &prompt, &req);
+    if !delay.is_zero() {
+        thread::sleep(delay);
+    }
+    let mut out = conn;
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        _ => "Status",
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in extra_headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let r = out.write_all(head.as_bytes()).and_then(|_| out.write_all(body.as_bytes())).and_then(|_| out.flush());
+    in_flight.fetch_sub(1, Ordering::SeqCst);
+    r
+}
+
+fn prompt_of(path: &str, v: &Value) -> String {
+    let s = if path.ends_with(":generateContent") {
+        v.pointer("/contents/0/parts/0/text")
+    } else if path == "/v1/chat/completions" {
+        v.get("messages").and_then(|m| m.as_array()).and_then(|m| m.last()).and_then(|m| m.get("content"))
+    } else if path == "/v1/images/generations" {
+        v.get("prompt")
+    } else {
+        v.get("text")
+    };
+    s.and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+fn http_date(unix: u64) -> String {
+    let days = unix / 86400;
+    let secs = unix % 86400;
+    // civil_from_days (Howard Hinnant)
+    let z = days as i64 + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(m - 1) as usize];
+    format!("{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+fn ok_body(path: &str, prompt: &str) -> String {
+    let text = format!("echo: {prompt}");
+    if path.ends_with(":generateContent") {
+        json!({
+            "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 11, "candidatesTokenCount": 7, "totalTokenCount": 18},
+            "modelVersion": "mock-gemini"
+        })
+        .to_string()
+    } else if path == "/v1/chat/completions" {
+        json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "mock-gpt",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18}
+        })
+        .to_string()
+    } else if path == "/v1/images/generations" {
+        json!({"created": 1, "data": [{"b64_json": "iVBORw0KGgo="}], "usage": {"input_tokens": 3, "output_tokens": 100}})
+            .to_string()
+    } else {
+        json!({"text": text, "usage": {"input_tokens": 2, "output_tokens": 3}}).to_string()
+    }
+}
+
+type Answer = (u16, Vec<(String, String)>, String, Duration);
+
+fn answer(step: &str, path: &str, prompt: &str, req: &Request) -> Answer {
+    let err = |status: u16, msg: &str| json!({"error": {"code": status, "message": msg, "status": "MOCK"}}).to_string();
+    if let Some(ms) = step.strip_prefix("slow=") {
+        let ms: u64 = ms.parse().unwrap_or(1000);
+        return (200, vec![], ok_body(path, prompt), Duration::from_millis(ms));
+    }
+    if let Some(rest) = step.strip_prefix("429/") {
+        let header = if let Some(n) = rest.strip_prefix("ra=") {
+            n.to_string()
+        } else if let Some(n) = rest.strip_prefix("date=") {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+            http_date(now + n.parse::<u64>().unwrap_or(1))
+        } else {
+            "1".to_string()
+        };
+        return (429, vec![("Retry-After".into(), header)], err(429, "Resource exhausted"), Duration::ZERO);
+    }
+    if step == "echokey" {
+        let leaked = format!(
+            "API key not valid: x-goog-api-key={} authorization={}",
+            req.header("x-goog-api-key").unwrap_or(""),
+            req.header("authorization").unwrap_or("")
+        );
+        return (400, vec![], err(400, &leaked), Duration::ZERO);
+    }
+    if step == "okkey" {
+        let leaked = format!(
+            "key={} auth={}",
+            req.header("x-goog-api-key").unwrap_or(""),
+            req.header("authorization").unwrap_or("")
+        );
+        return (200, vec![], ok_body(path, &leaked), Duration::ZERO);
+    }
+    if let Ok(status) = step.parse::<u16>() {
+        if status == 200 {
+            return (200, vec![], ok_body(path, prompt), Duration::ZERO);
+        }
+        return (status, vec![], err(status, &format!("mock status {status}")), Duration::ZERO);
+    }
+    (200, vec![], ok_body(path, prompt), Duration::ZERO)
+}
