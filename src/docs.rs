@@ -28,6 +28,7 @@ const ACCESS: u32 = raw::REDISMODULE_CMD_KEY_ACCESS;
 const UPDATE: u32 = raw::REDISMODULE_CMD_KEY_UPDATE;
 const INSERT: u32 = raw::REDISMODULE_CMD_KEY_INSERT;
 const DELETE: u32 = raw::REDISMODULE_CMD_KEY_DELETE;
+const INCOMPLETE: u32 = raw::REDISMODULE_CMD_KEY_INCOMPLETE;
 
 /// An argument's type; one-ofs and blocks carry their sub-arguments.
 #[derive(Clone, Copy)]
@@ -191,9 +192,12 @@ static COMMANDS: &[Cmd] = &[
         arity: -2,
         summary: "Takes up to COUNT ready jobs under a lease with a fencing token; BLOCK waits for one.",
         complexity: "O(log N) per job claimed, N the jobs of the queue",
-        // Only Q here. The CHARGE keys sit at variable positions: they get their own key spec
-        // (and the getkeys-api flag) with the CHARGE work on main.
-        keys: Keys::At1(RW | ACCESS | UPDATE, QNOTE),
+        // Q only, marked INCOMPLETE: the CHARGE keys sit at variable positions, so the
+        // command's getkeys-api callback (commands::job::claim_entry) reports them instead.
+        keys: Keys::At1(
+            RW | ACCESS | UPDATE | INCOMPLETE,
+            "The queue (see the other commands). CHARGE keys are found by the getkeys-api callback.",
+        ),
         args: &[
             Q,
             ts("WORKER", "name").opt(),

@@ -5,8 +5,8 @@
 // requests made one paid Gemini call each, and "a:b"+"" collided with "a"+":b".
 //
 // After: one CACHE.GETORQUEUE (KEY parts are length-prefixed, so no collisions); every change
-// of the job is published on aijob:{Q}:job:<id> by the module itself, whoever the worker is
-// (aijob-fetcher, started by `make run`).
+// of the job (created, running, progress, done, error...) is published on aijob:{Q}:job:<id>
+// by the module itself, whoever the worker is (aijob-fetcher, started by `make run`).
 //
 // Run against `make run`:  (cd examples/node && npm install && node improve-sketch.js)
 // Each step prints one JSON line.
@@ -17,14 +17,6 @@ const Redis = require("ioredis");
 
 const QUEUE = "improve_sketch";
 const url = process.env.REDIS_URL || "redis://127.0.0.1:6379";
-
-// A map reply arrives as a flat array in RESP2 (ioredis's protocol).
-function asObject(flat) {
-  if (!flat) return null;
-  const o = {};
-  for (let i = 0; i < flat.length; i += 2) o[flat[i]] = flat[i + 1];
-  return o;
-}
 
 function emit(fields) {
   console.log(JSON.stringify(fields));
@@ -45,54 +37,68 @@ async function improveSketch(redis, { png, svg, hints }) {
   return kind === "hit" ? { kind, result: JSON.parse(result) } : { kind, id };
 }
 
-// Follows one job's events until it finishes. Subscribes first, then reads the job once:
-// pub/sub is fire-and-forget, so an event sent before the subscription is caught by the read.
-function follow(redis, id, timeoutMs) {
-  const channel = `aijob:{${QUEUE}}:job:${id}`;
-  const sub = redis.duplicate();
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const finish = (how, value) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sub.disconnect();
-      how(value);
-    };
-    const timer = setTimeout(
-      () => finish(reject, new Error("no worker finished the job: is the fetcher running? (`make run` starts it)")),
-      timeoutMs,
-    );
-    sub.on("message", (_ch, message) => {
+// Job events, the way a web process would forward them to its browsers (ActionCable in the
+// seed): one connection holds one pattern subscription per queue, made before any job is
+// created, and hands each event to whoever follows that job id. Nothing is missed between
+// creating a job and following it: events that arrive first wait in a short backlog.
+class JobEvents {
+  constructor(redis, queue) {
+    this.sub = redis.duplicate();
+    this.followers = new Map(); // id -> callback
+    this.backlog = new Map(); // id -> events not yet followed
+    this.sub.on("pmessage", (_pattern, _channel, message) => {
       const e = JSON.parse(message);
-      emit({ step: "event", type: e.type, status: e.status, progress: e.progress, percent: e.percent });
-      if (["done", "error", "canceled"].includes(e.type)) finish(resolve, e);
+      const f = this.followers.get(e.id);
+      if (f) return f(e);
+      const list = this.backlog.get(e.id) || [];
+      list.push(e);
+      this.backlog.set(e.id, list);
+      setTimeout(() => this.backlog.delete(e.id), 10000).unref();
     });
-    sub
-      .subscribe(channel)
-      .then(() => redis.call("JOB.GET", QUEUE, id))
-      .then((flat) => {
-        const job = asObject(flat);
-        if (job && ["done", "error", "canceled"].includes(job.status)) {
-          finish(resolve, { type: job.status, result: job.result && JSON.parse(job.result), error: job.error });
+    this.ready = this.sub.psubscribe(`aijob:{${queue}}:job:*`);
+  }
+
+  // Resolves with the job's last event once it finishes.
+  follow(id, onEvent, timeoutMs) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.followers.delete(id);
+        reject(new Error("no worker finished the job: is the fetcher running? (`make run` starts it)"));
+      }, timeoutMs);
+      const handle = (e) => {
+        onEvent(e);
+        if (["done", "error", "canceled"].includes(e.type)) {
+          clearTimeout(timer);
+          this.followers.delete(id);
+          resolve(e);
         }
-      })
-      .catch((err) => finish(reject, err));
-  });
+      };
+      this.followers.set(id, handle);
+      for (const e of this.backlog.get(id) || []) handle(e);
+      this.backlog.delete(id);
+    });
+  }
+
+  close() {
+    this.sub.disconnect();
+  }
 }
 
 async function main() {
   const redis = new Redis(url);
+  const events = new JobEvents(redis, QUEUE);
   const sketch = {
     png: "iVBORw0KGgo...",
     svg: '<svg><path d="M0 0L10 10"/></svg>',
     hints: process.env.SKETCH_HINTS || `make it cleaner (${Date.now()})`,
   };
   try {
+    await events.ready;
     const first = await improveSketch(redis, sketch);
     emit({ step: "submit", ...first });
     if (first.kind !== "hit") {
-      const end = await follow(redis, first.id, Number(process.env.TIMEOUT_MS || 30000));
+      const show = (e) => emit({ step: "event", type: e.type, status: e.status, progress: e.progress, percent: e.percent });
+      const end = await events.follow(first.id, show, Number(process.env.TIMEOUT_MS || 30000));
       emit({ step: "finished", status: end.type, result: end.result, error: end.error });
       if (end.type !== "done") process.exitCode = 1;
       emit({ step: "submit-after", ...(await improveSketch(redis, sketch)) });
@@ -101,6 +107,7 @@ async function main() {
     emit({ step: "failed", error: err.message });
     process.exitCode = 1;
   } finally {
+    events.close();
     redis.disconnect();
   }
 }
