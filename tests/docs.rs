@@ -243,3 +243,48 @@ fn getkeys_routes_by_the_key_spec_and_arity_is_enforced() {
     assert!(matches!(d, Value::Map(_)), "{d:?}");
     assert_eq!(s(&ok(&mut c, &["PING"])), "PONG");
 }
+
+/// The ACL users of the README's operating notes work as described: each role can do its
+/// part and nothing of the other's.
+#[test]
+fn readme_acl_roles_grant_what_they_say() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let notes = text.split("## Operating notes").nth(1).expect("an Operating notes section");
+    let notes = notes.split("\n## ").next().unwrap();
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let mut users = Vec::new();
+    for line in notes.lines().filter(|l| l.starts_with("ACL SETUSER")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        ok(&mut c, &words);
+        let pass = words.iter().find_map(|w| w.strip_prefix('>')).expect("a password");
+        users.push((words[2].to_string(), pass.to_string()));
+    }
+    assert_eq!(users.iter().map(|u| u.0.as_str()).collect::<Vec<_>>(), ["app", "worker", "ops"]);
+    let login = |name: &str| {
+        let pass = &users.iter().find(|u| u.0 == name).unwrap().1;
+        let url = format!("redis://{name}:{pass}@127.0.0.1:{}/", srv.port);
+        redis::Client::open(url).unwrap().get_connection().unwrap()
+    };
+    let (mut app, mut worker, mut ops) = (login("app"), login("worker"), login("ops"));
+    let goq = ok(&mut app, &["CACHE.GETORQUEUE", "analyze", "PAYLOAD", "{}"]);
+    let id = s(&array(&goq)[1]);
+    ok(&mut app, &["RATELIMIT.HIT", "rl:{c1}:generate", "LIMIT", "5", "PERIOD", "1000"]);
+    ok(&mut app, &["SUBSCRIBE", &format!("aijob:{{analyze}}:job:{id}")]);
+    let mut app2 = login("app");
+    ok(&mut app2, &["PSUBSCRIBE", "aijob:{improve_sketch}:job:*"]);
+    assert_eq!(claim(&mut worker, "analyze", &[]).map(|j| j.0), Some(id.clone()));
+    ok(&mut worker, &["RATELIMIT.HIT", "aijob-rl:{echo}:rpm", "LIMIT", "5", "PERIOD", "1000"]);
+    ok(&mut worker, &["CONFIG", "GET", "aijob.lease-ms"]);
+    ok(&mut worker, &["COMMAND", "INFO", "RATELIMIT.HIT"]);
+    let mut app3 = login("app");
+    let refused = |who: &mut Connection, words: &[&str]| {
+        let e = err(who, words);
+        assert!(e.starts_with("NOPERM"), "{words:?}: {e}");
+    };
+    refused(&mut app3, &["JOB.CLAIM", "analyze"]);
+    refused(&mut worker, &["JOB.CREATE", "analyze", "PAYLOAD", "{}"]);
+    refused(&mut worker, &["JOB.CLAIM", "payments"]);
+    assert_eq!(int(&ok(&mut ops, &["QUEUE.PURGE", "analyze", "STATUS", "running"])), 1);
+    ok(&mut ops, &["SCHEDULE.SET", "ops", "tick", "EVERY", "60000", "PAYLOAD", "{}"]);
+}
