@@ -15,7 +15,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # apt-get waits for a concurrent apt-get (`make run` and `make test` started together).
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 
-.PHONY: all deps deps-examples build build-debug run test test-valkey test-cluster cluster demo fmt clean
+.PHONY: all deps deps-examples build build-debug run test test-valkey test-cluster cluster bench-cluster demo fmt clean
 
 all: build
 
@@ -93,3 +93,8 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf run
+
+# End-to-end jobs/s of one fetcher (echo, --cluster) on a 1-master vs a 3-master cluster,
+# same load (bench/cluster/run.sh; JOBS, QUEUES, CONCURRENCY, ROUNDS tune it).
+bench-cluster: deps
+	@./bench/cluster/run.sh

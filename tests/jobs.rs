@@ -160,7 +160,7 @@ fn wrong_type_keys_answer_wrongtype_and_the_server_lives() {
     let mut srv = Server::start();
     let mut c = srv.conn();
     let id = create(&mut c, "q", &[]);
-    ok(&mut c, &["SET", "aijob:{q}:all", "oops"]);
+    ok(&mut c, &["SET", "aijob:{q}:s:queued", "oops"]);
     ok(&mut c, &["SET", &format!("aijob:{{q}}:job:{id}"), "oops"]);
     ok(&mut c, &["SET", "aijob:{w}:meta", "oops"]);
     let before = digest(&mut c);

@@ -53,11 +53,6 @@ impl QueueKeys {
         self.key(&[b"meta"])
     }
 
-    /// Sorted set: every job id, scored by creation sequence.
-    pub fn all(&self) -> Key {
-        self.key(&[b"all"])
-    }
-
     /// Sorted set: the job ids in one status, scored by creation sequence.
     pub fn status(&self, status: Status) -> Key {
         self.key(&[b"s:", status.as_str().as_bytes()])
@@ -165,7 +160,6 @@ mod tests {
         for key in [
             k.job(b"x"),
             k.meta(),
-            k.all(),
             k.status(Status::Queued),
             k.queued(Priority::High, b"t1"),
             k.turns(Priority::Low),

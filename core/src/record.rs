@@ -171,10 +171,13 @@ pub enum Value {
 /// A record as replied: visible fields in order, numbers as integers.
 pub type Reply = Vec<(&'static str, Value)>;
 
-/// The visible fields of a stored hash, plus `extra` (`ttl`, `token`).
-pub fn to_reply(fields: &[(Vec<u8>, Vec<u8>)], extra: Vec<(&'static str, Value)>) -> Reply {
+/// The visible fields of a stored hash, plus `extra` (`ttl`, `token`). The record does not
+/// store its id and queue (the key name holds them): they come first from the caller.
+pub fn to_reply(id: &[u8], queue: &[u8], fields: &[(Vec<u8>, Vec<u8>)], extra: Vec<(&'static str, Value)>) -> Reply {
     let mut out: Reply = Vec::with_capacity(VISIBLE.len() + extra.len());
-    for name in VISIBLE {
+    out.push(("id", Value::Bytes(id.to_vec())));
+    out.push(("queue", Value::Bytes(queue.to_vec())));
+    for name in VISIBLE.iter().skip(2) {
         if let Some((_, v)) = fields.iter().find(|(f, _)| f.as_slice() == name.as_bytes()) {
             let value = if is_number(name) {
                 match std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()) {
@@ -213,14 +216,13 @@ mod tests {
         let fields: Vec<(Vec<u8>, Vec<u8>)> = vec![
             (b"_token".to_vec(), b"secret".to_vec()),
             (b"status".to_vec(), b"queued".to_vec()),
-            (b"id".to_vec(), b"j".to_vec()),
             (b"attempts".to_vec(), b"0".to_vec()),
             (b"payload".to_vec(), br#"{"a":1}"#.to_vec()),
         ];
-        let r = to_reply(&fields, vec![("ttl", Value::Int(-1))]);
+        let r = to_reply(b"j", b"q", &fields, vec![("ttl", Value::Int(-1))]);
         let names: Vec<&str> = r.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["id", "status", "payload", "attempts", "ttl"]);
-        assert_eq!(r[3].1, Value::Int(0));
+        assert_eq!(names, ["id", "queue", "status", "payload", "attempts", "ttl"]);
+        assert_eq!(r[4].1, Value::Int(0));
         let doc: serde_json::Value = serde_json::from_slice(&to_json(&r)).unwrap();
         assert_eq!(doc["payload"]["a"], 1);
         assert_eq!(doc["attempts"], 0);

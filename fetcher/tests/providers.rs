@@ -352,13 +352,18 @@ fn help_documents_every_flag_and_shows_no_secret() {
         .arg("--help")
         .env("GEMINI_API_KEY", "gk-help-secret-123")
         .env("OPENAI_API_KEY", "sk-help-secret-456")
+        .env("REDIS_URL", "redis://:redis-help-secret-789@127.0.0.1:1")
         .output()
         .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--redis-url",
+        "--cluster",
         "--queues",
+        "--discover-every",
+        "--queue-provider",
+        "--rl-scope",
         "--concurrency",
         "--lease",
         "--grace",

@@ -68,7 +68,6 @@ pub fn remove<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
             cache::release_hash(tx, h, &job.id)?;
         }
     }
-    tx.push(Op::ZRem(tx.q.all(), job.id.clone()));
     tx.push(Op::Del(tx.q.job(&job.id)));
     Ok(())
 }

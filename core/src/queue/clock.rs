@@ -124,7 +124,7 @@ fn end_retention<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -
         Some(_) => drop_entry(s, q.expiry(), id),
         None => {
             // The key's own safety-net TTL fired first: drop what still names the id.
-            let mut ops = vec![Op::ZRem(q.expiry(), id.to_vec()), Op::ZRem(q.all(), id.to_vec())];
+            let mut ops = vec![Op::ZRem(q.expiry(), id.to_vec())];
             for st in [Status::Done, Status::Error, Status::Canceled] {
                 ops.push(Op::ZRem(q.status(st), id.to_vec()));
             }

@@ -62,7 +62,6 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
     };
     tx.hset(id, record_fields(tx.q, &job, spec, now));
     tx.enter_live(&job)?;
-    tx.push(Op::ZAdd(tx.q.all(), Score::At(seq), id.to_vec()));
     let score = run_at.map_or(Score::At(now), Score::At);
     tx.place(&job, status, score)?;
     if let Some(h) = &job.hash {
@@ -80,8 +79,6 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
 fn record_fields(q: &QueueKeys, job: &JobState, spec: &JobSpec, now: i64) -> Vec<(&'static str, Vec<u8>)> {
     let n = |v: i64| v.to_string().into_bytes();
     let mut f: Vec<(&'static str, Vec<u8>)> = vec![
-        ("id", job.id.clone()),
-        ("queue", q.name().to_vec()),
         ("status", job.status.as_str().as_bytes().to_vec()),
         ("priority", job.priority.as_str().as_bytes().to_vec()),
         ("payload", spec.payload.clone()),

@@ -27,14 +27,15 @@ pub fn get<S: Store>(
         _ => -1,
     };
     extra.insert(0, ("ttl", Value::Int(ttl)));
-    Ok(Some(record::to_reply(&fields, extra)))
+    Ok(Some(record::to_reply(id, q.name(), &fields, extra)))
 }
 
 /// One page of JOB.LIST: newest first; the cursor is the sequence to continue below.
+/// Without STATUS the page merges the per-status indexes (each read at most one page deep).
 pub fn list<S: Store>(s: &mut S, q: &QueueKeys, now: i64, a: &ListArgs) -> Result<(i64, Vec<record::Reply>)> {
-    let index = match a.status {
-        Some(st) => q.status(st),
-        None => q.all(),
+    let statuses: Vec<Status> = match a.status {
+        Some(st) => vec![st],
+        None => Status::ALL.to_vec(),
     };
     let range = ZRange {
         min: f64::NEG_INFINITY,
@@ -44,7 +45,11 @@ pub fn list<S: Store>(s: &mut S, q: &QueueKeys, now: i64, a: &ListArgs) -> Resul
         reverse: true,
         limit: a.count as usize + 1,
     };
-    let mut ids = s.zrange(&index, range)?;
+    let mut ids = Vec::new();
+    for st in statuses {
+        ids.extend(s.zrange(&q.status(st), range)?);
+    }
+    ids.sort_by(|x, y| y.1.total_cmp(&x.1));
     let more = ids.len() > a.count as usize;
     ids.truncate(a.count as usize);
     let next = if more { ids.last().map_or(0, |(_, score)| *score as i64) } else { 0 };

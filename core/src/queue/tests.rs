@@ -513,7 +513,7 @@ fn hash_is_held_by_one_live_job_and_done_fills_the_cache() {
 #[test]
 fn wrong_type_keys_refuse_without_writing() {
     let mut w = World::new();
-    let k = w.q.all();
+    let k = w.q.status(Status::Queued);
     w.s.keys.insert(k, (crate::mem::Value::Str(b"x".to_vec()), None));
     let before = w.s.key_names();
     let q = w.q.clone();
@@ -777,6 +777,27 @@ mod charged_claims {
         done(&mut w, &b, 2_400);
         assert_eq!(held(&mut w, b"tpm:{q}", 10_000), 2_520, "and up to 2400");
         assert_eq!(w.field(&b.id, "usage"), Some(Value::Int(2_400)));
+    }
+
+    #[test]
+    fn a_released_attempt_keeps_its_charge_and_a_later_attempt_settles_only_its_own() {
+        let mut w = World::new();
+        costly(&mut w, 50);
+        let c = claim_charged(&mut w, vec![tpm(1000)]).jobs.remove(0);
+        let q = w.q.clone();
+        w.with_env(|s, _, env| update::release(s, &q, env, &c.id, c.token.as_bytes(), None).unwrap());
+        assert_eq!(held(&mut w, b"tpm:{q}", 1000), 50, "a release keeps the charge (the call may have happened)");
+        let again = w.claim_n(1).remove(0);
+        let u = UpdateArgs {
+            token: Some(again.token.as_bytes().to_vec()),
+            status: Some(UpdateStatus::Done),
+            result: Some(b"1".to_vec()),
+            usage: Some(10),
+            ..Default::default()
+        };
+        let t = w.with_env(|s, q, env| update::update(s, q, env, &again.id, &u).unwrap().1);
+        assert_eq!(t.usage_settled, 0, "the uncharged attempt settles nothing");
+        assert_eq!(held(&mut w, b"tpm:{q}", 1000), 50);
     }
 
     #[test]

@@ -178,7 +178,8 @@ pub fn finish<S: Store>(
         ("updated_at", n(now)),
         (record::EXPIRE_AT, n(until)),
     ]);
-    tx.hdel(&job.id, &["lease_until"]);
+    // a finished job keeps no lease: a late worker's update is LEASELOST
+    tx.hdel(&job.id, &["lease_until", record::TOKEN, record::LEASE_MS]);
     tx.hset(&job.id, fields);
     tx.place(job, to, Score::At(until))?;
     tx.leave_live(job)?;

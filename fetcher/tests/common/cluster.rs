@@ -1,0 +1,136 @@
+//! A local Redis Cluster for the fetcher's tests, the way the module's harness
+//! (tests/common/cluster.rs) makes one: masters (and replicas) on loopback, each with the
+//! module, on ports whose bus port (port + 10000) is free too.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use super::*;
+
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+}
+
+fn port_pair_free(p: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+}
+
+/// `n` ports at most 55535 whose bus ports are free as well.
+fn cluster_ports(n: usize) -> Vec<u16> {
+    let seed = (std::process::id() as u64).wrapping_mul(2654435761)
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut ports = Vec::new();
+    let mut p = 20_000 + (seed % 30_000) as u16;
+    while ports.len() < n {
+        p = if p >= 55_000 { 20_000 } else { p + 1 };
+        if port_pair_free(p) {
+            ports.push(p);
+        }
+    }
+    ports
+}
+
+impl Cluster {
+    /// 3 masters, no replica (the fetcher's tests need the spread, not the failover).
+    pub fn start() -> Cluster {
+        Cluster::start_with(3, 0)
+    }
+
+    pub fn start_with(masters: usize, replicas_per_master: usize) -> Cluster {
+        let total = masters * (1 + replicas_per_master);
+        let nodes: Vec<Server> = cluster_ports(total)
+            .into_iter()
+            .map(|port| {
+                Server::start_with(
+                    Opts { port: Some(port), ..Default::default() }
+                        .with("cluster-enabled", "yes")
+                        .with("cluster-config-file", "nodes.conf")
+                        .with("cluster-node-timeout", "1500")
+                        .with("repl-diskless-sync-delay", "0"),
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create").args(&addrs);
+        create.arg("--cluster-replicas").arg(replicas_per_master.to_string()).arg("--cluster-yes");
+        let out = create.output().expect("redis-cli --cluster create");
+        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = Cluster { nodes };
+        cluster.wait_ok();
+        cluster.wait_replicas_synced();
+        cluster
+    }
+
+    /// Waits until every replica has its master link up (a replica that never synced
+    /// cannot take over).
+    pub fn wait_replicas_synced(&self) {
+        for n in &self.nodes {
+            let mut c = n.conn();
+            wait_until(Duration::from_secs(30), "replicas in sync", || {
+                let info = s(&ok(&mut c, &["INFO", "replication"]));
+                (info.contains("role:master") || info.contains("master_link_status:up")).then_some(())
+            });
+        }
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// A cluster client (follows MOVED/ASK).
+    pub fn client(&self) -> redis::cluster::ClusterConnection {
+        let urls: Vec<String> = self.nodes.iter().map(|n| n.url()).collect();
+        let client = redis::cluster::ClusterClientBuilder::new(urls)
+            .retries(20)
+            .connection_timeout(Duration::from_secs(2))
+            .build()
+            .expect("cluster client");
+        client.get_connection().expect("cluster connection")
+    }
+
+    /// Waits until every node says the cluster is ok (and knows every node).
+    pub fn wait_ok(&self) {
+        for n in &self.nodes {
+            let mut c = n.conn();
+            wait_until(Duration::from_secs(30), "cluster_state:ok", || {
+                let info = s(&ok(&mut c, &["CLUSTER", "INFO"]));
+                let known = format!("cluster_known_nodes:{}", self.nodes.len());
+                (info.contains("cluster_state:ok") && info.contains(&known)).then_some(())
+            });
+        }
+    }
+
+    /// The node serving `key`'s slot as master (asked of a live node).
+    pub fn master_of(&mut self, key: &str) -> usize {
+        let mut c = self.nodes.iter_mut().find_map(|n| n.is_alive().then(|| n.conn())).expect("a live node");
+        let slot = int(&ok(&mut c, &["CLUSTER", "KEYSLOT", key]));
+        let slots = array(&ok(&mut c, &["CLUSTER", "SLOTS"]));
+        for range in slots {
+            let r = array(&range);
+            if int(&r[0]) <= slot && slot <= int(&r[1]) {
+                let port = int(&array(&r[2])[1]) as u16;
+                return self.nodes.iter().position(|n| n.port == port).expect("a known node");
+            }
+        }
+        panic!("no master for slot {slot}");
+    }
+}
+
+/// Runs a command through the cluster client.
+pub fn ccmd(c: &mut redis::cluster::ClusterConnection, words: &[&str]) -> redis::RedisResult<Value> {
+    let mut command = redis::cmd(words[0]);
+    for w in &words[1..] {
+        command.arg(*w);
+    }
+    command.query(c)
+}
+
+pub fn cok(c: &mut redis::cluster::ClusterConnection, words: &[&str]) -> Value {
+    ccmd(c, words).unwrap_or_else(|e| panic!("{words:?} failed: {e}"))
+}
