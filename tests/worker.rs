@@ -442,7 +442,8 @@ fn a_large_backlog_coming_due_never_stalls_the_server() {
         }
         p.query::<()>(&mut c).unwrap();
     }
-    assert_eq!(stat(&mut c, "big", "delayed") + stat(&mut c, "big", "queued"), N as i64);
+    let st = ok(&mut c, &["QUEUE.STATS", "big"]);
+    assert_eq!(fi(&st, "delayed") + fi(&st, "queued"), N as i64);
     let mut probe = srv.conn();
     let mut worst = Duration::ZERO;
     let mut samples = 0;
@@ -454,15 +455,17 @@ fn a_large_backlog_coming_due_never_stalls_the_server() {
         (stat(&mut c, "big", "queued") == N as i64).then_some(())
     });
     let info = s(&ok(&mut c, &["INFO", "aijob"]));
-    let longest_tick_us: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("aijob_timer_max_tick_us:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
-    eprintln!("{N} due jobs moved; {samples} PINGs, slowest {worst:?}; longest timer tick {longest_tick_us} us");
+    let counter = |name: &str| -> u64 {
+        info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap()
+    };
+    let (most_moves, longest_us) = (counter("aijob_timer_max_tick_moves:"), counter("aijob_timer_max_tick_us:"));
+    eprintln!("{N} due jobs moved; {samples} PINGs, slowest {worst:?}; busiest tick {most_moves} moves, longest {longest_us} us");
     assert!(samples > 20, "the drain took several ticks");
-    // each tick stops after 10 ms of work (plus one chunk of 32 moves): the server never
-    // spends long in the timer, whatever the backlog
-    assert!(longest_tick_us < 60_000, "a tick ran {longest_tick_us} us");
-    assert!(worst < Duration::from_millis(500), "a PING waited {worst:?}");
+    // the work of one tick is bounded (2000 moves, and in practice the 10 ms budget stops
+    // it far earlier); wall time is only checked against a stall, since a starved machine
+    // stretches any tick
+    assert!(most_moves <= 2000, "one tick made {most_moves} moves");
+    assert!((most_moves as usize) < N / 4, "the backlog was cut into many ticks: {most_moves} moves in one");
+    assert!(longest_us < 1_000_000, "a tick ran {longest_us} us");
+    assert!(worst < Duration::from_secs(1), "a PING waited {worst:?}");
 }

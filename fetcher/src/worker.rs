@@ -40,7 +40,7 @@ use redis::Value;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::limits::{ChargePlan, Limits};
@@ -532,6 +532,7 @@ async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
         Ok(c) => (providers::label(&c.provider), c.model.clone()),
         Err(_) => ("unknown", None),
     };
+    announce(&sh, &job, provider, model.as_deref()).await;
     let lost = CancellationToken::new();
     let hb = tokio::spawn(heartbeat(sh.clone(), job.clone(), lost.clone()));
 
@@ -618,6 +619,20 @@ async fn execute_call(sh: &Shared, call: &Call, provider: Arc<dyn providers::Pro
     };
     sh.metrics.call(providers::label(&call.provider), t.elapsed());
     r
+}
+
+/// One PROGRESS update before the call, so subscribers see what the job is waiting on.
+/// A refusal here (lease lost, canceled) is left to the heartbeat to act on.
+async fn announce(sh: &Shared, job: &Job, provider: &str, model: Option<&str>) {
+    let text = match model {
+        Some(m) => format!("calling {provider} {m}"),
+        None => format!("calling {provider}"),
+    };
+    let mut cmd = redis::cmd("JOB.UPDATE");
+    cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token).arg("PROGRESS").arg(text);
+    if let Err(e) = sh.redis.query(&cmd).await {
+        debug!(queue = %job.queue, id = %job.id, error = %rconn::describe(&e), "progress update not taken");
+    }
 }
 
 /// Heartbeats every lease/3 until aborted. Returns why the job was lost, if it was.
