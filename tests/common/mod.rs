@@ -104,7 +104,7 @@ impl Server {
         panic!("could not start a server: {last_err}");
     }
 
-    fn try_start(opts: Opts) -> Result<Server, String> {
+    pub fn try_start(opts: Opts) -> Result<Server, String> {
         let port = opts.port.unwrap_or_else(free_port);
         let (dir, tmp) = match &opts.dir {
             Some(d) => (d.clone(), None),
