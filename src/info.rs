@@ -37,6 +37,7 @@ counters!(
     timer_ticks,
     timer_moves,
     timer_max_tick_us,
+    timer_max_tick_moves,
     known_queues,
     panics,
 );

@@ -6,6 +6,7 @@ mod blocking;
 mod command;
 mod commands;
 mod config;
+mod docs;
 mod entropy;
 mod info;
 mod reply;
@@ -26,6 +27,7 @@ macro_rules! cmd {
 
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     timer::start(ctx);
+    docs::register(ctx);
     Status::Ok
 }
 

@@ -304,6 +304,8 @@ fn run_due(ctx: *mut raw::RedisModuleCtx) -> bool {
         });
     }
     let _ = select_db(ctx, home);
+    let moves = (MOVES_PER_TICK - budget) as u64;
+    crate::info::c::timer_max_tick_moves.fetch_max(moves, std::sync::atomic::Ordering::Relaxed);
     backlog
 }
 

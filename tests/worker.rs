@@ -338,9 +338,12 @@ fn a_killed_worker_loses_nothing_and_cannot_finish_twice() {
         format!("redis-cli -p {} --no-raw JOB.CLAIM q WORKER doomed LEASE 400 > {}; sleep 60", srv.port, out.display());
     let mut worker = Command::new("sh").arg("-c").arg(&script).stdout(Stdio::null()).spawn().unwrap();
     wait_until(Duration::from_secs(5), "the worker to claim", || (stat(&mut c, "q", "running") == 1).then_some(()));
+    // the claim is made before redis-cli has written the reply: kill it once it holds the token
+    let claimed = wait_until(Duration::from_secs(5), "the worker to hold its token", || {
+        std::fs::read_to_string(&out).ok().filter(|t| t.lines().filter(|l| l.contains('"')).count() > 20 && t.contains("\"token\""))
+    });
     worker.kill().unwrap();
     worker.wait().unwrap();
-    let claimed = std::fs::read_to_string(&out).unwrap();
     let first_token = claimed
         .lines()
         .skip_while(|l| !l.contains("\"token\""))
@@ -442,7 +445,8 @@ fn a_large_backlog_coming_due_never_stalls_the_server() {
         }
         p.query::<()>(&mut c).unwrap();
     }
-    assert_eq!(stat(&mut c, "big", "delayed") + stat(&mut c, "big", "queued"), N as i64);
+    let st = ok(&mut c, &["QUEUE.STATS", "big"]);
+    assert_eq!(fi(&st, "delayed") + fi(&st, "queued"), N as i64);
     let mut probe = srv.conn();
     let mut worst = Duration::ZERO;
     let mut samples = 0;
@@ -454,15 +458,17 @@ fn a_large_backlog_coming_due_never_stalls_the_server() {
         (stat(&mut c, "big", "queued") == N as i64).then_some(())
     });
     let info = s(&ok(&mut c, &["INFO", "aijob"]));
-    let longest_tick_us: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("aijob_timer_max_tick_us:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
-    eprintln!("{N} due jobs moved; {samples} PINGs, slowest {worst:?}; longest timer tick {longest_tick_us} us");
+    let counter = |name: &str| -> u64 {
+        info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap()
+    };
+    let (most_moves, longest_us) = (counter("aijob_timer_max_tick_moves:"), counter("aijob_timer_max_tick_us:"));
+    eprintln!("{N} due jobs moved; {samples} PINGs, slowest {worst:?}; busiest tick {most_moves} moves, longest {longest_us} us");
     assert!(samples > 20, "the drain took several ticks");
-    // each tick stops after 10 ms of work (plus one chunk of 32 moves): the server never
-    // spends long in the timer, whatever the backlog
-    assert!(longest_tick_us < 60_000, "a tick ran {longest_tick_us} us");
-    assert!(worst < Duration::from_millis(500), "a PING waited {worst:?}");
+    // the work of one tick is bounded (2000 moves, and in practice the 10 ms budget stops
+    // it far earlier); wall time is only checked against a stall, since a starved machine
+    // stretches any tick
+    assert!(most_moves <= 2000, "one tick made {most_moves} moves");
+    assert!((most_moves as usize) < N / 4, "the backlog was cut into many ticks: {most_moves} moves in one");
+    assert!(longest_us < 1_000_000, "a tick ran {longest_us} us");
+    assert!(worst < Duration::from_secs(1), "a PING waited {worst:?}");
 }

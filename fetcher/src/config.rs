@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use crate::queues::{self, Entry, Sel};
+use crate::rconn;
 use crate::secret::Secret;
 
 /// The providers a payload may name.
@@ -26,15 +28,48 @@ and its lease token.\n\nPayload: {\"provider\": \"gemini\"|\"openai\"|\"http\"|\
 fallback, shown as [env: NAME]. Prefer the environment for API keys: flags show up in `ps`."
 )]
 pub struct Args {
-    /// Redis server with the aijob module loaded.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    /// Redis server with the aijob module loaded. `redis+cluster://host:port[,host:port...]`
+    /// names seed nodes of a Redis Cluster (same as --cluster).
+    // Its environment value is not shown in --help: it may hold a password.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
 
-    /// Queues to claim from, with weights: `name:weight,...` (weight 1 when left out). Claims
-    /// follow the weights (smooth weighted round robin, like Asynq's `critical:6,default:3,low:1`);
-    /// an empty queue passes its turn to the others.
+    /// --redis-url is a seed node of a Redis Cluster: use the cluster client, which sends each
+    /// command to the master of its queue's slot (queues on every master are served).
+    #[arg(long, env = "AIJOB_CLUSTER")]
+    pub cluster: bool,
+
+    /// Queues to claim from, with weights: `entry:weight,...` (weight 1 when left out). An entry
+    /// is a name (`sketch`), a brace range (`sketch-{0..7}`: sketch-0 .. sketch-7) or a pattern
+    /// with `*` and `?` (`sketch-*`: every queue whose name matches, found with SCAN and again
+    /// every --discover-every). The weight belongs to the whole entry, split among its queues.
+    /// Claims follow the weights (smooth weighted round robin, like Asynq's
+    /// `critical:6,default:3,low:1`); an empty queue passes its turn to the others.
     #[arg(long, env = "AIJOB_QUEUES", default_value = "default")]
     pub queues: String,
+
+    /// How often the queues of --queues patterns are looked for again (SCAN MATCH
+    /// `aijob:{pattern}:meta` on every master), in ms.
+    #[arg(long, env = "AIJOB_DISCOVER_MS", default_value_t = 10_000, value_name = "MS")]
+    pub discover_every: u64,
+
+    /// The provider a queue's jobs call, `queue=provider` (the queue a name, brace range or
+    /// pattern; repeatable, or comma separated). With --rpm/--tpm for that provider, the
+    /// queue's claims take the budgets themselves (JOB.CLAIM ... CHARGE) when the budget keys
+    /// can share the queue's slot; the first binding that matches a queue counts.
+    #[arg(
+        long = "queue-provider",
+        env = "AIJOB_QUEUE_PROVIDERS",
+        value_delimiter = ',',
+        value_name = "QUEUE=PROVIDER"
+    )]
+    pub queue_providers: Vec<String>,
+
+    /// Whose budget --rpm/--tpm are: `provider` (one budget per provider for every queue, keys
+    /// `<prefix>:{<provider>}:rpm|tpm`) or `queue` (one budget per queue and provider, keys
+    /// `<prefix>:{<queue>}:<provider>:rpm|tpm`, in the queue's slot: charged claims on a cluster).
+    #[arg(long, env = "AIJOB_RL_SCOPE", default_value = "provider", value_name = "SCOPE")]
+    pub rl_scope: String,
 
     /// How many provider calls run at once (one process, async).
     #[arg(long, env = "AIJOB_CONCURRENCY", default_value_t = 8)]
@@ -155,11 +190,24 @@ fn positive(flag: &str, n: &str) -> Result<u64> {
     Ok(v)
 }
 
+/// Whose budget --rpm/--tpm are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Provider,
+    Queue,
+}
+
 /// The validated configuration the worker runs with.
 #[derive(Clone)]
 pub struct Config {
     pub redis_url: String,
-    pub queues: Vec<(String, u32)>,
+    /// The URLs to connect to (the seed nodes with --cluster).
+    pub redis_seeds: Vec<String>,
+    pub cluster: bool,
+    pub queues: Vec<Entry>,
+    pub discover_every_ms: u64,
+    pub queue_providers: Vec<(Sel, String)>,
+    pub rl_scope: Scope,
     pub concurrency: usize,
     pub lease_ms: Option<u64>,
     pub grace: Duration,
@@ -185,7 +233,11 @@ impl fmt::Debug for Config {
         let set = |k: &Option<Secret>| if k.is_some() { "[redacted]" } else { "unset" };
         f.debug_struct("Config")
             .field("redis_url", &redact_url(&self.redis_url))
+            .field("cluster", &self.cluster)
             .field("queues", &self.queues)
+            .field("discover_every_ms", &self.discover_every_ms)
+            .field("queue_providers", &self.queue_providers)
+            .field("rl_scope", &self.rl_scope)
             .field("concurrency", &self.concurrency)
             .field("lease_ms", &self.lease_ms)
             .field("grace", &self.grace)
@@ -224,33 +276,37 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// `name:weight,...`, weight 1 when left out; names follow the module's queue-name rules.
-pub fn parse_queues(text: &str) -> Result<Vec<(String, u32)>> {
-    let mut out: Vec<(String, u32)> = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        // Queue names may hold ':' themselves: the weight is the part after the last ':'
-        // when it is all digits.
-        let (name, weight) = match part.rsplit_once(':') {
-            Some((n, w)) if !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()) => {
-                let w: u32 = w.parse().with_context(|| format!("--queues: weight '{w}' is too large"))?;
-                (n, w)
-            }
-            _ => (part, 1),
-        };
-        if weight == 0 {
-            bail!("--queues: the weight of '{name}' must be at least 1");
+/// `--queue-provider queue=provider,...`.
+pub fn parse_queue_providers(items: &[String]) -> Result<Vec<(Sel, String)>> {
+    const FLAG: &str = "--queue-provider";
+    let mut out = Vec::new();
+    for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (q, p) = item.split_once('=').with_context(|| format!("{FLAG}: '{item}' is not queue=provider"))?;
+        let p = p.trim();
+        if !PROVIDERS.contains(&p) {
+            bail!("{FLAG}: unknown provider '{p}' (one of {})", PROVIDERS.join(", "));
         }
-        aijob_core::names::validate("queue", name.as_bytes())
-            .map_err(|e| anyhow::anyhow!("--queues: {}", e.message))?;
-        if out.iter().any(|(n, _)| n == name) {
-            bail!("--queues: '{name}' is given twice");
-        }
-        out.push((name.to_string(), weight));
-    }
-    if out.is_empty() {
-        bail!("--queues: no queue given");
+        out.push((queues::parse_sel(FLAG, q.trim())?, p.to_string()));
     }
     Ok(out)
+}
+
+/// `%XX` decoded; an error when the text is not valid percent-encoded UTF-8.
+fn percent_decode(s: &str) -> Result<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).context("truncated escape")?;
+            out.push(u8::from_str_radix(hex, 16).context("bad escape")?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Ok(String::from_utf8(out)?)
 }
 
 fn parse_endpoints(items: &[String]) -> Result<BTreeMap<String, String>> {
@@ -309,6 +365,18 @@ impl Config {
         if a.claim_block == 0 {
             bail!("--claim-block must be positive");
         }
+        if a.discover_every < 100 {
+            bail!("--discover-every must be at least 100 ms");
+        }
+        if a.rl_prefix.is_empty() || a.rl_prefix.contains(['{', '}']) {
+            bail!("--rl-prefix must be non-empty and hold no brace (the keys' hash tag is the provider or the queue)");
+        }
+        let rl_scope = match a.rl_scope.as_str() {
+            "provider" => Scope::Provider,
+            "queue" => Scope::Queue,
+            other => bail!("--rl-scope: '{other}' is not provider or queue"),
+        };
+        let (redis_seeds, cluster_url) = rconn::seeds(a.redis_url.trim())?;
         let listen = match a.listen.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             Some(l) => Some(
                 l.to_socket_addrs()
@@ -333,7 +401,12 @@ impl Config {
         }
         Ok(Config {
             redis_url: a.redis_url,
-            queues: parse_queues(&a.queues)?,
+            redis_seeds,
+            cluster: a.cluster || cluster_url,
+            queues: queues::parse_entries(&a.queues)?,
+            discover_every_ms: a.discover_every,
+            queue_providers: parse_queue_providers(&a.queue_providers)?,
+            rl_scope,
             concurrency: a.concurrency,
             lease_ms: a.lease,
             grace: seconds("--grace", a.grace)?,
@@ -358,9 +431,17 @@ impl Config {
     /// Every secret the process holds, for the redactor.
     pub fn secrets(&self) -> Vec<Secret> {
         let mut v: Vec<Secret> = [&self.gemini_key, &self.openai_key].into_iter().flatten().cloned().collect();
-        if let Ok(u) = reqwest::Url::parse(&self.redis_url) {
-            if let Some(p) = u.password() {
-                v.push(Secret::new(p));
+        for seed in &self.redis_seeds {
+            if let Ok(u) = reqwest::Url::parse(seed) {
+                if let Some(p) = u.password() {
+                    v.push(Secret::new(p));
+                    // The URL form may be percent-encoded; the redactor gets the decoded one too.
+                    if let Ok(d) = percent_decode(p) {
+                        if d != p {
+                            v.push(Secret::new(&d));
+                        }
+                    }
+                }
             }
         }
         v
@@ -372,16 +453,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn queues_with_and_without_weights() {
-        assert_eq!(
-            parse_queues("sketch:6, default:3,low").unwrap(),
-            vec![("sketch".into(), 6), ("default".into(), 3), ("low".into(), 1)]
-        );
-        assert_eq!(parse_queues("a:b:2").unwrap(), vec![("a:b".into(), 2)]);
-        assert_eq!(parse_queues("a:b").unwrap(), vec![("a:b".into(), 1)]);
-        for bad in ["", "a:0", "a,a", "bad{name}:1", "a:99999999999"] {
-            assert!(parse_queues(bad).is_err(), "{bad}");
+    fn queue_providers() {
+        let b = parse_queue_providers(&["sketch=gemini".into(), " s-* = openai".into()]).unwrap();
+        assert_eq!(b[0], (Sel::Names(vec!["sketch".into()]), "gemini".into()));
+        assert_eq!(b[1], (Sel::Glob("s-*".into()), "openai".into()));
+        for bad in ["sketch", "sketch=nope", "b{a}d=gemini"] {
+            assert!(parse_queue_providers(&[bad.into()]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cluster_urls_give_seeds() {
+        let (s, c) = rconn::seeds("redis+cluster://:pw@h1:1,h2:2/?protocol=resp2").unwrap();
+        assert!(c);
+        assert_eq!(s, vec!["redis://:pw@h1:1/?protocol=resp2", "redis://:pw@h2:2/?protocol=resp2"]);
+        assert_eq!(rconn::seeds("redis://h:1").unwrap(), (vec!["redis://h:1".to_string()], false));
+        assert!(rconn::seeds("redis+cluster://").is_err());
+        assert_eq!(redact_url("redis+cluster://u:pw@h1:1,h2:2"), "redis+cluster://u:[redacted]@h1:1,h2:2");
+    }
+
+    #[test]
+    fn cluster_passwords_reach_the_redactor() {
+        let a = Args::parse_from(["aijob-fetcher", "--redis-url", "redis+cluster://u:p%40ss@h1:1,h2:2"]);
+        let cfg = Config::from_args(a).unwrap();
+        assert!(cfg.cluster);
+        let secrets: Vec<String> = cfg.secrets().iter().map(|s| s.expose().to_string()).collect();
+        assert!(secrets.contains(&"p%40ss".to_string()) && secrets.contains(&"p@ss".to_string()), "{secrets:?}");
+        assert!(!format!("{cfg:?}").contains("p%40ss"));
     }
 
     #[test]

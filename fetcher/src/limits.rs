@@ -1,12 +1,20 @@
 //! Provider budgets: requests and tokens per window (`--rpm`, `--tpm`, over `--rl-period`),
-//! per provider, kept in Redis with RATELIMIT.HIT so that every fetcher process on the same
-//! Redis shares one budget. A denied hit waits its `retry_after_ms`; it never calls.
+//! per provider, kept in Redis in RATELIMIT's format so that every fetcher process on the
+//! same Redis shares one budget. Two ways to take them:
 //!
-//! Keys, one per budget, each its own cluster slot (the `{provider}` hash tag):
-//! `<prefix>:{<provider>}:rpm` and `<prefix>:{<provider>}:tpm` (prefix `aijob-rl`).
+//! **Charged claims** (SPEC 11). When a queue is bound to a provider (`--queue-provider
+//! sketch=gemini`), that provider has a budget, and the budget keys can share the queue's
+//! slot (always on a single node; on a cluster only with `--rl-scope queue`, whose keys carry
+//! the queue's hash tag), the claim itself takes the budgets: `JOB.CLAIM sketch ... CHARGE
+//! <tpm key> COST LIMIT n PERIOD p CHARGE <rpm key> REQUESTS LIMIT n PERIOD p`. The module
+//! hands out a job only if every charge admits it (the job's `cost`, its creator's estimate,
+//! for the tokens; 1 for the request), atomically with the claim, and a blocked claim is
+//! woken when the budget would admit the next job. The final update's `USAGE` (the tokens
+//! the provider reported) then moves the token charge to what was really used.
 //!
-//! Order of the charges before one call, so that a call is charged in both budgets at
-//! nearly the same instant and a denied budget wastes as little as possible:
+//! **Per call** (every other case: an unbound queue, a job whose payload names another
+//! provider than its queue's binding, a per-provider budget on a cluster): RATELIMIT.HIT
+//! before each call. A denied hit waits its `retry_after_ms`; it never calls. Order:
 //! 1. PEEK the token budget for the job's cost (consumes nothing): wait if it would deny;
 //! 2. HIT the request budget with COST 1: wait if denied;
 //! 3. HIT the token budget with COST cost: if denied now (another fetcher took it between 1
@@ -16,19 +24,21 @@
 //! A job's token charge is its record's `cost` (estimated tokens, 1 when unset), capped at
 //! the token limit (a single call larger than the whole budget takes all of one window).
 //!
-//! Seam for charged claims (SPEC section 11): when JOB.CLAIM ... CHARGE and USAGE settling
-//! land, `claim_charges` gives the CHARGE arguments for a queue whose provider is known in
-//! advance, and `settle_usage` the USAGE of the final update; the per-call charges here then
-//! apply only to jobs claimed without them.
+//! Keys (`--rl-scope`): `provider` (default): `<prefix>:{<provider>}:rpm|tpm`, one budget per
+//! provider for every queue; `queue`: `<prefix>:{<queue>}:<provider>:rpm|tpm`, one budget per
+//! queue and provider, in the queue's slot. Both ways use the same keys, so charged claims
+//! and per-call hits of one budget add up.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 
-use crate::config::LimitSpec;
+use crate::config::{Config, LimitSpec, Scope};
 use crate::metrics::Metrics;
 use crate::providers::{Failure, Usage};
+use crate::queues::{glob_match, Sel};
 use crate::rconn::{self, Backoff, Redis};
 
 #[derive(Clone)]
@@ -39,6 +49,21 @@ pub struct Limits {
     prefix: String,
     period_ms: u64,
     metrics: Arc<Metrics>,
+    scope: Scope,
+    bindings: Vec<(Sel, String)>,
+    cluster: bool,
+    /// Queues whose charged claims Redis refused (a module without CHARGE, CROSSSLOT): they
+    /// fall back to per-call hits.
+    refused: Arc<std::sync::Mutex<HashSet<String>>>,
+}
+
+/// How a queue's claims take the budgets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargePlan {
+    /// The provider whose budgets the claim charges.
+    pub provider: String,
+    /// The CHARGE clauses of JOB.CLAIM.
+    pub args: Vec<String>,
 }
 
 /// One RATELIMIT reply.
@@ -62,15 +87,19 @@ pub const RPM: &str = "rpm";
 pub const TPM: &str = "tpm";
 
 impl Limits {
-    pub fn new(
-        redis: Redis,
-        rpm: LimitSpec,
-        tpm: LimitSpec,
-        prefix: &str,
-        period_ms: u64,
-        metrics: Arc<Metrics>,
-    ) -> Limits {
-        Limits { redis, rpm, tpm, prefix: prefix.to_string(), period_ms, metrics }
+    pub fn new(redis: Redis, cfg: &Config, metrics: Arc<Metrics>) -> Limits {
+        Limits {
+            redis,
+            rpm: cfg.rpm.clone(),
+            tpm: cfg.tpm.clone(),
+            prefix: cfg.rl_prefix.clone(),
+            period_ms: cfg.rl_period_ms,
+            metrics,
+            scope: cfg.rl_scope,
+            bindings: cfg.queue_providers.clone(),
+            cluster: cfg.cluster,
+            refused: Arc::default(),
+        }
     }
 
     /// True when some provider has a budget.
@@ -78,9 +107,74 @@ impl Limits {
         self.rpm != LimitSpec::default() || self.tpm != LimitSpec::default()
     }
 
-    /// `<prefix>:{<provider>}:<budget>`.
-    pub fn key(&self, provider: &str, budget: &str) -> String {
-        format!("{}:{{{provider}}}:{budget}", self.prefix)
+    /// `<prefix>:{<provider>}:<budget>`, or `<prefix>:{<queue>}:<provider>:<budget>` with
+    /// `--rl-scope queue`.
+    pub fn key(&self, queue: &str, provider: &str, budget: &str) -> String {
+        match self.scope {
+            Scope::Provider => format!("{}:{{{provider}}}:{budget}", self.prefix),
+            Scope::Queue => format!("{}:{{{queue}}}:{provider}:{budget}", self.prefix),
+        }
+    }
+
+    /// The provider `--queue-provider` binds `queue` to.
+    pub fn provider_of(&self, queue: &str) -> Option<&str> {
+        self.bindings
+            .iter()
+            .find(|(sel, _)| match sel {
+                Sel::Names(ns) => ns.iter().any(|n| n == queue),
+                Sel::Glob(g) => glob_match(g, queue),
+            })
+            .map(|(_, p)| p.as_str())
+    }
+
+    /// The CHARGE clauses for claims on `queue`, when its claims take the budgets (see the
+    /// module doc); None when its jobs are charged per call.
+    pub fn charge_plan(&self, queue: &str) -> Option<ChargePlan> {
+        self.charge_or_why(queue).ok()
+    }
+
+    /// Why `queue`'s claims are not charged, for the log.
+    pub fn charge_mode(&self, queue: &str) -> String {
+        match self.charge_or_why(queue) {
+            Ok(p) => format!("charged claims ({} budgets)", p.provider),
+            Err(why) => format!("per-call hits: {why}"),
+        }
+    }
+
+    fn charge_or_why(&self, queue: &str) -> Result<ChargePlan, &'static str> {
+        let provider = self.provider_of(queue).ok_or("no --queue-provider binding")?;
+        let rpm = self.rpm.for_provider(provider);
+        let tpm = self.tpm.for_provider(provider);
+        if rpm.is_none() && tpm.is_none() {
+            return Err("its provider has no --rpm/--tpm");
+        }
+        if self.refused.lock().unwrap_or_else(|p| p.into_inner()).contains(queue) {
+            return Err("Redis refused its charged claims");
+        }
+        let mut args = Vec::new();
+        for (limit, budget, mode) in [(tpm, TPM, "COST"), (rpm, RPM, "REQUESTS")] {
+            let Some(limit) = limit else { continue };
+            let key = self.key(queue, provider, budget);
+            if self.cluster && rconn::slot(&key) != rconn::slot(queue) {
+                return Err("on a cluster the per-provider budget keys are in another slot (--rl-scope queue puts them in the queue's)");
+            }
+            args.extend([
+                "CHARGE".to_string(),
+                key,
+                mode.to_string(),
+                "LIMIT".to_string(),
+                limit.to_string(),
+                "PERIOD".to_string(),
+                self.period_ms.to_string(),
+            ]);
+        }
+        Ok(ChargePlan { provider: provider.to_string(), args })
+    }
+
+    /// Redis refused a charged claim on `queue` for good: its jobs are charged per call from
+    /// now on. True the first time.
+    pub fn refuse_charges(&self, queue: &str) -> bool {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(queue.to_string())
     }
 
     pub fn describe(&self, provider: &str) -> Option<String> {
@@ -96,7 +190,7 @@ impl Limits {
     /// Waits until the provider's budgets admit one call of `cost` tokens, and charges them.
     /// An error reply from Redis (e.g. a module without RATELIMIT.HIT) fails the attempt,
     /// retryably, with class `ratelimit`; a lost link is retried here.
-    pub async fn acquire(&self, provider: &str, cost: u64) -> Result<(), Failure> {
+    pub async fn acquire(&self, queue: &str, provider: &str, cost: u64) -> Result<(), Failure> {
         let rpm = self.rpm.for_provider(provider);
         let tpm = self.tpm.for_provider(provider);
         if rpm.is_none() && tpm.is_none() {
@@ -105,21 +199,21 @@ impl Limits {
         let tokens = tpm.map(|t| cost.clamp(1, t));
         loop {
             if let (Some(limit), Some(c)) = (tpm, tokens) {
-                let v = self.ask("RATELIMIT.PEEK", provider, TPM, limit, c).await?;
+                let v = self.ask("RATELIMIT.PEEK", queue, provider, TPM, limit, c).await?;
                 if !v.allowed {
                     self.wait(provider, TPM, v.retry_after_ms).await;
                     continue;
                 }
             }
             if let Some(limit) = rpm {
-                let v = self.ask("RATELIMIT.HIT", provider, RPM, limit, 1).await?;
+                let v = self.ask("RATELIMIT.HIT", queue, provider, RPM, limit, 1).await?;
                 if !v.allowed {
                     self.wait(provider, RPM, v.retry_after_ms).await;
                     continue;
                 }
             }
             if let (Some(limit), Some(c)) = (tpm, tokens) {
-                let v = self.ask("RATELIMIT.HIT", provider, TPM, limit, c).await?;
+                let v = self.ask("RATELIMIT.HIT", queue, provider, TPM, limit, c).await?;
                 if !v.allowed {
                     self.wait(provider, TPM, v.retry_after_ms).await;
                     continue;
@@ -129,9 +223,17 @@ impl Limits {
         }
     }
 
-    async fn ask(&self, verb: &str, provider: &str, budget: &str, limit: u64, cost: u64) -> Result<Verdict, Failure> {
+    async fn ask(
+        &self,
+        verb: &str,
+        queue: &str,
+        provider: &str,
+        budget: &str,
+        limit: u64,
+        cost: u64,
+    ) -> Result<Verdict, Failure> {
         let mut cmd = redis::cmd(verb);
-        cmd.arg(self.key(provider, budget))
+        cmd.arg(self.key(queue, provider, budget))
             .arg("LIMIT")
             .arg(limit)
             .arg("PERIOD")
@@ -165,14 +267,9 @@ impl Limits {
         tokio::time::sleep(Duration::from_millis(retry_after_ms.max(1) + jitter)).await;
     }
 
-    /// CHARGE arguments for `JOB.CLAIM` on `queue` (SPEC 11). None yet: a queue does not
-    /// say which provider its jobs call, so budgets are charged per call in `acquire`.
-    pub fn claim_charges(&self, _queue: &str) -> Vec<String> {
-        Vec::new()
-    }
-
-    /// The `USAGE n` to report with the final update: the tokens really used, which the
-    /// module settles against a COST charge taken by a charged claim.
+    /// The `USAGE n` to report with the final update: the tokens really used (input + output,
+    /// as the provider reported them), which the module settles against the COST charge of a
+    /// charged claim (and keeps as the job's `usage` in any case).
     pub fn settle_usage(&self, usage: &Usage) -> u64 {
         usage.total()
     }
@@ -187,5 +284,47 @@ mod tests {
         let v = Value::Array(vec![Value::Int(0), Value::Int(0), Value::Int(1500), Value::Int(60000)]);
         assert_eq!(Verdict::from_value(&v), Some(Verdict { allowed: false, remaining: 0, retry_after_ms: 1500 }));
         assert_eq!(Verdict::from_value(&Value::Nil), None);
+    }
+
+    fn limits(args: &[&str]) -> Limits {
+        use clap::Parser;
+        let mut all = vec!["aijob-fetcher"];
+        all.extend_from_slice(args);
+        let cfg = Config::from_args(crate::config::Args::parse_from(all)).unwrap();
+        let redis = Redis::new(&cfg.redis_seeds, cfg.cluster, Duration::from_secs(1), Arc::default()).unwrap();
+        Limits::new(redis, &cfg, Arc::default())
+    }
+
+    #[test]
+    fn charged_claims_when_the_keys_share_the_queues_slot() {
+        let bound = ["--queue-provider", "sketch-*=gemini,chat=openai", "--tpm", "gemini=1000", "--rpm", "60"];
+        let l = limits(&[&bound[..], &["--rl-period", "1000"]].concat());
+        let p = l.charge_plan("sketch-3").unwrap();
+        assert_eq!(p.provider, "gemini");
+        assert_eq!(
+            p.args.join(" "),
+            "CHARGE aijob-rl:{gemini}:tpm COST LIMIT 1000 PERIOD 1000 CHARGE aijob-rl:{gemini}:rpm REQUESTS LIMIT 60 PERIOD 1000"
+        );
+        assert_eq!(
+            l.charge_plan("chat").unwrap().args.join(" "),
+            "CHARGE aijob-rl:{openai}:rpm REQUESTS LIMIT 60 PERIOD 1000"
+        );
+        assert_eq!(l.charge_plan("other"), None, "an unbound queue is charged per call");
+        assert!(l.refuse_charges("chat"));
+        assert!(!l.refuse_charges("chat"));
+        assert_eq!(l.charge_plan("chat"), None);
+
+        // A cluster: per-provider keys live in another slot; per-queue keys in the queue's.
+        let l = limits(&[&bound[..], &["--cluster"]].concat());
+        assert_eq!(l.charge_plan("sketch-3"), None);
+        assert!(l.charge_mode("sketch-3").contains("another slot"), "{}", l.charge_mode("sketch-3"));
+        let l = limits(&[&bound[..], &["--cluster", "--rl-scope", "queue"]].concat());
+        let p = l.charge_plan("sketch-3").unwrap();
+        assert!(p.args.contains(&"aijob-rl:{sketch-3}:gemini:tpm".to_string()), "{:?}", p.args);
+        assert_eq!(l.key("q", "echo", RPM), "aijob-rl:{q}:echo:rpm");
+
+        // No budget for the bound provider: nothing to charge.
+        let l = limits(&["--queue-provider", "a=echo", "--tpm", "gemini=5"]);
+        assert_eq!(l.charge_plan("a"), None);
     }
 }

@@ -4,6 +4,7 @@ mod config;
 mod limits;
 mod metrics;
 mod providers;
+mod queues;
 mod rconn;
 mod secret;
 mod worker;

@@ -1,13 +1,18 @@
-//! The fetcher's link to Redis: a multiplexed connection that is dropped on any transport
-//! error and made again on the next use, so a Redis restart costs a few failed commands,
-//! never a stuck worker. Callers retry with backoff ([`Backoff`]).
+//! The fetcher's link to Redis: a multiplexed connection (or, with `--cluster`, the redis
+//! crate's async cluster connection, which routes each command by its first argument: the
+//! queue of every JOB.* command, the key of RATELIMIT.*) that is dropped on any transport
+//! error and made again on the next use, so a Redis restart or a failover costs a few failed
+//! commands, never a stuck worker. Callers retry with backoff ([`Backoff`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{AsyncConnectionConfig, RedisError, Value};
 use tokio::sync::Mutex;
 
@@ -17,34 +22,97 @@ pub struct Redis {
     inner: Arc<Inner>,
 }
 
+enum Client {
+    Single(redis::Client, AsyncConnectionConfig),
+    Cluster(ClusterClient),
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
 struct Inner {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
+    client: Client,
     /// The live connection and its generation (so that a failure seen on an old
     /// connection does not drop a newer one).
-    conn: Mutex<Option<(u64, MultiplexedConnection)>>,
+    conn: Mutex<Option<(u64, Conn)>>,
     generation: AtomicU64,
     up: Arc<AtomicBool>,
 }
 
+/// The seed URLs of `--redis-url`: `redis+cluster://[auth@]h1:p1,h2:p2[/...]` gives
+/// `redis://[auth@]h1:p1[/...]` and `redis://[auth@]h2:p2[/...]`; any other URL is itself.
+/// The bool: the URL asks for cluster mode.
+pub fn seeds(url: &str) -> anyhow::Result<(Vec<String>, bool)> {
+    let Some(rest) = url.strip_prefix("redis+cluster://") else {
+        return Ok((vec![url.to_string()], false));
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (auth, hosts) = match authority.rsplit_once('@') {
+        Some((a, h)) => (format!("{a}@"), h),
+        None => (String::new(), authority),
+    };
+    let out: Vec<String> =
+        hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).map(|h| format!("redis://{auth}{h}{tail}")).collect();
+    if out.is_empty() {
+        anyhow::bail!("--redis-url: redis+cluster:// names no host");
+    }
+    Ok((out, true))
+}
+
 impl Redis {
     /// `response_timeout` bounds every command (a blocking claim needs more than its BLOCK).
-    pub fn new(url: &str, response_timeout: Duration, up: Arc<AtomicBool>) -> anyhow::Result<Redis> {
-        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("REDIS_URL is not a Redis URL: {e}"))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(response_timeout);
-        Ok(Redis {
-            inner: Arc::new(Inner { client, config, conn: Mutex::new(None), generation: AtomicU64::new(0), up }),
-        })
+    /// `cluster`: the URLs are seed nodes of a Redis Cluster.
+    pub fn new(
+        urls: &[String],
+        cluster: bool,
+        response_timeout: Duration,
+        up: Arc<AtomicBool>,
+    ) -> anyhow::Result<Redis> {
+        let bad = |e: RedisError| anyhow::anyhow!("REDIS_URL is not a Redis URL: {}", describe(&e));
+        let client = if cluster {
+            let c = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
+                .connection_timeout(Duration::from_secs(2))
+                .response_timeout(response_timeout)
+                // MOVED/ASK and a lost node are retried inside the client a few times, quickly;
+                // past that the caller's own backoff takes over.
+                .retries(5)
+                .min_retry_wait(50)
+                .max_retry_wait(1000)
+                .build()
+                .map_err(bad)?;
+            Client::Cluster(c)
+        } else {
+            let url = urls.first().ok_or_else(|| anyhow::anyhow!("REDIS_URL is empty"))?;
+            let client = redis::Client::open(url.as_str()).map_err(bad)?;
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Duration::from_secs(2))
+                .set_response_timeout(response_timeout);
+            Client::Single(client, config)
+        };
+        Ok(Redis { inner: Arc::new(Inner { client, conn: Mutex::new(None), generation: AtomicU64::new(0), up }) })
     }
 
-    async fn conn(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.client, Client::Cluster(_))
+    }
+
+    async fn conn(&self) -> Result<(u64, Conn), RedisError> {
         let mut slot = self.inner.conn.lock().await;
         if let Some((g, c)) = slot.as_ref() {
             return Ok((*g, c.clone()));
         }
-        let c = self.inner.client.get_multiplexed_async_connection_with_config(&self.inner.config).await;
+        let c = match &self.inner.client {
+            Client::Single(client, config) => {
+                client.get_multiplexed_async_connection_with_config(config).await.map(Conn::Single)
+            }
+            Client::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+        };
         let c = match c {
             Ok(c) => c,
             Err(e) => {
@@ -59,8 +127,17 @@ impl Redis {
 
     /// Runs one command. A transport error drops the connection (the next call reconnects).
     pub async fn query(&self, cmd: &redis::Cmd) -> Result<Value, RedisError> {
-        let (g, mut c) = self.conn().await?;
-        match cmd.query_async::<Value>(&mut c).await {
+        self.run(cmd, None).await
+    }
+
+    async fn run(&self, cmd: &redis::Cmd, route: Option<RoutingInfo>) -> Result<Value, RedisError> {
+        let (g, c) = self.conn().await?;
+        let r = match (c, route) {
+            (Conn::Single(mut c), _) => cmd.query_async::<Value>(&mut c).await,
+            (Conn::Cluster(mut c), None) => cmd.query_async::<Value>(&mut c).await,
+            (Conn::Cluster(mut c), Some(route)) => c.route_command(cmd, route).await,
+        };
+        match r {
             Ok(v) => {
                 self.inner.up.store(true, Ordering::Relaxed);
                 Ok(v)
@@ -79,13 +156,86 @@ impl Redis {
             }
         }
     }
+
+    /// Every key matching `pattern` (SCAN MATCH ... COUNT 1000), on every master of a
+    /// cluster. The fetcher is a client: SCAN is fine here (the module never scans).
+    pub async fn scan_match(&self, pattern: &str) -> Result<Vec<Vec<u8>>, RedisError> {
+        // One route per master: a slot it serves (a SCAN sent there reaches that master).
+        let routes: Vec<Option<RoutingInfo>> = if self.is_cluster() {
+            let v = self.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
+            master_slots(&v)
+                .into_iter()
+                .map(|slot| {
+                    Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                        slot,
+                        SlotAddr::Master,
+                    ))))
+                })
+                .collect()
+        } else {
+            vec![None]
+        };
+        let mut keys = Vec::new();
+        for route in routes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+                let v = self.run(&cmd, route.clone()).await?;
+                let Value::Array(items) = v else { break };
+                let next = items.first().and_then(as_string).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+                if let Some(Value::Array(found)) = items.get(1) {
+                    keys.extend(found.iter().filter_map(|k| match k {
+                        Value::BulkString(b) => Some(b.clone()),
+                        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+                        _ => None,
+                    }));
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// From a CLUSTER SLOTS reply: the first slot of each master (by its address).
+pub fn master_slots(v: &Value) -> Vec<u16> {
+    let mut by_master: BTreeMap<String, u16> = BTreeMap::new();
+    let Value::Array(ranges) = v else { return Vec::new() };
+    for r in ranges {
+        let Value::Array(items) = r else { continue };
+        let start = items.first().and_then(as_string).and_then(|s| s.parse::<u16>().ok());
+        let master = match items.get(2) {
+            Some(Value::Array(node)) => {
+                let host = node.first().and_then(as_string).unwrap_or_default();
+                let port = node.get(1).and_then(as_string).unwrap_or_default();
+                format!("{host}:{port}")
+            }
+            _ => continue,
+        };
+        if let Some(start) = start {
+            let e = by_master.entry(master).or_insert(start);
+            *e = (*e).min(start);
+        }
+    }
+    by_master.into_values().collect()
+}
+
+/// The cluster slot of a key (its `{hash tag}` when it has one).
+pub fn slot(key: &str) -> u16 {
+    redis::cluster_routing::get_slot(key.as_bytes())
 }
 
 /// True for errors of the link (refused, reset, timed out, closed, or a server still
 /// loading its data), false for an error reply the server chose to give.
 pub fn is_transport(e: &RedisError) -> bool {
     match e.code() {
-        Some(code) => matches!(code, "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "READONLY"),
+        Some(code) => {
+            matches!(code, "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "READONLY" | "CLUSTERDOWN" | "MOVED" | "ASK")
+        }
         None => !matches!(e.kind(), redis::ErrorKind::TypeError),
     }
 }

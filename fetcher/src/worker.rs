@@ -2,14 +2,18 @@
 //!
 //! Claiming. JOB.CLAIM BLOCK waits on one queue only, so several weighted queues are served
 //! in two steps, looping:
-//! 1. a non-blocking pass: for each free slot, the next queue in smooth weighted round robin
-//!    (`a:3,b:1` claims a, a, b, a, ... when both have work; nginx's SWRR, deterministic)
-//!    is asked for one job (`COUNT 1`); a queue that answers empty is left out for the
-//!    rest of the pass and the others take its turn. With one queue the pass is a single
-//!    `JOB.CLAIM q COUNT <free slots>`.
+//! 1. a non-blocking pass: the free slots are dealt out over the queues by weight (smooth
+//!    weighted round robin over the `--queues` entries, then round robin over the queues of
+//!    an entry; see `queues.rs`), and each queue dealt some is asked for them at once
+//!    (`JOB.CLAIM q COUNT k`, all queues concurrently: on a cluster each goes to its own
+//!    master). A queue that hands out fewer than asked is left out for the rest of the pass
+//!    and what it left is dealt out again to the others.
 //! 2. when the pass found nothing anywhere: `JOB.CLAIM q BLOCK <--claim-block> COUNT 1` on the
 //!    next queue by weight, so an idle fetcher costs one command a second and wakes at once
 //!    for that queue; a job on another queue waits at most --claim-block ms.
+//!
+//! Patterns in --queues are looked up at start and again every --discover-every ms by a task
+//! of their own; the claim loop takes the new list before its next pass.
 //!
 //! The blocking claim runs on a connection of its own, so heartbeats and final updates
 //! never queue behind it. A slot is taken before claiming and held until the job task ends:
@@ -27,21 +31,22 @@
 //! dropped and each job is given back with JOB.RELEASE (the attempt does not count). Final
 //! updates still being retried get max(--grace, 5 s) more. A second signal skips the grace.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use redis::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
-use crate::limits::Limits;
+use crate::limits::{ChargePlan, Limits};
 use crate::metrics::{self, Metrics};
 use crate::providers::{self, Call, Failure, Providers, Success};
+use crate::queues::{self, Picker, Sel};
 use crate::rconn::{self, Backoff, Record, Redis};
 use crate::secret::Redactor;
 
@@ -70,10 +75,12 @@ struct Job {
     attempts: i64,
     max_attempts: i64,
     cost: u64,
+    /// The provider whose budgets the claim itself charged (a charged claim), if any.
+    charged: Option<String>,
 }
 
 impl Job {
-    fn from_record(queue: &str, r: &Record) -> Option<Job> {
+    fn from_record(queue: &str, r: &Record, charged: Option<String>) -> Option<Job> {
         Some(Job {
             queue: queue.to_string(),
             id: r.str("id")?,
@@ -82,39 +89,8 @@ impl Job {
             attempts: r.int("attempts").unwrap_or(0),
             max_attempts: r.int("max_attempts").unwrap_or(0),
             cost: r.int("cost").unwrap_or(1).max(0) as u64,
+            charged,
         })
-    }
-}
-
-/// Smooth weighted round robin over the queues (nginx's algorithm), with queues left out
-/// for the rest of a claim pass once they answered empty.
-pub struct Wrr {
-    weights: Vec<i64>,
-    current: Vec<i64>,
-}
-
-impl Wrr {
-    pub fn new(weights: &[u32]) -> Wrr {
-        Wrr { weights: weights.iter().map(|w| *w as i64).collect(), current: vec![0; weights.len()] }
-    }
-
-    /// The next queue, skipping `skip`; None when every queue is skipped.
-    pub fn next(&mut self, skip: &HashSet<usize>) -> Option<usize> {
-        let mut total = 0;
-        let mut best: Option<usize> = None;
-        for i in 0..self.weights.len() {
-            if skip.contains(&i) {
-                continue;
-            }
-            self.current[i] += self.weights[i];
-            total += self.weights[i];
-            if best.is_none_or(|b| self.current[i] > self.current[b]) {
-                best = Some(i);
-            }
-        }
-        let b = best?;
-        self.current[b] -= total;
-        Some(b)
     }
 }
 
@@ -123,15 +99,17 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, force: CancellationTo
     let cfg = Arc::new(cfg);
     let metrics = Arc::new(Metrics::default());
     let redactor = Redactor::new(cfg.secrets());
-    let redis = Redis::new(&cfg.redis_url, Duration::from_secs(5), metrics.redis_up.clone())?;
+    let redis = Redis::new(&cfg.redis_seeds, cfg.cluster, Duration::from_secs(5), metrics.redis_up.clone())?;
+    // Blocking claims have a connection of their own (on a cluster, a cluster connection of
+    // their own), so that heartbeats and final updates never queue behind them.
     let claim_redis = Redis::new(
-        &cfg.redis_url,
+        &cfg.redis_seeds,
+        cfg.cluster,
         Duration::from_millis(cfg.claim_block_ms) + Duration::from_secs(5),
         metrics.redis_up.clone(),
     )?;
     let providers = Providers::new(&cfg, redactor.clone())?;
-    let limits =
-        Limits::new(redis.clone(), cfg.rpm.clone(), cfg.tpm.clone(), &cfg.rl_prefix, cfg.rl_period_ms, metrics.clone());
+    let limits = Limits::new(redis.clone(), &cfg, metrics.clone());
 
     let enabled = providers.enabled_names();
     if enabled == ["echo"] {
@@ -156,14 +134,50 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, force: CancellationTo
     if limits.any() {
         check_ratelimit_commands(&redis).await?;
     }
+    let entries: Vec<String> = cfg.queues.iter().map(|e| format!("{}:{}", e.text, e.weight)).collect();
     info!(
         redis = %crate::config::redact_url(&cfg.redis_url),
-        queues = ?cfg.queues,
+        cluster = cfg.cluster,
+        queues = ?entries,
         concurrency = cfg.concurrency,
         lease_ms,
         worker = %cfg.worker,
         "fetcher started"
     );
+    if limits.any() {
+        for e in &cfg.queues {
+            if let Sel::Names(ns) = &e.sel {
+                for q in ns.iter().take(16) {
+                    info!(queue = %q, mode = %limits.charge_mode(q), "rate limits");
+                }
+            }
+        }
+    }
+
+    // Patterns: look them up once before claiming, then every --discover-every.
+    let globs = queues::globs(&cfg.queues);
+    let (found_tx, found_rx) = watch::channel(BTreeSet::new());
+    let discovery = if globs.is_empty() {
+        None
+    } else {
+        if let Some(found) = discover(&redis, &globs, &BTreeSet::new(), &limits).await {
+            found_tx.send_replace(found);
+        }
+        let (r, l, g, stop) = (redis.clone(), limits.clone(), globs.clone(), shutdown.clone());
+        let every = Duration::from_millis(cfg.discover_every_ms);
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.cancelled() => return,
+                }
+                let before = found_tx.borrow().clone();
+                if let Some(found) = discover(&r, &g, &before, &l).await {
+                    found_tx.send_replace(found);
+                }
+            }
+        }))
+    };
 
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
@@ -177,7 +191,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, force: CancellationTo
         hard: CancellationToken::new(),
     });
     let mut tasks = JoinSet::new();
-    claim_loop(&shared, &claim_redis, &mut tasks, &shutdown).await;
+    claim_loop(&shared, &claim_redis, &mut tasks, found_rx, &shutdown).await;
+    if let Some(d) = discovery {
+        d.abort();
+    }
     drain(&shared, &mut tasks, &force).await;
     stop_server.cancel();
     if let Some(s) = server {
@@ -249,7 +266,40 @@ async fn check_ratelimit_commands(redis: &Redis) -> Result<()> {
     Ok(())
 }
 
-fn claim_cmd(sh: &Shared, queue: &str, count: usize, block_ms: Option<u64>) -> redis::Cmd {
+/// One discovery round: the queues the patterns match now (SCAN on every master), or None
+/// when Redis could not be asked (the previous list stays). Logs what changed.
+async fn discover(
+    redis: &Redis,
+    globs: &[String],
+    before: &BTreeSet<String>,
+    limits: &Limits,
+) -> Option<BTreeSet<String>> {
+    let keys = match redis.scan_match(&queues::scan_pattern(globs)).await {
+        Ok(k) => k,
+        Err(e) => {
+            warn!(error = %rconn::describe(&e), "looking for the queues of the patterns failed; trying again later");
+            return None;
+        }
+    };
+    let found: BTreeSet<String> = keys
+        .iter()
+        .filter_map(|k| queues::queue_of_meta_key(k))
+        .filter(|q| globs.iter().any(|g| queues::glob_match(g, q)))
+        .collect();
+    let added: Vec<&String> = found.difference(before).collect();
+    let gone: Vec<&String> = before.difference(&found).collect();
+    if !added.is_empty() || !gone.is_empty() {
+        info!(added = ?added, gone = ?gone, total = found.len(), "queues of the patterns");
+        if limits.any() {
+            for q in added.iter().take(16) {
+                info!(queue = %q, mode = %limits.charge_mode(q), "rate limits");
+            }
+        }
+    }
+    Some(found)
+}
+
+fn claim_cmd(sh: &Shared, queue: &str, count: usize, block_ms: Option<u64>, plan: Option<&ChargePlan>) -> redis::Cmd {
     let mut cmd = redis::cmd("JOB.CLAIM");
     // JOB.CLAIM hands out at most 1000 jobs a call.
     let count = count.clamp(1, 1000);
@@ -257,10 +307,22 @@ fn claim_cmd(sh: &Shared, queue: &str, count: usize, block_ms: Option<u64>) -> r
     if let Some(b) = block_ms {
         cmd.arg("BLOCK").arg(b);
     }
-    for a in sh.limits.claim_charges(queue) {
-        cmd.arg(a);
+    if let Some(p) = plan {
+        for a in &p.args {
+            cmd.arg(a);
+        }
     }
     cmd
+}
+
+/// True when Redis refused a charged claim for a reason that will not go away (a module
+/// without CHARGE, a key in another slot).
+fn charges_refused(e: &redis::RedisError) -> bool {
+    match rconn::code(e) {
+        Some("CROSSSLOT") => true,
+        Some("ERR") => e.detail().is_some_and(|d| d.to_ascii_uppercase().contains("CHARGE")),
+        _ => false,
+    }
 }
 
 /// One JOB.CLAIM; the jobs it handed out.
@@ -271,9 +333,20 @@ async fn claim_one(
     count: usize,
     block_ms: Option<u64>,
 ) -> Result<Vec<Job>, redis::RedisError> {
-    let v = redis.query(&claim_cmd(sh, queue, count, block_ms)).await?;
+    let plan = sh.limits.charge_plan(queue);
+    let v = match redis.query(&claim_cmd(sh, queue, count, block_ms, plan.as_ref())).await {
+        Ok(v) => v,
+        Err(e) if plan.is_some() && charges_refused(&e) => {
+            if sh.limits.refuse_charges(queue) {
+                error!(queue, error = %rconn::describe(&e), "Redis refused a charged claim; this queue's jobs are charged per call from now on");
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     let recs = rconn::records(&v);
-    let jobs: Vec<Job> = recs.iter().filter_map(|r| Job::from_record(queue, r)).collect();
+    let charged = plan.map(|p| p.provider);
+    let jobs: Vec<Job> = recs.iter().filter_map(|r| Job::from_record(queue, r, charged.clone())).collect();
     if jobs.len() < recs.len() {
         error!(queue, "JOB.CLAIM returned a record without id or token; it will come back when its lease expires");
     }
@@ -285,41 +358,75 @@ async fn claim_one(
 
 /// The non-blocking weighted pass, then (when it found nothing) one blocking claim. An
 /// error after some jobs were claimed still hands those jobs over (they hold leases).
-async fn claim_batch(sh: &Shared, redis: &Redis, wrr: &mut Wrr, want: usize) -> (Vec<Job>, Option<redis::RedisError>) {
-    let queues = &sh.cfg.queues;
+async fn claim_batch(
+    sh: &Shared,
+    redis: &Redis,
+    picker: &mut Picker,
+    want: usize,
+    shutdown: &CancellationToken,
+) -> (Vec<Job>, Option<redis::RedisError>) {
     let mut out = Vec::new();
-    if queues.len() == 1 {
-        match claim_one(sh, redis, &queues[0].0, want, None).await {
-            Ok(got) => out = got,
-            Err(e) => return (out, Some(e)),
+    let mut first_err = None;
+    let mut empty: HashSet<String> = HashSet::new();
+    while out.len() < want && first_err.is_none() {
+        // Deal the free slots out by weight, then ask every queue dealt some at once.
+        let mut deal: Vec<(String, usize)> = Vec::new();
+        for _ in out.len()..want {
+            let Some(q) = picker.next(&empty) else { break };
+            match deal.iter_mut().find(|(d, _)| *d == q) {
+                Some((_, n)) => *n += 1,
+                None => deal.push((q, 1)),
+            }
         }
-    } else {
-        let mut empty = HashSet::new();
-        while out.len() < want {
-            let Some(i) = wrr.next(&empty) else { break };
-            match claim_one(sh, redis, &queues[i].0, 1, None).await {
-                Ok(got) if got.is_empty() => {
-                    empty.insert(i);
+        if deal.is_empty() {
+            break;
+        }
+        let asks = deal.iter().map(|(q, n)| claim_one(sh, redis, q, *n, None));
+        let results = futures::future::join_all(asks).await;
+        for ((q, n), r) in deal.into_iter().zip(results) {
+            match r {
+                Ok(got) => {
+                    if got.len() < n {
+                        empty.insert(q);
+                    }
+                    out.extend(got);
                 }
-                Ok(got) => out.extend(got),
-                Err(e) => return (out, Some(e)),
+                Err(e) => {
+                    empty.insert(q);
+                    first_err.get_or_insert(e);
+                }
             }
         }
     }
-    if out.is_empty() {
-        let i = wrr.next(&HashSet::new()).unwrap_or(0);
-        match claim_one(sh, redis, &queues[i].0, 1, Some(sh.cfg.claim_block_ms)).await {
-            Ok(got) => out = got,
-            Err(e) => return (out, Some(e)),
+    if first_err.is_some() || !out.is_empty() {
+        return (out, first_err);
+    }
+    match picker.next(&HashSet::new()) {
+        Some(q) => match claim_one(sh, redis, &q, 1, Some(sh.cfg.claim_block_ms)).await {
+            Ok(got) => (got, None),
+            Err(e) => (out, Some(e)),
+        },
+        None => {
+            // No queue yet (patterns that match nothing so far): wait as a blocking claim would.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(sh.cfg.claim_block_ms)) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            (out, None)
         }
     }
-    (out, None)
 }
 
-async fn claim_loop(sh: &Arc<Shared>, redis: &Redis, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
+async fn claim_loop(
+    sh: &Arc<Shared>,
+    redis: &Redis,
+    tasks: &mut JoinSet<()>,
+    mut found: watch::Receiver<BTreeSet<String>>,
+    shutdown: &CancellationToken,
+) {
     let sem = Arc::new(Semaphore::new(sh.cfg.concurrency));
-    let weights: Vec<u32> = sh.cfg.queues.iter().map(|(_, w)| *w).collect();
-    let mut wrr = Wrr::new(&weights);
+    let mut picker = Picker::new(&sh.cfg.queues);
+    picker.set(queues::assign(&sh.cfg.queues, &found.borrow_and_update()));
     let mut backoff = Backoff::new(Duration::from_secs(5));
     loop {
         while tasks.try_join_next().is_some() {}
@@ -335,7 +442,10 @@ async fn claim_loop(sh: &Arc<Shared>, redis: &Redis, tasks: &mut JoinSet<()>, sh
         while let Ok(p) = sem.clone().try_acquire_owned() {
             permits.push(p);
         }
-        let (jobs, err) = claim_batch(sh, redis, &mut wrr, permits.len()).await;
+        if found.has_changed().unwrap_or(false) {
+            picker.set(queues::assign(&sh.cfg.queues, &found.borrow_and_update()));
+        }
+        let (jobs, err) = claim_batch(sh, redis, &mut picker, permits.len(), shutdown).await;
         let failed = err.map(|e| {
             let wait = backoff.next_delay();
             warn!(error = %rconn::describe(&e), retry_in_ms = wait.as_millis() as u64, "claim failed");
@@ -422,6 +532,7 @@ async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
         Ok(c) => (providers::label(&c.provider), c.model.clone()),
         Err(_) => ("unknown", None),
     };
+    announce(&sh, &job, provider, model.as_deref()).await;
     let lost = CancellationToken::new();
     let hb = tokio::spawn(heartbeat(sh.clone(), job.clone(), lost.clone()));
 
@@ -431,7 +542,7 @@ async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
         Released(bool),
     }
     let step = tokio::select! {
-        r = execute(&sh, parsed, job.cost) => Step::Called(Box::new(r)),
+        r = execute(&sh, parsed, &job) => Step::Called(Box::new(r)),
         _ = lost.cancelled() => Step::Lost,
         _ = sh.abort.cancelled() => {
             hb.abort();
@@ -475,7 +586,7 @@ async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
 
 /// Reads the call, waits for the rate limits, calls. Returns the call (when the payload
 /// was readable) and the outcome.
-async fn execute(sh: &Shared, parsed: Result<Call, Failure>, cost: u64) -> (Option<Call>, Result<Success, Failure>) {
+async fn execute(sh: &Shared, parsed: Result<Call, Failure>, job: &Job) -> (Option<Call>, Result<Success, Failure>) {
     let call = match parsed {
         Ok(c) => c,
         Err(f) => return (None, Err(f)),
@@ -484,8 +595,17 @@ async fn execute(sh: &Shared, parsed: Result<Call, Failure>, cost: u64) -> (Opti
         Ok(p) => p,
         Err(f) => return (Some(call), Err(f)),
     };
-    if let Err(f) = sh.limits.acquire(&call.provider, cost).await {
-        return (Some(call), Err(f));
+    // A charged claim already took this provider's budgets; anything else is charged here.
+    match job.charged.as_deref() {
+        Some(p) if p == call.provider => {}
+        other => {
+            if let Some(p) = other {
+                warn!(queue = %job.queue, id = %job.id, bound = p, provider = %providers::label(&call.provider), "the job names another provider than its queue's --queue-provider: charged per call too");
+            }
+            if let Err(f) = sh.limits.acquire(&job.queue, &call.provider, job.cost).await {
+                return (Some(call), Err(f));
+            }
+        }
     }
     let r = execute_call(sh, &call, provider).await;
     (Some(call), r)
@@ -499,6 +619,20 @@ async fn execute_call(sh: &Shared, call: &Call, provider: Arc<dyn providers::Pro
     };
     sh.metrics.call(providers::label(&call.provider), t.elapsed());
     r
+}
+
+/// One PROGRESS update before the call, so subscribers see what the job is waiting on.
+/// A refusal here (lease lost, canceled) is left to the heartbeat to act on.
+async fn announce(sh: &Shared, job: &Job, provider: &str, model: Option<&str>) {
+    let text = match model {
+        Some(m) => format!("calling {provider} {m}"),
+        None => format!("calling {provider}"),
+    };
+    let mut cmd = redis::cmd("JOB.UPDATE");
+    cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token).arg("PROGRESS").arg(text);
+    if let Err(e) = sh.redis.query(&cmd).await {
+        debug!(queue = %job.queue, id = %job.id, error = %rconn::describe(&e), "progress update not taken");
+    }
 }
 
 /// Heartbeats every lease/3 until aborted. Returns why the job was lost, if it was.
@@ -664,28 +798,5 @@ async fn release(sh: &Shared, job: &Job) -> bool {
             warn!(queue = %job.queue, id = %job.id, "release never landed; the lease will expire");
             false
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wrr_follows_the_weights() {
-        let mut w = Wrr::new(&[3, 1]);
-        let none = HashSet::new();
-        let seq: Vec<usize> = (0..8).map(|_| w.next(&none).unwrap()).collect();
-        assert_eq!(seq.iter().filter(|i| **i == 0).count(), 6);
-        assert_eq!(seq.iter().filter(|i| **i == 1).count(), 2);
-        let mut w = Wrr::new(&[6, 3, 1]);
-        let seq: Vec<usize> = (0..10).map(|_| w.next(&none).unwrap()).collect();
-        assert_eq!([0, 1, 2].map(|q| seq.iter().filter(|i| **i == q).count()), [6, 3, 1]);
-        let skip: HashSet<usize> = [0].into();
-        for _ in 0..4 {
-            assert_ne!(w.next(&skip), Some(0));
-        }
-        let all: HashSet<usize> = [0, 1, 2].into();
-        assert_eq!(w.next(&all), None);
     }
 }

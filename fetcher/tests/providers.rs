@@ -68,6 +68,14 @@ fn every_provider_answers_and_the_result_has_the_documented_shape() {
         assert_eq!(fs(&r, "status"), "done", "{id}: {r:?}");
         assert_eq!(fi(&r, "attempts"), 1);
     }
+    // subscribers see what each call waits on, before it is done
+    let kinds: Vec<(String, String)> = events(&mut c, "default", &g)
+        .into_iter()
+        .map(|(k, d)| (k, d["progress"].as_str().unwrap_or("").to_string()))
+        .collect();
+    let progress = kinds.iter().position(|(k, p)| k == "progress" && p == "calling gemini gemini-2.0-flash");
+    let done = kinds.iter().position(|(k, _)| k == "done");
+    assert!(progress.is_some() && progress < done, "{kinds:?}");
 
     let rg = result_of(&mut c, "default", &g);
     assert_eq!(rg["provider"], "gemini");
@@ -325,12 +333,13 @@ fn healthz_and_metrics() {
     let bad = create_job(&mut c, "default", &gemini("400"), &[]);
     wait_finished(&mut c, "default", &ok_id, T);
     wait_finished(&mut c, "default", &bad, T);
-    let m = wait_until(T, "metrics to count both jobs", || {
-        let m = f.metrics();
-        m.contains("outcome=\"failed\"").then_some(m)
-    });
     let done = "aijob_fetcher_jobs_total{queue=\"default\",provider=\"gemini\",outcome=\"done\",class=\"\"}";
     let failed = "aijob_fetcher_jobs_total{queue=\"default\",provider=\"gemini\",outcome=\"failed\",class=\"400\"}";
+    // a job is done in Redis a moment before the fetcher has read the reply and counted it
+    let m = wait_until(T, "metrics to count both jobs", || {
+        let m = f.metrics();
+        (m.contains(done) && m.contains(failed)).then_some(m)
+    });
     assert_eq!(common::fetcher::metric_value(&m, done), 1.0, "{m}");
     assert_eq!(common::fetcher::metric_value(&m, failed), 1.0, "{m}");
     assert_eq!(common::fetcher::metric_value(&m, "aijob_fetcher_call_seconds_count{provider=\"gemini\"}"), 2.0);
@@ -352,13 +361,18 @@ fn help_documents_every_flag_and_shows_no_secret() {
         .arg("--help")
         .env("GEMINI_API_KEY", "gk-help-secret-123")
         .env("OPENAI_API_KEY", "sk-help-secret-456")
+        .env("REDIS_URL", "redis://:redis-help-secret-789@127.0.0.1:1")
         .output()
         .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--redis-url",
+        "--cluster",
         "--queues",
+        "--discover-every",
+        "--queue-provider",
+        "--rl-scope",
         "--concurrency",
         "--lease",
         "--grace",

@@ -17,41 +17,46 @@ fn port_pair_free(p: u16) -> bool {
     TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
 }
 
-/// `n` ports at most 55535 whose bus ports are free as well.
-fn cluster_ports(n: usize) -> Vec<u16> {
-    let seed = (std::process::id() as u64).wrapping_mul(2654435761)
-        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let mut ports = Vec::new();
-    let mut p = 20_000 + (seed % 30_000) as u16;
-    while ports.len() < n {
+/// A port at most 55535 whose bus port (port + 10000) is free as well.
+fn cluster_port() -> u16 {
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
+        ^ (std::process::id() as u64).wrapping_mul(2654435761);
+    let mut p = 20_000 + (seed % 35_000) as u16;
+    loop {
         p = if p >= 55_000 { 20_000 } else { p + 1 };
         if port_pair_free(p) {
-            ports.push(p);
+            return p;
         }
     }
-    ports
 }
 
 impl Cluster {
+    /// One cluster-enabled node; a port taken between the check and the start (by a test
+    /// running beside this one) is replaced by another.
+    fn start_node() -> Server {
+        let mut last = String::new();
+        for _ in 0..10 {
+            let opts = Opts { port: Some(cluster_port()), ..Default::default() }
+                .with("cluster-enabled", "yes")
+                .with("cluster-config-file", "nodes.conf")
+                .with("cluster-node-timeout", "1500")
+                .with("repl-diskless-sync-delay", "0")
+                .with("appendonly", "yes");
+            match Server::try_start(opts) {
+                Ok(s) => return s,
+                Err(e) => last = e,
+            }
+        }
+        panic!("could not start a cluster node: {last}");
+    }
+
     pub fn start() -> Cluster {
         Cluster::start_with(3, 1)
     }
 
     pub fn start_with(masters: usize, replicas_per_master: usize) -> Cluster {
         let total = masters * (1 + replicas_per_master);
-        let nodes: Vec<Server> = cluster_ports(total)
-            .into_iter()
-            .map(|port| {
-                Server::start_with(
-                    Opts { port: Some(port), ..Default::default() }
-                        .with("cluster-enabled", "yes")
-                        .with("cluster-config-file", "nodes.conf")
-                        .with("cluster-node-timeout", "1500")
-                        .with("repl-diskless-sync-delay", "0")
-                        .with("appendonly", "yes"),
-                )
-            })
-            .collect();
+        let nodes: Vec<Server> = (0..total).map(|_| Cluster::start_node()).collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create").args(&addrs);
@@ -68,6 +73,12 @@ impl Cluster {
         self.nodes.iter().map(|n| n.url()).collect()
     }
 
+    /// `redis+cluster://` with every node as a seed (the fetcher's form).
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
     /// A cluster client (follows MOVED/ASK).
     pub fn client(&self) -> redis::cluster::ClusterConnection {
         let client = redis::cluster::ClusterClientBuilder::new(self.urls())
@@ -78,13 +89,14 @@ impl Cluster {
         client.get_connection().expect("cluster connection")
     }
 
-    /// Waits until every live node says the cluster is ok.
+    /// Waits until every node says the cluster is ok and knows every node.
     pub fn wait_ok(&self) {
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
         for n in &self.nodes {
             let mut c = n.conn();
             wait_until(Duration::from_secs(30), "cluster_state:ok", || {
                 let info = s(&ok(&mut c, &["CLUSTER", "INFO"]));
-                info.contains("cluster_state:ok").then_some(())
+                (info.contains("cluster_state:ok") && info.contains(&known)).then_some(())
             });
         }
     }

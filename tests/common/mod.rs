@@ -10,12 +10,21 @@ use std::time::{Duration, Instant};
 
 pub use redis::{Connection, Value};
 
-/// The module under test: `AIJOB_MODULE`, else the workspace's debug build.
+/// The module under test: `AIJOB_MODULE`, else `libaijob.so` of the target directory this
+/// test binary was built into (`target/debug/deps/<test>` -> `target/debug/libaijob.so`,
+/// whatever CARGO_TARGET_DIR is), else the workspace's `target/debug`. `cargo test` does
+/// not build it: run `cargo build` first (`make test` does).
 pub fn module_path() -> PathBuf {
     if let Ok(p) = std::env::var("AIJOB_MODULE") {
         return PathBuf::from(p);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/libaijob.so")
+    let built_beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("libaijob.so")))
+        .filter(|p| p.exists());
+    let p = built_beside.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/libaijob.so"));
+    assert!(p.exists(), "the module {} is missing: run `cargo build` at the workspace root first", p.display());
+    p
 }
 
 /// The server binary: `AIJOB_SERVER` (e.g. valkey-server), else redis-server.
@@ -95,7 +104,7 @@ impl Server {
         panic!("could not start a server: {last_err}");
     }
 
-    fn try_start(opts: Opts) -> Result<Server, String> {
+    pub fn try_start(opts: Opts) -> Result<Server, String> {
         let port = opts.port.unwrap_or_else(free_port);
         let (dir, tmp) = match &opts.dir {
             Some(d) => (d.clone(), None),

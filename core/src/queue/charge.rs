@@ -87,7 +87,6 @@ pub fn settle<S: Store>(tx: &mut Tx<S>, job: &JobState, usage: i64) -> Result<u6
         tx.push(limiter::store_op(&t.key, &state, tx.now));
         settled += 1;
     }
-    tx.hdel(&job.id, &[record::CHARGES]);
     Ok(settled)
 }
 

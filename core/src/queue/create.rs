@@ -8,7 +8,7 @@ use crate::queue::cache;
 use crate::queue::tx::{meta, Env, Tally, Tx};
 use crate::record::{self, JobState};
 use crate::rng;
-use crate::store::{Op, Score, Store};
+use crate::store::{Score, Store};
 
 /// Creates the job of `spec` and returns its id. `EXISTS` when the id is taken.
 pub fn create<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, spec: &JobSpec) -> Result<(Vec<u8>, Tally)> {
@@ -60,7 +60,7 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
         percent: 0,
         expire_at: None,
     };
-    tx.hset(id, record_fields(tx.q, &job, spec, now));
+    tx.hset(id, record_fields(&job, spec, now));
     tx.enter_live(&job)?;
     let score = run_at.map_or(Score::At(now), Score::At);
     tx.place(&job, status, score)?;
@@ -76,7 +76,7 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
     Ok(job)
 }
 
-fn record_fields(q: &QueueKeys, job: &JobState, spec: &JobSpec, now: i64) -> Vec<(&'static str, Vec<u8>)> {
+fn record_fields(job: &JobState, spec: &JobSpec, now: i64) -> Vec<(&'static str, Vec<u8>)> {
     let n = |v: i64| v.to_string().into_bytes();
     let mut f: Vec<(&'static str, Vec<u8>)> = vec![
         ("status", job.status.as_str().as_bytes().to_vec()),

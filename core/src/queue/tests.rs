@@ -780,6 +780,27 @@ mod charged_claims {
     }
 
     #[test]
+    fn a_released_attempt_keeps_its_charge_and_a_later_attempt_settles_only_its_own() {
+        let mut w = World::new();
+        costly(&mut w, 50);
+        let c = claim_charged(&mut w, vec![tpm(1000)]).jobs.remove(0);
+        let q = w.q.clone();
+        w.with_env(|s, _, env| update::release(s, &q, env, &c.id, c.token.as_bytes(), None).unwrap());
+        assert_eq!(held(&mut w, b"tpm:{q}", 1000), 50, "a release keeps the charge (the call may have happened)");
+        let again = w.claim_n(1).remove(0);
+        let u = UpdateArgs {
+            token: Some(again.token.as_bytes().to_vec()),
+            status: Some(UpdateStatus::Done),
+            result: Some(b"1".to_vec()),
+            usage: Some(10),
+            ..Default::default()
+        };
+        let t = w.with_env(|s, q, env| update::update(s, q, env, &again.id, &u).unwrap().1);
+        assert_eq!(t.usage_settled, 0, "the uncharged attempt settles nothing");
+        assert_eq!(held(&mut w, b"tpm:{q}", 1000), 50);
+    }
+
+    #[test]
     fn a_job_over_the_limit_runs_alone_in_an_empty_window() {
         let mut w = World::new();
         costly(&mut w, 5_000);

@@ -380,6 +380,11 @@ impl<'a, S: Store> Tx<'a, S> {
             }
             Status::Running => {
                 self.ops.push(Op::ZRem(self.q.leases(), id));
+                if job.charges.is_some() {
+                    // the attempt's charges are settled (USAGE) or kept as charged: either
+                    // way a later attempt must not settle them again
+                    self.hdel(&job.id, &[crate::record::CHARGES]);
+                }
                 let gi = self.group(&job.group)?;
                 self.groups[gi].running = (self.groups[gi].running - 1).max(0);
                 self.groups[gi].changed = true;

@@ -9,8 +9,14 @@ use std::time::{Duration, Instant};
 use super::{free_port, wait_until, Server, TempDir};
 
 /// Variables of the fetcher that the test environment must not leak into a test.
-const ENV: [&str; 18] = [
+const ENV: [&str; 24] = [
     "REDIS_URL",
+    "AIJOB_CLUSTER",
+    "AIJOB_DISCOVER_MS",
+    "AIJOB_QUEUE_PROVIDERS",
+    "AIJOB_RL_SCOPE",
+    "AIJOB_LOG",
+    "AIJOB_LOG_FORMAT",
     "AIJOB_QUEUES",
     "AIJOB_CONCURRENCY",
     "AIJOB_LEASE_MS",

@@ -10,10 +10,14 @@
 //! - `429/ra=N`: 429 with `Retry-After: N`; `429/date=N`: Retry-After as an HTTP date N s ahead;
 //! - `slow=MS`: 200 after MS milliseconds;
 //! - `echokey`: 400 whose error message repeats the request's key headers (a leaky provider);
-//! - `okkey`: 200 whose text repeats them.
+//! - `okkey`: 200 whose text repeats them;
+//! - `usage=N ...` (anything after the number is ignored): 200 whose usage adds up to N
+//!   tokens (input N/2, output the rest), e.g. more or less than the job's COST estimate.
 //!
-//! Usage in every 200: gemini promptTokenCount 11, candidatesTokenCount 7; openai chat
-//! prompt_tokens 13, completion_tokens 5; images input_tokens 3, output_tokens 100.
+//! Usage in every other 200: gemini promptTokenCount 11, candidatesTokenCount 7; openai chat
+//! prompt_tokens 13, completion_tokens 5; images input_tokens 3, output_tokens 100. Each
+//! request's log entry keeps the tokens its answer reported (`tokens`): the provider's own
+//! account of what it served.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,8 +37,12 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub at: Instant,
+    /// The same instant as ms since the epoch (to compare with the module's timestamps).
+    pub unix_ms: u64,
     /// The prompt the script was read from.
     pub prompt: String,
+    /// The tokens the answer reported as used (input + output), 0 for an error.
+    pub tokens: u64,
 }
 
 impl Request {
@@ -137,17 +145,30 @@ fn serve(
     let prompt = prompt_of(&path, &req_json);
     let n = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     max_in_flight.fetch_max(n, Ordering::SeqCst);
-    let req = Request { method, path: path.clone(), headers, body, at: Instant::now(), prompt: prompt.clone() };
-    let nth = {
+    let req = Request {
+        method,
+        path: path.clone(),
+        headers,
+        body,
+        at: Instant::now(),
+        unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64,
+        prompt: prompt.clone(),
+        tokens: 0,
+    };
+    let (nth, index) = {
         let mut st = state.lock().unwrap();
         st.requests.push(req.clone());
+        let index = st.requests.len() - 1;
         let c = st.seen.entry(prompt.clone()).or_insert(0);
         *c += 1;
-        *c
+        (*c, index)
     };
     let steps: Vec<&str> = prompt.split(',').map(str::trim).collect();
     let step = steps[(nth - 1).min(steps.len() - 1)];
     let (status, extra_headers, body, delay) = answer(step, &path, &prompt, &req);
+    if status == 200 {
+        state.lock().unwrap().requests[index].tokens = tokens_of(&body);
+    }
     if !delay.is_zero() {
         thread::sleep(delay);
     }
@@ -203,27 +224,48 @@ fn http_date(unix: u64) -> String {
     format!("{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
+/// The tokens an answer body reports (any of the three formats).
+fn tokens_of(body: &str) -> u64 {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    n("/usageMetadata/promptTokenCount")
+        + n("/usageMetadata/candidatesTokenCount")
+        + n("/usage/prompt_tokens")
+        + n("/usage/completion_tokens")
+        + n("/usage/input_tokens")
+        + n("/usage/output_tokens")
+}
+
 fn ok_body(path: &str, prompt: &str) -> String {
+    ok_body_with(path, prompt, None)
+}
+
+/// A 200 body; `usage` (input, output) replaces the fixed counts.
+fn ok_body_with(path: &str, prompt: &str, usage: Option<(u64, u64)>) -> String {
     let text = format!("echo: {prompt}");
     if path.ends_with(":generateContent") {
+        let (i, o) = usage.unwrap_or((11, 7));
         json!({
             "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}],
-            "usageMetadata": {"promptTokenCount": 11, "candidatesTokenCount": 7, "totalTokenCount": 18},
+            "usageMetadata": {"promptTokenCount": i, "candidatesTokenCount": o, "totalTokenCount": i + o},
             "modelVersion": "mock-gemini"
         })
         .to_string()
     } else if path == "/v1/chat/completions" {
+        let (i, o) = usage.unwrap_or((13, 5));
         json!({
             "id": "chatcmpl-1", "object": "chat.completion", "model": "mock-gpt",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18}
+            "usage": {"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o}
         })
         .to_string()
     } else if path == "/v1/images/generations" {
-        json!({"created": 1, "data": [{"b64_json": "iVBORw0KGgo="}], "usage": {"input_tokens": 3, "output_tokens": 100}})
+        let (i, o) = usage.unwrap_or((3, 100));
+        json!({"created": 1, "data": [{"b64_json": "iVBORw0KGgo="}], "usage": {"input_tokens": i, "output_tokens": o}})
             .to_string()
     } else {
-        json!({"text": text, "usage": {"input_tokens": 2, "output_tokens": 3}}).to_string()
+        let (i, o) = usage.unwrap_or((2, 3));
+        json!({"text": text, "usage": {"input_tokens": i, "output_tokens": o}}).to_string()
     }
 }
 
@@ -231,6 +273,11 @@ type Answer = (u16, Vec<(String, String)>, String, Duration);
 
 fn answer(step: &str, path: &str, prompt: &str, req: &Request) -> Answer {
     let err = |status: u16, msg: &str| json!({"error": {"code": status, "message": msg, "status": "MOCK"}}).to_string();
+    if let Some(rest) = step.strip_prefix("usage=") {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let n: u64 = digits.parse().unwrap_or(0);
+        return (200, vec![], ok_body_with(path, prompt, Some((n / 2, n - n / 2))), Duration::ZERO);
+    }
     if let Some(ms) = step.strip_prefix("slow=") {
         let ms: u64 = ms.parse().unwrap_or(1000);
         return (200, vec![], ok_body(path, prompt), Duration::from_millis(ms));

@@ -1,0 +1,442 @@
+//! Which queues the fetcher serves, and in which order it asks them.
+//!
+//! `--queues` is a comma-separated list of entries, each with an optional `:weight` (1 when
+//! left out):
+//! - a name: `sketch:6`;
+//! - a brace range, expanded once at start: `sketch-{0..7}:6` is `sketch-0` .. `sketch-7`
+//!   (`{00..15}` keeps the zero padding);
+//! - a glob pattern with `*` (any run of characters) and `?` (one character): `sketch-*:6`
+//!   is every queue whose name matches, found by SCAN MATCH `aijob:{sketch-*}:meta` on every
+//!   master, again every `--discover-every` ms, so that queues created later are served too.
+//!
+//! The weight belongs to the whole entry, however many queues it holds: `sketch-*:6,low:1`
+//! claims like `sketch:6,low:1`, and the 6 turns of `sketch-*` go round its queues in turn.
+//! Spreading one hot queue over N slots thus changes nothing of the weights. A queue named by
+//! several entries belongs to the first that names it explicitly (a name or a brace range),
+//! else to the first pattern that matches it.
+//!
+//! The pick is two-level: smooth weighted round robin (nginx's SWRR) over the entries, then
+//! round robin over the queues of the chosen entry, both skipping the queues that answered
+//! empty in the current claim pass.
+
+use std::collections::{BTreeSet, HashSet};
+
+use anyhow::{bail, Context, Result};
+
+/// What one `--queues` entry selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sel {
+    /// A name, or the names of a brace range.
+    Names(Vec<String>),
+    /// A glob pattern (`*`, `?`), matched against the queues found by discovery.
+    Glob(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// As written (without the weight), for logs.
+    pub text: String,
+    pub sel: Sel,
+    pub weight: u32,
+}
+
+/// Largest number of queues one brace range may expand to.
+pub const MAX_RANGE: u64 = 10_000;
+
+fn validate_name(flag: &str, name: &str) -> Result<()> {
+    aijob_core::names::validate("queue", name.as_bytes()).map_err(|e| anyhow::anyhow!("{flag}: {}", e.message))
+}
+
+/// True when `text` holds a glob wildcard.
+pub fn is_glob(text: &str) -> bool {
+    text.contains(['*', '?'])
+}
+
+/// A glob's characters must be those of a queue name, or `*` and `?`.
+fn validate_glob(flag: &str, glob: &str) -> Result<()> {
+    let plain: String = glob.chars().map(|c| if c == '*' || c == '?' { 'x' } else { c }).collect();
+    validate_name(flag, &plain).with_context(|| format!("{flag}: bad pattern '{glob}'"))
+}
+
+/// `pre{a..b}post` to its names; None when `text` has no brace.
+pub fn expand_braces(flag: &str, text: &str) -> Result<Option<Vec<String>>> {
+    let Some(open) = text.find('{') else {
+        if text.contains('}') {
+            bail!("{flag}: '{text}' has a '}}' without '{{'");
+        }
+        return Ok(None);
+    };
+    let close = text[open..].find('}').map(|i| open + i).with_context(|| format!("{flag}: '{text}' has no '}}'"))?;
+    let (pre, range, post) = (&text[..open], &text[open + 1..close], &text[close + 1..]);
+    if post.contains(['{', '}']) || pre.contains('}') {
+        bail!("{flag}: '{text}': one brace range per entry");
+    }
+    let (a, b) = range.split_once("..").with_context(|| format!("{flag}: '{text}': a range is {{first..last}}"))?;
+    let num = |s: &str| -> Result<u64> {
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            bail!("{flag}: '{text}': '{s}' is not a number");
+        }
+        s.parse::<u64>().with_context(|| format!("{flag}: '{text}': '{s}' is too large"))
+    };
+    let (first, last) = (num(a)?, num(b)?);
+    if first > last {
+        bail!("{flag}: '{text}': the range goes down");
+    }
+    if last - first >= MAX_RANGE {
+        bail!("{flag}: '{text}': at most {MAX_RANGE} queues in a range");
+    }
+    // {00..15}: zero-padded to the width of the first bound, like bash.
+    let width = if a.len() > 1 && a.starts_with('0') { a.len() } else { 0 };
+    let names: Vec<String> = (first..=last).map(|n| format!("{pre}{n:0width$}{post}")).collect();
+    Ok(Some(names))
+}
+
+/// Glob match with `*` (any run, empty included) and `?` (any one byte).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
+}
+
+/// Splits `name:weight` (the weight is the part after the last ':' when it is all digits;
+/// queue names may hold ':' themselves).
+fn split_weight<'a>(flag: &str, part: &'a str) -> Result<(&'a str, u32)> {
+    match part.rsplit_once(':') {
+        Some((n, w)) if !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()) => {
+            let w: u32 = w.parse().with_context(|| format!("{flag}: weight '{w}' is too large"))?;
+            if w == 0 {
+                bail!("{flag}: the weight of '{n}' must be at least 1");
+            }
+            Ok((n, w))
+        }
+        _ => Ok((part, 1)),
+    }
+}
+
+/// A selector: a name, a brace range or a glob.
+pub fn parse_sel(flag: &str, text: &str) -> Result<Sel> {
+    if let Some(names) = expand_braces(flag, text)? {
+        if is_glob(text) {
+            bail!("{flag}: '{text}': a brace range and a pattern cannot be mixed");
+        }
+        for n in &names {
+            validate_name(flag, n)?;
+        }
+        return Ok(Sel::Names(names));
+    }
+    if is_glob(text) {
+        validate_glob(flag, text)?;
+        return Ok(Sel::Glob(text.to_string()));
+    }
+    validate_name(flag, text)?;
+    Ok(Sel::Names(vec![text.to_string()]))
+}
+
+/// `--queues`.
+pub fn parse_entries(text: &str) -> Result<Vec<Entry>> {
+    const FLAG: &str = "--queues";
+    let mut out: Vec<Entry> = Vec::new();
+    let mut names: HashSet<String> = HashSet::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (sel_text, weight) = split_weight(FLAG, part)?;
+        let sel = parse_sel(FLAG, sel_text)?;
+        match &sel {
+            Sel::Names(ns) => {
+                for n in ns {
+                    if !names.insert(n.clone()) {
+                        bail!("{FLAG}: '{n}' is given twice");
+                    }
+                }
+            }
+            Sel::Glob(g) => {
+                if out.iter().any(|e| e.sel == Sel::Glob(g.clone())) {
+                    bail!("{FLAG}: '{g}' is given twice");
+                }
+            }
+        }
+        out.push(Entry { text: sel_text.to_string(), sel, weight });
+    }
+    if out.is_empty() {
+        bail!("{FLAG}: no queue given");
+    }
+    Ok(out)
+}
+
+/// The glob patterns among the entries (what discovery looks for).
+pub fn globs(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.sel {
+            Sel::Glob(g) => Some(g.clone()),
+            Sel::Names(_) => None,
+        })
+        .collect()
+}
+
+/// The queues of each entry, given the queues discovery found: explicit names as written;
+/// for a pattern, the found queues it matches (sorted) that no explicit name and no earlier
+/// pattern took.
+pub fn assign(entries: &[Entry], found: &BTreeSet<String>) -> Vec<Vec<String>> {
+    let explicit: HashSet<&str> = entries
+        .iter()
+        .flat_map(|e| match &e.sel {
+            Sel::Names(ns) => ns.iter().map(String::as_str).collect::<Vec<_>>(),
+            Sel::Glob(_) => Vec::new(),
+        })
+        .collect();
+    let mut taken: HashSet<&str> = HashSet::new();
+    entries
+        .iter()
+        .map(|e| match &e.sel {
+            Sel::Names(ns) => ns.clone(),
+            Sel::Glob(g) => found
+                .iter()
+                .filter(|q| glob_match(g, q) && !explicit.contains(q.as_str()))
+                .filter(|q| taken.insert(q.as_str()))
+                .cloned()
+                .collect(),
+        })
+        .collect()
+}
+
+/// The queue name of a meta key `aijob:{Q}:meta`, when it is one.
+pub fn queue_of_meta_key(key: &[u8]) -> Option<String> {
+    let k = std::str::from_utf8(key).ok()?;
+    let name = k.strip_prefix("aijob:{")?.strip_suffix("}:meta")?;
+    aijob_core::names::validate("queue", name.as_bytes()).ok()?;
+    Some(name.to_string())
+}
+
+/// The SCAN MATCH pattern that finds the queues of `globs`: the glob itself inside the
+/// meta key when there is one, else every queue's meta key (filtered here).
+pub fn scan_pattern(globs: &[String]) -> String {
+    match globs {
+        [one] => format!("aijob:{{{one}}}:meta"),
+        _ => "aijob:{*}:meta".to_string(),
+    }
+}
+
+/// Smooth weighted round robin (nginx's algorithm), with members left out on demand.
+pub struct Wrr {
+    weights: Vec<i64>,
+    current: Vec<i64>,
+}
+
+impl Wrr {
+    pub fn new(weights: &[u32]) -> Wrr {
+        Wrr { weights: weights.iter().map(|w| *w as i64).collect(), current: vec![0; weights.len()] }
+    }
+
+    /// The next member, skipping `skip`; None when every member is skipped.
+    pub fn next(&mut self, skip: &HashSet<usize>) -> Option<usize> {
+        let mut total = 0;
+        let mut best: Option<usize> = None;
+        for i in 0..self.weights.len() {
+            if skip.contains(&i) {
+                continue;
+            }
+            self.current[i] += self.weights[i];
+            total += self.weights[i];
+            if best.is_none_or(|b| self.current[i] > self.current[b]) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        self.current[b] -= total;
+        Some(b)
+    }
+}
+
+/// The weighted pick over the entries and their queues.
+pub struct Picker {
+    groups: Vec<(Vec<String>, usize)>,
+    wrr: Wrr,
+}
+
+impl Picker {
+    pub fn new(entries: &[Entry]) -> Picker {
+        let weights: Vec<u32> = entries.iter().map(|e| e.weight).collect();
+        let groups = assign(entries, &BTreeSet::new()).into_iter().map(|q| (q, 0)).collect();
+        Picker { groups, wrr: Wrr::new(&weights) }
+    }
+
+    /// Sets the queues of every entry (from [`assign`]).
+    pub fn set(&mut self, queues: Vec<Vec<String>>) {
+        for (g, qs) in self.groups.iter_mut().zip(queues) {
+            if g.0 != qs {
+                let keep = g.0.get(g.1).cloned();
+                g.1 = keep.and_then(|k| qs.iter().position(|q| *q == k)).unwrap_or(0);
+                g.0 = qs;
+            }
+        }
+    }
+
+    /// Every queue served now.
+    #[cfg(test)]
+    pub fn queues(&self) -> impl Iterator<Item = &String> {
+        self.groups.iter().flat_map(|g| g.0.iter())
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.groups.iter().all(|g| g.0.is_empty())
+    }
+
+    /// The next queue by weight, skipping the queues in `skip`; None when none is left.
+    pub fn next(&mut self, skip: &HashSet<String>) -> Option<String> {
+        let dead: HashSet<usize> =
+            (0..self.groups.len()).filter(|&i| self.groups[i].0.iter().all(|q| skip.contains(q))).collect();
+        let i = self.wrr.next(&dead)?;
+        let (qs, next) = &mut self.groups[i];
+        let n = qs.len();
+        for k in 0..n {
+            let j = (*next + k) % n;
+            if !skip.contains(&qs[j]) {
+                *next = (j + 1) % n;
+                return Some(qs[j].clone());
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Sel {
+        Sel::Names(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn entries_names_weights_ranges_and_globs() {
+        let e = parse_entries("sketch:6, default:3,low").unwrap();
+        assert_eq!(
+            e.iter().map(|e| (e.sel.clone(), e.weight)).collect::<Vec<_>>(),
+            vec![(names(&["sketch"]), 6), (names(&["default"]), 3), (names(&["low"]), 1)]
+        );
+        assert_eq!(parse_entries("a:b:2").unwrap()[0].sel, names(&["a:b"]));
+        assert_eq!(parse_entries("a:b").unwrap()[0].weight, 1);
+        let e = parse_entries("s-{0..3}:6").unwrap();
+        assert_eq!((e[0].sel.clone(), e[0].weight), (names(&["s-0", "s-1", "s-2", "s-3"]), 6));
+        let e = parse_entries("s{08..10}x").unwrap();
+        assert_eq!(e[0].sel, names(&["s08x", "s09x", "s10x"]));
+        let e = parse_entries("q-*:4,a?c").unwrap();
+        assert_eq!((e[0].sel.clone(), e[0].weight), (Sel::Glob("q-*".into()), 4));
+        assert_eq!(e[1].sel, Sel::Glob("a?c".into()));
+        for bad in [
+            "",
+            "a:0",
+            "a,a",
+            "bad{name}:1",
+            "a:99999999999",
+            "s-{3..1}",
+            "s-{0..x}",
+            "s-{0..1}-{0..1}",
+            "s-{0..99999}",
+            "s-{0..3}*",
+            "s}",
+            "q-*,q-*",
+            "a-{0..2},a-1",
+            "bad/*",
+        ] {
+            assert!(parse_entries(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn globs_match() {
+        assert!(glob_match("q-*", "q-1"));
+        assert!(glob_match("q-*", "q-"));
+        assert!(!glob_match("q-*", "q1"));
+        assert!(glob_match("*-x-*", "a-x-b-x-c"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a*b", "acbd"));
+        assert!(glob_match("a*b*", "acbd"));
+    }
+
+    #[test]
+    fn meta_keys_name_their_queue() {
+        assert_eq!(queue_of_meta_key(b"aijob:{q-1}:meta").as_deref(), Some("q-1"));
+        assert_eq!(queue_of_meta_key(b"aijob:{q-1}:job:x"), None);
+        assert_eq!(queue_of_meta_key(b"aijob:{a}:b}:meta"), None);
+        assert_eq!(scan_pattern(&["q-*".into()]), "aijob:{q-*}:meta");
+        assert_eq!(scan_pattern(&["a*".into(), "b*".into()]), "aijob:{*}:meta");
+    }
+
+    #[test]
+    fn explicit_names_and_earlier_patterns_win() {
+        let e = parse_entries("q-1:5,q-*:2,*:1").unwrap();
+        let found: BTreeSet<String> = ["q-1", "q-2", "q-3", "other"].iter().map(|s| s.to_string()).collect();
+        let a = assign(&e, &found);
+        assert_eq!(a, vec![vec!["q-1".to_string()], vec!["q-2".into(), "q-3".into()], vec!["other".into()]]);
+    }
+
+    #[test]
+    fn wrr_follows_the_weights() {
+        let mut w = Wrr::new(&[3, 1]);
+        let none = HashSet::new();
+        let seq: Vec<usize> = (0..8).map(|_| w.next(&none).unwrap()).collect();
+        assert_eq!(seq.iter().filter(|i| **i == 0).count(), 6);
+        assert_eq!(seq.iter().filter(|i| **i == 1).count(), 2);
+        let mut w = Wrr::new(&[6, 3, 1]);
+        let seq: Vec<usize> = (0..10).map(|_| w.next(&none).unwrap()).collect();
+        assert_eq!([0, 1, 2].map(|q| seq.iter().filter(|i| **i == q).count()), [6, 3, 1]);
+        let skip: HashSet<usize> = [0].into();
+        for _ in 0..4 {
+            assert_ne!(w.next(&skip), Some(0));
+        }
+        let all: HashSet<usize> = [0, 1, 2].into();
+        assert_eq!(w.next(&all), None);
+    }
+
+    #[test]
+    fn a_patterns_weight_is_split_among_its_queues() {
+        let e = parse_entries("s-{0..3}:6,low:2").unwrap();
+        let mut p = Picker::new(&e);
+        let none = HashSet::new();
+        let seq: Vec<String> = (0..32).map(|_| p.next(&none).unwrap()).collect();
+        let count = |q: &str| seq.iter().filter(|x| *x == q).count();
+        assert_eq!(count("low"), 8, "the entry keeps its weight: {seq:?}");
+        for i in 0..4 {
+            assert_eq!(count(&format!("s-{i}")), 6, "{seq:?}");
+        }
+        // Skipped queues pass their turn to the others of their entry, then to other entries.
+        let skip: HashSet<String> = ["s-0", "s-1", "s-2"].iter().map(|s| s.to_string()).collect();
+        let seq: Vec<String> = (0..8).map(|_| p.next(&skip).unwrap()).collect();
+        assert!(seq.iter().all(|q| q == "s-3" || q == "low"), "{seq:?}");
+        let skip: HashSet<String> = ["s-0", "s-1", "s-2", "s-3", "low"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(p.next(&skip), None);
+    }
+
+    #[test]
+    fn discovered_queues_join_their_pattern() {
+        let e = parse_entries("q-*:1").unwrap();
+        let mut p = Picker::new(&e);
+        assert!(p.is_empty());
+        assert_eq!(p.next(&HashSet::new()), None);
+        let found: BTreeSet<String> = ["q-a", "q-b"].iter().map(|s| s.to_string()).collect();
+        p.set(assign(&e, &found));
+        let seq: Vec<String> = (0..4).map(|_| p.next(&HashSet::new()).unwrap()).collect();
+        assert_eq!(seq, ["q-a", "q-b", "q-a", "q-b"]);
+        assert_eq!(p.queues().count(), 2);
+    }
+}
