@@ -340,7 +340,9 @@ fn a_killed_worker_loses_nothing_and_cannot_finish_twice() {
     wait_until(Duration::from_secs(5), "the worker to claim", || (stat(&mut c, "q", "running") == 1).then_some(()));
     // the claim is made before redis-cli has written the reply: kill it once it holds the token
     let claimed = wait_until(Duration::from_secs(5), "the worker to hold its token", || {
-        std::fs::read_to_string(&out).ok().filter(|t| t.lines().filter(|l| l.contains('"')).count() > 20 && t.contains("\"token\""))
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|t| t.lines().filter(|l| l.contains('"')).count() > 20 && t.contains("\"token\""))
     });
     worker.kill().unwrap();
     worker.wait().unwrap();
