@@ -3,7 +3,7 @@
 use aijob_core::args;
 use aijob_core::queue::charge::ChargeGate;
 use aijob_core::queue::{admin, claim, create, read, update};
-use aijob_core::record::{self, Value};
+use aijob_core::record;
 use aijob_core::Result;
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
@@ -86,13 +86,7 @@ pub fn claim_now(
         let tally = r.tally;
         Ok((r, tally))
     })?;
-    let mut out = Vec::with_capacity(result.jobs.len());
-    for job in result.jobs {
-        let extra = vec![("token", Value::Bytes(job.token.into_bytes()))];
-        if let Some(r) = read::get(&mut c.store, q, c.now, &job.id, extra)? {
-            out.push(Out::record(r));
-        }
-    }
+    let out = result.jobs.into_iter().map(|job| Out::record(job.record)).collect();
     Ok((out, result.denied_for_ms))
 }
 

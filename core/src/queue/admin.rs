@@ -47,12 +47,11 @@ pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Re
             ("updated_at", tx.now.to_string().into_bytes()),
         ],
     );
-    tx.enter_live(&job)?;
     tx.place(&job, to, Score::At(tx.now))?;
     if let Some(h) = &job.hash {
         cache::claim_hash(&mut tx, h, id)?;
     }
-    tx.incr_meta(meta::RETRIED, 1);
+    tx.incr_meta(meta::RETRIED, 1)?;
     tx.tally.retried += 1;
     tx.event(&job, "queued", to, &[]);
     tx.wake_claimers();
@@ -63,7 +62,6 @@ pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Re
 pub fn remove<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
     tx.unplace(job, job.status, false)?;
     if job.status.is_live() {
-        tx.leave_live(job)?;
         if let Some(h) = &job.hash {
             cache::release_hash(tx, h, &job.id)?;
         }

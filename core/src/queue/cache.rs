@@ -96,7 +96,7 @@ pub fn get_or_queue<S: Store>(
         // the holder went away without freeing the hash: the new job takes it over
         tx.push(Op::HSet(q.pending(), vec![(hash.to_vec(), id.clone())]));
     }
-    tx.incr_meta(meta::MISSES, 1);
+    tx.incr_meta(meta::MISSES, 1)?;
     tx.tally.cache_misses += 1;
     Ok((Lookup::Queued(id), tx.commit()?))
 }

@@ -5,7 +5,7 @@ use crate::args::ClaimArgs;
 use crate::error::Result;
 use crate::job::{transition, Priority, Status, Trigger};
 use crate::keys::QueueKeys;
-use crate::queue::tx::{load_job, meta, Env, Tally, Tx};
+use crate::queue::tx::{meta, Env, Tally, Tx};
 use crate::record::{self, JobState};
 use crate::rng;
 use crate::store::{Op, Score, Store, ZRange};
@@ -14,6 +14,8 @@ use crate::store::{Op, Score, Store, ZRange};
 pub struct Claimed {
     pub id: Vec<u8>,
     pub token: String,
+    /// The record as claimed, for the reply (with `ttl` and `token`).
+    pub record: record::Reply,
 }
 
 /// What a claim gave: the jobs, and when a CHARGE refused the next one, how long until
@@ -56,7 +58,7 @@ pub fn claim<S: Store, G: Gate<S>>(
         return Ok(out);
     }
     while (out.jobs.len() as i64) < args.count {
-        let Some(job) = next_claimable(s, q, env)? else { break };
+        let Some((job, mut fields)) = next_claimable(s, q, env)? else { break };
         let mut tx = Tx::new(s, q, env.now, env.config);
         if let Err(wait) = gate.admit(&mut tx, &job)? {
             out.denied_for_ms = Some(wait);
@@ -64,15 +66,42 @@ pub fn claim<S: Store, G: Gate<S>>(
             break;
         }
         let token = rng::token(env.entropy);
-        take(&mut tx, &job, args, &token)?;
+        let (set, removed) = take(&mut tx, &job, args, &token)?;
         out.tally.add(&tx.commit()?);
-        out.jobs.push(Claimed { id: job.id, token });
+        fields.retain(|(f, _)| {
+            !removed.contains(&f.as_slice()) && !set.iter().any(|(n, _)| n.as_bytes() == f.as_slice())
+        });
+        fields.extend(set.into_iter().map(|(n, v)| (n.as_bytes().to_vec(), v)));
+        let extra = vec![("ttl", record::Value::Int(-1)), ("token", record::Value::Bytes(token.clone().into_bytes()))];
+        let record = record::to_reply(&job.id, q.name(), &fields, extra);
+        out.jobs.push(Claimed { id: job.id, token, record });
     }
     Ok(out)
 }
 
-/// The job the next claim would take, without taking it.
-pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys, env: &Env) -> Result<Option<JobState>> {
+/// A job's control fields and its whole record, read with one pass over the hash.
+pub fn load_job_with_fields<S: Store>(
+    s: &mut S,
+    q: &QueueKeys,
+    id: &[u8],
+) -> Result<Option<(JobState, Vec<(Vec<u8>, Vec<u8>)>)>> {
+    let fields = s.hgetall(&q.job(id))?;
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let state = record::STATE_FIELDS
+        .iter()
+        .map(|name| fields.iter().find(|(f, _)| f.as_slice() == name.as_bytes()).map(|(_, v)| v.clone()))
+        .collect();
+    Ok(Some((JobState::from_fields(id, state)?, fields)))
+}
+
+/// The job the next claim would take (its state and record), without taking it.
+pub fn next_claimable<S: Store>(
+    s: &mut S,
+    q: &QueueKeys,
+    env: &Env,
+) -> Result<Option<(JobState, Vec<(Vec<u8>, Vec<u8>)>)>> {
     for p in Priority::ORDER {
         // A turn set only holds groups with jobs at this priority and room under their
         // cap; the loop only runs again to mend an entry that broke that rule.
@@ -85,8 +114,8 @@ pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys, env: &Env) -> Result<O
                 s.apply(vec![Op::ZRem(q.turns(p), group)])?;
                 continue;
             };
-            match load_job(s, q, &id)? {
-                Some(job) if job.status == Status::Queued => return Ok(Some(job)),
+            match load_job_with_fields(s, q, &id)? {
+                Some(found) if found.0.status == Status::Queued => return Ok(Some(found)),
                 _ => {
                     // An id without a queued record: drop the stale entry.
                     s.apply(vec![Op::ZRem(q.queued(p, &group), id)])?;
@@ -98,8 +127,11 @@ pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys, env: &Env) -> Result<O
     Ok(None)
 }
 
-/// Moves a queued job to running under a new lease.
-pub fn take<S: Store>(tx: &mut Tx<S>, job: &JobState, args: &ClaimArgs, token: &str) -> Result<()> {
+/// The record fields a claim sets, and those it removes.
+pub type FieldChanges = (Vec<(&'static str, Vec<u8>)>, Vec<&'static [u8]>);
+
+/// Moves a queued job to running under a new lease; returns the record fields it changed.
+pub fn take<S: Store>(tx: &mut Tx<S>, job: &JobState, args: &ClaimArgs, token: &str) -> Result<FieldChanges> {
     let to = transition(job.status, Trigger::Claim)?;
     let now = tx.now;
     let lease_ms = args.lease_ms.unwrap_or(tx.config.lease_ms);
@@ -116,13 +148,17 @@ pub fn take<S: Store>(tx: &mut Tx<S>, job: &JobState, args: &ClaimArgs, token: &
         (record::TOKEN, token.as_bytes().to_vec()),
         (record::LEASE_MS, n(lease_ms)),
     ];
+    let mut removed: Vec<&'static [u8]> = Vec::new();
     match &args.worker {
         Some(w) => fields.push(("worker", w.clone())),
-        None => tx.hdel(&job.id, &["worker"]),
+        None => {
+            tx.hdel(&job.id, &["worker"]);
+            removed.push(b"worker");
+        }
     }
-    tx.hset(&job.id, fields);
+    tx.hset(&job.id, fields.clone());
     tx.place(job, to, Score::At(lease_until))?;
     tx.tally.claims += 1;
     tx.event(job, "running", to, &[]);
-    Ok(())
+    Ok((fields, removed))
 }

@@ -88,14 +88,14 @@ fn expire_lease<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) ->
     if job.attempts < job.max_attempts {
         let to = transition(job.status, Trigger::LeaseExpired)?;
         requeue(&mut tx, &job, to, env.now, job.attempts)?;
-        tx.incr_meta(crate::queue::tx::meta::RETRIED, 1);
+        tx.incr_meta(crate::queue::tx::meta::RETRIED, 1)?;
         tx.tally.retried += 1;
     } else {
         let to = transition(job.status, Trigger::LeaseExhausted)?;
         let msg = format!("lease expired on attempt {} of {}", job.attempts, job.max_attempts).into_bytes();
         finish(&mut tx, &job, to, vec![("error", msg.clone()), ("error_class", b"lease_expired".to_vec())])?;
         tx.hdel(id, &["worker"]);
-        fail_tally(&mut tx);
+        fail_tally(&mut tx)?;
         tx.event(&job, "error", to, &[("error", &msg, false)]);
     }
     tx.commit()
@@ -109,7 +109,7 @@ fn pass_deadline<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -
     let mut tx = Tx::new(s, q, env.now, env.config);
     let msg = b"deadline passed before a worker claimed the job".to_vec();
     finish(&mut tx, &job, to, vec![("error", msg.clone()), ("error_class", b"deadline".to_vec())])?;
-    fail_tally(&mut tx);
+    fail_tally(&mut tx)?;
     tx.event(&job, "error", to, &[("error", &msg, false)]);
     tx.commit()
 }

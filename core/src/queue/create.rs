@@ -61,13 +61,12 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
         expire_at: None,
     };
     tx.hset(id, record_fields(&job, spec, now));
-    tx.enter_live(&job)?;
     let score = run_at.map_or(Score::At(now), Score::At);
     tx.place(&job, status, score)?;
     if let Some(h) = &job.hash {
         cache::claim_hash(tx, h, id)?;
     }
-    tx.incr_meta(meta::CREATED, 1);
+    tx.incr_meta(meta::CREATED, 1)?;
     tx.tally.created += 1;
     tx.event(&job, "created", status, &[]);
     if status == Status::Queued {

@@ -82,7 +82,6 @@ pub mod meta {
 /// Group hash fields.
 mod group_field {
     pub const RUNNING: &str = "running";
-    pub const LIVE: &str = "live";
     pub const CAP: &str = "cap";
     pub const PARKED: &str = "parked";
 }
@@ -96,19 +95,24 @@ fn parse_i64(v: Option<Vec<u8>>, what: &str) -> Result<Option<i64>> {
     }
 }
 
-/// A group's counters as read at the start of the step, changed in memory as the step
-/// goes, written at commit. A group is in the turn set of a priority exactly when it has
-/// queued jobs there and is below its cap ("parked" otherwise), so a claim never walks
-/// over groups it cannot serve.
-#[derive(Debug, Clone)]
+/// A group as this step sees it: its hash (`running`, `cap`, `parked`) read when first
+/// needed, its turn-set memberships and queued counts read when first needed, all of it
+/// changed in memory and written at commit. A group is in the turn set of a priority
+/// exactly when it has queued jobs there and is below its cap ("parked" otherwise), so a
+/// claim never walks over groups it cannot serve. A group with nothing queued, nothing
+/// running and no cap of its own is dropped.
+#[derive(Debug, Clone, Default)]
 struct GroupView {
     name: Vec<u8>,
+    loaded: bool,
     running: i64,
-    live: i64,
     cap: Option<i64>,
+    had_cap: bool,
     parked: bool,
-    existed: bool,
     changed: bool,
+    /// Something left it (a priority emptied, running reached 0): check at commit.
+    maybe_empty: bool,
+    registered: Option<bool>,
     queued: [Option<i64>; 3],
     in_turns: [Option<bool>; 3],
 }
@@ -117,28 +121,25 @@ fn pidx(p: Priority) -> usize {
     p as usize
 }
 
-impl GroupView {
-    fn load<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<GroupView> {
-        let v =
-            s.hmget(&q.group(name), &[group_field::RUNNING, group_field::LIVE, group_field::CAP, group_field::PARKED])?;
-        let mut it = v.into_iter();
-        let mut next = |what| parse_i64(it.next().flatten(), what);
-        let running = next("group running")?;
-        let live = next("group live")?;
-        let cap = next("group cap")?;
-        let parked = next("group parked")?;
-        Ok(GroupView {
-            name: name.to_vec(),
-            existed: running.is_some() || live.is_some() || cap.is_some(),
-            running: running.unwrap_or(0),
-            live: live.unwrap_or(0),
-            cap: cap.filter(|c| *c > 0),
-            parked: parked.unwrap_or(0) == 1,
-            changed: false,
-            queued: [None; 3],
-            in_turns: [None; 3],
-        })
-    }
+/// The `meta` fields a step may change, read with one HMGET and written with one HSET.
+const META_FIELDS: [&str; 11] = [
+    meta::SEQ,
+    meta::TURN,
+    meta::GROUP_CAP,
+    "queued_high",
+    "queued_normal",
+    "queued_low",
+    meta::CREATED,
+    meta::COMPLETED,
+    meta::FAILED,
+    meta::RETRIED,
+    meta::MISSES,
+];
+
+#[derive(Debug, Default)]
+struct MetaView {
+    values: Option<[i64; META_FIELDS.len()]>,
+    changed: [bool; META_FIELDS.len()],
 }
 
 pub struct Tx<'a, S: Store> {
@@ -148,9 +149,7 @@ pub struct Tx<'a, S: Store> {
     pub config: Config,
     pub tally: Tally,
     ops: Vec<Op>,
-    seq: Option<i64>,
-    turn: Option<i64>,
-    default_cap: Option<i64>,
+    meta: MetaView,
     groups: Vec<GroupView>,
 }
 
@@ -163,9 +162,7 @@ impl<'a, S: Store> Tx<'a, S> {
             config,
             tally: Tally::default(),
             ops: Vec::new(),
-            seq: None,
-            turn: None,
-            default_cap: None,
+            meta: MetaView::default(),
             groups: Vec::new(),
         }
     }
@@ -175,57 +172,115 @@ impl<'a, S: Store> Tx<'a, S> {
     }
 
     pub fn has_writes(&self) -> bool {
-        !self.ops.is_empty() || self.groups.iter().any(|g| g.changed)
+        !self.ops.is_empty() || self.groups.iter().any(|g| g.changed) || self.meta.changed.contains(&true)
     }
 
+    fn meta_index(field: &str) -> Option<usize> {
+        META_FIELDS.iter().position(|f| *f == field)
+    }
+
+    fn meta_values(&mut self) -> Result<&mut [i64; META_FIELDS.len()]> {
+        if self.meta.values.is_none() {
+            let got = self.s.hmget(&self.q.meta(), &META_FIELDS)?;
+            let mut values = [0i64; META_FIELDS.len()];
+            for (slot, v) in values.iter_mut().zip(got) {
+                *slot = parse_i64(v, "queue meta")?.unwrap_or(0);
+            }
+            self.meta.values = Some(values);
+        }
+        self.meta.values.as_mut().ok_or_else(|| AiError::corrupt("queue meta"))
+    }
+
+    /// A field of `meta` as this step sees it (0 when unset).
     pub fn meta_i64(&mut self, field: &str) -> Result<i64> {
-        let v = self.s.hget(&self.q.meta(), field.as_bytes())?;
-        Ok(parse_i64(v, "queue meta")?.unwrap_or(0))
+        match Self::meta_index(field) {
+            Some(i) => Ok(self.meta_values()?[i]),
+            None => {
+                let v = self.s.hget(&self.q.meta(), field.as_bytes())?;
+                Ok(parse_i64(v, "queue meta")?.unwrap_or(0))
+            }
+        }
     }
 
-    pub fn incr_meta(&mut self, field: &str, by: i64) {
-        self.ops.push(Op::HIncrBy(self.q.meta(), field.as_bytes().to_vec(), by));
+    fn meta_set(&mut self, field: &str, value: i64) -> Result<()> {
+        match Self::meta_index(field) {
+            Some(i) => {
+                self.meta_values()?[i] = value;
+                self.meta.changed[i] = true;
+            }
+            None => self.ops.push(Op::HSet(self.q.meta(), vec![(field.into(), value.to_string().into_bytes())])),
+        }
+        Ok(())
+    }
+
+    /// Adds to a queue counter of `meta` (written once, at commit).
+    pub fn incr_meta(&mut self, field: &str, by: i64) -> Result<()> {
+        let v = self.meta_i64(field)?;
+        self.meta_set(field, v.saturating_add(by))
     }
 
     /// The next creation sequence of the queue (orders JOB.LIST, FIFO within a group).
     pub fn next_seq(&mut self) -> Result<i64> {
-        let next = match self.seq {
-            Some(s) => s + 1,
-            None => self.meta_i64(meta::SEQ)? + 1,
-        };
-        self.seq = Some(next);
-        Ok(next)
+        self.incr_meta(meta::SEQ, 1)?;
+        self.meta_i64(meta::SEQ)
     }
 
     fn next_turn(&mut self) -> Result<i64> {
-        let next = match self.turn {
-            Some(t) => t + 1,
-            None => self.meta_i64(meta::TURN)? + 1,
-        };
-        self.turn = Some(next);
-        Ok(next)
+        self.incr_meta(meta::TURN, 1)?;
+        self.meta_i64(meta::TURN)
     }
 
     fn default_cap(&mut self) -> Result<i64> {
-        if let Some(c) = self.default_cap {
-            return Ok(c);
-        }
-        let c = self.meta_i64(meta::GROUP_CAP)?;
-        self.default_cap = Some(c);
-        Ok(c)
+        self.meta_i64(meta::GROUP_CAP)
     }
 
-    fn group(&mut self, name: &[u8]) -> Result<usize> {
+    /// The group's slot in this step, without reading anything yet.
+    fn group(&mut self, name: &[u8]) -> usize {
         if let Some(i) = self.groups.iter().position(|g| g.name == name) {
-            return Ok(i);
+            return i;
         }
-        let g = GroupView::load(self.s, self.q, name)?;
-        self.groups.push(g);
-        Ok(self.groups.len() - 1)
+        self.groups.push(GroupView { name: name.to_vec(), ..Default::default() });
+        self.groups.len() - 1
+    }
+
+    /// Reads the group's hash the first time this step needs it.
+    fn load_group(&mut self, gi: usize) -> Result<()> {
+        if self.groups[gi].loaded {
+            return Ok(());
+        }
+        let key = self.q.group(&self.groups[gi].name);
+        let v = self.s.hmget(&key, &[group_field::RUNNING, group_field::CAP, group_field::PARKED])?;
+        let mut it = v.into_iter();
+        let mut next = |what| parse_i64(it.next().flatten(), what);
+        let running = next("group running")?;
+        let cap = next("group cap")?;
+        let parked = next("group parked")?;
+        let g = &mut self.groups[gi];
+        g.loaded = true;
+        g.running = running.unwrap_or(0);
+        g.cap = cap.filter(|c| *c > 0);
+        g.had_cap = g.cap.is_some();
+        g.parked = parked.unwrap_or(0) == 1;
+        Ok(())
+    }
+
+    /// Lists the group in `groups` (QUEUE.GROUPS) unless it is there.
+    fn register_group(&mut self, gi: usize) -> Result<()> {
+        if self.groups[gi].registered == Some(true) {
+            return Ok(());
+        }
+        let name = self.groups[gi].name.clone();
+        if self.s.zscore(&self.q.groups(), &name)?.is_none() {
+            let score = self.next_seq()?;
+            self.ops.push(Op::ZAdd(self.q.groups(), Score::At(score), name));
+        }
+        self.groups[gi].registered = Some(true);
+        Ok(())
     }
 
     /// The running limit of a group: its own cap, else the queue default; None = no limit.
     fn cap_of(&mut self, gi: usize) -> Result<Option<i64>> {
+        self.load_group(gi)?;
         if let Some(c) = self.groups[gi].cap {
             return Ok(Some(c));
         }
@@ -287,28 +342,6 @@ impl<'a, S: Store> Tx<'a, S> {
         Ok(())
     }
 
-    /// A job becomes live (created, or retried from error/canceled).
-    pub fn enter_live(&mut self, job: &JobState) -> Result<()> {
-        let gi = self.group(&job.group)?;
-        let g = &mut self.groups[gi];
-        if !g.existed && g.live == 0 {
-            self.ops.push(Op::ZAdd(self.q.groups(), Score::At(job.seq), job.group.clone()));
-            g.existed = true;
-        }
-        g.live += 1;
-        g.changed = true;
-        Ok(())
-    }
-
-    /// A job stops being live (finished or deleted).
-    pub fn leave_live(&mut self, job: &JobState) -> Result<()> {
-        let gi = self.group(&job.group)?;
-        let g = &mut self.groups[gi];
-        g.live = (g.live - 1).max(0);
-        g.changed = true;
-        Ok(())
-    }
-
     /// Puts a job into the indexes of `to`. `score` is the status's own ordering value:
     /// `run_at` for delayed, `lease_until` (or Inf) for running, `expire_at` when finished.
     pub fn place(&mut self, job: &JobState, to: Status, score: Score) -> Result<()> {
@@ -316,15 +349,21 @@ impl<'a, S: Store> Tx<'a, S> {
         self.ops.push(Op::ZAdd(self.q.status(to), Score::At(job.seq), id.clone()));
         match to {
             Status::Queued => {
-                let gi = self.group(&job.group)?;
+                let gi = self.group(&job.group);
                 let p = job.priority;
-                let n = self.queued_in(gi, p)?;
                 self.ops.push(Op::ZAdd(self.q.queued(p, &job.group), Score::At(job.seq), id.clone()));
-                self.groups[gi].queued[pidx(p)] = Some(n + 1);
-                if !self.groups[gi].parked && !self.in_turns(gi, p)? {
-                    self.set_turn(gi, p, true)?;
+                if let Some(n) = self.groups[gi].queued[pidx(p)] {
+                    self.groups[gi].queued[pidx(p)] = Some(n + 1);
                 }
-                self.incr_meta(meta::queued(p), 1);
+                // a group already taking turns at this priority is listed and not parked
+                if !self.in_turns(gi, p)? {
+                    self.load_group(gi)?;
+                    self.register_group(gi)?;
+                    if !self.groups[gi].parked {
+                        self.set_turn(gi, p, true)?;
+                    }
+                }
+                self.incr_meta(meta::queued(p), 1)?;
                 self.place_deadline(job);
             }
             Status::Delayed => {
@@ -333,7 +372,8 @@ impl<'a, S: Store> Tx<'a, S> {
             }
             Status::Running => {
                 self.ops.push(Op::ZAdd(self.q.leases(), score, id));
-                let gi = self.group(&job.group)?;
+                let gi = self.group(&job.group);
+                self.load_group(gi)?;
                 self.groups[gi].running += 1;
                 self.groups[gi].changed = true;
                 self.recheck_cap(gi)?;
@@ -361,17 +401,19 @@ impl<'a, S: Store> Tx<'a, S> {
         self.ops.push(Op::ZRem(self.q.status(from), id.clone()));
         match from {
             Status::Queued => {
-                let gi = self.group(&job.group)?;
+                let gi = self.group(&job.group);
                 let p = job.priority;
                 let n = (self.queued_in(gi, p)? - 1).max(0);
                 self.ops.push(Op::ZRem(self.q.queued(p, &job.group), id.clone()));
                 self.groups[gi].queued[pidx(p)] = Some(n);
                 if n == 0 {
                     self.set_turn(gi, p, false)?;
-                } else if rotate && !self.groups[gi].parked {
+                    self.groups[gi].maybe_empty = true;
+                } else if rotate && self.in_turns(gi, p)? && self.s.zcard(&self.q.turns(p))? > 1 {
+                    // to the back of the turns (a lone group stays where it is)
                     self.set_turn(gi, p, true)?;
                 }
-                self.incr_meta(meta::queued(p), -1);
+                self.incr_meta(meta::queued(p), -1)?;
                 self.unplace_deadline(job);
             }
             Status::Delayed => {
@@ -385,9 +427,12 @@ impl<'a, S: Store> Tx<'a, S> {
                     // way a later attempt must not settle them again
                     self.hdel(&job.id, &[crate::record::CHARGES]);
                 }
-                let gi = self.group(&job.group)?;
-                self.groups[gi].running = (self.groups[gi].running - 1).max(0);
-                self.groups[gi].changed = true;
+                let gi = self.group(&job.group);
+                self.load_group(gi)?;
+                let g = &mut self.groups[gi];
+                g.running = (g.running - 1).max(0);
+                g.changed = true;
+                g.maybe_empty |= g.running == 0;
                 self.recheck_cap(gi)?;
             }
             Status::Done | Status::Error | Status::Canceled => {
@@ -406,23 +451,25 @@ impl<'a, S: Store> Tx<'a, S> {
 
     /// Sets a group's own cap (None removes it) and re-checks it.
     pub fn set_group_cap(&mut self, name: &[u8], cap: Option<i64>) -> Result<()> {
-        let gi = self.group(name)?;
-        let g = &mut self.groups[gi];
-        if !g.existed && cap.is_some() {
-            g.existed = true;
-            let score = self.next_seq()?;
-            self.ops.push(Op::ZAdd(self.q.groups(), Score::At(score), name.to_vec()));
+        let gi = self.group(name);
+        self.load_group(gi)?;
+        if cap.is_some() {
+            self.register_group(gi)?;
         }
         let g = &mut self.groups[gi];
         g.cap = cap;
         g.changed = true;
+        g.maybe_empty = cap.is_none();
         self.recheck_cap(gi)
     }
 
     /// The queue-wide default cap changed: re-checks one group without its own cap.
     pub fn recheck_group(&mut self, name: &[u8], default_cap: i64) -> Result<()> {
-        self.default_cap = Some(default_cap);
-        let gi = self.group(name)?;
+        let values = self.meta_values()?;
+        if let Some(i) = Self::meta_index(meta::GROUP_CAP) {
+            values[i] = default_cap;
+        }
+        let gi = self.group(name);
         self.recheck_cap(gi)
     }
 
@@ -477,42 +524,61 @@ impl<'a, S: Store> Tx<'a, S> {
         self.ops.push(Op::Wake(self.q.meta()));
     }
 
-    fn group_ops(&mut self) -> Vec<Op> {
+    /// The writes of every group this step changed: its hash, or its removal when it has
+    /// nothing queued, nothing running and no cap of its own.
+    fn group_ops(&mut self) -> Result<Vec<Op>> {
         let mut ops = Vec::new();
-        for g in self.groups.iter().filter(|g| g.changed) {
+        for gi in 0..self.groups.len() {
+            let g = &self.groups[gi];
+            if !g.changed && !g.maybe_empty {
+                continue;
+            }
+            let idle = g.loaded && g.running == 0 && g.cap.is_none();
             let key: Key = self.q.group(&g.name);
-            if g.live == 0 && g.running == 0 && g.cap.is_none() {
-                ops.push(Op::Del(key));
-                ops.push(Op::ZRem(self.q.groups(), g.name.clone()));
+            if g.maybe_empty && idle {
+                let mut queued = 0;
+                for p in Priority::ORDER {
+                    queued += self.queued_in(gi, p)?;
+                }
+                if queued == 0 {
+                    ops.push(Op::Del(key));
+                    ops.push(Op::ZRem(self.q.groups(), self.groups[gi].name.clone()));
+                    continue;
+                }
+            }
+            let g = &self.groups[gi];
+            if !g.changed {
                 continue;
             }
             let mut fields = vec![
                 (group_field::RUNNING.as_bytes().to_vec(), g.running.to_string().into_bytes()),
-                (group_field::LIVE.as_bytes().to_vec(), g.live.to_string().into_bytes()),
                 (group_field::PARKED.as_bytes().to_vec(), (g.parked as i64).to_string().into_bytes()),
             ];
             match g.cap {
                 Some(c) => fields.push((group_field::CAP.as_bytes().to_vec(), c.to_string().into_bytes())),
-                None => ops.push(Op::HDel(key.clone(), vec![group_field::CAP.as_bytes().to_vec()])),
+                None if g.had_cap => ops.push(Op::HDel(key.clone(), vec![group_field::CAP.as_bytes().to_vec()])),
+                None => {}
             }
             ops.push(Op::HSet(key, fields));
         }
-        ops
+        Ok(ops)
     }
 
     /// Applies everything this step wrote, in one batch, and returns what it counted.
     pub fn commit(mut self) -> Result<Tally> {
         let mut ops = std::mem::take(&mut self.ops);
-        ops.extend(self.group_ops());
-        let mut meta_fields = Vec::new();
-        if let Some(s) = self.seq {
-            meta_fields.push((meta::SEQ.as_bytes().to_vec(), s.to_string().into_bytes()));
-        }
-        if let Some(t) = self.turn {
-            meta_fields.push((meta::TURN.as_bytes().to_vec(), t.to_string().into_bytes()));
-        }
-        if !meta_fields.is_empty() {
-            ops.insert(0, Op::HSet(self.q.meta(), meta_fields));
+        ops.extend(self.group_ops()?);
+        if let Some(values) = self.meta.values {
+            let fields: Vec<(Vec<u8>, Vec<u8>)> = META_FIELDS
+                .iter()
+                .zip(values)
+                .zip(self.meta.changed)
+                .filter(|(_, changed)| *changed)
+                .map(|((f, v), _)| (f.as_bytes().to_vec(), v.to_string().into_bytes()))
+                .collect();
+            if !fields.is_empty() {
+                ops.insert(0, Op::HSet(self.q.meta(), fields));
+            }
         }
         if !ops.is_empty() {
             self.s.apply(ops)?;

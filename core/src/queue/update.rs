@@ -80,7 +80,7 @@ pub fn update<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8], a: &
                 let ttl = job.cache_ttl_ms.unwrap_or(tx.config.cache_ttl_ms);
                 cache::write_entry(&mut tx, h, &result, ttl)?;
             }
-            tx.incr_meta(meta::COMPLETED, 1);
+            tx.incr_meta(meta::COMPLETED, 1)?;
             tx.tally.completed += 1;
             tx.event(&job, "done", to, &[("result", &result, true)]);
         }
@@ -98,7 +98,7 @@ pub fn update<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8], a: &
             tx.hdel(id, &["lease_until", record::TOKEN]);
             tx.hset(id, fields);
             tx.place(&job, to, Score::At(run_at))?;
-            tx.incr_meta(meta::RETRIED, 1);
+            tx.incr_meta(meta::RETRIED, 1)?;
             tx.tally.retried += 1;
             let err = a.error.clone().unwrap_or_default();
             tx.event(&job, "retrying", to, &[("error", &err, false)]);
@@ -108,7 +108,7 @@ pub fn update<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8], a: &
             settle_usage(&mut fields, a);
             settle_charges(&mut tx, &job, a)?;
             finish(&mut tx, &job, to, fields)?;
-            fail_tally(&mut tx);
+            fail_tally(&mut tx)?;
             let err = a.error.clone().unwrap_or_default();
             tx.event(&job, "error", to, &[("error", &err, false)]);
         }
@@ -156,9 +156,10 @@ fn settle_charges<S: Store>(tx: &mut Tx<S>, job: &JobState, a: &UpdateArgs) -> R
     Ok(())
 }
 
-pub fn fail_tally<S: Store>(tx: &mut Tx<S>) {
-    tx.incr_meta(meta::FAILED, 1);
+pub fn fail_tally<S: Store>(tx: &mut Tx<S>) -> Result<()> {
+    tx.incr_meta(meta::FAILED, 1)?;
     tx.tally.failed += 1;
+    Ok(())
 }
 
 /// Ends a live job in `to` (done, error, canceled): out of its indexes, retained for its
@@ -182,7 +183,6 @@ pub fn finish<S: Store>(
     tx.hdel(&job.id, &["lease_until", record::TOKEN, record::LEASE_MS]);
     tx.hset(&job.id, fields);
     tx.place(job, to, Score::At(until))?;
-    tx.leave_live(job)?;
     if let Some(h) = &job.hash {
         cache::release_hash(tx, h, &job.id)?;
     }
