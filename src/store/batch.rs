@@ -119,8 +119,12 @@ impl<'a> Batch<'a> {
     }
 
     fn hset(&self, slot: &Slot, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        // Small values first: a listpack hash takes each field with a realloc of itself, so
+        // a big payload or result set last is copied once, not once per field after it.
+        let mut order: Vec<&(Vec<u8>, Vec<u8>)> = fields.iter().collect();
+        order.sort_by_key(|(_, v)| v.len());
         let mut owned: Vec<(Field, RStr)> = Vec::with_capacity(fields.len());
-        for (f, v) in fields {
+        for (f, v) in order {
             let (f, v) = (api::field(self.ctx, f)?, self.s(v)?);
             slot.handle.hash_set(&f, &v)?;
             owned.push((f, v));

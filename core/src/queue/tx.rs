@@ -136,9 +136,10 @@ const META_FIELDS: [&str; 11] = [
     meta::MISSES,
 ];
 
+/// Each field is read the first time the step needs it (a step touches two to four).
 #[derive(Debug, Default)]
 struct MetaView {
-    values: Option<[i64; META_FIELDS.len()]>,
+    values: [Option<i64>; META_FIELDS.len()],
     changed: [bool; META_FIELDS.len()],
 }
 
@@ -179,22 +180,22 @@ impl<'a, S: Store> Tx<'a, S> {
         META_FIELDS.iter().position(|f| *f == field)
     }
 
-    fn meta_values(&mut self) -> Result<&mut [i64; META_FIELDS.len()]> {
-        if self.meta.values.is_none() {
-            let got = self.s.hmget(&self.q.meta(), &META_FIELDS)?;
-            let mut values = [0i64; META_FIELDS.len()];
-            for (slot, v) in values.iter_mut().zip(got) {
-                *slot = parse_i64(v, "queue meta")?.unwrap_or(0);
-            }
-            self.meta.values = Some(values);
+    fn meta_value(&mut self, i: usize) -> Result<i64> {
+        if let Some(v) = self.meta.values.get(i).copied().flatten() {
+            return Ok(v);
         }
-        self.meta.values.as_mut().ok_or_else(|| AiError::corrupt("queue meta"))
+        let field = *META_FIELDS.get(i).ok_or_else(|| AiError::corrupt("queue meta"))?;
+        let v = parse_i64(self.s.hget(&self.q.meta(), field.as_bytes())?, "queue meta")?.unwrap_or(0);
+        if let Some(slot) = self.meta.values.get_mut(i) {
+            *slot = Some(v);
+        }
+        Ok(v)
     }
 
     /// A field of `meta` as this step sees it (0 when unset).
     pub fn meta_i64(&mut self, field: &str) -> Result<i64> {
         match Self::meta_index(field) {
-            Some(i) => Ok(self.meta_values()?[i]),
+            Some(i) => self.meta_value(i),
             None => {
                 let v = self.s.hget(&self.q.meta(), field.as_bytes())?;
                 Ok(parse_i64(v, "queue meta")?.unwrap_or(0))
@@ -205,8 +206,12 @@ impl<'a, S: Store> Tx<'a, S> {
     fn meta_set(&mut self, field: &str, value: i64) -> Result<()> {
         match Self::meta_index(field) {
             Some(i) => {
-                self.meta_values()?[i] = value;
-                self.meta.changed[i] = true;
+                if let Some(slot) = self.meta.values.get_mut(i) {
+                    *slot = Some(value);
+                }
+                if let Some(c) = self.meta.changed.get_mut(i) {
+                    *c = true;
+                }
             }
             None => self.ops.push(Op::HSet(self.q.meta(), vec![(field.into(), value.to_string().into_bytes())])),
         }
@@ -465,9 +470,8 @@ impl<'a, S: Store> Tx<'a, S> {
 
     /// The queue-wide default cap changed: re-checks one group without its own cap.
     pub fn recheck_group(&mut self, name: &[u8], default_cap: i64) -> Result<()> {
-        let values = self.meta_values()?;
-        if let Some(i) = Self::meta_index(meta::GROUP_CAP) {
-            values[i] = default_cap;
+        if let Some(slot) = Self::meta_index(meta::GROUP_CAP).and_then(|i| self.meta.values.get_mut(i)) {
+            *slot = Some(default_cap);
         }
         let gi = self.group(name);
         self.recheck_cap(gi)
@@ -568,17 +572,16 @@ impl<'a, S: Store> Tx<'a, S> {
     pub fn commit(mut self) -> Result<Tally> {
         let mut ops = std::mem::take(&mut self.ops);
         ops.extend(self.group_ops()?);
-        if let Some(values) = self.meta.values {
-            let fields: Vec<(Vec<u8>, Vec<u8>)> = META_FIELDS
-                .iter()
-                .zip(values)
-                .zip(self.meta.changed)
-                .filter(|(_, changed)| *changed)
-                .map(|((f, v), _)| (f.as_bytes().to_vec(), v.to_string().into_bytes()))
-                .collect();
-            if !fields.is_empty() {
-                ops.insert(0, Op::HSet(self.q.meta(), fields));
-            }
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = META_FIELDS
+            .iter()
+            .zip(self.meta.values)
+            .zip(self.meta.changed)
+            .filter_map(|((f, v), changed)| {
+                Some((f.as_bytes().to_vec(), v.filter(|_| changed)?.to_string().into_bytes()))
+            })
+            .collect();
+        if !fields.is_empty() {
+            ops.insert(0, Op::HSet(self.q.meta(), fields));
         }
         if !ops.is_empty() {
             self.s.apply(ops)?;
