@@ -33,10 +33,7 @@ deps:
 	  echo "make deps: installing$$missing"; \
 	  $(APT) update -qq && $(APT) install -y -qq $$missing; \
 	fi; \
-	if ! command -v $(CARGO) >/dev/null; then \
-	  echo "make deps: installing Rust (rustup)"; \
-	  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; \
-	fi
+	./scripts/rust.sh 1.89.0
 
 build: deps
 	$(CARGO) build --release --workspace
