@@ -628,8 +628,8 @@ async fn announce(sh: &Shared, job: &Job, provider: &str, model: Option<&str>) {
         Some(m) => format!("calling {provider} {m}"),
         None => format!("calling {provider}"),
     };
-    let mut cmd = redis::cmd("JOB.UPDATE");
-    cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token).arg("PROGRESS").arg(text);
+    let mut cmd = job_update(job);
+    cmd.arg("PROGRESS").arg(text);
     if let Err(e) = sh.redis.query(&cmd).await {
         debug!(queue = %job.queue, id = %job.id, error = %rconn::describe(&e), "progress update not taken");
     }
@@ -638,8 +638,7 @@ async fn announce(sh: &Shared, job: &Job, provider: &str, model: Option<&str>) {
 /// Heartbeats every lease/3 until aborted. Returns why the job was lost, if it was.
 async fn heartbeat(sh: Arc<Shared>, job: Job, lost: CancellationToken) -> Option<String> {
     let every = Duration::from_millis((sh.lease_ms / 3).max(20));
-    let mut cmd = redis::cmd("JOB.UPDATE");
-    cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token);
+    let cmd = job_update(&job);
     let mut wait = every;
     loop {
         tokio::time::sleep(wait).await;
@@ -707,13 +706,16 @@ async fn until_landed(sh: &Shared, job: &Job, what: &str, cmd: &redis::Cmd) -> L
     }
 }
 
-fn update_error(job: &Job, f: &Failure, redactor: &Redactor) -> redis::Cmd {
+/// `JOB.UPDATE q id TOKEN t`, the start of every update a worker makes to its job.
+fn job_update(job: &Job) -> redis::Cmd {
     let mut cmd = redis::cmd("JOB.UPDATE");
-    cmd.arg(&job.queue)
-        .arg(&job.id)
-        .arg("TOKEN")
-        .arg(&job.token)
-        .arg("STATUS")
+    cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token);
+    cmd
+}
+
+fn update_error(job: &Job, f: &Failure, redactor: &Redactor) -> redis::Cmd {
+    let mut cmd = job_update(job);
+    cmd.arg("STATUS")
         .arg("error")
         .arg("ERROR")
         .arg(redactor.scrub(&f.message))
@@ -732,12 +734,8 @@ async fn finish(sh: &Shared, job: &Job, call: Option<&Call>, r: Result<Success, 
     let f: Failure = match (call, r) {
         (Some(call), Ok(s)) => {
             let result = sh.redactor.scrub_json(providers::result_json(call, &s));
-            let mut cmd = redis::cmd("JOB.UPDATE");
-            cmd.arg(&job.queue)
-                .arg(&job.id)
-                .arg("TOKEN")
-                .arg(&job.token)
-                .arg("STATUS")
+            let mut cmd = job_update(job);
+            cmd.arg("STATUS")
                 .arg("done")
                 .arg("RESULT")
                 .arg(result.to_string())
