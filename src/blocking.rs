@@ -90,7 +90,7 @@ unsafe fn copy_args(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Vec<
 }
 
 fn reply_error(ctx: *mut raw::RedisModuleCtx, msg: &str) {
-    let line: String = msg.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let line = crate::command::error_line(msg);
     if let (Ok(c), Some(f)) = (std::ffi::CString::new(line), unsafe { raw::RedisModule_ReplyWithError }) {
         unsafe { f(ctx, c.as_ptr()) };
     }

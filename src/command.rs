@@ -107,6 +107,18 @@ pub fn run(ctx: &Context, args: Vec<RedisString>, min_args: usize, body: Body) -
 
 /// An error reply: one line, code first.
 pub fn error(e: AiError) -> RedisError {
-    let line: String = e.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    RedisError::String(line)
+    RedisError::String(error_line(&e.to_string()))
+}
+
+/// An error reply's text: one line of printable ASCII. Echoed arguments can hold any byte,
+/// and the crate's reply path truncates non-ASCII characters to single bytes (invalid UTF-8
+/// that clients refuse to parse), so anything else becomes `?`.
+pub fn error_line(msg: &str) -> String {
+    msg.chars()
+        .map(|c| match c {
+            c if c.is_ascii_control() => ' ',
+            c if c.is_ascii() => c,
+            _ => '?',
+        })
+        .collect()
 }
