@@ -26,7 +26,7 @@ pub fn write_entry<S: Store>(tx: &mut Tx<S>, hash: &[u8], value: &[u8], ttl_ms: 
     let etag = tx.next_seq()?.to_string();
     let key = tx.q.cache(generation, hash);
     let expire_at = tx.now.saturating_add(ttl_ms);
-    tx.push(Op::Del(key.clone()));
+    // HSET replaces both fields of an older entry and PEXPIREAT its TTL: no DEL first
     tx.push(Op::HSet(
         key.clone(),
         vec![(VALUE.as_bytes().to_vec(), value.to_vec()), (ETAG.as_bytes().to_vec(), etag.clone().into_bytes())],

@@ -58,7 +58,7 @@ pub fn claim<S: Store, G: Gate<S>>(
         return Ok(out);
     }
     while (out.jobs.len() as i64) < args.count {
-        let Some((job, mut fields)) = next_claimable(s, q, env)? else { break };
+        let Some((job, mut fields)) = next_claimable(s, q)? else { break };
         let mut tx = Tx::new(s, q, env.now, env.config);
         if let Err(wait) = gate.admit(&mut tx, &job)? {
             out.denied_for_ms = Some(wait);
@@ -97,11 +97,7 @@ pub fn load_job_with_fields<S: Store>(
 }
 
 /// The job the next claim would take (its state and record), without taking it.
-pub fn next_claimable<S: Store>(
-    s: &mut S,
-    q: &QueueKeys,
-    env: &Env,
-) -> Result<Option<(JobState, Vec<(Vec<u8>, Vec<u8>)>)>> {
+pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<(JobState, Vec<(Vec<u8>, Vec<u8>)>)>> {
     for p in Priority::ORDER {
         // A turn set only holds groups with jobs at this priority and room under their
         // cap; the loop only runs again to mend an entry that broke that rule.
@@ -119,7 +115,6 @@ pub fn next_claimable<S: Store>(
                 _ => {
                     // An id without a queued record: drop the stale entry.
                     s.apply(vec![Op::ZRem(q.queued(p, &group), id)])?;
-                    let _ = env;
                 }
             }
         }

@@ -172,10 +172,6 @@ impl<'a, S: Store> Tx<'a, S> {
         self.ops.push(op);
     }
 
-    pub fn has_writes(&self) -> bool {
-        !self.ops.is_empty() || self.groups.iter().any(|g| g.changed) || self.meta.changed.contains(&true)
-    }
-
     fn meta_index(field: &str) -> Option<usize> {
         META_FIELDS.iter().position(|f| *f == field)
     }

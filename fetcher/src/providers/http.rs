@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{count_at, BoxFuture, Call, Failure, Http, Provider, Success, Usage};
+use super::{usage_at, BoxFuture, Call, Failure, Http, Provider, Success, Usage};
 
 pub struct HttpProvider {
     http: Http,
@@ -29,15 +29,13 @@ pub fn text_of(output: &Value) -> Option<String> {
     }
 }
 
+/// An endpoint's own usage names first, then OpenAI's.
 pub fn usage_of(output: &Value) -> Usage {
-    Usage {
-        input_tokens: count_at(output, "/usage/input_tokens")
-            .or_else(|| count_at(output, "/usage/prompt_tokens"))
-            .unwrap_or(0),
-        output_tokens: count_at(output, "/usage/output_tokens")
-            .or_else(|| count_at(output, "/usage/completion_tokens"))
-            .unwrap_or(0),
-    }
+    usage_at(
+        output,
+        &["/usage/input_tokens", "/usage/prompt_tokens"],
+        &["/usage/output_tokens", "/usage/completion_tokens"],
+    )
 }
 
 impl Provider for HttpProvider {

@@ -314,29 +314,24 @@ pub fn parse_http_date(v: &str) -> Option<i64> {
         return None;
     }
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let month = MONTHS.iter().position(|m| *m == mon)? as i64 + 1;
+    let month = MONTHS.iter().position(|m| *m == mon)? as u32 + 1;
     let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (t.next()??, t.next()??, t.next()??);
     if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
         return None;
     }
-    Some(days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + s)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
+    Some(aijob_core::cron::days_from_civil(year, month, day as u32) * 86400 + h * 3600 + m * 60 + s)
 }
 
 /// A non-negative integer field, for usage counts.
 pub fn count_at(v: &Value, pointer: &str) -> Option<u64> {
     v.pointer(pointer).and_then(Value::as_u64)
+}
+
+/// Token counts from the first of `input` and of `output` (JSON pointers) that is present.
+pub fn usage_at(v: &Value, input: &[&str], output: &[&str]) -> Usage {
+    let first = |ptrs: &[&str]| ptrs.iter().find_map(|p| count_at(v, p)).unwrap_or(0);
+    Usage { input_tokens: first(input), output_tokens: first(output) }
 }
 
 #[cfg(test)]
@@ -354,7 +349,7 @@ mod tests {
         for bad in ["", "-1", "1.5", "soon", "Sun, 06 Nov 1994 08:49:37 PST", "Sun, 32 Nov 1994 08:49:37 GMT"] {
             assert_eq!(parse_retry_after(bad, 0), None, "{bad}");
         }
-        assert_eq!(days_from_civil(2000, 3, 1), 11017);
+        assert_eq!(parse_http_date("Wed, 01 Mar 2000 00:00:00 GMT"), Some(11017 * 86400));
     }
 
     #[test]

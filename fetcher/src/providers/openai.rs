@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{count_at, BoxFuture, Call, Failure, Http, Provider, Success, Usage};
+use super::{usage_at, BoxFuture, Call, Failure, Http, Provider, Success, Usage};
 use crate::secret::Secret;
 
 pub struct OpenAi {
@@ -41,15 +41,13 @@ pub fn text_of(output: &Value) -> Option<String> {
     }
 }
 
+/// Chat completions name them prompt/completion, the images endpoint input/output.
 pub fn usage_of(output: &Value) -> Usage {
-    Usage {
-        input_tokens: count_at(output, "/usage/prompt_tokens")
-            .or_else(|| count_at(output, "/usage/input_tokens"))
-            .unwrap_or(0),
-        output_tokens: count_at(output, "/usage/completion_tokens")
-            .or_else(|| count_at(output, "/usage/output_tokens"))
-            .unwrap_or(0),
-    }
+    usage_at(
+        output,
+        &["/usage/prompt_tokens", "/usage/input_tokens"],
+        &["/usage/completion_tokens", "/usage/output_tokens"],
+    )
 }
 
 impl Provider for OpenAi {
