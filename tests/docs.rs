@@ -1,5 +1,6 @@
-//! COMMAND DOCS and COMMAND INFO (src/docs.rs) against a real server, and against the README:
-//! the syntax line the README gives for each command must be what COMMAND DOCS describes.
+//! COMMAND DOCS and COMMAND INFO (src/docs.rs) against a real server, and against the
+//! reference (README.md and docs/*.md): the syntax line it gives for each command must be
+//! what COMMAND DOCS describes.
 
 mod common;
 
@@ -85,11 +86,25 @@ fn docs(c: &mut Connection) -> BTreeMap<String, (String, Value)> {
     out
 }
 
-/// The README's syntax lines: in code blocks, a line that starts with a command name
+/// The reference: README.md, then every page of docs/ in name order.
+fn reference_text() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|e| e.expect("docs/ entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    pages.sort();
+    pages.insert(0, root.join("README.md"));
+    let read = |p: &std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    pages.iter().map(read).collect::<Vec<_>>().join("\n")
+}
+
+/// The reference's syntax lines: in code blocks, a line that starts with a command name
 /// (`JOB.CREATE Q ...`, not a redis-cli prompt), with its indented continuation lines, a
 /// trailing `# comment` removed, whitespace collapsed.
 fn readme_syntax() -> Vec<String> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let text = reference_text();
     let starts_command = |l: &str| {
         let word = l.split_whitespace().next().unwrap_or("");
         let mut parts = word.split('.');
@@ -244,12 +259,13 @@ fn getkeys_routes_by_the_key_spec_and_arity_is_enforced() {
     assert_eq!(s(&ok(&mut c, &["PING"])), "PONG");
 }
 
-/// The ACL users of the README's operating notes work as described: each role can do its
-/// part and nothing of the other's.
+/// The ACL users of docs/operations.md work as described: each role can do its part and
+/// nothing of the other's.
 #[test]
 fn readme_acl_roles_grant_what_they_say() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
-    let notes = text.split("## Operating notes").nth(1).expect("an Operating notes section");
+    let page = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md");
+    let text = std::fs::read_to_string(page).expect("docs/operations.md");
+    let notes = text.split("## ACL roles").nth(1).expect("an ACL roles section");
     let notes = notes.split("\n## ").next().unwrap();
     let srv = Server::start();
     let mut c = srv.conn();
