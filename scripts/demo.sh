@@ -163,4 +163,4 @@ run JOB.UPDATE "$Q" "$ID" TOKEN "$TOKEN_A" STATUS done RESULT '{"provisioned":"t
 run JOB.UPDATE "$Q" "$ID" TOKEN "$TOKEN_B" STATUS done RESULT '{"provisioned":true}'
 run JOB.GET "$Q" "$ID" JSON
 
-say "Done. More: README.md (command reference), examples/ (Python, Node, Ruby, Go clients)."
+say "Done. More: docs/commands.md (command reference), docs/README.md (everything else), examples/ (Python, Node, Ruby, Go clients)."
