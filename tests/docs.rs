@@ -103,7 +103,7 @@ fn reference_text() -> String {
 /// The reference's syntax lines: in code blocks, a line that starts with a command name
 /// (`JOB.CREATE Q ...`, not a redis-cli prompt), with its indented continuation lines, a
 /// trailing `# comment` removed, whitespace collapsed.
-fn readme_syntax() -> Vec<String> {
+fn reference_syntax() -> Vec<String> {
     let text = reference_text();
     let starts_command = |l: &str| {
         let word = l.split_whitespace().next().unwrap_or("");
@@ -146,7 +146,7 @@ fn every_command_has_docs_that_match_the_readme() {
     let srv = Server::start();
     let mut c = srv.conn();
     let docs = docs(&mut c);
-    let readme = readme_syntax();
+    let readme = reference_syntax();
     let mut problems = Vec::new();
     for (name, (line, _)) in &docs {
         let upper = name.to_uppercase();
@@ -262,7 +262,7 @@ fn getkeys_routes_by_the_key_spec_and_arity_is_enforced() {
 /// The ACL users of docs/operations.md work as described: each role can do its part and
 /// nothing of the other's.
 #[test]
-fn readme_acl_roles_grant_what_they_say() {
+fn acl_roles_grant_what_they_say() {
     let page = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md");
     let text = std::fs::read_to_string(page).expect("docs/operations.md");
     let notes = text.split("## ACL roles").nth(1).expect("an ACL roles section");
