@@ -658,11 +658,13 @@ pub fn key_at_pos(ctx: *mut raw::RedisModuleCtx, pos: usize) {
     }
 }
 
-/// Writes `line` to the server's log at `level` ("warning", "notice", ...). The line is
-/// passed as an argument of "%s", never as the format.
+/// Writes `line` to the server's log at `level` ("warning", "notice", ...), after the
+/// module's name ("<aijob>"; Redis writes it when there is a context). The line is passed
+/// as an argument of "%s", never as the format.
 pub fn log(ctx: *mut raw::RedisModuleCtx, level: &CStr, line: &str) {
     let Some(log) = optional!(RedisModule_Log) else { return };
-    let printable: String = line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let name = if ctx.is_null() { "<aijob> " } else { "" };
+    let printable: String = name.chars().chain(line.chars()).map(|c| if c.is_control() { ' ' } else { c }).collect();
     let Ok(text) = CString::new(printable) else { return };
     // SAFETY: a live (or null: logged without the module's name) context and C strings
     // that outlive the call; "%s" consumes exactly the one argument given.
