@@ -1,8 +1,6 @@
 //! Runs every command body the same way: arguments as byte slices, the clock read once,
-//! the configs read once, a panic turned into an error reply (a panic inside
-//! redis-server would take it down with all its users' data), the INFO counters moved.
-
-use std::panic::{catch_unwind, AssertUnwindSafe};
+//! the configs read once, a panic turned into an error reply (by the one guard,
+//! `crate::guard`), the INFO counters moved.
 
 use aijob_core::config::Config;
 use aijob_core::keys::QueueKeys;
@@ -11,8 +9,9 @@ use aijob_core::{AiError, Result};
 use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use crate::entropy::OsEntropy;
+use crate::ffi;
 use crate::reply::Out;
-use crate::store::{api, RedisStore};
+use crate::store::RedisStore;
 
 /// What a command body gets.
 pub struct Call<'a> {
@@ -30,7 +29,7 @@ pub struct Call<'a> {
 
 impl<'a> Call<'a> {
     pub fn new(ctx: *mut raw::RedisModuleCtx, args: Vec<&'a [u8]>) -> Self {
-        let now = api::now_ms();
+        let now = ffi::now_ms();
         Call {
             ctx,
             args,
@@ -61,12 +60,12 @@ impl<'a> Call<'a> {
 impl Call<'_> {
     /// Argument `i` (after the command name) as a module string: Redis's own when there
     /// is one, else a fresh copy (kept alive by `hold`).
-    pub fn arg_str(&self, i: usize, hold: &mut Option<crate::store::api::RStr>) -> Result<*mut raw::RedisModuleString> {
+    pub fn arg_str(&self, i: usize, hold: &mut Option<crate::ffi::RStr>) -> Result<*mut raw::RedisModuleString> {
         if let Some(a) = self.raw_args.get(i) {
             return Ok(a.inner);
         }
         let bytes = self.args.get(i).copied().unwrap_or_default();
-        let s = crate::store::api::RStr::new(self.ctx, bytes)?;
+        let s = crate::ffi::RStr::new(self.ctx, bytes)?;
         let ptr = s.ptr;
         *hold = Some(s);
         Ok(ptr)
@@ -83,25 +82,22 @@ pub fn run(ctx: &Context, args: Vec<RedisString>, min_args: usize, body: Body) -
     }
     let slices: Vec<&[u8]> = args.iter().skip(1).map(|a| a.as_slice()).collect();
     let raw_ctx = ctx.ctx;
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
+    let outcome = crate::guard::guard(raw_ctx, "a command", || {
         let mut call = Call::new(raw_ctx, slices);
         call.raw_args = args.get(1..).unwrap_or(&[]);
         let out = body(&mut call);
         (out, call.tally)
-    }));
+    });
     match outcome {
-        Ok((Ok(out), tally)) => {
+        Some((Ok(out), tally)) => {
             crate::info::add(&tally);
             if out != Out::Blocked {
                 out.emit(raw_ctx);
             }
             Ok(RedisValue::NoReply)
         }
-        Ok((Err(e), _)) => Err(error(e)),
-        Err(_) => {
-            crate::info::c::panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Err(RedisError::Str("ERR aijob hit an internal error (a bug; the server is fine, please report it)"))
-        }
+        Some((Err(e), _)) => Err(error(e)),
+        None => Err(RedisError::Str(crate::guard::INTERNAL_ERROR)),
     }
 }
 

@@ -48,7 +48,7 @@ fn os_fill(buf: &mut [u8]) {
     if getrandom::getrandom(buf).is_err() {
         // Never seen on Linux; fall back to the clock mixed through SplitMix so a
         // token is still unique, if not secret.
-        let mut s = aijob_core::rng::SplitMix(crate::store::api::now_ms() as u64 ^ buf.as_ptr() as u64);
+        let mut s = aijob_core::rng::SplitMix(crate::ffi::now_ms() as u64 ^ buf.as_ptr() as u64);
         s.fill(buf);
     }
 }

@@ -74,5 +74,7 @@ pub fn info(ctx: &InfoContext, _for_crash_report: bool) {
         section.build_section()?.build_info()?;
         Ok(())
     };
-    let _ = build();
+    if let Err(e) = build() {
+        crate::logging::warn(std::ptr::null_mut(), "info", || format!("INFO aijob could not be built: {e}"));
+    }
 }

@@ -1,10 +1,10 @@
 //! Replies in the shape the SPEC fixes: maps stay maps in RESP3 (flat arrays in RESP2),
 //! in our field order, with integers as integers.
 
-use std::os::raw::{c_char, c_long};
-
 use aijob_core::record::{Reply, Value};
 use redis_module::raw;
+
+use crate::ffi;
 
 /// A reply tree, emitted with the raw reply API once the command succeeded.
 #[derive(Debug, PartialEq)]
@@ -17,7 +17,7 @@ pub enum Out {
     Null,
     NullArray,
     /// A module string replied without a copy.
-    ModuleString(crate::store::api::RStr),
+    ModuleString(ffi::RStr),
     /// The client was blocked: reply later, from the blocked-client callbacks.
     Blocked,
     Array(Vec<Out>),
@@ -47,65 +47,30 @@ impl Out {
     }
 
     pub fn emit(&self, ctx: *mut raw::RedisModuleCtx) {
-        unsafe {
-            match self {
-                Out::Int(n) => {
-                    if let Some(f) = raw::RedisModule_ReplyWithLongLong {
-                        f(ctx, *n);
-                    }
+        match self {
+            Out::Int(n) => ffi::reply_int(ctx, *n),
+            Out::Bytes(b) => ffi::reply_bulk(ctx, b),
+            Out::Static(b) => ffi::reply_bulk(ctx, b),
+            Out::Str(s) => ffi::reply_simple(ctx, s),
+            Out::Null => ffi::reply_null(ctx),
+            Out::Blocked => {}
+            Out::ModuleString(r) => ffi::reply_string(ctx, r),
+            Out::NullArray => ffi::reply_null_array(ctx),
+            Out::Array(items) => {
+                ffi::reply_array(ctx, items.len());
+                for i in items {
+                    i.emit(ctx);
                 }
-                Out::Bytes(b) => bulk(ctx, b),
-                Out::Static(b) => bulk(ctx, b),
-                Out::Str(s) => {
-                    if let Some(f) = raw::RedisModule_ReplyWithSimpleString {
-                        let c = std::ffi::CString::new(*s).unwrap_or_default();
-                        f(ctx, c.as_ptr());
-                    }
+            }
+            Out::Map(pairs) => {
+                if !ffi::reply_map(ctx, pairs.len()) {
+                    return;
                 }
-                Out::Null => {
-                    if let Some(f) = raw::RedisModule_ReplyWithNull {
-                        f(ctx);
-                    }
-                }
-                Out::Blocked => {}
-                Out::ModuleString(r) => {
-                    if let Some(f) = raw::RedisModule_ReplyWithString {
-                        f(ctx, r.ptr);
-                    }
-                }
-                Out::NullArray => {
-                    if let Some(f) = raw::RedisModule_ReplyWithNullArray {
-                        f(ctx);
-                    }
-                }
-                Out::Array(items) => {
-                    if let Some(f) = raw::RedisModule_ReplyWithArray {
-                        f(ctx, items.len() as c_long);
-                    }
-                    for i in items {
-                        i.emit(ctx);
-                    }
-                }
-                Out::Map(pairs) => {
-                    match raw::RedisModule_ReplyWithMap {
-                        Some(f) => f(ctx, pairs.len() as c_long),
-                        None => match raw::RedisModule_ReplyWithArray {
-                            Some(f) => f(ctx, (pairs.len() * 2) as c_long),
-                            None => return,
-                        },
-                    };
-                    for (k, v) in pairs {
-                        bulk(ctx, k.as_bytes());
-                        v.emit(ctx);
-                    }
+                for (k, v) in pairs {
+                    ffi::reply_bulk(ctx, k.as_bytes());
+                    v.emit(ctx);
                 }
             }
         }
-    }
-}
-
-fn bulk(ctx: *mut raw::RedisModuleCtx, b: &[u8]) {
-    if let Some(f) = unsafe { raw::RedisModule_ReplyWithStringBuffer } {
-        unsafe { f(ctx, b.as_ptr() as *const c_char, b.len()) };
     }
 }

@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::os::raw::{c_int, c_void};
+use std::os::raw::c_int;
 use std::time::{Duration, Instant};
 
 use aijob_core::keys::{queue_of_key, QueueKeys};
@@ -15,7 +15,8 @@ use aijob_core::queue::tx::Env;
 use redis_module::{raw, Context};
 
 use crate::entropy::OsEntropy;
-use crate::store::api::{self, rm};
+use crate::ffi;
+use crate::logging;
 use crate::store::RedisStore;
 
 const TICK: Duration = Duration::from_millis(100);
@@ -35,7 +36,7 @@ struct Clock {
     /// When each known queue next needs a look (0 = at the next tick).
     queues: HashMap<QueueId, i64>,
     /// Discovery after load or promotion: the db being scanned and its cursor.
-    scan: Option<(c_int, *mut raw::RedisModuleScanCursor)>,
+    scan: Option<(c_int, ffi::ScanCursor)>,
     was_master: bool,
     /// Ticks so far: `last_touch` is only good within the tick it was made in.
     ticks: u64,
@@ -70,7 +71,7 @@ thread_local! {
 }
 
 pub fn count_cache(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, hits: i64, coalesced: i64) {
-    let db = selected_db(ctx);
+    let db = ffi::selected_db(ctx);
     CACHE_COUNTS.with(|m| {
         let mut m = m.borrow_mut();
         match &mut m.last {
@@ -88,7 +89,7 @@ pub fn count_cache(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, hits: i64, coal
 
 /// The counts `count_cache` holds for `q` that `meta` does not show yet.
 pub fn buffered_cache_counts(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys) -> (i64, i64) {
-    let id = (selected_db(ctx), q.name().to_vec());
+    let id = (ffi::selected_db(ctx), q.name().to_vec());
     CACHE_COUNTS.with(|m| {
         let mut m = m.borrow_mut();
         m.spill();
@@ -96,7 +97,7 @@ pub fn buffered_cache_counts(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys) -> (i
     })
 }
 
-fn flush_cache_counts(store: &mut RedisStore, id: &QueueId, q: &QueueKeys) {
+fn flush_cache_counts(ctx: *mut raw::RedisModuleCtx, store: &mut RedisStore, id: &QueueId, q: &QueueKeys) {
     use aijob_core::queue::tx::meta;
     use aijob_core::store::{Op, Store};
     let taken = CACHE_COUNTS.with(|m| {
@@ -111,19 +112,27 @@ fn flush_cache_counts(store: &mut RedisStore, id: &QueueId, q: &QueueKeys) {
             ops.push(Op::HIncrBy(q.meta(), field.as_bytes().to_vec(), n));
         }
     }
-    let _ = store.apply(ops);
+    if let Err(e) = store.apply(ops) {
+        let what = format!("{hits} cache hits and {coalesced} coalesced requests not counted in meta");
+        report(ctx, "timer cache counts", id, &what, &e);
+    }
 }
 
-fn selected_db(ctx: *mut raw::RedisModuleCtx) -> c_int {
-    match unsafe { raw::RedisModule_GetSelectedDb } {
-        Some(f) => unsafe { f(ctx) },
-        None => 0,
-    }
+/// Logs (rate-limited) what the timer could not do for queue `id`: nothing else would
+/// tell, as no client waits on the timer.
+fn report(
+    ctx: *mut raw::RedisModuleCtx,
+    kind: &'static str,
+    (db, name): &QueueId,
+    what: &str,
+    e: &dyn std::fmt::Display,
+) {
+    logging::warn(ctx, kind, || format!("timer: queue '{}' (db {db}): {what}: {e}", String::from_utf8_lossy(name)));
 }
 
 /// A command touched `q`: the timer looks at it on its next tick.
 pub fn touch(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys) {
-    let db = selected_db(ctx);
+    let db = ffi::selected_db(ctx);
     CLOCK.with(|c| {
         let mut c = c.borrow_mut();
         let ticks = c.ticks;
@@ -143,17 +152,17 @@ pub fn start(ctx: &Context) {
 
 fn on_tick(ctx: &Context, _: ()) {
     let raw_ctx = ctx.ctx;
-    let flags = api::context_flags(raw_ctx);
-    let master = flags & api::FLAG_MASTER != 0 && flags & api::FLAG_LOADING == 0;
+    let flags = ffi::context_flags(raw_ctx);
+    let master = flags & ffi::FLAG_MASTER != 0 && flags & ffi::FLAG_LOADING == 0;
     crate::info::c::timer_ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     CLOCK.with(|c| c.borrow_mut().ticks += 1);
     let mut backlog = false;
     if master {
         let started = Instant::now();
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::guard::guard(raw_ctx, "the timer", || {
             discover(raw_ctx);
             backlog = run_due(raw_ctx);
-        }));
+        });
         let took = started.elapsed().as_micros() as u64;
         crate::info::c::timer_max_tick_us.fetch_max(took, std::sync::atomic::Ordering::Relaxed);
     }
@@ -177,103 +186,57 @@ fn discover(ctx: *mut raw::RedisModuleCtx) {
         begin
     });
     if begin {
-        if let Ok(cursor) = new_cursor() {
-            CLOCK.with(|c| c.borrow_mut().scan = Some((0, cursor)));
+        match ffi::ScanCursor::new() {
+            Ok(cursor) => CLOCK.with(|c| c.borrow_mut().scan = Some((0, cursor))),
+            Err(e) => logging::warn(ctx, "timer scan", || format!("timer: cannot look for queues: {e}")),
         }
     }
-    let Some((mut db, cursor)) = CLOCK.with(|c| c.borrow().scan) else { return };
-    let home = selected_db(ctx);
+    let Some((mut db, cursor)) = CLOCK.with(|c| c.borrow_mut().scan.take()) else { return };
+    let home = ffi::selected_db(ctx);
     let mut found: Vec<QueueId> = Vec::new();
     let mut steps = 0;
     let finished = loop {
-        if select_db(ctx, db).is_err() {
+        if ffi::select_db(ctx, db).is_err() {
             break true;
         }
-        let more = scan_step(ctx, cursor, db, &mut found);
+        let more = cursor.scan(ctx, &mut |name| {
+            if let Some(q) = queue_of_key(name) {
+                let id = (db, q.to_vec());
+                if !found.contains(&id) {
+                    found.push(id);
+                }
+            }
+        });
         steps += 1;
         if !more {
             db += 1;
-            restart_cursor(cursor);
+            cursor.restart();
         }
         if steps >= SCAN_STEPS_PER_TICK {
             break false;
         }
     };
-    let _ = select_db(ctx, home);
+    select_home(ctx, home);
     CLOCK.with(|c| {
         let mut c = c.borrow_mut();
         for id in found {
             c.queues.entry(id).or_insert(0);
         }
-        c.scan = if finished { None } else { Some((db, cursor)) };
+        // a finished walk drops (and so destroys) its cursor
+        c.scan = (!finished).then_some((db, cursor));
     });
-    if finished {
-        destroy_cursor(cursor);
-    }
 }
 
-fn new_cursor() -> aijob_core::Result<*mut raw::RedisModuleScanCursor> {
-    Ok(rm!(RedisModule_ScanCursorCreate()))
-}
-
-fn restart_cursor(cursor: *mut raw::RedisModuleScanCursor) {
-    if let Some(f) = unsafe { raw::RedisModule_ScanCursorRestart } {
-        unsafe { f(cursor) };
-    }
-}
-
-fn destroy_cursor(cursor: *mut raw::RedisModuleScanCursor) {
-    if let Some(f) = unsafe { raw::RedisModule_ScanCursorDestroy } {
-        unsafe { f(cursor) };
-    }
-}
-
-fn select_db(ctx: *mut raw::RedisModuleCtx, db: c_int) -> Result<(), ()> {
-    match unsafe { raw::RedisModule_SelectDb } {
-        Some(f) if unsafe { f(ctx, db) } == raw::REDISMODULE_OK as c_int => Ok(()),
-        _ => Err(()),
-    }
-}
-
-struct ScanSink<'a> {
-    db: c_int,
-    found: &'a mut Vec<QueueId>,
-}
-
-/// One SCAN step; false when the db has been walked through.
-fn scan_step(
-    ctx: *mut raw::RedisModuleCtx,
-    cursor: *mut raw::RedisModuleScanCursor,
-    db: c_int,
-    found: &mut Vec<QueueId>,
-) -> bool {
-    let mut sink = ScanSink { db, found };
-    match unsafe { raw::RedisModule_Scan } {
-        Some(f) => unsafe { f(ctx, cursor, Some(on_key), &mut sink as *mut _ as *mut c_void) != 0 },
-        None => false,
-    }
-}
-
-unsafe extern "C" fn on_key(
-    _ctx: *mut raw::RedisModuleCtx,
-    name: *mut raw::RedisModuleString,
-    _key: *mut raw::RedisModuleKey,
-    privdata: *mut c_void,
-) {
-    let sink = &mut *(privdata as *mut ScanSink);
-    if let Ok(bytes) = api::bytes_of(name) {
-        if let Some(q) = queue_of_key(&bytes) {
-            let id = (sink.db, q.to_vec());
-            if !sink.found.contains(&id) {
-                sink.found.push(id);
-            }
-        }
+/// Back to the db the timer's context had before it visited others.
+fn select_home(ctx: *mut raw::RedisModuleCtx, home: c_int) {
+    if let Err(e) = ffi::select_db(ctx, home) {
+        logging::warn(ctx, "timer select", || format!("timer: cannot select db {home} again: {e}"));
     }
 }
 
 /// Runs the moves of every queue whose next look has come; true when work is left over.
 fn run_due(ctx: *mut raw::RedisModuleCtx) -> bool {
-    let now = api::now_ms();
+    let now = ffi::now_ms();
     let due: Vec<QueueId> =
         CLOCK.with(|c| c.borrow().queues.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect());
     if due.is_empty() {
@@ -281,7 +244,7 @@ fn run_due(ctx: *mut raw::RedisModuleCtx) -> bool {
     }
     let mut backlog = false;
     let started = Instant::now();
-    let home = selected_db(ctx);
+    let home = ffi::selected_db(ctx);
     let config = crate::config::snapshot();
     let mut budget = MOVES_PER_TICK;
     for id in due {
@@ -303,7 +266,7 @@ fn run_due(ctx: *mut raw::RedisModuleCtx) -> bool {
             }
         });
     }
-    let _ = select_db(ctx, home);
+    select_home(ctx, home);
     let moves = (MOVES_PER_TICK - budget) as u64;
     crate::info::c::timer_max_tick_moves.fetch_max(moves, std::sync::atomic::Ordering::Relaxed);
     backlog
@@ -322,17 +285,29 @@ fn tick_queue(
     budget: &mut usize,
     started: Instant,
 ) -> Option<i64> {
-    let Ok(q) = QueueKeys::new(name) else { return None };
-    select_db(ctx, *db).ok()?;
-    let mut store = RedisStore::new(ctx, now);
     let id = (*db, name.clone());
-    flush_cache_counts(&mut store, &id, &q);
+    let q = match QueueKeys::new(name) {
+        Ok(q) => q,
+        Err(e) => {
+            report(ctx, "timer queue name", &id, "dropped from the timer", &e);
+            return None;
+        }
+    };
+    if let Err(e) = ffi::select_db(ctx, *db) {
+        report(ctx, "timer select", &id, "dropped from the timer", &e);
+        return None;
+    }
+    let mut store = RedisStore::new(ctx, now);
+    flush_cache_counts(ctx, &mut store, &id, &q);
     let mut entropy = OsEntropy;
     let mut env = Env { now, config, entropy: &mut entropy };
     loop {
         let report = match clock::tick(&mut store, &q, &mut env, (*budget).min(MOVES_PER_CHUNK)) {
             Ok(r) => r,
-            Err(_) => return Some(now + 1_000),
+            Err(e) => {
+                report(ctx, "timer moves", &id, "moves not made, next try in 1 s", &e);
+                return Some(now + 1_000);
+            }
         };
         *budget = budget.saturating_sub(report.moves);
         crate::info::add(&report.tally);
@@ -349,9 +324,15 @@ fn tick_queue(
         Ok(Some(at)) => Some(at),
         Ok(None) => {
             use aijob_core::store::Store;
-            let alive = store.exists(&q.meta()).unwrap_or(true);
+            let alive = store.exists(&q.meta()).unwrap_or_else(|e| {
+                report(ctx, "timer next due", &id, "cannot tell whether the queue is gone, kept", &e);
+                true
+            });
             alive.then_some(i64::MAX)
         }
-        Err(_) => Some(now + 1_000),
+        Err(e) => {
+            report(ctx, "timer next due", &id, "next due time unknown, next try in 1 s", &e);
+            Some(now + 1_000)
+        }
     }
 }

@@ -194,7 +194,8 @@ fn a_master_killed_mid_workload_loses_only_what_replication_had_not_sent() {
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(1500));
+    // load on every master before the kill: a few hundred acknowledged jobs
+    wait_until(Duration::from_secs(30), "load before the kill", || (acked.lock().unwrap().len() >= 300).then_some(()));
     let victim = cl.master_of("q0");
     let killed_at = Instant::now();
     cl.nodes[victim].kill();
@@ -214,7 +215,11 @@ fn a_master_killed_mid_workload_loses_only_what_replication_had_not_sent() {
         thread::sleep(Duration::from_millis(100));
     }
     let failover = killed_at.elapsed();
-    thread::sleep(Duration::from_millis(2000));
+    // and load on the promoted replica after it
+    let at_failover = acked.lock().unwrap().len();
+    wait_until(Duration::from_secs(30), "load after the failover", || {
+        (acked.lock().unwrap().len() >= (at_failover + 300).max(600)).then_some(())
+    });
     stop.store(true, Ordering::Relaxed);
     producer.join().unwrap();
     for w in workers {

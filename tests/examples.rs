@@ -2,7 +2,7 @@
 //! (aijob-fetcher with the echo provider), and each example run with REDIS_URL pointing at
 //! them. The examples print one JSON line per step; the tests parse those and check the
 //! server's state too. A language whose runtime is missing is skipped, with a line that says
-//! so (`.ci/run` installs all four).
+//! so; under `CI=true` (`.ci/run` installs all four) it fails instead.
 
 mod common;
 
@@ -21,8 +21,12 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Says why a test did nothing, past the test harness's output capture, and passes.
+/// Says why a test did nothing, past the test harness's output capture, and passes; on CI,
+/// where every runtime is installed, a missing one is a failure, not a silent pass.
 fn skip(why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and a runtime is missing: {why}");
+    }
     let _ = writeln!(std::io::stderr(), "skipped: {why}");
 }
 

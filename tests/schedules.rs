@@ -29,10 +29,12 @@ fn every_200_fires_on_time() {
     assert!((7..=11).contains(&n), "about ten runs in two seconds, got {n}");
     let jobs = jobs_of(&mut c, "poll");
     assert!(jobs.iter().all(|j| fs(j, "schedule") == "gen"));
-    let sc = ok(&mut c, &["SCHEDULE.GET", "poll", "gen"]);
-    assert_eq!(fi(&sc, "runs"), stat(&mut c, "poll", "created"));
-    assert_eq!(fi(&sc, "every"), 200);
-    assert_eq!(fs(&sc, "overlap"), "allow");
+    // one MULTI: the timer fires every 200 ms and must not fire between the two reads
+    let both = atomically(&mut c, &[&["SCHEDULE.GET", "poll", "gen"], &["QUEUE.STATS", "poll"]]);
+    let sc = &both[0];
+    assert_eq!(fi(sc, "runs"), fi(&both[1], "created"));
+    assert_eq!(fi(sc, "every"), 200);
+    assert_eq!(fs(sc, "overlap"), "allow");
     assert_eq!(stat(&mut c, "poll", "schedules"), 1);
     assert!(s(&ok(&mut c, &["INFO", "aijob"])).contains("aijob_schedule_runs:"));
 }
@@ -61,9 +63,10 @@ fn overlap_skip_holds_runs_back_while_the_last_job_runs() {
     let mut c = srv.conn();
     ok(&mut c, &["SCHEDULE.SET", "q", "s", "EVERY", "100", "PAYLOAD", "{}"]);
     let (id, tok) = wait_until(Duration::from_secs(3), "the first run", || claim(&mut c, "q", &["LEASE", "60000"]));
-    std::thread::sleep(Duration::from_millis(600));
+    wait_until(Duration::from_secs(5), "three skipped runs", || {
+        (fi(&ok(&mut c, &["SCHEDULE.GET", "q", "s"]), "skipped") >= 3).then_some(())
+    });
     assert_eq!(stat(&mut c, "q", "created"), 1, "no run while the first one's job runs");
-    assert!(fi(&ok(&mut c, &["SCHEDULE.GET", "q", "s"]), "skipped") >= 3);
     ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "1"]);
     wait_until(Duration::from_secs(3), "the next run", || (stat(&mut c, "q", "created") == 2).then_some(()));
 }
@@ -87,15 +90,14 @@ fn run_pause_resume_and_del() {
     ok(&mut c, &["SCHEDULE.SET", "q", "fast", "EVERY", "100", "PAYLOAD", "{}", "OVERLAP", "allow"]);
     assert_eq!(int(&ok(&mut c, &["SCHEDULE.PAUSE", "q", "fast"])), 1);
     let before = stat(&mut c, "q", "created");
-    std::thread::sleep(Duration::from_millis(400));
+    wait_ticks(&mut c, 4);
     assert_eq!(stat(&mut c, "q", "created"), before, "a paused schedule does not fire");
     assert_eq!(fi(&ok(&mut c, &["SCHEDULE.GET", "q", "fast"]), "paused"), 1);
     assert_eq!(int(&ok(&mut c, &["SCHEDULE.RESUME", "q", "fast"])), 1);
     wait_until(Duration::from_secs(3), "runs after RESUME", || (stat(&mut c, "q", "created") > before).then_some(()));
     assert_eq!(int(&ok(&mut c, &["SCHEDULE.DEL", "q", "fast"])), 1);
-    std::thread::sleep(Duration::from_millis(150));
     let after = stat(&mut c, "q", "created");
-    std::thread::sleep(Duration::from_millis(400));
+    wait_ticks(&mut c, 4);
     assert_eq!(stat(&mut c, "q", "created"), after, "DEL stops it");
     assert_eq!(int(&ok(&mut c, &["SCHEDULE.DEL", "q", "fast"])), 0);
     assert_eq!(int(&ok(&mut c, &["SCHEDULE.PAUSE", "q", "fast"])), 0);
@@ -138,21 +140,21 @@ fn a_schedule_fires_once_across_a_failover() {
     replicate(&master, &replica);
     let mut m = master.conn();
     ok(&mut m, &["SCHEDULE.SET", "fo", "tick", "EVERY", "200", "PAYLOAD", "{}", "OVERLAP", "allow", "START", "0"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let on_master =
+        wait_until(Duration::from_secs(5), "five runs", || Some(stat(&mut m, "fo", "created")).filter(|n| *n >= 5));
     wait_synced(&master, &replica);
     let mut r = replica.conn();
-    let on_master = stat(&mut m, "fo", "created");
-    assert!(on_master >= 5, "{on_master}");
     // hold the schedule, then the replica must hold exactly the master's runs and make none
     ok(&mut m, &["SCHEDULE.PAUSE", "fo", "tick"]);
     wait_synced(&master, &replica);
-    std::thread::sleep(Duration::from_millis(400));
+    wait_ticks(&mut r, 4);
     wait_synced(&master, &replica);
     assert_eq!(digest(&mut r), digest(&mut m), "the replica holds exactly the master's runs");
     assert_eq!(stat(&mut r, "fo", "created"), stat(&mut m, "fo", "created"));
     assert!(stat(&mut m, "fo", "created") >= on_master);
+    let paused = stat(&mut m, "fo", "created");
     ok(&mut m, &["SCHEDULE.RESUME", "fo", "tick"]);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(Duration::from_secs(5), "runs after RESUME", || (stat(&mut m, "fo", "created") > paused).then_some(()));
     wait_synced(&master, &replica);
     master.kill();
     let before_promotion = stat(&mut r, "fo", "created");
@@ -162,7 +164,9 @@ fn a_schedule_fires_once_across_a_failover() {
         (stat(&mut r, "fo", "created") > before_promotion).then_some(())
     });
     assert!(promoted_at.elapsed() < Duration::from_millis(1500));
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_until(Duration::from_secs(5), "more runs on the promoted replica", || {
+        (stat(&mut r, "fo", "created") >= before_promotion + 5).then_some(())
+    });
     ok(&mut r, &["SCHEDULE.PAUSE", "fo", "tick"]);
     // each run belongs to one 200 ms slot of the timetable: no slot twice
     let mut slots: Vec<i64> = jobs_of(&mut r, "fo").iter().map(|j| fi(j, "created_at") / 200).collect();

@@ -19,6 +19,7 @@ pub mod ratelimit;
 pub mod record;
 pub mod rng;
 pub mod store;
+pub mod throttle;
 
 #[cfg(test)]
 pub mod mem;

@@ -101,10 +101,11 @@ fn redis_restart_mid_call_the_result_still_lands() {
     let id = create_job(&mut c, "default", &gemini("slow=2500"), &[]);
     wait_until(T, "the call", || (mock.calls("slow=2500") == 1).then_some(()));
     srv.kill();
-    std::thread::sleep(Duration::from_millis(300));
     wait_until(T, "the fetcher to notice", || (f.metric("aijob_fetcher_redis_up") == 0.0).then_some(()));
     // The call ends while Redis is down; the final update waits for it.
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_until(T, "the final update to find Redis down", || {
+        f.logs().contains("Redis unreachable; retrying").then_some(())
+    });
     let srv2 = Server::start_with(opts);
     let mut c = srv2.conn();
     let r = wait_finished(&mut c, "default", &id, T);

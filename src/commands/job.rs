@@ -5,7 +5,7 @@ use aijob_core::queue::charge::ChargeGate;
 use aijob_core::queue::{admin, claim, create, read, update};
 use aijob_core::record;
 use aijob_core::Result;
-use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 use crate::command::Call;
 use crate::reply::Out;
@@ -32,23 +32,14 @@ pub fn get(c: &mut Call) -> Result<Out> {
 /// The entry of JOB.CLAIM: answers Redis's key-position requests (Q and every CHARGE
 /// key, for COMMAND GETKEYS, ACL and cluster routing), else runs the command.
 pub fn claim_entry(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if is_keys_position_request(ctx) {
+    if crate::ffi::is_keys_position_request(ctx.ctx) {
         let words: Vec<&[u8]> = args.iter().skip(1).map(|a| a.as_slice()).collect();
         for pos in args::claim_key_positions(&words) {
-            if let Some(f) = unsafe { raw::RedisModule_KeyAtPos } {
-                unsafe { f(ctx.ctx, (pos + 1) as std::os::raw::c_int) };
-            }
+            crate::ffi::key_at_pos(ctx.ctx, pos + 1);
         }
         return Ok(RedisValue::NoReply);
     }
     crate::command::run(ctx, args, 2, claim)
-}
-
-fn is_keys_position_request(ctx: &Context) -> bool {
-    match unsafe { raw::RedisModule_IsKeysPositionRequest } {
-        Some(f) => unsafe { f(ctx.ctx) != 0 },
-        None => false,
-    }
 }
 
 /// JOB.CLAIM Q [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key REQUESTS|COST LIMIT n PERIOD ms ...]

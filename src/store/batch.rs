@@ -8,14 +8,13 @@
 
 use std::cell::RefCell;
 use std::ffi::CStr;
-use std::os::raw::{c_int, c_longlong};
 
 use aijob_core::store::{KeyKind, Op, Score};
 use aijob_core::{AiError, Result};
 use redis_module::raw;
 
-use super::api::{self, rm, Field, OpenKey, RStr};
 use super::parse_int;
+use crate::ffi::{self, Field, OpenKey, RStr};
 
 /// An open key of the batch: the handle, and its name as a module string (reused for
 /// replication). The handle comes first so it is closed before the name is freed.
@@ -32,9 +31,6 @@ pub struct Batch<'a> {
     /// The argument vector of each replicated command, reused.
     argv: RefCell<Vec<*mut raw::RedisModuleString>>,
 }
-
-const STREAM_ADD_AUTOID: c_int = 1;
-const STREAM_TRIM_APPROX: c_int = 1;
 
 impl<'a> Batch<'a> {
     /// Opens and checks every key `ops` write; fails before any write.
@@ -64,7 +60,7 @@ impl<'a> Batch<'a> {
             return Ok(i);
         }
         let name = RStr::new(self.ctx, key)?;
-        let handle = OpenKey::open(self.ctx, &name, api::READ | api::WRITE)?
+        let handle = OpenKey::open(self.ctx, &name, ffi::READ | ffi::WRITE)?
             .ok_or_else(|| AiError::syntax("could not open a key for writing"))?;
         self.slots.push(Slot { key, handle, name });
         Ok(self.slots.len() - 1)
@@ -77,10 +73,10 @@ impl<'a> Batch<'a> {
     /// The integer a hash field holds (0 when absent); corrupt when it holds another thing.
     fn counter(&self, i: usize, field: &[u8]) -> Result<i64> {
         let slot = &self.slots[i];
-        if slot.handle.key_type()? != api::KEYTYPE_HASH {
+        if slot.handle.key_type()? != ffi::KEYTYPE_HASH {
             return Ok(0);
         }
-        let f = api::field(self.ctx, field)?;
+        let f = ffi::field(self.ctx, field)?;
         match slot.handle.hash_get_str(self.ctx, &f)? {
             Some(v) => parse_int(v.as_ref()).ok_or_else(|| AiError::corrupt("counter")),
             None => Ok(0),
@@ -114,8 +110,7 @@ impl<'a> Batch<'a> {
         argv.clear();
         argv.push(name.ptr);
         argv.extend_from_slice(args);
-        rm!(RedisModule_Replicate(self.ctx, cmd.as_ptr(), c"v".as_ptr(), argv.as_mut_ptr(), argv.len()));
-        Ok(())
+        ffi::replicate(self.ctx, cmd, &mut argv)
     }
 
     fn hset(&self, slot: &Slot, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
@@ -125,7 +120,7 @@ impl<'a> Batch<'a> {
         order.sort_by_key(|(_, v)| v.len());
         let mut owned: Vec<(Field, RStr)> = Vec::with_capacity(fields.len());
         for (f, v) in order {
-            let (f, v) = (api::field(self.ctx, f)?, self.s(v)?);
+            let (f, v) = (ffi::field(self.ctx, f)?, self.s(v)?);
             slot.handle.hash_set(&f, &v)?;
             owned.push((f, v));
         }
@@ -134,12 +129,12 @@ impl<'a> Batch<'a> {
     }
 
     fn hdel(&self, slot: &Slot, fields: &[Vec<u8>]) -> Result<()> {
-        if slot.handle.key_type()? != api::KEYTYPE_HASH {
+        if slot.handle.key_type()? != ffi::KEYTYPE_HASH {
             return Ok(());
         }
         let mut deleted = Vec::with_capacity(fields.len());
         for f in fields {
-            let f = api::field(self.ctx, f)?;
+            let f = ffi::field(self.ctx, f)?;
             if slot.handle.hash_del(&f)? {
                 deleted.push(f);
             }
@@ -156,7 +151,7 @@ impl<'a> Batch<'a> {
             self.slots.iter().position(|s| s.key == key).ok_or_else(|| AiError::syntax("a write outside its batch"))?;
         let current = self.counter(i, field)?;
         let slot = &self.slots[i];
-        let f = api::field(self.ctx, field)?;
+        let f = ffi::field(self.ctx, field)?;
         let value = RStr::int(self.ctx, current.saturating_add(by))?;
         slot.handle.hash_set(&f, &value)?;
         let by = RStr::int(self.ctx, by)?;
@@ -174,7 +169,7 @@ impl<'a> Batch<'a> {
     }
 
     fn zrem(&self, slot: &Slot, member: &[u8]) -> Result<()> {
-        if slot.handle.key_type()? != api::KEYTYPE_ZSET {
+        if slot.handle.key_type()? != ffi::KEYTYPE_ZSET {
             return Ok(());
         }
         let m = self.s(member)?;
@@ -185,7 +180,7 @@ impl<'a> Batch<'a> {
     }
 
     fn del(&self, slot: &Slot) -> Result<()> {
-        if slot.handle.key_type()? == api::KEYTYPE_EMPTY {
+        if slot.handle.key_type()? == ffi::KEYTYPE_EMPTY {
             return Ok(());
         }
         slot.handle.delete()?;
@@ -193,7 +188,7 @@ impl<'a> Batch<'a> {
     }
 
     fn pexpireat(&self, slot: &Slot, at: i64) -> Result<()> {
-        if slot.handle.key_type()? == api::KEYTYPE_EMPTY {
+        if slot.handle.key_type()? == ffi::KEYTYPE_EMPTY {
             return Ok(());
         }
         if at <= self.now {
@@ -205,7 +200,7 @@ impl<'a> Batch<'a> {
     }
 
     fn persist(&self, slot: &Slot) -> Result<()> {
-        if slot.handle.key_type()? == api::KEYTYPE_EMPTY || slot.handle.ttl()? == api::NO_EXPIRE {
+        if slot.handle.key_type()? == ffi::KEYTYPE_EMPTY || slot.handle.ttl()? == ffi::NO_EXPIRE {
             return Ok(());
         }
         slot.handle.persist()?;
@@ -234,26 +229,16 @@ impl<'a> Batch<'a> {
     fn xadd(&self, slot: &Slot, maxlen: i64, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
         let mut owned: Vec<(Field, RStr)> = Vec::with_capacity(fields.len());
         for (f, v) in fields {
-            owned.push((api::field(self.ctx, f)?, self.s(v)?));
+            owned.push((ffi::field(self.ctx, f)?, self.s(v)?));
         }
         let mut argv: Vec<*mut raw::RedisModuleString> = owned.iter().flat_map(|(f, v)| [f.ptr(), v.ptr]).collect();
-        let mut id = raw::RedisModuleStreamID { ms: 0, seq: 0 };
-        let added = rm!(RedisModule_StreamAdd(
-            slot.handle.ptr,
-            STREAM_ADD_AUTOID,
-            &mut id,
-            argv.as_mut_ptr(),
-            fields.len() as i64
-        ));
-        if added != raw::REDISMODULE_OK as c_int {
-            return Err(AiError::syntax("could not append to the events stream"));
-        }
+        let (ms, seq) = slot.handle.stream_add(&mut argv)?;
         if maxlen > 0 {
-            rm!(RedisModule_StreamTrimByLength(slot.handle.ptr, STREAM_TRIM_APPROX, maxlen as c_longlong));
+            slot.handle.stream_trim(maxlen)?;
         }
         let len = slot.handle.len()?;
         let head = [self.s(b"MAXLEN")?, self.s(b"=")?, RStr::int(self.ctx, len as i64)?];
-        let id = self.s(format!("{}-{}", id.ms, id.seq).as_bytes())?;
+        let id = self.s(format!("{ms}-{seq}").as_bytes())?;
         let mut args: Vec<_> = head.iter().map(|s| s.ptr).collect();
         args.push(id.ptr);
         args.extend_from_slice(&argv);
@@ -262,12 +247,7 @@ impl<'a> Batch<'a> {
 
     fn publish(&self, channel: &[u8], message: &[u8]) -> Result<()> {
         let (ch, msg) = (self.s(channel)?, self.s(message)?);
-        let cluster = api::context_flags(self.ctx) & api::FLAG_CLUSTER != 0;
-        match unsafe { raw::RedisModule_PublishMessageShard } {
-            Some(shard) if cluster => unsafe { shard(self.ctx, ch.ptr, msg.ptr) },
-            _ => rm!(RedisModule_PublishMessage(self.ctx, ch.ptr, msg.ptr)),
-        };
-        Ok(())
+        ffi::publish(self.ctx, &ch, &msg)
     }
 
     /// Wakes the clients blocked on `key` (JOB.CLAIM ... BLOCK).
@@ -280,17 +260,16 @@ impl<'a> Batch<'a> {
                 &owned
             }
         };
-        rm!(RedisModule_SignalKeyAsReady(self.ctx, name.ptr));
-        Ok(())
+        ffi::signal_key_as_ready(self.ctx, name)
     }
 }
 
 fn check_kind(k: &OpenKey, kind: KeyKind) -> Result<()> {
     let want = match kind {
-        KeyKind::Hash => api::KEYTYPE_HASH,
-        KeyKind::ZSet => api::KEYTYPE_ZSET,
-        KeyKind::String => api::KEYTYPE_STRING,
-        KeyKind::Stream => api::KEYTYPE_STREAM,
+        KeyKind::Hash => ffi::KEYTYPE_HASH,
+        KeyKind::ZSet => ffi::KEYTYPE_ZSET,
+        KeyKind::String => ffi::KEYTYPE_STRING,
+        KeyKind::Stream => ffi::KEYTYPE_STREAM,
         KeyKind::Any => return Ok(()),
     };
     k.check_type(want).map(|_| ())

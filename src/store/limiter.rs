@@ -1,17 +1,16 @@
-//! RATELIMIT.HIT / PEEK straight on the key: the state is decoded from the string's own
-//! bytes (no copy), the new state encoded into a reused buffer and written in place, and
-//! the write replicated as `SET key <state> PXAT <instant>`. Same effects as the core's
-//! `limiter::hit` over the generic store, at a fraction of the cost: this runs on every
-//! call an app makes to a provider, so it must stay close to a plain SET.
+//! RATELIMIT.HIT / PEEK straight on the key: the core's `limiter::hit_bytes` reads the
+//! state from the string's own bytes (no copy) and encodes the new one into a reused
+//! buffer; this file only opens the key, writes that buffer in place and replicates the
+//! write as `SET key <state> PXAT <instant>`. This runs on every call an app makes to a
+//! provider, so it must stay close to a plain SET.
 
-use std::cell::RefCell;
-use std::os::raw::c_char;
-
-use aijob_core::ratelimit::{self, Decision, State, Window};
+use aijob_core::limiter::{self, Write};
+use aijob_core::ratelimit::{Decision, State, Window};
 use aijob_core::{AiError, Result};
 use redis_module::raw;
+use std::cell::RefCell;
 
-use super::api::{self, rm, OpenKey};
+use crate::ffi::{self, OpenKey};
 
 /// A decode target and an encode buffer, kept between calls so a hit allocates nothing.
 #[derive(Default)]
@@ -37,12 +36,20 @@ pub fn hit(
         let sc = &mut *guard;
         // One lookup for the read and the write. (Closing a key opened for writing
         // counts as touching it for WATCH, also after a denied hit, which writes nothing.)
-        let k = OpenKey::open_raw(ctx, name, api::READ | api::WRITE)?
+        let k = OpenKey::open_raw(ctx, name, ffi::READ | ffi::WRITE)?
             .ok_or_else(|| AiError::syntax("could not open a key for writing"))?;
-        let existed = load(&k, &mut sc.state)?;
-        let d = sc.state.hit(windows, cost, now);
-        if d.allowed {
-            store(ctx, &k, name, &sc.state, existed, now, &mut sc.buf)?;
+        let (d, write) = limiter::hit_bytes(stored(&k)?, &mut sc.state, windows, cost, now, &mut sc.buf)?;
+        match write {
+            Write::Keep => {}
+            Write::Delete => {
+                k.delete()?;
+                ffi::replicate_del(ctx, name)?;
+            }
+            Write::Set { expire_at } => {
+                k.string_write(&sc.buf)?;
+                k.expire_at(expire_at)?;
+                ffi::replicate_set_pxat(ctx, name, &sc.buf, expire_at)?;
+            }
         }
         Ok(d)
     })
@@ -58,62 +65,20 @@ pub fn peek(
 ) -> Result<Decision> {
     SCRATCH.with(|s| {
         let mut guard = s.try_borrow_mut().map_err(|_| AiError::syntax("rate limit state busy"))?;
-        match OpenKey::open_raw(ctx, name, api::READ)? {
-            Some(k) => load(&k, &mut guard.state)?,
-            None => {
-                guard.state = State::default();
-                false
-            }
+        let k = OpenKey::open_raw(ctx, name, ffi::READ)?;
+        let bytes = match &k {
+            Some(k) => stored(k)?,
+            None => None,
         };
-        Ok(guard.state.peek(windows, cost, now))
+        limiter::peek_bytes(bytes, &mut guard.state, windows, cost, now)
     })
 }
 
-/// Reads the state of the open key `k` into `state`; false when the key does not exist.
-fn load(k: &OpenKey, state: &mut State) -> Result<bool> {
+/// The bytes of the limiter's string key, borrowed in place; None when there is no key.
+fn stored(k: &OpenKey) -> Result<Option<&[u8]>> {
     match k.key_type()? {
-        api::KEYTYPE_STRING => {}
-        api::KEYTYPE_EMPTY => {
-            *state = State::default();
-            return Ok(false);
-        }
-        _ => return Err(AiError::wrong_type()),
+        ffi::KEYTYPE_STRING => Ok(Some(k.string_bytes()?)),
+        ffi::KEYTYPE_EMPTY => Ok(None),
+        _ => Err(AiError::wrong_type()),
     }
-    ratelimit::decode_into(k.string_bytes()?, state)?;
-    Ok(true)
-}
-
-/// Writes `state` with the expiry its contents need (or deletes the key when it holds
-/// nothing), and replicates the effect.
-fn store(
-    ctx: *mut raw::RedisModuleCtx,
-    k: &OpenKey,
-    name: *mut raw::RedisModuleString,
-    state: &State,
-    existed: bool,
-    now: i64,
-    buf: &mut Vec<u8>,
-) -> Result<()> {
-    if state.is_empty() {
-        if existed {
-            k.delete()?;
-            rm!(RedisModule_Replicate(ctx, c"DEL".as_ptr(), c"s".as_ptr(), name));
-        }
-        return Ok(());
-    }
-    ratelimit::encode_into(state, buf);
-    let at = now.saturating_add(state.reset_ms(now).max(1));
-    k.string_write(buf)?;
-    k.expire_at(at)?;
-    rm!(RedisModule_Replicate(
-        ctx,
-        c"SET".as_ptr(),
-        c"sbcl".as_ptr(),
-        name,
-        buf.as_ptr() as *const c_char,
-        buf.len(),
-        c"PXAT".as_ptr(),
-        at as std::os::raw::c_longlong
-    ));
-    Ok(())
 }

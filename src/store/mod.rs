@@ -3,7 +3,6 @@
 //! the same effect (HSET, ZADD, PEXPIREAT ...), so replicas and the AOF hold exactly the
 //! master's data and load without the module.
 
-pub mod api;
 mod batch;
 pub mod limiter;
 
@@ -13,7 +12,7 @@ use aijob_core::store::{Op, Store, ZRange};
 use aijob_core::Result;
 use redis_module::raw;
 
-use api::{OpenKey, RStr};
+use crate::ffi::{self, OpenKey, RStr};
 
 pub struct RedisStore {
     ctx: *mut raw::RedisModuleCtx,
@@ -46,7 +45,7 @@ impl RedisStore {
                     self.reads.remove(0);
                 }
                 let name = self.s(key)?;
-                let handle = OpenKey::open(self.ctx, &name, api::READ)?;
+                let handle = OpenKey::open(self.ctx, &name, ffi::READ)?;
                 self.reads.push((handle, name));
                 self.reads.len() - 1
             }
@@ -63,8 +62,8 @@ impl RedisStore {
 
     fn hash_field(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>> {
         let ctx = self.ctx;
-        let f = api::field(ctx, field)?;
-        match self.read_typed(key, api::KEYTYPE_HASH)? {
+        let f = ffi::field(ctx, field)?;
+        match self.read_typed(key, ffi::KEYTYPE_HASH)? {
             Some(k) => k.hash_get(ctx, &f),
             None => Ok(None),
         }
@@ -80,8 +79,8 @@ impl Store for RedisStore {
 
     fn hget_blob(&mut self, key: &[u8], field: &[u8]) -> Result<Option<RStr>> {
         let ctx = self.ctx;
-        let f = api::field(ctx, field)?;
-        match self.read_typed(key, api::KEYTYPE_HASH)? {
+        let f = ffi::field(ctx, field)?;
+        match self.read_typed(key, ffi::KEYTYPE_HASH)? {
             Some(k) => k.hash_get_str(ctx, &f),
             None => Ok(None),
         }
@@ -93,20 +92,20 @@ impl Store for RedisStore {
 
     fn hmget(&mut self, key: &[u8], fields: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         let ctx = self.ctx;
-        let Some(k) = self.read_typed(key, api::KEYTYPE_HASH)? else {
+        let Some(k) = self.read_typed(key, ffi::KEYTYPE_HASH)? else {
             return Ok(vec![None; fields.len()]);
         };
         fields
             .iter()
             .map(|f| {
-                let f = api::field(ctx, f.as_bytes())?;
+                let f = ffi::field(ctx, f.as_bytes())?;
                 k.hash_get(ctx, &f)
             })
             .collect()
     }
 
     fn hgetall(&mut self, key: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        match self.read_typed(key, api::KEYTYPE_HASH)? {
+        match self.read_typed(key, ffi::KEYTYPE_HASH)? {
             Some(k) => k.hash_all(),
             None => Ok(Vec::new()),
         }
@@ -114,14 +113,14 @@ impl Store for RedisStore {
 
     fn zscore(&mut self, key: &[u8], member: &[u8]) -> Result<Option<f64>> {
         let m = self.s(member)?;
-        match self.read_typed(key, api::KEYTYPE_ZSET)? {
+        match self.read_typed(key, ffi::KEYTYPE_ZSET)? {
             Some(k) => k.zscore(&m),
             None => Ok(None),
         }
     }
 
     fn zcard(&mut self, key: &[u8]) -> Result<i64> {
-        match self.read_typed(key, api::KEYTYPE_ZSET)? {
+        match self.read_typed(key, ffi::KEYTYPE_ZSET)? {
             Some(k) => Ok(k.len()? as i64),
             None => Ok(0),
         }
@@ -129,14 +128,14 @@ impl Store for RedisStore {
 
     fn zrange(&mut self, key: &[u8], range: ZRange) -> Result<Vec<(Vec<u8>, f64)>> {
         let ctx = self.ctx;
-        match self.read_typed(key, api::KEYTYPE_ZSET)? {
+        match self.read_typed(key, ffi::KEYTYPE_ZSET)? {
             Some(k) => k.zrange(ctx, &range),
             None => Ok(Vec::new()),
         }
     }
 
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.read_typed(key, api::KEYTYPE_STRING)? {
+        match self.read_typed(key, ffi::KEYTYPE_STRING)? {
             Some(k) => k.string_get().map(Some),
             None => Ok(None),
         }

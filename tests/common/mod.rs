@@ -335,3 +335,40 @@ fn offset(info: &str, name: &str) -> Option<i64> {
     info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))?.trim().parse().ok())
 }
 pub mod cluster;
+
+/// Runs `commands` in one MULTI/EXEC and returns their replies: reads that must agree with
+/// each other see one state, with no timer tick between them.
+pub fn atomically(c: &mut Connection, commands: &[&[&str]]) -> Vec<Value> {
+    let mut p = redis::pipe();
+    p.atomic();
+    for words in commands {
+        let mut command = redis::cmd(words[0]);
+        for w in &words[1..] {
+            command.arg(*w);
+        }
+        p.add_command(command);
+    }
+    p.query(c).unwrap_or_else(|e| panic!("{commands:?} failed: {e}"))
+}
+
+/// The module timer's tick count (`INFO aijob`).
+pub fn timer_ticks(c: &mut Connection) -> i64 {
+    let info = s(&ok(c, &["INFO", "aijob"]));
+    offset(&info, "aijob_timer_ticks").expect("INFO aijob shows aijob_timer_ticks")
+}
+
+/// Waits until the module timer has ticked `n` more times: the point by which anything it
+/// would have done (a due schedule, an expired lease) is done, without guessing a sleep.
+pub fn wait_ticks(c: &mut Connection, n: i64) {
+    let start = timer_ticks(c);
+    wait_until(Duration::from_secs(10), "timer ticks", || (timer_ticks(c) >= start + n).then_some(()));
+}
+
+/// Waits until the data stops changing: the same digest before and after three ticks.
+pub fn wait_quiet(c: &mut Connection) {
+    wait_until(Duration::from_secs(10), "the data to settle", || {
+        let before = digest(c);
+        wait_ticks(c, 3);
+        (digest(c) == before).then_some(())
+    });
+}

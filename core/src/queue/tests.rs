@@ -723,7 +723,7 @@ mod charged_claims {
 
     fn held(w: &mut World, key: &[u8], limit: i64) -> i64 {
         let now = w.s.now;
-        let d = limiter::peek(&mut w.s, key, &[Window { limit, period: 60_000 }], 0, now).unwrap();
+        let d = limiter::load(&mut w.s, key).unwrap().peek(&[Window { limit, period: 60_000 }], 0, now);
         limit - d.remaining
     }
 

@@ -1,0 +1,803 @@
+//! The module's one unsafe boundary: small safe wrappers over the raw API of
+//! `redismodule.h` (Redis 7.0). Everything else in the module calls these, never `raw::*`.
+//! (Command registration and COMMAND DOCS, in lib.rs and docs.rs, still make their own raw
+//! calls; they move here once their restructuring lands.)
+//!
+//! Every function pointer is checked before use: a missing one is an error reply (or, where
+//! nothing can be replied, a no-op), never a panic inside redis-server. An API newer than
+//! Redis 7.0 is detected by its pointer, never by the server's version.
+//!
+//! The rule that makes these wrappers safe: a raw `RedisModuleCtx` or `RedisModuleString`
+//! pointer handed to them is one Redis gave the module for the call being served (a
+//! context, a command argument) or one an [`RStr`] or [`Field`] owns. The module makes no
+//! such pointer any other way.
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int, c_long, c_longlong, c_void};
+use std::ptr;
+
+use aijob_core::{AiError, Result};
+use redis_module::raw;
+
+pub const READ: c_int = 1;
+pub const WRITE: c_int = 2;
+pub const NO_EXPIRE: i64 = -1;
+const HASH_NONE: c_int = 0;
+/// `REDISMODULE_HASH_DELETE` is the pointer value 1.
+const HASH_DELETE: *mut raw::RedisModuleString = ptr::without_provenance_mut(1);
+const OK: c_int = raw::REDISMODULE_OK as c_int;
+const ERR: c_int = raw::REDISMODULE_ERR as c_int;
+
+pub const KEYTYPE_EMPTY: c_int = 0;
+pub const KEYTYPE_STRING: c_int = 1;
+pub const KEYTYPE_HASH: c_int = 3;
+pub const KEYTYPE_ZSET: c_int = 5;
+pub const KEYTYPE_STREAM: c_int = 7;
+
+pub const FLAG_LUA: c_int = 1 << 0;
+pub const FLAG_MULTI: c_int = 1 << 1;
+pub const FLAG_MASTER: c_int = 1 << 2;
+pub const FLAG_CLUSTER: c_int = 1 << 5;
+pub const FLAG_LOADING: c_int = 1 << 13;
+pub const FLAG_DENY_BLOCKING: c_int = 1 << 21;
+
+const STREAM_ADD_AUTOID: c_int = 1;
+const STREAM_TRIM_APPROX: c_int = 1;
+
+/// The `RedisModule_*` function pointer `$name`, if this server has it.
+macro_rules! optional {
+    ($name:ident) => {
+        // SAFETY: RedisModule_Init fills these pointers once, before OnLoad runs; after that
+        // they are only read, and only on Redis's main thread.
+        unsafe { raw::$name }
+    };
+}
+
+/// The `RedisModule_*` function pointer `$name`, or an error naming it.
+macro_rules! required {
+    ($name:ident) => {
+        match optional!($name) {
+            Some(f) => f,
+            None => return Err(missing(stringify!($name))),
+        }
+    };
+}
+
+fn missing(name: &str) -> AiError {
+    AiError::syntax(format!("this server lacks {name}, which aijob needs"))
+}
+
+/// A module string we own; freed on drop.
+pub struct RStr {
+    ctx: *mut raw::RedisModuleCtx,
+    pub ptr: *mut raw::RedisModuleString,
+}
+
+impl RStr {
+    pub fn new(ctx: *mut raw::RedisModuleCtx, bytes: &[u8]) -> Result<RStr> {
+        let create = required!(RedisModule_CreateString);
+        // SAFETY: `bytes` is valid for `len` bytes during the call; Redis copies them.
+        let ptr = unsafe { create(ctx, bytes.as_ptr() as *const c_char, bytes.len()) };
+        if ptr.is_null() {
+            return Err(AiError::syntax("out of memory creating a string"));
+        }
+        Ok(RStr { ctx, ptr })
+    }
+
+    /// The decimal text of `v` (Redis formats it: no Rust allocation).
+    pub fn int(ctx: *mut raw::RedisModuleCtx, v: i64) -> Result<RStr> {
+        let create = required!(RedisModule_CreateStringFromLongLong);
+        // SAFETY: takes a number only; `ctx` follows the module's pointer rule.
+        let ptr = unsafe { create(ctx, v as c_longlong) };
+        if ptr.is_null() {
+            return Err(AiError::syntax("out of memory creating a string"));
+        }
+        Ok(RStr { ctx, ptr })
+    }
+
+    /// Takes ownership of a string Redis handed us (HashGet, ZsetRangeCurrentElement).
+    fn adopt(ctx: *mut raw::RedisModuleCtx, ptr: *mut raw::RedisModuleString) -> Option<RStr> {
+        // `then`, not `then_some`: a null pointer is never wrapped (its drop would free it)
+        (!ptr.is_null()).then(|| RStr { ctx, ptr })
+    }
+}
+
+impl AsRef<[u8]> for RStr {
+    fn as_ref(&self) -> &[u8] {
+        string_bytes(self.ptr).unwrap_or(&[])
+    }
+}
+
+impl Drop for RStr {
+    fn drop(&mut self) {
+        if let Some(free) = optional!(RedisModule_FreeString) {
+            // SAFETY: we own `ptr` (made or adopted by this RStr) and free it exactly once.
+            unsafe { free(self.ctx, self.ptr) };
+        }
+    }
+}
+
+impl std::fmt::Debug for RStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RStr({:?})", String::from_utf8_lossy(self.as_ref()))
+    }
+}
+
+impl PartialEq for RStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_ref() == other.as_ref()
+    }
+}
+
+/// The bytes of a live module string, borrowed: valid while the string lives unchanged.
+fn string_bytes<'a>(s: *const raw::RedisModuleString) -> Result<&'a [u8]> {
+    let ptr_len = required!(RedisModule_StringPtrLen);
+    let mut len = 0usize;
+    // SAFETY: `s` is a live module string (the module's pointer rule); `len` is ours.
+    let p = unsafe { ptr_len(s, &mut len) };
+    if p.is_null() {
+        return Ok(&[]);
+    }
+    // SAFETY: Redis says `p` points at `len` bytes, which live as long as the string.
+    Ok(unsafe { std::slice::from_raw_parts(p as *const u8, len) })
+}
+
+/// The bytes of a module string (copied).
+pub fn bytes_of(s: *const raw::RedisModuleString) -> Result<Vec<u8>> {
+    Ok(string_bytes(s)?.to_vec())
+}
+
+/// A field name as a module string: a shared one for the short names the logic uses
+/// (record, meta and group fields), made once per process, or a fresh one.
+pub enum Field {
+    Shared(*mut raw::RedisModuleString),
+    Owned(RStr),
+}
+
+impl Field {
+    pub fn ptr(&self) -> *mut raw::RedisModuleString {
+        match self {
+            Field::Shared(p) => *p,
+            Field::Owned(s) => s.ptr,
+        }
+    }
+}
+
+/// Longest name kept shared, and how many: content hashes (64 bytes, used as fields of
+/// the `pending` hash) are never kept, and the set of names the logic uses is small.
+const FIELD_MAX_LEN: usize = 24;
+const FIELDS_KEPT: usize = 128;
+
+thread_local! {
+    /// Shared field-name strings, made without a context so they outlive every command:
+    /// a job step reads and writes some 20 fields, and each module string costs an
+    /// allocation. Redis only reads a field name it is given (HashGet, HashSet copy it).
+    static FIELDS: RefCell<Vec<(Vec<u8>, *mut raw::RedisModuleString)>> = const { RefCell::new(Vec::new()) };
+}
+
+pub fn field(ctx: *mut raw::RedisModuleCtx, name: &[u8]) -> Result<Field> {
+    if name.len() <= FIELD_MAX_LEN {
+        if let Some(p) = shared_field(name) {
+            return Ok(Field::Shared(p));
+        }
+    }
+    Ok(Field::Owned(RStr::new(ctx, name)?))
+}
+
+fn shared_field(name: &[u8]) -> Option<*mut raw::RedisModuleString> {
+    FIELDS.with(|f| {
+        let mut f = f.try_borrow_mut().ok()?;
+        if let Some((_, p)) = f.iter().find(|(n, _)| n.as_slice() == name) {
+            return Some(*p);
+        }
+        if f.len() >= FIELDS_KEPT {
+            return None;
+        }
+        let create = optional!(RedisModule_CreateString)?;
+        // SAFETY: a null context makes a string no command frees automatically (kept for
+        // the process's life); `name` is valid for `len` bytes and copied.
+        let p = unsafe { create(ptr::null_mut(), name.as_ptr() as *const c_char, name.len()) };
+        if p.is_null() {
+            return None;
+        }
+        f.push((name.to_vec(), p));
+        Some(p)
+    })
+}
+
+/// An open key; closed on drop.
+pub struct OpenKey {
+    pub ptr: *mut raw::RedisModuleKey,
+}
+
+impl OpenKey {
+    /// Opens `name`; for READ, None when the key does not exist.
+    pub fn open(ctx: *mut raw::RedisModuleCtx, name: &RStr, mode: c_int) -> Result<Option<OpenKey>> {
+        OpenKey::open_raw(ctx, name.ptr, mode)
+    }
+
+    /// Opens a module string the caller holds (a command argument) as the key name.
+    pub fn open_raw(
+        ctx: *mut raw::RedisModuleCtx,
+        name: *mut raw::RedisModuleString,
+        mode: c_int,
+    ) -> Result<Option<OpenKey>> {
+        let open = required!(RedisModule_OpenKey);
+        // SAFETY: `ctx` and `name` follow the module's pointer rule; the handle is closed
+        // on drop, before the context ends.
+        let ptr = unsafe { open(ctx, name, mode) };
+        Ok((!ptr.is_null()).then(|| OpenKey { ptr }))
+    }
+
+    pub fn key_type(&self) -> Result<c_int> {
+        let f = required!(RedisModule_KeyType);
+        // SAFETY: `self.ptr` is an open key (closed only on drop); likewise below.
+        Ok(unsafe { f(self.ptr) })
+    }
+
+    pub fn len(&self) -> Result<usize> {
+        let f = required!(RedisModule_ValueLength);
+        // SAFETY: an open key.
+        Ok(unsafe { f(self.ptr) })
+    }
+
+    pub fn check_type(&self, keytype: c_int) -> Result<bool> {
+        match self.key_type()? {
+            KEYTYPE_EMPTY => Ok(false),
+            t if t == keytype => Ok(true),
+            _ => Err(AiError::wrong_type()),
+        }
+    }
+
+    pub fn hash_get(&self, ctx: *mut raw::RedisModuleCtx, field: &Field) -> Result<Option<Vec<u8>>> {
+        Ok(self.hash_get_str(ctx, field)?.map(|v| v.as_ref().to_vec()))
+    }
+
+    /// A field's value as a module string of our own (Redis copies it out of the hash).
+    pub fn hash_get_str(&self, ctx: *mut raw::RedisModuleCtx, field: &Field) -> Result<Option<RStr>> {
+        let get = required!(RedisModule_HashGet);
+        let mut out: *mut raw::RedisModuleString = ptr::null_mut();
+        // SAFETY: an open key, a live field string, an out pointer of ours; the list of
+        // (field, out) pairs ends with the null Redis expects.
+        unsafe { get(self.ptr, HASH_NONE, field.ptr(), &mut out as *mut _, ptr::null_mut::<c_void>()) };
+        Ok(RStr::adopt(ctx, out))
+    }
+
+    pub fn hash_set(&self, field: &Field, value: &RStr) -> Result<()> {
+        let set = required!(RedisModule_HashSet);
+        // SAFETY: an open key, live strings (Redis copies them), the terminating null.
+        unsafe { set(self.ptr, HASH_NONE, field.ptr(), value.ptr, ptr::null_mut::<c_void>()) };
+        Ok(())
+    }
+
+    /// Deletes a field; true when it existed.
+    pub fn hash_del(&self, field: &Field) -> Result<bool> {
+        let set = required!(RedisModule_HashSet);
+        // SAFETY: as hash_set; HASH_DELETE is the marker value Redis documents for a delete.
+        let n = unsafe { set(self.ptr, HASH_NONE, field.ptr(), HASH_DELETE, ptr::null_mut::<c_void>()) };
+        Ok(n > 0)
+    }
+
+    /// Every field of a hash.
+    pub fn hash_all(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let scan_key = required!(RedisModule_ScanKey);
+        let cursor = ScanCursor::new()?;
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        loop {
+            // SAFETY: an open key, a live cursor, and `out` outlives the call, in which
+            // Redis hands it to `collect_field` only.
+            let more =
+                unsafe { scan_key(self.ptr, cursor.ptr, Some(collect_field), &mut out as *mut _ as *mut c_void) };
+            if more == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn zadd(&self, score: f64, member: &RStr) -> Result<()> {
+        let add = required!(RedisModule_ZsetAdd);
+        // SAFETY: an open key and a live member string; the flags pointer may be null.
+        unsafe { add(self.ptr, score, member.ptr, ptr::null_mut()) };
+        Ok(())
+    }
+
+    /// Removes a member; true when it was there.
+    pub fn zrem(&self, member: &RStr) -> Result<bool> {
+        let rem = required!(RedisModule_ZsetRem);
+        let mut deleted: c_int = 0;
+        // SAFETY: an open key, a live member string, an out pointer of ours.
+        unsafe { rem(self.ptr, member.ptr, &mut deleted) };
+        Ok(deleted != 0)
+    }
+
+    pub fn zscore(&self, member: &RStr) -> Result<Option<f64>> {
+        let get = required!(RedisModule_ZsetScore);
+        let mut score = 0f64;
+        // SAFETY: an open key, a live member string, an out pointer of ours.
+        let ok = unsafe { get(self.ptr, member.ptr, &mut score) };
+        Ok((ok == OK).then_some(score))
+    }
+
+    /// Members in a score range, ascending (or descending), at most `limit`.
+    pub fn zrange(&self, ctx: *mut raw::RedisModuleCtx, r: &aijob_core::store::ZRange) -> Result<Vec<(Vec<u8>, f64)>> {
+        let (first, last) = (required!(RedisModule_ZsetFirstInScoreRange), required!(RedisModule_ZsetLastInScoreRange));
+        let (ended, current) =
+            (required!(RedisModule_ZsetRangeEndReached), required!(RedisModule_ZsetRangeCurrentElement));
+        let (next, prev, stop) = (
+            required!(RedisModule_ZsetRangeNext),
+            required!(RedisModule_ZsetRangePrev),
+            required!(RedisModule_ZsetRangeStop),
+        );
+        let (minex, maxex) = (r.min_exclusive as c_int, r.max_exclusive as c_int);
+        let start = if r.reverse { last } else { first };
+        // SAFETY: an open key; every range call below works on it until `stop` ends the range.
+        let started = unsafe { start(self.ptr, r.min, r.max, minex, maxex) };
+        let mut out = Vec::new();
+        if started != OK {
+            return Ok(out);
+        }
+        // SAFETY: the range started above is live until `stop`.
+        while out.len() < r.limit && unsafe { ended(self.ptr) } == 0 {
+            let mut score = 0f64;
+            // SAFETY: a live range; Redis hands us a string of our own (adopted, freed on drop).
+            let el = unsafe { current(self.ptr, &mut score) };
+            if let Some(s) = RStr::adopt(ctx, el) {
+                out.push((s.as_ref().to_vec(), score));
+            }
+            // SAFETY: a live range.
+            let moved = unsafe {
+                if r.reverse {
+                    prev(self.ptr)
+                } else {
+                    next(self.ptr)
+                }
+            };
+            if moved == 0 {
+                break;
+            }
+        }
+        // SAFETY: ends the range started above.
+        unsafe { stop(self.ptr) };
+        Ok(out)
+    }
+
+    pub fn string_get(&self) -> Result<Vec<u8>> {
+        Ok(self.string_slice()?.map(<[u8]>::to_vec).unwrap_or_default())
+    }
+
+    /// A string key's bytes, borrowed: valid while the key is open and unchanged.
+    pub fn string_bytes(&self) -> Result<&[u8]> {
+        self.string_slice()?.ok_or_else(AiError::wrong_type)
+    }
+
+    fn string_slice(&self) -> Result<Option<&[u8]>> {
+        let Some((p, len)) = self.string_dma(READ)? else { return Ok(None) };
+        // SAFETY: Redis says `p` points at `len` bytes of the key's value, valid while the
+        // key is open and not changed; the borrow of `self` keeps it open.
+        Ok(Some(unsafe { std::slice::from_raw_parts(p, len) }))
+    }
+
+    /// Where the string's bytes are, and how many (None when not a string).
+    fn string_dma(&self, mode: c_int) -> Result<Option<(*mut u8, usize)>> {
+        let dma = required!(RedisModule_StringDMA);
+        let mut len = 0usize;
+        // SAFETY: an open key; `len` is ours.
+        let p = unsafe { dma(self.ptr, &mut len, mode) };
+        Ok((!p.is_null()).then_some((p as *mut u8, len)))
+    }
+
+    /// Makes the key (open for writing) the string `bytes`, in place: no module string
+    /// is made for the value. Keeps the key's expiry.
+    pub fn string_write(&self, bytes: &[u8]) -> Result<()> {
+        let truncate = required!(RedisModule_StringTruncate);
+        // SAFETY: an open key.
+        if unsafe { truncate(self.ptr, bytes.len()) } != OK {
+            return Err(AiError::wrong_type());
+        }
+        match self.string_dma(READ | WRITE)? {
+            // SAFETY: the key's value, just sized to `len` bytes, open for writing; `bytes`
+            // is our own buffer, so the two do not overlap.
+            Some((dst, len)) if len == bytes.len() => unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), dst, len) },
+            _ => return Err(AiError::syntax("could not write a string key")),
+        }
+        Ok(())
+    }
+
+    pub fn string_set(&self, value: &RStr) -> Result<()> {
+        let set = required!(RedisModule_StringSet);
+        // SAFETY: an open key and a live string (Redis keeps its own reference).
+        unsafe { set(self.ptr, value.ptr) };
+        Ok(())
+    }
+
+    /// ms left, or NO_EXPIRE.
+    pub fn ttl(&self) -> Result<i64> {
+        let get = required!(RedisModule_GetExpire);
+        // SAFETY: an open key.
+        Ok(unsafe { get(self.ptr) })
+    }
+
+    pub fn expire_at(&self, at: i64) -> Result<()> {
+        let set = required!(RedisModule_SetAbsExpire);
+        // SAFETY: an open key.
+        unsafe { set(self.ptr, at) };
+        Ok(())
+    }
+
+    pub fn persist(&self) -> Result<()> {
+        let set = required!(RedisModule_SetExpire);
+        // SAFETY: an open key.
+        unsafe { set(self.ptr, NO_EXPIRE) };
+        Ok(())
+    }
+
+    pub fn delete(&self) -> Result<()> {
+        let delete = required!(RedisModule_DeleteKey);
+        // SAFETY: an open key.
+        unsafe { delete(self.ptr) };
+        Ok(())
+    }
+
+    /// Appends an entry with an id Redis makes; returns that id (ms, seq).
+    pub fn stream_add(&self, fields: &mut [*mut raw::RedisModuleString]) -> Result<(u64, u64)> {
+        let add = required!(RedisModule_StreamAdd);
+        let mut id = raw::RedisModuleStreamID { ms: 0, seq: 0 };
+        // SAFETY: an open key; `fields` holds field/value pairs of live strings (the
+        // module's pointer rule), `len / 2` of them; `id` is ours.
+        let added =
+            unsafe { add(self.ptr, STREAM_ADD_AUTOID, &mut id, fields.as_mut_ptr(), (fields.len() / 2) as i64) };
+        if added != OK {
+            return Err(AiError::syntax("could not append to the events stream"));
+        }
+        Ok((id.ms, id.seq))
+    }
+
+    /// Trims the stream to about `maxlen` entries (Redis's approximate trim).
+    pub fn stream_trim(&self, maxlen: i64) -> Result<()> {
+        let trim = required!(RedisModule_StreamTrimByLength);
+        // SAFETY: an open key.
+        unsafe { trim(self.ptr, STREAM_TRIM_APPROX, maxlen as c_longlong) };
+        Ok(())
+    }
+}
+
+impl Drop for OpenKey {
+    fn drop(&mut self) {
+        if let Some(close) = optional!(RedisModule_CloseKey) {
+            // SAFETY: `ptr` was opened by this handle and is closed exactly once.
+            unsafe { close(self.ptr) };
+        }
+    }
+}
+
+/// Redis calls this once per field of `hash_all`, with the `Vec` it was given.
+unsafe extern "C" fn collect_field(
+    _key: *mut raw::RedisModuleKey,
+    field: *mut raw::RedisModuleString,
+    value: *mut raw::RedisModuleString,
+    privdata: *mut c_void,
+) {
+    // SAFETY: `privdata` is the `&mut Vec` hash_all passed, alive and unaliased for the call.
+    let out = unsafe { &mut *(privdata as *mut Vec<(Vec<u8>, Vec<u8>)>) };
+    if let (Ok(f), Ok(v)) = (bytes_of(field), bytes_of(value)) {
+        out.push((f, v));
+    }
+}
+
+/// A SCAN cursor; destroyed on drop.
+pub struct ScanCursor {
+    ptr: *mut raw::RedisModuleScanCursor,
+}
+
+impl ScanCursor {
+    pub fn new() -> Result<ScanCursor> {
+        let create = required!(RedisModule_ScanCursorCreate);
+        // SAFETY: no arguments; the cursor is destroyed on drop.
+        let ptr = unsafe { create() };
+        if ptr.is_null() {
+            return Err(AiError::syntax("could not make a scan cursor"));
+        }
+        Ok(ScanCursor { ptr })
+    }
+
+    /// Starts the walk over (for the next db).
+    pub fn restart(&self) {
+        if let Some(f) = optional!(RedisModule_ScanCursorRestart) {
+            // SAFETY: a live cursor.
+            unsafe { f(self.ptr) };
+        }
+    }
+
+    /// One SCAN step over the selected db: calls `on_name` with each key name met; false
+    /// when the db has been walked through.
+    pub fn scan(&self, ctx: *mut raw::RedisModuleCtx, on_name: &mut dyn FnMut(&[u8])) -> bool {
+        let Some(scan) = optional!(RedisModule_Scan) else { return false };
+        let mut sink: &mut dyn FnMut(&[u8]) = on_name;
+        // SAFETY: a live cursor and context; `sink` outlives the call, in which Redis
+        // hands it to `scanned` only.
+        unsafe { scan(ctx, self.ptr, Some(scanned), &mut sink as *mut _ as *mut c_void) != 0 }
+    }
+}
+
+impl Drop for ScanCursor {
+    fn drop(&mut self) {
+        if let Some(f) = optional!(RedisModule_ScanCursorDestroy) {
+            // SAFETY: destroys the cursor this value made, once.
+            unsafe { f(self.ptr) };
+        }
+    }
+}
+
+unsafe extern "C" fn scanned(
+    _ctx: *mut raw::RedisModuleCtx,
+    name: *mut raw::RedisModuleString,
+    _key: *mut raw::RedisModuleKey,
+    privdata: *mut c_void,
+) {
+    // SAFETY: `privdata` is the `&mut &mut dyn FnMut` `scan` passed, alive for the call.
+    let sink = unsafe { &mut *(privdata as *mut &mut dyn FnMut(&[u8])) };
+    if let Ok(bytes) = string_bytes(name) {
+        sink(bytes);
+    }
+}
+
+/// The server's clock in ms since the epoch, read once per command.
+pub fn now_ms() -> i64 {
+    match optional!(RedisModule_Milliseconds) {
+        // SAFETY: takes no arguments.
+        Some(f) => unsafe { f() },
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+    }
+}
+
+pub fn context_flags(ctx: *mut raw::RedisModuleCtx) -> c_int {
+    match optional!(RedisModule_GetContextFlags) {
+        // SAFETY: a live context (the module's pointer rule); likewise for every `ctx` below.
+        Some(f) => unsafe { f(ctx) },
+        None => 0,
+    }
+}
+
+/// The db the context works on.
+pub fn selected_db(ctx: *mut raw::RedisModuleCtx) -> c_int {
+    match optional!(RedisModule_GetSelectedDb) {
+        // SAFETY: a live context.
+        Some(f) => unsafe { f(ctx) },
+        None => 0,
+    }
+}
+
+/// Makes `db` the context's db; an error when it does not exist.
+pub fn select_db(ctx: *mut raw::RedisModuleCtx, db: c_int) -> Result<()> {
+    let select = required!(RedisModule_SelectDb);
+    // SAFETY: a live context; Redis checks `db`.
+    match unsafe { select(ctx, db) } {
+        OK => Ok(()),
+        _ => Err(AiError::syntax(format!("no db {db}"))),
+    }
+}
+
+/// Propagates `cmd argv...` to replicas and the AOF (not executed here).
+pub fn replicate(ctx: *mut raw::RedisModuleCtx, cmd: &CStr, argv: &mut [*mut raw::RedisModuleString]) -> Result<()> {
+    let replicate = required!(RedisModule_Replicate);
+    // SAFETY: format "v" takes an array of `len` live strings (the module's pointer rule),
+    // which Redis copies.
+    unsafe { replicate(ctx, cmd.as_ptr(), c"v".as_ptr(), argv.as_mut_ptr(), argv.len()) };
+    Ok(())
+}
+
+/// Replicates `DEL name`.
+pub fn replicate_del(ctx: *mut raw::RedisModuleCtx, name: *mut raw::RedisModuleString) -> Result<()> {
+    replicate(ctx, c"DEL", &mut [name])
+}
+
+/// Replicates `SET name <value> PXAT at`, the value taken from bytes (no module string made).
+pub fn replicate_set_pxat(
+    ctx: *mut raw::RedisModuleCtx,
+    name: *mut raw::RedisModuleString,
+    value: &[u8],
+    at: i64,
+) -> Result<()> {
+    let replicate = required!(RedisModule_Replicate);
+    // SAFETY: format "sbcl": a live string, a buffer valid for its length, a C string and a
+    // number, in that order; Redis copies them all.
+    unsafe {
+        replicate(
+            ctx,
+            c"SET".as_ptr(),
+            c"sbcl".as_ptr(),
+            name,
+            value.as_ptr() as *const c_char,
+            value.len(),
+            c"PXAT".as_ptr(),
+            at as c_longlong,
+        )
+    };
+    Ok(())
+}
+
+/// PUBLISH (SPUBLISH on a cluster, when the server has it).
+pub fn publish(ctx: *mut raw::RedisModuleCtx, channel: &RStr, message: &RStr) -> Result<()> {
+    let cluster = context_flags(ctx) & FLAG_CLUSTER != 0;
+    match optional!(RedisModule_PublishMessageShard) {
+        // SAFETY: a live context and live strings; Redis copies the message out.
+        Some(shard) if cluster => unsafe { shard(ctx, channel.ptr, message.ptr) },
+        _ => {
+            let publish = required!(RedisModule_PublishMessage);
+            // SAFETY: as above.
+            unsafe { publish(ctx, channel.ptr, message.ptr) }
+        }
+    };
+    Ok(())
+}
+
+/// Wakes the clients blocked on the key `name`.
+pub fn signal_key_as_ready(ctx: *mut raw::RedisModuleCtx, name: &RStr) -> Result<()> {
+    let signal = required!(RedisModule_SignalKeyAsReady);
+    // SAFETY: a live context and key name.
+    unsafe { signal(ctx, name.ptr) };
+    Ok(())
+}
+
+/// True when Redis calls the command only to learn its key positions (COMMAND GETKEYS).
+pub fn is_keys_position_request(ctx: *mut raw::RedisModuleCtx) -> bool {
+    match optional!(RedisModule_IsKeysPositionRequest) {
+        // SAFETY: a live context.
+        Some(f) => unsafe { f(ctx) != 0 },
+        None => false,
+    }
+}
+
+/// Answers a key-position request: argument `pos` (the command name is 0) is a key.
+pub fn key_at_pos(ctx: *mut raw::RedisModuleCtx, pos: usize) {
+    if let (Some(f), Ok(pos)) = (optional!(RedisModule_KeyAtPos), c_int::try_from(pos)) {
+        // SAFETY: a live context in a key-position request; Redis checks `pos`.
+        unsafe { f(ctx, pos) };
+    }
+}
+
+/// Writes `line` to the server's log at `level` ("warning", "notice", ...), after the
+/// module's name ("<aijob>"; Redis writes it when there is a context). The line is passed
+/// as an argument of "%s", never as the format.
+pub fn log(ctx: *mut raw::RedisModuleCtx, level: &CStr, line: &str) {
+    let Some(log) = optional!(RedisModule_Log) else { return };
+    let name = if ctx.is_null() { "<aijob> " } else { "" };
+    let printable: String = name.chars().chain(line.chars()).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let Ok(text) = CString::new(printable) else { return };
+    // SAFETY: a live (or null: logged without the module's name) context and C strings
+    // that outlive the call; "%s" consumes exactly the one argument given.
+    unsafe { log(ctx, level.as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
+}
+
+// ---- replies ----
+
+pub fn reply_int(ctx: *mut raw::RedisModuleCtx, n: i64) {
+    if let Some(f) = optional!(RedisModule_ReplyWithLongLong) {
+        // SAFETY: a live context of a call being answered; likewise for every reply below.
+        unsafe { f(ctx, n) };
+    }
+}
+
+pub fn reply_bulk(ctx: *mut raw::RedisModuleCtx, b: &[u8]) {
+    if let Some(f) = optional!(RedisModule_ReplyWithStringBuffer) {
+        // SAFETY: `b` is valid for its length during the call; Redis copies it.
+        unsafe { f(ctx, b.as_ptr() as *const c_char, b.len()) };
+    }
+}
+
+/// A simple string (`+OK`); a string holding NUL or a line break is sent as "ERR".
+pub fn reply_simple(ctx: *mut raw::RedisModuleCtx, s: &str) {
+    let Some(f) = optional!(RedisModule_ReplyWithSimpleString) else { return };
+    let c = CString::new(s).unwrap_or_default();
+    // SAFETY: a C string that outlives the call.
+    unsafe { f(ctx, c.as_ptr()) };
+}
+
+/// An error reply; `line` must be one line of printable ASCII, code first.
+pub fn reply_error(ctx: *mut raw::RedisModuleCtx, line: &str) {
+    let (Some(f), Ok(c)) = (optional!(RedisModule_ReplyWithError), CString::new(line)) else { return };
+    // SAFETY: a C string that outlives the call.
+    unsafe { f(ctx, c.as_ptr()) };
+}
+
+pub fn reply_null(ctx: *mut raw::RedisModuleCtx) {
+    if let Some(f) = optional!(RedisModule_ReplyWithNull) {
+        // SAFETY: a live context.
+        unsafe { f(ctx) };
+    }
+}
+
+pub fn reply_null_array(ctx: *mut raw::RedisModuleCtx) {
+    if let Some(f) = optional!(RedisModule_ReplyWithNullArray) {
+        // SAFETY: a live context.
+        unsafe { f(ctx) };
+    }
+}
+
+pub fn reply_string(ctx: *mut raw::RedisModuleCtx, s: &RStr) {
+    if let Some(f) = optional!(RedisModule_ReplyWithString) {
+        // SAFETY: a live string; Redis takes its own reference.
+        unsafe { f(ctx, s.ptr) };
+    }
+}
+
+/// Opens an array of `len` elements; the caller replies them next.
+pub fn reply_array(ctx: *mut raw::RedisModuleCtx, len: usize) {
+    if let Some(f) = optional!(RedisModule_ReplyWithArray) {
+        // SAFETY: a live context.
+        unsafe { f(ctx, len as c_long) };
+    }
+}
+
+/// Opens a map of `len` pairs (a flat array of `2 * len` under RESP2, or where the server
+/// lacks maps); the caller replies the keys and values next. False when nothing was opened.
+pub fn reply_map(ctx: *mut raw::RedisModuleCtx, len: usize) -> bool {
+    match (optional!(RedisModule_ReplyWithMap), optional!(RedisModule_ReplyWithArray)) {
+        // SAFETY: a live context.
+        (Some(f), _) => unsafe { f(ctx, len as c_long) },
+        // SAFETY: a live context.
+        (None, Some(f)) => unsafe { f(ctx, (len * 2) as c_long) },
+        (None, None) => return false,
+    };
+    true
+}
+
+// ---- blocked clients ----
+
+/// The callbacks of a client blocked on a key.
+pub trait Blocked {
+    /// The key was signalled: reply and return true, or return false to stay blocked.
+    /// `args` is the blocked command's arguments, its name first.
+    fn on_ready(ctx: *mut raw::RedisModuleCtx, args: &[Vec<u8>]) -> bool;
+    /// The timeout passed: reply.
+    fn on_timeout(ctx: *mut raw::RedisModuleCtx);
+}
+
+/// Blocks the calling client on `key` for `timeout_ms` (0: forever) with `B`'s callbacks.
+pub fn block_on_key<B: Blocked>(ctx: *mut raw::RedisModuleCtx, key: &RStr, timeout_ms: i64) -> Result<()> {
+    let block = required!(RedisModule_BlockClientOnKeys);
+    let mut keys = [key.ptr];
+    // SAFETY: a live context of a command being served, one live key name (Redis copies
+    // it), callbacks with the signature Redis calls, and no private data.
+    let bc = unsafe {
+        block(ctx, Some(ready::<B>), Some(timed_out::<B>), None, timeout_ms, keys.as_mut_ptr(), 1, ptr::null_mut())
+    };
+    if bc.is_null() {
+        return Err(AiError::syntax("could not block the client"));
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn ready<B: Blocked>(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    // SAFETY: Redis passes the blocked command's `argc` live argument strings in `argv`.
+    let args = unsafe { copy_args(argv, argc) };
+    if B::on_ready(ctx, &args) {
+        OK
+    } else {
+        ERR
+    }
+}
+
+unsafe extern "C" fn timed_out<B: Blocked>(
+    ctx: *mut raw::RedisModuleCtx,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    B::on_timeout(ctx);
+    OK
+}
+
+/// # Safety
+/// `argv` must point at `argc` live module strings.
+unsafe fn copy_args(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Vec<Vec<u8>> {
+    (0..argc.max(0) as usize)
+        // SAFETY: `i < argc`, within the array the caller vouches for.
+        .map(|i| bytes_of(unsafe { *argv.add(i) }).unwrap_or_default())
+        .collect()
+}
