@@ -3,7 +3,7 @@
 use crate::error::{AiError, Result};
 use crate::job::{transition, Priority, Status, Trigger};
 use crate::keys::QueueKeys;
-use crate::queue::cache;
+use crate::queue::pending;
 use crate::queue::tx::{load_job, meta, Env, Tally, Tx};
 use crate::queue::update::finish;
 use crate::record::{self, JobState};
@@ -49,7 +49,7 @@ pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Re
     );
     tx.place(&job, to, Score::At(tx.now))?;
     if let Some(h) = &job.hash {
-        cache::claim_hash(&mut tx, h, id)?;
+        pending::claim_hash(&mut tx, h, id)?;
     }
     tx.incr_meta(meta::RETRIED, 1)?;
     tx.tally.retried += 1;
@@ -63,7 +63,7 @@ pub fn remove<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
     tx.unplace(job, job.status, false)?;
     if job.status.is_live() {
         if let Some(h) = &job.hash {
-            cache::release_hash(tx, h, &job.id)?;
+            pending::release_hash(tx, h, &job.id)?;
         }
     }
     tx.push(Op::Del(tx.q.job(&job.id)));

@@ -2,10 +2,9 @@
 //! CHARGE admits it by the rules of RATELIMIT.HIT, and takes the charges in the same step;
 //! the job's real usage later goes into the very sub-windows the charge went into.
 
-use crate::args::Charge;
 use crate::error::Result;
 use crate::limiter;
-use crate::queue::claim::Gate;
+use crate::queue::claim::{Charge, Gate};
 use crate::queue::tx::Tx;
 use crate::ratelimit::State;
 use crate::record::{self, JobState};

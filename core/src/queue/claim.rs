@@ -1,14 +1,31 @@
 //! JOB.CLAIM: strict priority, round robin across groups within a priority, FIFO
 //! within a group; a fresh lease token per claim.
 
-use crate::args::ClaimArgs;
 use crate::error::Result;
 use crate::job::{transition, Priority, Status, Trigger};
 use crate::keys::QueueKeys;
 use crate::queue::tx::{meta, Env, Tally, Tx};
+use crate::ratelimit::Window;
 use crate::record::{self, JobState};
 use crate::rng;
 use crate::store::{Op, Score, Store, ZRange};
+
+/// One `CHARGE key REQUESTS|COST LIMIT n PERIOD ms [LIMIT n PERIOD ms ...]` of JOB.CLAIM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub key: Vec<u8>,
+    pub by_cost: bool,
+    pub windows: Vec<Window>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClaimArgs {
+    pub worker: Option<Vec<u8>>,
+    pub lease_ms: Option<i64>,
+    pub block_ms: Option<i64>,
+    pub count: i64,
+    pub charges: Vec<Charge>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {

@@ -1,14 +1,60 @@
 //! JOB.CREATE: a new job, queued or delayed.
 
-use crate::args::{JobSpec, Start};
 use crate::error::{AiError, Code, Result};
+use crate::job::Priority;
 use crate::job::Status;
 use crate::keys::QueueKeys;
-use crate::queue::cache;
+use crate::queue::pending;
 use crate::queue::tx::{meta, Env, Tally, Tx};
 use crate::record::{self, JobState};
 use crate::rng;
 use crate::store::{Score, Store};
+
+/// When a new job first runs: now, after DELAY, or AT an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Now,
+    Delay(i64),
+    At(i64),
+}
+
+/// The options of a new job, shared by JOB.CREATE, CACHE.GETORQUEUE and SCHEDULE.SET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    pub payload: Vec<u8>,
+    pub id: Option<Vec<u8>>,
+    pub priority: Priority,
+    pub start: Start,
+    pub max_attempts: Option<i64>,
+    pub retention_ms: Option<i64>,
+    pub deadline_ms: Option<i64>,
+    pub hash: Option<String>,
+    pub meta: Option<Vec<u8>>,
+    pub group: Option<Vec<u8>>,
+    pub cost: i64,
+    pub cache_ttl_ms: Option<i64>,
+    pub schedule: Option<Vec<u8>>,
+}
+
+impl JobSpec {
+    pub fn new(payload: Vec<u8>) -> Self {
+        JobSpec {
+            payload,
+            id: None,
+            priority: Priority::Normal,
+            start: Start::Now,
+            max_attempts: None,
+            retention_ms: None,
+            deadline_ms: None,
+            hash: None,
+            meta: None,
+            group: None,
+            cost: 1,
+            cache_ttl_ms: None,
+            schedule: None,
+        }
+    }
+}
 
 /// Creates the job of `spec` and returns its id. `EXISTS` when the id is taken.
 pub fn create<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, spec: &JobSpec) -> Result<(Vec<u8>, Tally)> {
@@ -64,7 +110,7 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
     let score = run_at.map_or(Score::At(now), Score::At);
     tx.place(&job, status, score)?;
     if let Some(h) = &job.hash {
-        cache::claim_hash(tx, h, id)?;
+        pending::claim_hash(tx, h, id)?;
     }
     tx.incr_meta(meta::CREATED, 1)?;
     tx.tally.created += 1;

@@ -1,12 +1,19 @@
 //! JOB.GET, JOB.LIST, QUEUE.STATS, QUEUE.GROUPS: reads only, so they answer on replicas.
 
-use crate::args::ListArgs;
 use crate::error::Result;
 use crate::job::{Priority, Status};
 use crate::keys::QueueKeys;
 use crate::queue::tx::meta;
 use crate::record::{self, Value};
 use crate::store::{Store, ZRange};
+
+/// What JOB.LIST pages through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListArgs {
+    pub status: Option<Status>,
+    pub cursor: i64,
+    pub count: i64,
+}
 
 /// A job's record as replied, with `ttl` (ms left; -1 for live jobs) and `extra` fields.
 pub fn get<S: Store>(

@@ -3,12 +3,11 @@
 //! and the schedule's next run moves in the same step, so a replica that is promoted
 //! neither repeats a run nor misses more than one tick.
 
-use crate::args::JobSpec;
 use crate::cron;
 use crate::error::{AiError, Result};
 use crate::job::Priority;
 use crate::keys::QueueKeys;
-use crate::queue::create::add_job;
+use crate::queue::create::{add_job, JobSpec};
 use crate::queue::tx::{load_job, Env, Tally, Tx};
 use crate::record::Value;
 use crate::rng;

@@ -1,14 +1,38 @@
 //! JOB.UPDATE and JOB.RELEASE: the moves a worker makes, fenced by its lease token.
 
-use crate::args::{UpdateArgs, UpdateStatus};
 use crate::backoff;
 use crate::error::{AiError, Code, Result};
 use crate::job::{transition, Status, Trigger};
 use crate::keys::QueueKeys;
-use crate::queue::cache;
 use crate::queue::tx::{expire_at, load_job, meta, Env, Tally, Tx};
+use crate::queue::{cache, pending};
 use crate::record::{self, JobState};
 use crate::store::{Score, Store};
+
+/// The STATUS of JOB.UPDATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateStatus {
+    Running,
+    Done,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpdateArgs {
+    pub token: Option<Vec<u8>>,
+    pub status: Option<UpdateStatus>,
+    pub progress: Option<Vec<u8>>,
+    pub percent: Option<i64>,
+    pub result: Option<Vec<u8>>,
+    pub error: Option<Vec<u8>>,
+    pub class: Option<Vec<u8>>,
+    pub noretry: bool,
+    pub lease_ms: Option<i64>,
+    pub meta: Option<Vec<u8>>,
+    pub usage: Option<i64>,
+    /// With STATUS error: wait exactly this long before the retry instead of the backoff.
+    pub delay_ms: Option<i64>,
+}
 
 fn n(v: i64) -> Vec<u8> {
     v.to_string().into_bytes()
@@ -184,7 +208,7 @@ pub fn finish<S: Store>(
     tx.hset(&job.id, fields);
     tx.place(job, to, Score::At(until))?;
     if let Some(h) = &job.hash {
-        cache::release_hash(tx, h, &job.id)?;
+        pending::release_hash(tx, h, &job.id)?;
     }
     Ok(())
 }
