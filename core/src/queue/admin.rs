@@ -38,13 +38,24 @@ pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Re
     let mut tx = Tx::new(s, q, env.now, env.config);
     tx.unplace(&job, job.status, false)?;
     let job = JobState { deadline_at: None, ..job };
-    tx.hdel(id, &["finished_at", "run_at", "deadline_at", "lease_until", "worker", record::TOKEN, record::EXPIRE_AT]);
+    tx.hdel(
+        id,
+        &[
+            record::FINISHED_AT,
+            record::RUN_AT,
+            record::DEADLINE_AT,
+            record::LEASE_UNTIL,
+            record::WORKER,
+            record::TOKEN,
+            record::EXPIRE_AT,
+        ],
+    );
     tx.hset(
         id,
         vec![
-            ("status", to.as_str().as_bytes().to_vec()),
-            ("attempts", b"0".to_vec()),
-            ("updated_at", tx.now.to_string().into_bytes()),
+            (record::STATUS, to.as_str().as_bytes().to_vec()),
+            (record::ATTEMPTS, b"0".to_vec()),
+            (record::UPDATED_AT, tx.now.to_string().into_bytes()),
         ],
     );
     tx.place(&job, to, Score::At(tx.now))?;

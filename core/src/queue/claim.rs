@@ -89,7 +89,10 @@ pub fn claim<S: Store, G: Gate<S>>(
             !removed.contains(&f.as_slice()) && !set.iter().any(|(n, _)| n.as_bytes() == f.as_slice())
         });
         fields.extend(set.into_iter().map(|(n, v)| (n.as_bytes().to_vec(), v)));
-        let extra = vec![("ttl", record::Value::Int(-1)), ("token", record::Value::Bytes(token.clone().into_bytes()))];
+        let extra = vec![
+            (record::TTL, record::Value::Int(-1)),
+            (record::CLAIM_TOKEN, record::Value::Bytes(token.clone().into_bytes())),
+        ];
         let record = record::to_reply(&job.id, q.name(), &fields, extra);
         out.jobs.push(Claimed { id: job.id, token, record });
     }
@@ -152,20 +155,20 @@ pub fn take<S: Store>(tx: &mut Tx<S>, job: &JobState, args: &ClaimArgs, token: &
     tx.unplace(job, job.status, true)?;
     let n = |v: i64| v.to_string().into_bytes();
     let mut fields = vec![
-        ("status", to.as_str().as_bytes().to_vec()),
-        ("attempts", n(attempts)),
-        ("started_at", n(now)),
-        ("updated_at", n(now)),
-        ("lease_until", n(lease_until)),
+        (record::STATUS, to.as_str().as_bytes().to_vec()),
+        (record::ATTEMPTS, n(attempts)),
+        (record::STARTED_AT, n(now)),
+        (record::UPDATED_AT, n(now)),
+        (record::LEASE_UNTIL, n(lease_until)),
         (record::TOKEN, token.as_bytes().to_vec()),
         (record::LEASE_MS, n(lease_ms)),
     ];
     let mut removed: Vec<&'static [u8]> = Vec::new();
     match &args.worker {
-        Some(w) => fields.push(("worker", w.clone())),
+        Some(w) => fields.push((record::WORKER, w.clone())),
         None => {
-            tx.hdel(&job.id, &["worker"]);
-            removed.push(b"worker");
+            tx.hdel(&job.id, &[record::WORKER]);
+            removed.push(record::WORKER.as_bytes());
         }
     }
     tx.hset(&job.id, fields.clone());
