@@ -69,6 +69,9 @@ impl<'a> Cursor<'a> {
         Cursor { args, pos: 0 }
     }
 
+    /// The next word. Not `Iterator::next`: as an iterator the cursor's own readers
+    /// (`count`, `value`) would clash with the iterator's methods of the same names.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<&'a [u8]> {
         let a = self.args.get(self.pos).copied();
         if a.is_some() {

@@ -2,7 +2,7 @@
 
 use aijob_core::grammar;
 use aijob_core::keys::QueueKeys;
-use aijob_core::queue::cache::{self, Condition, Lookup};
+use aijob_core::queue::cache::{self, EntryWrite, Lookup};
 use aijob_core::queue::create::JobSpec;
 use aijob_core::queue::tx::Tally;
 use aijob_core::Result;
@@ -96,7 +96,7 @@ fn get(c: &mut Call, (q, h, withetag): (QueueKeys, String, bool)) -> Result<Out>
 }
 
 /// CACHE.SET Q hash json [TTL ms] [IFMATCH etag | IFNONE]
-pub const SET: Command<(QueueKeys, String, Vec<u8>, Option<i64>, Condition)> = Command {
+pub const SET: Command<(QueueKeys, EntryWrite)> = Command {
     info: Info {
         name: "cache.set",
         flags: "write deny-oom",
@@ -116,8 +116,8 @@ pub const SET: Command<(QueueKeys, String, Vec<u8>, Option<i64>, Condition)> = C
     handle: set,
 };
 
-fn set(c: &mut Call, (q, h, value, ttl, cond): (QueueKeys, String, Vec<u8>, Option<i64>, Condition)) -> Result<Out> {
-    let etag = c.with(&q, |s, env| cache::set(s, &q, env, h.as_bytes(), &value, ttl, &cond))?;
+fn set(c: &mut Call, (q, w): (QueueKeys, EntryWrite)) -> Result<Out> {
+    let etag = c.with(&q, |s, env| cache::set(s, &q, env, w.hash.as_bytes(), &w.value, w.ttl_ms, &w.condition))?;
     Ok(etag.map_or(Out::Null, Out::bytes))
 }
 

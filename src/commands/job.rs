@@ -5,7 +5,7 @@ use aijob_core::keys::QueueKeys;
 use aijob_core::queue::claim::ClaimArgs;
 use aijob_core::queue::create::JobSpec;
 use aijob_core::queue::read::ListArgs;
-use aijob_core::queue::update::UpdateArgs;
+use aijob_core::queue::update::{ReleaseArgs, UpdateArgs};
 use aijob_core::queue::{admin, create, read, update};
 use aijob_core::record;
 use aijob_core::Result;
@@ -155,7 +155,7 @@ fn update(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, UpdateArgs)) -> Result<
 }
 
 /// JOB.RELEASE Q id TOKEN t [DELAY ms]
-pub const RELEASE: Command<(QueueKeys, Vec<u8>, Vec<u8>, Option<i64>)> = Command {
+pub const RELEASE: Command<(QueueKeys, Vec<u8>, ReleaseArgs)> = Command {
     info: Info {
         name: "job.release",
         flags: "write deny-oom",
@@ -169,8 +169,8 @@ pub const RELEASE: Command<(QueueKeys, Vec<u8>, Vec<u8>, Option<i64>)> = Command
     handle: release,
 };
 
-fn release(c: &mut Call, (q, id, token, delay): (QueueKeys, Vec<u8>, Vec<u8>, Option<i64>)) -> Result<Out> {
-    let status = c.with(&q, |s, env| update::release(s, &q, env, &id, &token, delay))?;
+fn release(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, ReleaseArgs)) -> Result<Out> {
+    let status = c.with(&q, |s, env| update::release(s, &q, env, &id, &a.token, a.delay_ms))?;
     Ok(Out::bytes(status.as_str()))
 }
 

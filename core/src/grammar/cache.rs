@@ -6,7 +6,7 @@ use crate::grammar::job_option;
 use crate::hash;
 use crate::json;
 use crate::keys::QueueKeys;
-use crate::queue::cache::Condition;
+use crate::queue::cache::{Condition, EntryWrite};
 use crate::queue::create::JobSpec;
 
 /// The parts after KEY (every argument to the end: KEY comes last), or the payload.
@@ -112,10 +112,7 @@ pub fn key(args: &[&[u8]], allow_withetag: bool) -> Result<(QueueKeys, String, b
 }
 
 /// CACHE.SET Q hash json [TTL ms] [IFMATCH etag | IFNONE]
-pub fn set(
-    args: &[&[u8]],
-    max_bytes: i64,
-) -> Result<(QueueKeys, String, Vec<u8>, Option<i64>, crate::queue::cache::Condition)> {
+pub fn set(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, EntryWrite)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let h = hash::parse_hex("hash", c.next().ok_or_else(|| AiError::arg("hash", "is missing"))?)?;
@@ -139,5 +136,5 @@ pub fn set(
         }
         cond = next;
     }
-    Ok((q, h, v.to_vec(), ttl, cond))
+    Ok((q, EntryWrite { hash: h, value: v.to_vec(), ttl_ms: ttl, condition: cond }))
 }

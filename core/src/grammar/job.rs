@@ -9,7 +9,7 @@ use crate::keys::QueueKeys;
 use crate::queue::claim::{Charge, ClaimArgs};
 use crate::queue::create::JobSpec;
 use crate::queue::read::ListArgs;
-use crate::queue::update::{UpdateArgs, UpdateStatus};
+use crate::queue::update::{ReleaseArgs, UpdateArgs, UpdateStatus};
 use crate::ratelimit;
 
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY p] [DELAY ms | AT unix_ms] [MAXATTEMPTS n]
@@ -278,7 +278,7 @@ fn check_update(a: &UpdateArgs) -> Result<()> {
 }
 
 /// JOB.RELEASE Q id TOKEN t [DELAY ms]
-pub fn release(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>, Vec<u8>, Option<i64>)> {
+pub fn release(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>, ReleaseArgs)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let id = job_id(&mut c)?.to_vec();
@@ -297,7 +297,7 @@ pub fn release(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>, Vec<u8>, Option<i6
         }
     }
     let token = token.ok_or_else(|| AiError::arg("TOKEN", "is required"))?;
-    Ok((q, id, token, delay))
+    Ok((q, id, ReleaseArgs { token, delay_ms: delay }))
 }
 
 /// JOB.LIST Q [STATUS s] [CURSOR c] [COUNT n]

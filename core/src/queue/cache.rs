@@ -98,6 +98,16 @@ pub fn get<S: Store>(s: &mut S, q: &QueueKeys, hash: &[u8]) -> Result<Option<(Ve
     }
 }
 
+/// What CACHE.SET writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryWrite {
+    pub hash: String,
+    pub value: Vec<u8>,
+    /// None: the queue's cache-ttl-ms.
+    pub ttl_ms: Option<i64>,
+    pub condition: Condition,
+}
+
 /// The condition of CACHE.SET.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {

@@ -99,12 +99,11 @@ pub fn claim<S: Store, G: Gate<S>>(
     Ok(out)
 }
 
+/// A record's stored fields, as `Store::hgetall` returns them.
+pub type StoredFields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A job's control fields and its whole record, read with one pass over the hash.
-pub fn load_job_with_fields<S: Store>(
-    s: &mut S,
-    q: &QueueKeys,
-    id: &[u8],
-) -> Result<Option<(JobState, Vec<(Vec<u8>, Vec<u8>)>)>> {
+pub fn load_job_with_fields<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8]) -> Result<Option<(JobState, StoredFields)>> {
     let fields = s.hgetall(&q.job(id))?;
     if fields.is_empty() {
         return Ok(None);
@@ -117,7 +116,7 @@ pub fn load_job_with_fields<S: Store>(
 }
 
 /// The job the next claim would take (its state and record), without taking it.
-pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<(JobState, Vec<(Vec<u8>, Vec<u8>)>)>> {
+pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<(JobState, StoredFields)>> {
     for p in Priority::ORDER {
         // A turn set only holds groups with jobs at this priority and room under their
         // cap; the loop only runs again to mend an entry that broke that rule.

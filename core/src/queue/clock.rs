@@ -22,10 +22,12 @@ pub struct TickReport {
     pub tally: Tally,
 }
 
+/// One move of the clock on one job: its index entry came due.
+type Step<S> = fn(&mut S, &QueueKeys, &mut Env, &[u8]) -> Result<Tally>;
+
 pub fn tick<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize) -> Result<TickReport> {
     let mut r = TickReport::default();
-    let steps: [fn(&mut S, &QueueKeys, &mut Env, &[u8]) -> Result<Tally>; 4] =
-        [come_due, expire_lease, pass_deadline, end_retention];
+    let steps: [Step<S>; 4] = [come_due, expire_lease, pass_deadline, end_retention];
     let indexes = [q.delayed(), q.leases(), q.deadlines(), q.expiry()];
     for (step, index) in steps.iter().zip(indexes.iter()) {
         let left = budget.saturating_sub(r.moves);

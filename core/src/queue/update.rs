@@ -262,6 +262,14 @@ pub fn requeue<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, run_at: i64
     Ok(())
 }
 
+/// The arguments of JOB.RELEASE after the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseArgs {
+    pub token: Vec<u8>,
+    /// Queued again after this long (delayed), or at once.
+    pub delay_ms: Option<i64>,
+}
+
 /// JOB.RELEASE: the worker gives the job back; the attempt does not count.
 pub fn release<S: Store>(
     s: &mut S,
