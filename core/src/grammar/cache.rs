@@ -9,14 +9,6 @@ use crate::keys::QueueKeys;
 use crate::queue::cache::{Condition, EntryWrite};
 use crate::queue::create::JobSpec;
 
-/// The parts after KEY (every argument to the end: KEY comes last), or the payload.
-fn content_hash(key_parts: Option<&[&[u8]]>, payload: &[u8]) -> Result<String> {
-    match key_parts {
-        Some(parts) => Ok(hash::of_parts(parts)),
-        None => hash::of_payload(payload),
-    }
-}
-
 /// CACHE.GETORQUEUE Q PAYLOAD json [HASH hex] [PRIORITY p] [MAXATTEMPTS n] [RETENTION ms]
 /// [CACHETTL ms] [DEADLINE ms] [META json] [GROUP g] [COST n] [KEY part ...]
 pub fn get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpec)> {
@@ -25,19 +17,15 @@ pub fn get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpe
     let mut spec = JobSpec::new(Vec::new());
     let (mut has_payload, mut hash, mut parts) = (false, None, None);
     while let Some(kw) = c.keyword() {
-        if kw == "PAYLOAD" {
-            // Parsed only where it is used (hashing it, or making the job): a cache hit
-            // with HASH or KEY answers without reading the payload.
-            let v = c.value("PAYLOAD")?;
-            check_size("PAYLOAD", v, max_bytes)?;
-            spec.payload = v.to_vec();
-            has_payload = true;
-            continue;
-        }
-        if job_option(&mut spec, &kw, &mut c, max_bytes)? {
-            continue;
-        }
         match kw.as_str() {
+            "PAYLOAD" => {
+                // Parsed only where it is used (hashing it, or making the job): a cache hit
+                // with HASH or KEY answers without reading the payload.
+                let v = c.value("PAYLOAD")?;
+                check_size("PAYLOAD", v, max_bytes)?;
+                spec.payload = v.to_vec();
+                has_payload = true;
+            }
             "HASH" => {
                 let h = hash::parse_hex("HASH", c.value("HASH")?)?;
                 once(&mut hash, "HASH", h)?
@@ -47,24 +35,29 @@ pub fn get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpe
                 once(&mut spec.cache_ttl_ms, "CACHETTL", v)?
             }
             "KEY" => parts = Some(key_parts(&mut c)?),
+            other if job_option(&mut spec, other, &mut c, max_bytes)? => {}
             _ => return Err(unknown(&kw)),
         }
     }
     if !has_payload {
         return Err(AiError::arg("PAYLOAD", "is required"));
     }
-    if hash.is_some() && parts.is_some() {
-        return Err(AiError::syntax("HASH and KEY exclude each other"));
-    }
-    spec.hash = Some(match hash {
-        Some(h) => h,
-        None if parts.is_none() => {
-            json::validate("PAYLOAD", &spec.payload)?;
-            hash::of_payload(&spec.payload)?
-        }
-        None => content_hash(parts.as_deref(), &spec.payload)?,
-    });
+    spec.hash = Some(lookup_hash(hash, parts.as_deref(), &spec.payload)?);
     Ok((q, spec))
+}
+
+/// The hash a lookup uses: HASH as given, else the hash of the KEY parts, else the hash of
+/// the payload (which must then be JSON).
+fn lookup_hash(given: Option<String>, parts: Option<&[&[u8]]>, payload: &[u8]) -> Result<String> {
+    match (given, parts) {
+        (Some(_), Some(_)) => Err(AiError::syntax("HASH and KEY exclude each other")),
+        (Some(h), None) => Ok(h),
+        (None, Some(parts)) => Ok(hash::of_parts(parts)),
+        (None, None) => {
+            json::validate("PAYLOAD", payload)?;
+            hash::of_payload(payload)
+        }
+    }
 }
 
 /// Every argument after KEY is a part.

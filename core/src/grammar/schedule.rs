@@ -16,45 +16,57 @@ pub fn set(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, ScheduleSpec)> 
     let name = c.next().ok_or_else(|| AiError::arg("name", "is missing"))?;
     names::validate("name", name)?;
     let mut job = JobSpec::new(Vec::new());
-    let (mut has_payload, mut timetable, mut start, mut overlap) = (false, None, None, None);
+    let (mut has_payload, mut timing) = (false, Timing::default());
     while let Some(kw) = c.keyword() {
-        if kw == "PAYLOAD" {
-            has_payload = true;
-        }
-        if job_option(&mut job, &kw, &mut c, max_bytes)? {
-            continue;
-        }
-        match kw.as_str() {
-            "EVERY" => {
-                let e = positive("EVERY", c.value("EVERY")?)?;
-                once(&mut timetable, "EVERY/CRON", Timetable::Every(e))?
-            }
-            "CRON" => {
-                let text = String::from_utf8_lossy(c.value("CRON")?).into_owned();
-                crate::cron::parse(&text)?;
-                once(&mut timetable, "EVERY/CRON", Timetable::Cron(text))?
-            }
-            "START" => {
-                let v = c.count("START")?;
-                once(&mut start, "START", v)?
-            }
-            "OVERLAP" => {
-                let allow = match c.keyword().as_deref() {
-                    Some("SKIP") => false,
-                    Some("ALLOW") => true,
-                    _ => return Err(AiError::arg("OVERLAP", "must be skip or allow")),
-                };
-                once(&mut overlap, "OVERLAP", allow)?
-            }
-            _ => return Err(unknown(&kw)),
+        has_payload |= kw == "PAYLOAD";
+        if !job_option(&mut job, &kw, &mut c, max_bytes)? && !timing_option(&mut timing, &kw, &mut c)? {
+            return Err(unknown(&kw));
         }
     }
     if !has_payload {
         return Err(AiError::arg("PAYLOAD", "is required"));
     }
-    let timetable = timetable.ok_or_else(|| AiError::syntax("EVERY ms or CRON expr is required"))?;
-    let spec = ScheduleSpec { name: name.to_vec(), timetable, start, overlap_allow: overlap.unwrap_or(false), job };
+    let timetable = timing.timetable.ok_or_else(|| AiError::syntax("EVERY ms or CRON expr is required"))?;
+    let overlap_allow = timing.overlap_allow.unwrap_or(false);
+    let spec = ScheduleSpec { name: name.to_vec(), timetable, start: timing.start, overlap_allow, job };
     Ok((q, spec))
+}
+
+/// When a schedule runs: EVERY or CRON, START, OVERLAP.
+#[derive(Default)]
+struct Timing {
+    timetable: Option<Timetable>,
+    start: Option<i64>,
+    overlap_allow: Option<bool>,
+}
+
+/// Parses one timing option at `kw`; Ok(false) when `kw` is not one.
+fn timing_option(t: &mut Timing, kw: &str, c: &mut Cursor) -> Result<bool> {
+    match kw {
+        "EVERY" => {
+            let e = positive("EVERY", c.value("EVERY")?)?;
+            once(&mut t.timetable, "EVERY/CRON", Timetable::Every(e))?
+        }
+        "CRON" => {
+            let text = String::from_utf8_lossy(c.value("CRON")?).into_owned();
+            crate::cron::parse(&text)?;
+            once(&mut t.timetable, "EVERY/CRON", Timetable::Cron(text))?
+        }
+        "START" => {
+            let v = c.count("START")?;
+            once(&mut t.start, "START", v)?
+        }
+        "OVERLAP" => {
+            let allow = match c.keyword().as_deref() {
+                Some("SKIP") => false,
+                Some("ALLOW") => true,
+                _ => return Err(AiError::arg("OVERLAP", "must be skip or allow")),
+            };
+            once(&mut t.overlap_allow, "OVERLAP", allow)?
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// SCHEDULE.GET / DEL / RUN / PAUSE / RESUME Q name
