@@ -18,6 +18,7 @@ pub struct Charge {
     pub windows: Vec<Window>,
 }
 
+/// What JOB.CLAIM asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClaimArgs {
     pub worker: Option<Vec<u8>>,

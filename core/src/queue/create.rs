@@ -1,8 +1,7 @@
 //! JOB.CREATE: a new job, queued or delayed.
 
 use crate::error::{AiError, Code, Result};
-use crate::job::Priority;
-use crate::job::Status;
+use crate::job::{Priority, Status};
 use crate::keys::QueueKeys;
 use crate::queue::pending;
 use crate::queue::tx::{meta, Env, Tally, Tx};

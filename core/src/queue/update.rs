@@ -17,6 +17,7 @@ pub enum UpdateStatus {
     Error,
 }
 
+/// What JOB.UPDATE asks for, after Q and the id.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UpdateArgs {
     pub token: Option<Vec<u8>>,
