@@ -1,7 +1,7 @@
 //! The module's one unsafe boundary: small safe wrappers over the raw API of
-//! `redismodule.h` (Redis 7.0). Everything else in the module calls these, never `raw::*`.
-//! (Command registration and COMMAND DOCS, in lib.rs and docs.rs, still make their own raw
-//! calls; they move here once their restructuring lands.)
+//! `redismodule.h` (Redis 7.0). Everything else in the module calls these, never `raw::*`
+//! functions (register.rs builds the plain C structs of COMMAND DOCS, and hands them over
+//! through [`set_command_info`]).
 //!
 //! Every function pointer is checked before use: a missing one is an error reply (or, where
 //! nothing can be replied, a no-op), never a panic inside redis-server. An API newer than
@@ -656,6 +656,41 @@ pub fn key_at_pos(ctx: *mut raw::RedisModuleCtx, pos: usize) {
         // SAFETY: a live context in a key-position request; Redis checks `pos`.
         unsafe { f(ctx, pos) };
     }
+}
+
+/// A command's C entry point. A safe `extern "C" fn`: Redis calls it with the live call's
+/// context and arguments, which is all it touches.
+pub type Entry = extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
+
+/// Creates command `name` with `entry`, `flags` and the legacy key range (first, last, step);
+/// false if the server refused it.
+pub fn create_command(ctx: *mut raw::RedisModuleCtx, name: &CStr, entry: Entry, flags: &CStr, keys: (c_int, c_int, c_int)) -> bool {
+    let Some(create) = optional!(RedisModule_CreateCommand) else { return false };
+    // SAFETY: called from OnLoad with its context; Redis copies `name` and `flags`, which
+    // live for the call; `entry` is a plain function that lives forever.
+    unsafe { create(ctx, name.as_ptr(), Some(entry), flags.as_ptr(), keys.0, keys.1, keys.2) == raw::REDISMODULE_OK as c_int }
+}
+
+/// True when this server can take command info (`RedisModule_SetCommandInfo`, Redis 7.0+).
+pub fn has_command_info() -> bool {
+    optional!(RedisModule_GetCommand).is_some() && optional!(RedisModule_SetCommandInfo).is_some()
+}
+
+/// Gives command `name` (created by this module) its info; false if there is no such
+/// command or the server refused the info.
+///
+/// The caller's promise, why this takes a `&'static`: `info` and every pointer in it
+/// lives for the process, built with the layout of the version it names, each array
+/// zero-terminated.
+pub fn set_command_info(ctx: *mut raw::RedisModuleCtx, name: &CStr, info: &'static raw::RedisModuleCommandInfo) -> bool {
+    let (Some(get), Some(set)) = (optional!(RedisModule_GetCommand), optional!(RedisModule_SetCommandInfo)) else {
+        return false;
+    };
+    // SAFETY: `name` is NUL-terminated and lives for the call; GetCommand answers NULL
+    // for a command this module did not create.
+    let handle = unsafe { get(ctx, name.as_ptr()) };
+    // SAFETY: a live handle, and `info` as promised above.
+    !handle.is_null() && unsafe { set(handle, info) } == raw::REDISMODULE_OK as c_int
 }
 
 /// Writes `line` to the server's log at `level` ("warning", "notice", ...), after the
