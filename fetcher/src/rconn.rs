@@ -42,29 +42,6 @@ struct Inner {
     up: Arc<AtomicBool>,
 }
 
-/// The seed URLs of `--redis-url`: `redis+cluster://[auth@]h1:p1,h2:p2[/...]` gives
-/// `redis://[auth@]h1:p1[/...]` and `redis://[auth@]h2:p2[/...]`; any other URL is itself.
-/// The bool: the URL asks for cluster mode.
-pub fn seeds(url: &str) -> anyhow::Result<(Vec<String>, bool)> {
-    let Some(rest) = url.strip_prefix("redis+cluster://") else {
-        return Ok((vec![url.to_string()], false));
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let (auth, hosts) = match authority.rsplit_once('@') {
-        Some((a, h)) => (format!("{a}@"), h),
-        None => (String::new(), authority),
-    };
-    let out: Vec<String> =
-        hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).map(|h| format!("redis://{auth}{h}{tail}")).collect();
-    if out.is_empty() {
-        anyhow::bail!("--redis-url: redis+cluster:// names no host");
-    }
-    Ok((out, true))
-}
-
 impl Redis {
     /// `response_timeout` bounds every command (a blocking claim needs more than its BLOCK).
     /// `cluster`: the URLs are seed nodes of a Redis Cluster.
@@ -250,10 +227,7 @@ pub fn describe(e: &RedisError) -> String {
     match (e.code(), e.detail()) {
         (Some(c), Some(d)) => format!("{c} {d}"),
         (Some(c), None) => c.to_string(),
-        _ => {
-            let s = e.to_string();
-            super::providers::truncate(&s, 200)
-        }
+        _ => crate::text::truncate(&e.to_string(), 200),
     }
 }
 
