@@ -1,4 +1,6 @@
 //! Which queues the fetcher serves, and in which order it asks them.
+//! Hand-written here: brace ranges (the brace crates expand shell syntax, not one bounded
+//! numeric range) and the weighted pick (no maintained crate skips members per pass).
 //!
 //! `--queues` is a comma-separated list of entries, each with an optional `:weight` (1 when
 //! left out):
@@ -91,27 +93,10 @@ pub fn expand_braces(text: &str) -> Result<Option<Vec<String>>> {
     Ok(Some(names))
 }
 
-/// Glob match with `*` (any run, empty included) and `?` (any one byte).
+/// Glob match with `*` (any run, empty included) and `?` (any one character). Queue names
+/// hold no `[`, `]` or `\`, so this agrees with Redis's own SCAN MATCH.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, s) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if let Some((sp, ss)) = star {
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == b'*')
+    wildmatch::WildMatch::new(pattern).matches(name)
 }
 
 /// Splits `name:weight` (the weight is the part after the last ':' when it is all digits;

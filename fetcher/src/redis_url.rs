@@ -1,3 +1,6 @@
+//! Hand-written: `redis+cluster://h1,h2` is this project's own URL form (the redis crate reads
+//! one node per URL).
+//!
 //! `--redis-url` read without connecting: the seed URLs of a `redis+cluster://` URL, the
 //! form safe to log, and the passwords the redactor must know.
 
