@@ -307,10 +307,7 @@ mod tests {
     }
 
     fn limits(args: &[&str]) -> Limits {
-        use clap::Parser;
-        let mut all = vec!["aijob-fetcher"];
-        all.extend_from_slice(args);
-        let cfg = Config::from_args(crate::config::Args::parse_from(all)).unwrap();
+        let cfg = crate::config::from_flags(args).unwrap();
         let redis = Redis::new(&cfg.redis.seeds, cfg.cluster, Duration::from_secs(1), Arc::default()).unwrap();
         Limits::new(redis, &cfg, Arc::default())
     }

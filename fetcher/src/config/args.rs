@@ -1,14 +1,13 @@
 //! The command line: every flag with its environment fallback, each value checked by
 //! clap's own parsers (ranges, value enums, the parsers of `parse.rs`).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
 use clap::{value_parser, Parser};
 
-use super::parse::{base_url, endpoint, rl_prefix, seconds, socket_addr, worker_name};
-use super::parse::{Binding, LimitSpec, LogFormat, LogLevel, QueueList, Scope};
+use super::parse::{base_url, endpoint, rl_prefix, seconds, worker_name};
+use super::parse::{Binding, LimitSpec, Listen, LogFormat, LogLevel, QueueList, Scope};
 
 #[derive(Parser)]
 #[command(
@@ -60,7 +59,7 @@ pub struct Args {
         value_name = "QUEUE=PROVIDER",
         value_parser = Binding::parse
     )]
-    pub queue_providers: Vec<Binding>,
+    pub queue_providers: Vec<Option<Binding>>,
 
     /// Whose budget --rpm/--tpm are: `provider` (one budget per provider for every queue, keys
     /// `<prefix>:{<provider>}:rpm|tpm`) or `queue` (one budget per queue and provider, keys
@@ -109,8 +108,8 @@ pub struct Args {
     pub rl_period: u64,
 
     /// `host:port` to serve /healthz and /metrics (Prometheus text) on. Unset: no server.
-    #[arg(long, env = "AIJOB_LISTEN", value_name = "HOST:PORT", value_parser = socket_addr)]
-    pub listen: Option<SocketAddr>,
+    #[arg(long, env = "AIJOB_LISTEN", value_name = "HOST:PORT", value_parser = Listen::parse)]
+    pub listen: Option<Listen>,
 
     /// Gemini API key (sent in the x-goog-api-key header). Unset: gemini jobs fail, class `config`.
     #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true, value_name = "KEY")]
@@ -133,7 +132,7 @@ pub struct Args {
     /// separated). A job names it with `"endpoint": "name"`; a job never gives a URL.
     #[arg(long = "http-endpoint", env = "AIJOB_HTTP_ENDPOINTS", value_delimiter = ',', value_name = "NAME=URL",
           value_parser = endpoint)]
-    pub http_endpoints: Vec<(String, String)>,
+    pub http_endpoints: Vec<Option<(String, String)>>,
 
     /// Worker name recorded in each claimed job; default `<hostname>-<pid>`.
     #[arg(long, env = "AIJOB_WORKER", value_parser = worker_name)]

@@ -52,7 +52,7 @@ impl Config {
             redis,
             queues: a.queues.0,
             discover_every_ms: a.discover_every,
-            queue_providers: a.queue_providers,
+            queue_providers: a.queue_providers.into_iter().flatten().collect(),
             rl_scope: a.rl_scope,
             concurrency: a.concurrency,
             lease_ms: a.lease,
@@ -62,13 +62,13 @@ impl Config {
             tpm: a.tpm.unwrap_or_default(),
             rl_prefix: a.rl_prefix,
             rl_period_ms: a.rl_period,
-            listen: a.listen,
+            listen: a.listen.and_then(|l| l.0),
             providers: ProviderSettings {
                 gemini_key: non_empty_key(a.gemini_api_key),
                 gemini_base: a.gemini_base_url,
                 openai_key: non_empty_key(a.openai_api_key),
                 openai_base: a.openai_base_url,
-                http_endpoints: a.http_endpoints.into_iter().collect(),
+                http_endpoints: a.http_endpoints.into_iter().flatten().collect(),
             },
             worker: a.worker.filter(|w| !w.is_empty()).unwrap_or_else(default_worker),
             claim_block_ms: a.claim_block,
@@ -98,14 +98,69 @@ fn default_worker() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// The configuration of these flags alone: the environment is not read (for unit tests,
+/// which must not depend on the variables of the shell that runs them).
+#[cfg(test)]
+pub fn from_flags(args: &[&str]) -> Result<Config> {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Args::command().mut_args(|a| a.env(None::<&'static str>));
+    let m = cmd.try_get_matches_from(std::iter::once("aijob-fetcher").chain(args.iter().copied()))?;
+    Config::from_args(Args::from_arg_matches(&m)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Config> {
-        let all = std::iter::once("aijob-fetcher").chain(args.iter().copied());
-        Config::from_args(Args::try_parse_from(all)?)
+        from_flags(args)
+    }
+
+    #[test]
+    fn every_flag_keeps_its_environment_variable() {
+        let want = [
+            ("redis-url", "REDIS_URL"),
+            ("cluster", "AIJOB_CLUSTER"),
+            ("queues", "AIJOB_QUEUES"),
+            ("discover-every", "AIJOB_DISCOVER_MS"),
+            ("queue-provider", "AIJOB_QUEUE_PROVIDERS"),
+            ("rl-scope", "AIJOB_RL_SCOPE"),
+            ("concurrency", "AIJOB_CONCURRENCY"),
+            ("lease", "AIJOB_LEASE_MS"),
+            ("grace", "AIJOB_GRACE"),
+            ("timeout", "AIJOB_TIMEOUT"),
+            ("rpm", "AIJOB_RPM"),
+            ("tpm", "AIJOB_TPM"),
+            ("rl-prefix", "AIJOB_RL_PREFIX"),
+            ("rl-period", "AIJOB_RL_PERIOD_MS"),
+            ("listen", "AIJOB_LISTEN"),
+            ("gemini-api-key", "GEMINI_API_KEY"),
+            ("gemini-base-url", "GEMINI_BASE_URL"),
+            ("openai-api-key", "OPENAI_API_KEY"),
+            ("openai-base-url", "OPENAI_BASE_URL"),
+            ("http-endpoint", "AIJOB_HTTP_ENDPOINTS"),
+            ("worker", "AIJOB_WORKER"),
+            ("claim-block", "AIJOB_CLAIM_BLOCK_MS"),
+            ("log-format", "AIJOB_LOG_FORMAT"),
+            ("log-level", "AIJOB_LOG"),
+        ];
+        let cmd = Args::command();
+        let have: Vec<(String, String)> = cmd
+            .get_arguments()
+            .filter_map(|a| Some((a.get_long()?.to_string(), a.get_env()?.to_string_lossy().into_owned())))
+            .collect();
+        let want: Vec<(String, String)> = want.iter().map(|(f, e)| (f.to_string(), e.to_string())).collect();
+        assert_eq!(have, want);
+        let hidden = |long: &str| cmd.get_arguments().any(|a| a.get_long() == Some(long) && a.is_hide_env_values_set());
+        assert!(hidden("redis-url") && hidden("gemini-api-key") && hidden("openai-api-key"));
+    }
+
+    #[test]
+    fn empty_values_and_items_mean_none() {
+        let c = parse(&["--listen", " ", "--queue-provider", "a=echo,,", "--http-endpoint", ""]).unwrap();
+        assert_eq!((c.listen, c.queue_providers.len(), c.providers.http_endpoints.len()), (None, 1, 0));
+        assert_eq!(parse(&["--listen", "127.0.0.1:9"]).unwrap().listen.map(|a| a.port()), Some(9));
     }
 
     #[test]

@@ -26,11 +26,15 @@ pub struct Binding {
 }
 
 impl Binding {
-    pub fn parse(item: &str) -> Result<Binding, String> {
+    /// None for an empty item (`a=gemini,` or an empty variable).
+    pub fn parse(item: &str) -> Result<Option<Binding>, String> {
+        if item.trim().is_empty() {
+            return Ok(None);
+        }
         let (q, p) = item.trim().split_once('=').ok_or("not queue=provider")?;
         let provider = p.trim().parse::<ProviderName>()?;
         let sel = queues::parse_sel(q.trim()).map_err(|e| format!("{e:#}"))?;
-        Ok(Binding { sel, provider })
+        Ok(Some(Binding { sel, provider }))
     }
 }
 
@@ -113,10 +117,18 @@ pub fn seconds(v: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(s))
 }
 
-/// `host:port`, resolved once at start.
-pub fn socket_addr(v: &str) -> Result<SocketAddr, String> {
-    let mut addrs = v.trim().to_socket_addrs().map_err(|e| format!("cannot resolve it: {e}"))?;
-    addrs.next().ok_or_else(|| "it resolves to no address".into())
+/// `--listen host:port`, resolved once at start; empty: no server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+impl Listen {
+    pub fn parse(v: &str) -> Result<Listen, String> {
+        if v.trim().is_empty() {
+            return Ok(Listen(None));
+        }
+        let mut addrs = v.trim().to_socket_addrs().map_err(|e| format!("cannot resolve it: {e}"))?;
+        addrs.next().map(|a| Listen(Some(a))).ok_or_else(|| "it resolves to no address".into())
+    }
 }
 
 /// An http(s) URL, without its trailing `/`.
@@ -129,13 +141,16 @@ pub fn base_url(url: &str) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
-/// `--http-endpoint name=url`.
-pub fn endpoint(item: &str) -> Result<(String, String), String> {
+/// `--http-endpoint name=url`; None for an empty item.
+pub fn endpoint(item: &str) -> Result<Option<(String, String)>, String> {
+    if item.trim().is_empty() {
+        return Ok(None);
+    }
     let (name, url) = item.trim().split_once('=').ok_or("not name=url")?;
     if name.trim().is_empty() {
         return Err("empty name".into());
     }
-    Ok((name.trim().to_string(), base_url(url)?))
+    Ok(Some((name.trim().to_string(), base_url(url)?)))
 }
 
 /// The rate-limit keys' hash tag is the provider or the queue: the prefix holds no brace.
@@ -161,8 +176,9 @@ mod tests {
     #[test]
     fn bindings() {
         let b = Binding::parse("sketch=gemini").unwrap();
-        assert_eq!(b, Binding { sel: Sel::Names(vec!["sketch".into()]), provider: ProviderName::Gemini });
-        assert_eq!(Binding::parse(" s-* = openai").unwrap().sel, Sel::Glob("s-*".into()));
+        assert_eq!(b, Some(Binding { sel: Sel::Names(vec!["sketch".into()]), provider: ProviderName::Gemini }));
+        assert_eq!(Binding::parse(" s-* = openai").unwrap().map(|b| b.sel), Some(Sel::Glob("s-*".into())));
+        assert_eq!(Binding::parse(" "), Ok(None));
         for bad in ["sketch", "sketch=nope", "b{a}d=gemini"] {
             assert!(Binding::parse(bad).is_err(), "{bad}");
         }
@@ -188,7 +204,11 @@ mod tests {
         }
         assert_eq!(base_url("http://h:1/v/").as_deref(), Ok("http://h:1/v"));
         assert!(base_url("ftp://h").is_err());
-        assert_eq!(endpoint("a = http://h"), Ok(("a".into(), "http://h".into())));
+        assert_eq!(endpoint("a = http://h"), Ok(Some(("a".into(), "http://h".into()))));
+        assert_eq!(endpoint(""), Ok(None));
+        assert_eq!(Listen::parse(" "), Ok(Listen(None)));
+        assert!(Listen::parse("127.0.0.1:9").unwrap().0.is_some());
+        assert!(Listen::parse("nowhere").is_err());
         assert!(endpoint("=http://h").is_err());
         assert!(rl_prefix("a{b").is_err());
         assert!(worker_name(&"w".repeat(257)).is_err());
