@@ -61,9 +61,7 @@ pub struct Args {
     )]
     pub queue_providers: Vec<Option<Binding>>,
 
-    /// Whose budget --rpm/--tpm are: `provider` (one budget per provider for every queue, keys
-    /// `<prefix>:{<provider>}:rpm|tpm`) or `queue` (one budget per queue and provider, keys
-    /// `<prefix>:{<queue>}:<provider>:rpm|tpm`, in the queue's slot: charged claims on a cluster).
+    /// Whose budget --rpm/--tpm are (charged claims on a cluster need `queue`).
     #[arg(long, env = "AIJOB_RL_SCOPE", default_value = "provider", value_name = "SCOPE", value_enum)]
     pub rl_scope: Scope,
 
