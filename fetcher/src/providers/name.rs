@@ -36,10 +36,10 @@ impl FromStr for ProviderName {
     type Err = String;
 
     fn from_str(s: &str) -> Result<ProviderName, String> {
-        ProviderName::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| "unknown provider (one of gemini, openai, http, echo)".to_string())
+        ProviderName::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = ProviderName::ALL.iter().map(|p| p.as_str()).collect();
+            format!("unknown provider (one of {})", names.join(", "))
+        })
     }
 }
 
@@ -58,7 +58,10 @@ mod tests {
         for p in ProviderName::ALL {
             assert_eq!(p.as_str().parse::<ProviderName>(), Ok(p));
         }
-        assert!("Gemini".parse::<ProviderName>().is_err());
+        assert_eq!(
+            "Gemini".parse::<ProviderName>(),
+            Err("unknown provider (one of gemini, openai, http, echo)".into())
+        );
         assert_eq!(ProviderName::label(None), "unknown");
     }
 }

@@ -6,7 +6,8 @@
 //! - `task`: one job: the call (`call`: budgets, timeout) with heartbeats beside it;
 //! - `report`: the final update or release, sent until it lands, and the outcome;
 //! - `drain`: the shutdown's grace and deadlines;
-//! - `commands` and `job`: the job commands and the claimed job, pure.
+//! - `commands` and `job`: the job commands and the claimed job, pure;
+//! - `shared`: what the claim loop and the job tasks share.
 
 mod call;
 mod claim;

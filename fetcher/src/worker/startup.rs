@@ -28,8 +28,8 @@ pub async fn lease_ms(cfg: &Config, redis: &Redis, shutdown: &CancellationToken)
         let e = match redis.query(redis::cmd("CONFIG").arg("GET").arg("aijob.lease-ms")).await {
             Ok(v) => return Some(lease_of_reply(&v).unwrap_or_else(fallback)),
             Err(e) if !rconn::is_transport(&e) => {
-                warn!(error = %rconn::describe(&e), "CONFIG GET aijob.lease-ms refused (set --lease)");
-                return Some(fallback("CONFIG GET aijob.lease-ms refused"));
+                warn!(error = %rconn::describe(&e), "CONFIG GET aijob.lease-ms refused (set --lease); claiming with {FALLBACK_LEASE_MS} ms");
+                return Some(FALLBACK_LEASE_MS);
             }
             Err(e) => e,
         };
