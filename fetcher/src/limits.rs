@@ -101,6 +101,25 @@ impl Budget {
     }
 }
 
+/// One RATELIMIT question on the way to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub verb: &'static str,
+    pub budget: Budget,
+    pub limit: u64,
+    pub cost: u64,
+}
+
+/// The questions asked before a call (see "Per call" above): PEEK the tokens, HIT the
+/// request, HIT the tokens; the token charge capped at the limit. None without budgets.
+pub fn per_call_steps(rpm: Option<u64>, tpm: Option<u64>, cost: u64) -> Vec<Step> {
+    let tokens = |limit: u64| cost.clamp(1, limit);
+    let peek = tpm.map(|limit| Step { verb: "RATELIMIT.PEEK", budget: Budget::Tpm, limit, cost: tokens(limit) });
+    let request = rpm.map(|limit| Step { verb: "RATELIMIT.HIT", budget: Budget::Rpm, limit, cost: 1 });
+    let charge = tpm.map(|limit| Step { verb: "RATELIMIT.HIT", budget: Budget::Tpm, limit, cost: tokens(limit) });
+    [peek, request, charge].into_iter().flatten().collect()
+}
+
 impl Limits {
     pub fn new(redis: Redis, cfg: &Config, metrics: Arc<Metrics>) -> Limits {
         Limits {
@@ -207,74 +226,46 @@ impl Limits {
     /// An error reply from Redis (e.g. a module without RATELIMIT.HIT) fails the attempt,
     /// retryably, with class `ratelimit`; a lost link is retried here.
     pub async fn acquire(&self, queue: &str, provider: ProviderName, cost: u64) -> Result<(), Failure> {
-        let rpm = self.rpm.for_provider(provider);
-        let tpm = self.tpm.for_provider(provider);
-        if rpm.is_none() && tpm.is_none() {
-            return Ok(());
-        }
-        let tokens = tpm.map(|t| cost.clamp(1, t));
-        loop {
-            if let (Some(limit), Some(c)) = (tpm, tokens) {
-                let v = self.ask("RATELIMIT.PEEK", queue, provider, Budget::Tpm, limit, c).await?;
+        let steps = per_call_steps(self.rpm.for_provider(provider), self.tpm.for_provider(provider), cost);
+        'again: loop {
+            for step in &steps {
+                let v = self.ask(queue, provider, step).await?;
                 if !v.allowed {
-                    self.wait(provider, Budget::Tpm, v.retry_after_ms).await;
-                    continue;
-                }
-            }
-            if let Some(limit) = rpm {
-                let v = self.ask("RATELIMIT.HIT", queue, provider, Budget::Rpm, limit, 1).await?;
-                if !v.allowed {
-                    self.wait(provider, Budget::Rpm, v.retry_after_ms).await;
-                    continue;
-                }
-            }
-            if let (Some(limit), Some(c)) = (tpm, tokens) {
-                let v = self.ask("RATELIMIT.HIT", queue, provider, Budget::Tpm, limit, c).await?;
-                if !v.allowed {
-                    self.wait(provider, Budget::Tpm, v.retry_after_ms).await;
-                    continue;
+                    self.wait(provider, step.budget, v.retry_after_ms).await;
+                    continue 'again;
                 }
             }
             return Ok(());
         }
     }
 
-    async fn ask(
-        &self,
-        verb: &'static str,
-        queue: &str,
-        provider: ProviderName,
-        budget: Budget,
-        limit: u64,
-        cost: u64,
-    ) -> Result<Verdict, Failure> {
-        let mut cmd = redis::cmd(verb);
-        cmd.arg(self.key(queue, provider, budget))
-            .arg("LIMIT")
-            .arg(limit)
-            .arg("PERIOD")
-            .arg(self.period_ms)
-            .arg("COST")
-            .arg(cost);
+    /// `RATELIMIT.PEEK|HIT <key> LIMIT n PERIOD p COST c`.
+    fn command(&self, queue: &str, provider: ProviderName, step: &Step) -> redis::Cmd {
+        let mut cmd = redis::cmd(step.verb);
+        cmd.arg(self.key(queue, provider, step.budget));
+        cmd.arg("LIMIT").arg(step.limit).arg("PERIOD").arg(self.period_ms).arg("COST").arg(step.cost);
+        cmd
+    }
+
+    async fn ask(&self, queue: &str, provider: ProviderName, step: &Step) -> Result<Verdict, Failure> {
+        let cmd = self.command(queue, provider, step);
+        let verb = step.verb;
         let mut backoff = Backoff::new(Duration::from_secs(5));
         loop {
-            match self.redis.query(&cmd).await {
+            let e = match self.redis.query(&cmd).await {
                 Ok(v) => {
-                    return Verdict::from_value(&v).ok_or_else(|| {
-                        Failure::retry(ErrorClass::RateLimit, format!("{verb} answered in an unexpected shape"))
-                    })
+                    let shape =
+                        || Failure::retry(ErrorClass::RateLimit, format!("{verb} answered in an unexpected shape"));
+                    return Verdict::from_value(&v).ok_or_else(shape);
                 }
-                Err(e) if rconn::is_transport(&e) => {
-                    tracing::warn!(%provider, budget = budget.as_str(), error = %rconn::describe(&e), "rate limit check failed; retrying");
-                    tokio::time::sleep(backoff.next_delay()).await;
+                Err(e) if !rconn::is_transport(&e) => {
+                    let message = format!("{verb} failed: {}", rconn::describe(&e));
+                    return Err(Failure::retry(ErrorClass::RateLimit, message));
                 }
-                Err(e) => {
-                    return Err(Failure::retry(
-                        ErrorClass::RateLimit,
-                        format!("{verb} failed: {}", rconn::describe(&e)),
-                    ));
-                }
-            }
+                Err(e) => e,
+            };
+            tracing::warn!(%provider, budget = step.budget.as_str(), error = %rconn::describe(&e), "rate limit check failed; retrying");
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
@@ -298,6 +289,19 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_call_steps_peek_then_hit_requests_then_tokens() {
+        let words = |steps: Vec<Step>| -> Vec<String> {
+            steps.iter().map(|s| format!("{} {} {}/{}", s.verb, s.budget.as_str(), s.cost, s.limit)).collect()
+        };
+        assert_eq!(
+            words(per_call_steps(Some(60), Some(1000), 5000)),
+            ["RATELIMIT.PEEK tpm 1000/1000", "RATELIMIT.HIT rpm 1/60", "RATELIMIT.HIT tpm 1000/1000"]
+        );
+        assert_eq!(words(per_call_steps(None, Some(100), 0)), ["RATELIMIT.PEEK tpm 1/100", "RATELIMIT.HIT tpm 1/100"]);
+        assert!(per_call_steps(None, None, 7).is_empty());
+    }
 
     #[test]
     fn verdicts_parse() {
