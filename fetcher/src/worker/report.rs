@@ -114,16 +114,13 @@ pub fn after_done(landed: Landed) -> Report {
 /// What the final update of an error came to: `error` status ends the job, any other
 /// (queued, delayed) is a retry.
 pub fn after_error(landed: Landed, f: Failure) -> Report {
-    let outcome = match &landed {
-        Landed::Status(st) if st == "error" => Outcome::Failed(f.class),
-        Landed::Status(_) => Outcome::Retry(f.class),
-        _ => return lost(landed),
-    };
-    let status = match landed {
-        Landed::Status(st) => Some(st),
-        _ => None,
-    };
-    Report { outcome, status, error: Some(f.message) }
+    match landed {
+        Landed::Status(st) => {
+            let outcome = if st == "error" { Outcome::Failed(f.class) } else { Outcome::Retry(f.class) };
+            Report { outcome, status: Some(st), error: Some(f.message) }
+        }
+        other => lost(other),
+    }
 }
 
 fn lost(landed: Landed) -> Report {
