@@ -35,9 +35,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 
-use crate::config::{Config, LimitSpec, Scope};
+use crate::config::{Binding, Config, LimitSpec, Scope};
 use crate::metrics::Metrics;
-use crate::providers::{Failure, Usage};
+use crate::providers::{ErrorClass, Failure, ProviderName, Usage};
 use crate::queues::{glob_match, Sel};
 use crate::rconn::{self, Backoff, Redis};
 
@@ -50,7 +50,7 @@ pub struct Limits {
     period_ms: u64,
     metrics: Arc<Metrics>,
     scope: Scope,
-    bindings: Vec<(Sel, String)>,
+    bindings: Vec<Binding>,
     cluster: bool,
     /// Queues whose charged claims Redis refused (a module without CHARGE, CROSSSLOT): they
     /// fall back to per-call hits.
@@ -61,7 +61,7 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargePlan {
     /// The provider whose budgets the claim charges.
-    pub provider: String,
+    pub provider: ProviderName,
     /// The CHARGE clauses of JOB.CLAIM.
     pub args: Vec<String>,
 }
@@ -82,9 +82,43 @@ impl Verdict {
     }
 }
 
-/// Budget names, as in the key and the metric label.
-pub const RPM: &str = "rpm";
-pub const TPM: &str = "tpm";
+/// A provider's two budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Requests per window (`--rpm`).
+    Rpm,
+    /// Tokens per window (`--tpm`).
+    Tpm,
+}
+
+impl Budget {
+    /// As in the key and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Budget::Rpm => "rpm",
+            Budget::Tpm => "tpm",
+        }
+    }
+}
+
+/// One RATELIMIT question on the way to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub verb: &'static str,
+    pub budget: Budget,
+    pub limit: u64,
+    pub cost: u64,
+}
+
+/// The questions asked before a call (see "Per call" above): PEEK the tokens, HIT the
+/// request, HIT the tokens; the token charge capped at the limit. None without budgets.
+pub fn per_call_steps(rpm: Option<u64>, tpm: Option<u64>, cost: u64) -> Vec<Step> {
+    let tokens = |limit: u64| cost.clamp(1, limit);
+    let peek = tpm.map(|limit| Step { verb: "RATELIMIT.PEEK", budget: Budget::Tpm, limit, cost: tokens(limit) });
+    let request = rpm.map(|limit| Step { verb: "RATELIMIT.HIT", budget: Budget::Rpm, limit, cost: 1 });
+    let charge = tpm.map(|limit| Step { verb: "RATELIMIT.HIT", budget: Budget::Tpm, limit, cost: tokens(limit) });
+    [peek, request, charge].into_iter().flatten().collect()
+}
 
 impl Limits {
     pub fn new(redis: Redis, cfg: &Config, metrics: Arc<Metrics>) -> Limits {
@@ -109,7 +143,8 @@ impl Limits {
 
     /// `<prefix>:{<provider>}:<budget>`, or `<prefix>:{<queue>}:<provider>:<budget>` with
     /// `--rl-scope queue`.
-    pub fn key(&self, queue: &str, provider: &str, budget: &str) -> String {
+    pub fn key(&self, queue: &str, provider: ProviderName, budget: Budget) -> String {
+        let budget = budget.as_str();
         match self.scope {
             Scope::Provider => format!("{}:{{{provider}}}:{budget}", self.prefix),
             Scope::Queue => format!("{}:{{{queue}}}:{provider}:{budget}", self.prefix),
@@ -117,14 +152,14 @@ impl Limits {
     }
 
     /// The provider `--queue-provider` binds `queue` to.
-    pub fn provider_of(&self, queue: &str) -> Option<&str> {
+    pub fn provider_of(&self, queue: &str) -> Option<ProviderName> {
         self.bindings
             .iter()
-            .find(|(sel, _)| match sel {
+            .find(|b| match &b.sel {
                 Sel::Names(ns) => ns.iter().any(|n| n == queue),
                 Sel::Glob(g) => glob_match(g, queue),
             })
-            .map(|(_, p)| p.as_str())
+            .map(|b| b.provider)
     }
 
     /// The CHARGE clauses for claims on `queue`, when its claims take the budgets (see the
@@ -152,7 +187,7 @@ impl Limits {
             return Err("Redis refused its charged claims");
         }
         let mut args = Vec::new();
-        for (limit, budget, mode) in [(tpm, TPM, "COST"), (rpm, RPM, "REQUESTS")] {
+        for (limit, budget, mode) in [(tpm, Budget::Tpm, "COST"), (rpm, Budget::Rpm, "REQUESTS")] {
             let Some(limit) = limit else { continue };
             let key = self.key(queue, provider, budget);
             if self.cluster && rconn::slot(&key) != rconn::slot(queue) {
@@ -168,7 +203,7 @@ impl Limits {
                 self.period_ms.to_string(),
             ]);
         }
-        Ok(ChargePlan { provider: provider.to_string(), args })
+        Ok(ChargePlan { provider, args })
     }
 
     /// Redis refused a charged claim on `queue` for good: its jobs are charged per call from
@@ -177,7 +212,7 @@ impl Limits {
         self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(queue.to_string())
     }
 
-    pub fn describe(&self, provider: &str) -> Option<String> {
+    pub fn describe(&self, provider: ProviderName) -> Option<String> {
         let r = self.rpm.for_provider(provider);
         let t = self.tpm.for_provider(provider);
         if r.is_none() && t.is_none() {
@@ -190,80 +225,56 @@ impl Limits {
     /// Waits until the provider's budgets admit one call of `cost` tokens, and charges them.
     /// An error reply from Redis (e.g. a module without RATELIMIT.HIT) fails the attempt,
     /// retryably, with class `ratelimit`; a lost link is retried here.
-    pub async fn acquire(&self, queue: &str, provider: &str, cost: u64) -> Result<(), Failure> {
-        let rpm = self.rpm.for_provider(provider);
-        let tpm = self.tpm.for_provider(provider);
-        if rpm.is_none() && tpm.is_none() {
-            return Ok(());
-        }
-        let tokens = tpm.map(|t| cost.clamp(1, t));
-        loop {
-            if let (Some(limit), Some(c)) = (tpm, tokens) {
-                let v = self.ask("RATELIMIT.PEEK", queue, provider, TPM, limit, c).await?;
+    pub async fn acquire(&self, queue: &str, provider: ProviderName, cost: u64) -> Result<(), Failure> {
+        let steps = per_call_steps(self.rpm.for_provider(provider), self.tpm.for_provider(provider), cost);
+        'again: loop {
+            for step in &steps {
+                let v = self.ask(queue, provider, step).await?;
                 if !v.allowed {
-                    self.wait(provider, TPM, v.retry_after_ms).await;
-                    continue;
-                }
-            }
-            if let Some(limit) = rpm {
-                let v = self.ask("RATELIMIT.HIT", queue, provider, RPM, limit, 1).await?;
-                if !v.allowed {
-                    self.wait(provider, RPM, v.retry_after_ms).await;
-                    continue;
-                }
-            }
-            if let (Some(limit), Some(c)) = (tpm, tokens) {
-                let v = self.ask("RATELIMIT.HIT", queue, provider, TPM, limit, c).await?;
-                if !v.allowed {
-                    self.wait(provider, TPM, v.retry_after_ms).await;
-                    continue;
+                    self.wait(provider, step.budget, v.retry_after_ms).await;
+                    continue 'again;
                 }
             }
             return Ok(());
         }
     }
 
-    async fn ask(
-        &self,
-        verb: &str,
-        queue: &str,
-        provider: &str,
-        budget: &str,
-        limit: u64,
-        cost: u64,
-    ) -> Result<Verdict, Failure> {
-        let mut cmd = redis::cmd(verb);
-        cmd.arg(self.key(queue, provider, budget))
-            .arg("LIMIT")
-            .arg(limit)
-            .arg("PERIOD")
-            .arg(self.period_ms)
-            .arg("COST")
-            .arg(cost);
+    /// `RATELIMIT.PEEK|HIT <key> LIMIT n PERIOD p COST c`.
+    fn command(&self, queue: &str, provider: ProviderName, step: &Step) -> redis::Cmd {
+        let mut cmd = redis::cmd(step.verb);
+        cmd.arg(self.key(queue, provider, step.budget));
+        cmd.arg("LIMIT").arg(step.limit).arg("PERIOD").arg(self.period_ms).arg("COST").arg(step.cost);
+        cmd
+    }
+
+    async fn ask(&self, queue: &str, provider: ProviderName, step: &Step) -> Result<Verdict, Failure> {
+        let cmd = self.command(queue, provider, step);
+        let verb = step.verb;
         let mut backoff = Backoff::new(Duration::from_secs(5));
         loop {
-            match self.redis.query(&cmd).await {
+            let e = match self.redis.query(&cmd).await {
                 Ok(v) => {
-                    return Verdict::from_value(&v)
-                        .ok_or_else(|| Failure::retry("ratelimit", format!("{verb} answered in an unexpected shape")))
+                    let shape =
+                        || Failure::retry(ErrorClass::RateLimit, format!("{verb} answered in an unexpected shape"));
+                    return Verdict::from_value(&v).ok_or_else(shape);
                 }
-                Err(e) if rconn::is_transport(&e) => {
-                    tracing::warn!(provider, budget, error = %rconn::describe(&e), "rate limit check failed; retrying");
-                    tokio::time::sleep(backoff.next_delay()).await;
+                Err(e) if !rconn::is_transport(&e) => {
+                    let message = format!("{verb} failed: {}", rconn::describe(&e));
+                    return Err(Failure::retry(ErrorClass::RateLimit, message));
                 }
-                Err(e) => {
-                    return Err(Failure::retry("ratelimit", format!("{verb} failed: {}", rconn::describe(&e))));
-                }
-            }
+                Err(e) => e,
+            };
+            tracing::warn!(%provider, budget = step.budget.as_str(), error = %rconn::describe(&e), "rate limit check failed; retrying");
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
-    async fn wait(&self, provider: &str, budget: &str, retry_after_ms: u64) {
-        self.metrics.ratelimit_wait(provider, budget);
+    async fn wait(&self, provider: ProviderName, budget: Budget, retry_after_ms: u64) {
+        self.metrics.ratelimit_wait(provider, budget.as_str());
         // A little jitter so that fetchers waiting on one budget do not all ask at once.
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
         let jitter = nanos % (retry_after_ms / 10 + 5);
-        tracing::debug!(provider, budget, retry_after_ms, "rate limited; waiting");
+        tracing::debug!(%provider, budget = budget.as_str(), retry_after_ms, "rate limited; waiting");
         tokio::time::sleep(Duration::from_millis(retry_after_ms.max(1) + jitter)).await;
     }
 
@@ -280,6 +291,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn per_call_steps_peek_then_hit_requests_then_tokens() {
+        let words = |steps: Vec<Step>| -> Vec<String> {
+            steps.iter().map(|s| format!("{} {} {}/{}", s.verb, s.budget.as_str(), s.cost, s.limit)).collect()
+        };
+        assert_eq!(
+            words(per_call_steps(Some(60), Some(1000), 5000)),
+            ["RATELIMIT.PEEK tpm 1000/1000", "RATELIMIT.HIT rpm 1/60", "RATELIMIT.HIT tpm 1000/1000"]
+        );
+        assert_eq!(words(per_call_steps(None, Some(100), 0)), ["RATELIMIT.PEEK tpm 1/100", "RATELIMIT.HIT tpm 1/100"]);
+        assert!(per_call_steps(None, None, 7).is_empty());
+    }
+
+    #[test]
     fn verdicts_parse() {
         let v = Value::Array(vec![Value::Int(0), Value::Int(0), Value::Int(1500), Value::Int(60000)]);
         assert_eq!(Verdict::from_value(&v), Some(Verdict { allowed: false, remaining: 0, retry_after_ms: 1500 }));
@@ -287,11 +311,8 @@ mod tests {
     }
 
     fn limits(args: &[&str]) -> Limits {
-        use clap::Parser;
-        let mut all = vec!["aijob-fetcher"];
-        all.extend_from_slice(args);
-        let cfg = Config::from_args(crate::config::Args::parse_from(all)).unwrap();
-        let redis = Redis::new(&cfg.redis_seeds, cfg.cluster, Duration::from_secs(1), Arc::default()).unwrap();
+        let cfg = crate::config::from_flags(args).unwrap();
+        let redis = Redis::new(&cfg.redis.seeds, cfg.cluster, Duration::from_secs(1), Arc::default()).unwrap();
         Limits::new(redis, &cfg, Arc::default())
     }
 
@@ -300,7 +321,7 @@ mod tests {
         let bound = ["--queue-provider", "sketch-*=gemini,chat=openai", "--tpm", "gemini=1000", "--rpm", "60"];
         let l = limits(&[&bound[..], &["--rl-period", "1000"]].concat());
         let p = l.charge_plan("sketch-3").unwrap();
-        assert_eq!(p.provider, "gemini");
+        assert_eq!(p.provider, ProviderName::Gemini);
         assert_eq!(
             p.args.join(" "),
             "CHARGE aijob-rl:{gemini}:tpm COST LIMIT 1000 PERIOD 1000 CHARGE aijob-rl:{gemini}:rpm REQUESTS LIMIT 60 PERIOD 1000"
@@ -321,7 +342,7 @@ mod tests {
         let l = limits(&[&bound[..], &["--cluster", "--rl-scope", "queue"]].concat());
         let p = l.charge_plan("sketch-3").unwrap();
         assert!(p.args.contains(&"aijob-rl:{sketch-3}:gemini:tpm".to_string()), "{:?}", p.args);
-        assert_eq!(l.key("q", "echo", RPM), "aijob-rl:{q}:echo:rpm");
+        assert_eq!(l.key("q", ProviderName::Echo, Budget::Rpm), "aijob-rl:{q}:echo:rpm");
 
         // No budget for the bound provider: nothing to charge.
         let l = limits(&["--queue-provider", "a=echo", "--tpm", "gemini=5"]);

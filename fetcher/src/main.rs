@@ -3,10 +3,14 @@
 mod config;
 mod limits;
 mod metrics;
+mod outcome;
 mod providers;
 mod queues;
 mod rconn;
+mod redis_url;
 mod secret;
+mod server;
+mod text;
 mod worker;
 
 use std::io::IsTerminal;
@@ -66,9 +70,8 @@ fn init_logs(cfg: &config::Config) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
-    if cfg.log_json {
-        b.json().flatten_event(true).init();
-    } else {
-        b.init();
+    match cfg.log_format {
+        config::LogFormat::Json => b.json().flatten_event(true).init(),
+        config::LogFormat::Text => b.init(),
     }
 }

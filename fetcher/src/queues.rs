@@ -1,4 +1,6 @@
 //! Which queues the fetcher serves, and in which order it asks them.
+//! Hand-written here: brace ranges (the brace crates expand shell syntax, not one bounded
+//! numeric range) and the weighted pick (no maintained crate skips members per pass).
 //!
 //! `--queues` is a comma-separated list of entries, each with an optional `:weight` (1 when
 //! left out):
@@ -43,8 +45,8 @@ pub struct Entry {
 /// Largest number of queues one brace range may expand to.
 pub const MAX_RANGE: u64 = 10_000;
 
-fn validate_name(flag: &str, name: &str) -> Result<()> {
-    aijob_core::names::validate("queue", name.as_bytes()).map_err(|e| anyhow::anyhow!("{flag}: {}", e.message))
+fn validate_name(name: &str) -> Result<()> {
+    aijob_core::names::validate("queue", name.as_bytes()).map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
 /// True when `text` holds a glob wildcard.
@@ -53,37 +55,37 @@ pub fn is_glob(text: &str) -> bool {
 }
 
 /// A glob's characters must be those of a queue name, or `*` and `?`.
-fn validate_glob(flag: &str, glob: &str) -> Result<()> {
+fn validate_glob(glob: &str) -> Result<()> {
     let plain: String = glob.chars().map(|c| if c == '*' || c == '?' { 'x' } else { c }).collect();
-    validate_name(flag, &plain).with_context(|| format!("{flag}: bad pattern '{glob}'"))
+    validate_name(&plain).with_context(|| format!("bad pattern '{glob}'"))
 }
 
 /// `pre{a..b}post` to its names; None when `text` has no brace.
-pub fn expand_braces(flag: &str, text: &str) -> Result<Option<Vec<String>>> {
+pub fn expand_braces(text: &str) -> Result<Option<Vec<String>>> {
     let Some(open) = text.find('{') else {
         if text.contains('}') {
-            bail!("{flag}: '{text}' has a '}}' without '{{'");
+            bail!("'{text}' has a '}}' without '{{'");
         }
         return Ok(None);
     };
-    let close = text[open..].find('}').map(|i| open + i).with_context(|| format!("{flag}: '{text}' has no '}}'"))?;
+    let close = text[open..].find('}').map(|i| open + i).with_context(|| format!("'{text}' has no '}}'"))?;
     let (pre, range, post) = (&text[..open], &text[open + 1..close], &text[close + 1..]);
     if post.contains(['{', '}']) || pre.contains('}') {
-        bail!("{flag}: '{text}': one brace range per entry");
+        bail!("'{text}': one brace range per entry");
     }
-    let (a, b) = range.split_once("..").with_context(|| format!("{flag}: '{text}': a range is {{first..last}}"))?;
+    let (a, b) = range.split_once("..").with_context(|| format!("'{text}': a range is {{first..last}}"))?;
     let num = |s: &str| -> Result<u64> {
         if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
-            bail!("{flag}: '{text}': '{s}' is not a number");
+            bail!("'{text}': '{s}' is not a number");
         }
-        s.parse::<u64>().with_context(|| format!("{flag}: '{text}': '{s}' is too large"))
+        s.parse::<u64>().with_context(|| format!("'{text}': '{s}' is too large"))
     };
     let (first, last) = (num(a)?, num(b)?);
     if first > last {
-        bail!("{flag}: '{text}': the range goes down");
+        bail!("'{text}': the range goes down");
     }
     if last - first >= MAX_RANGE {
-        bail!("{flag}: '{text}': at most {MAX_RANGE} queues in a range");
+        bail!("'{text}': at most {MAX_RANGE} queues in a range");
     }
     // {00..15}: zero-padded to the width of the first bound, like bash.
     let width = if a.len() > 1 && a.starts_with('0') { a.len() } else { 0 };
@@ -91,37 +93,20 @@ pub fn expand_braces(flag: &str, text: &str) -> Result<Option<Vec<String>>> {
     Ok(Some(names))
 }
 
-/// Glob match with `*` (any run, empty included) and `?` (any one byte).
+/// Glob match with `*` (any run, empty included) and `?` (any one character). Queue names
+/// hold no `[`, `]` or `\`, so this agrees with Redis's own SCAN MATCH.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, s) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if let Some((sp, ss)) = star {
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == b'*')
+    wildmatch::WildMatch::new(pattern).matches(name)
 }
 
 /// Splits `name:weight` (the weight is the part after the last ':' when it is all digits;
 /// queue names may hold ':' themselves).
-fn split_weight<'a>(flag: &str, part: &'a str) -> Result<(&'a str, u32)> {
+fn split_weight(part: &str) -> Result<(&str, u32)> {
     match part.rsplit_once(':') {
         Some((n, w)) if !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()) => {
-            let w: u32 = w.parse().with_context(|| format!("{flag}: weight '{w}' is too large"))?;
+            let w: u32 = w.parse().with_context(|| format!("weight '{w}' is too large"))?;
             if w == 0 {
-                bail!("{flag}: the weight of '{n}' must be at least 1");
+                bail!("the weight of '{n}' must be at least 1");
             }
             Ok((n, w))
         }
@@ -130,50 +115,49 @@ fn split_weight<'a>(flag: &str, part: &'a str) -> Result<(&'a str, u32)> {
 }
 
 /// A selector: a name, a brace range or a glob.
-pub fn parse_sel(flag: &str, text: &str) -> Result<Sel> {
-    if let Some(names) = expand_braces(flag, text)? {
+pub fn parse_sel(text: &str) -> Result<Sel> {
+    if let Some(names) = expand_braces(text)? {
         if is_glob(text) {
-            bail!("{flag}: '{text}': a brace range and a pattern cannot be mixed");
+            bail!("'{text}': a brace range and a pattern cannot be mixed");
         }
         for n in &names {
-            validate_name(flag, n)?;
+            validate_name(n)?;
         }
         return Ok(Sel::Names(names));
     }
     if is_glob(text) {
-        validate_glob(flag, text)?;
+        validate_glob(text)?;
         return Ok(Sel::Glob(text.to_string()));
     }
-    validate_name(flag, text)?;
+    validate_name(text)?;
     Ok(Sel::Names(vec![text.to_string()]))
 }
 
 /// `--queues`.
 pub fn parse_entries(text: &str) -> Result<Vec<Entry>> {
-    const FLAG: &str = "--queues";
     let mut out: Vec<Entry> = Vec::new();
     let mut names: HashSet<String> = HashSet::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (sel_text, weight) = split_weight(FLAG, part)?;
-        let sel = parse_sel(FLAG, sel_text)?;
+        let (sel_text, weight) = split_weight(part)?;
+        let sel = parse_sel(sel_text)?;
         match &sel {
             Sel::Names(ns) => {
                 for n in ns {
                     if !names.insert(n.clone()) {
-                        bail!("{FLAG}: '{n}' is given twice");
+                        bail!("'{n}' is given twice");
                     }
                 }
             }
             Sel::Glob(g) => {
                 if out.iter().any(|e| e.sel == Sel::Glob(g.clone())) {
-                    bail!("{FLAG}: '{g}' is given twice");
+                    bail!("'{g}' is given twice");
                 }
             }
         }
         out.push(Entry { text: sel_text.to_string(), sel, weight });
     }
     if out.is_empty() {
-        bail!("{FLAG}: no queue given");
+        bail!("no queue given");
     }
     Ok(out)
 }

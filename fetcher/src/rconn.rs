@@ -1,3 +1,6 @@
+//! Backoff is hand-written: the retry crates (backon) own the retry loop, and these loops
+//! must also stop on shutdown and tell a refusal from a lost link.
+//!
 //! The fetcher's link to Redis: a multiplexed connection (or, with `--cluster`, the redis
 //! crate's async cluster connection, which routes each command by its first argument: the
 //! queue of every JOB.* command, the key of RATELIMIT.*) that is dropped on any transport
@@ -40,29 +43,6 @@ struct Inner {
     conn: Mutex<Option<(u64, Conn)>>,
     generation: AtomicU64,
     up: Arc<AtomicBool>,
-}
-
-/// The seed URLs of `--redis-url`: `redis+cluster://[auth@]h1:p1,h2:p2[/...]` gives
-/// `redis://[auth@]h1:p1[/...]` and `redis://[auth@]h2:p2[/...]`; any other URL is itself.
-/// The bool: the URL asks for cluster mode.
-pub fn seeds(url: &str) -> anyhow::Result<(Vec<String>, bool)> {
-    let Some(rest) = url.strip_prefix("redis+cluster://") else {
-        return Ok((vec![url.to_string()], false));
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let (auth, hosts) = match authority.rsplit_once('@') {
-        Some((a, h)) => (format!("{a}@"), h),
-        None => (String::new(), authority),
-    };
-    let out: Vec<String> =
-        hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).map(|h| format!("redis://{auth}{h}{tail}")).collect();
-    if out.is_empty() {
-        anyhow::bail!("--redis-url: redis+cluster:// names no host");
-    }
-    Ok((out, true))
 }
 
 impl Redis {
@@ -160,45 +140,52 @@ impl Redis {
     /// Every key matching `pattern` (SCAN MATCH ... COUNT 1000), on every master of a
     /// cluster. The fetcher is a client: SCAN is fine here (the module never scans).
     pub async fn scan_match(&self, pattern: &str) -> Result<Vec<Vec<u8>>, RedisError> {
-        // One route per master: a slot it serves (a SCAN sent there reaches that master).
-        let routes: Vec<Option<RoutingInfo>> = if self.is_cluster() {
-            let v = self.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
-            master_slots(&v)
-                .into_iter()
-                .map(|slot| {
-                    Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
-                        slot,
-                        SlotAddr::Master,
-                    ))))
-                })
-                .collect()
-        } else {
-            vec![None]
-        };
         let mut keys = Vec::new();
-        for route in routes {
+        for route in self.master_routes().await? {
             let mut cursor: u64 = 0;
             loop {
                 let mut cmd = redis::cmd("SCAN");
                 cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
-                let v = self.run(&cmd, route.clone()).await?;
-                let Value::Array(items) = v else { break };
-                let next = items.first().and_then(as_string).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-                if let Some(Value::Array(found)) = items.get(1) {
-                    keys.extend(found.iter().filter_map(|k| match k {
-                        Value::BulkString(b) => Some(b.clone()),
-                        Value::SimpleString(s) => Some(s.clone().into_bytes()),
-                        _ => None,
-                    }));
+                let (next, found) = scan_page(&self.run(&cmd, route.clone()).await?);
+                keys.extend(found);
+                match next {
+                    0 => break,
+                    n => cursor = n,
                 }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
             }
         }
         Ok(keys)
     }
+
+    /// One route per master: a slot it serves (a command sent there reaches that master).
+    /// On a single node, the one default route.
+    async fn master_routes(&self) -> Result<Vec<Option<RoutingInfo>>, RedisError> {
+        if !self.is_cluster() {
+            return Ok(vec![None]);
+        }
+        let v = self.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
+        let route =
+            |slot| RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)));
+        Ok(master_slots(&v).into_iter().map(|slot| Some(route(slot))).collect())
+    }
+}
+
+/// A SCAN reply: the next cursor (0: done, also for a reply of another shape) and the keys.
+pub fn scan_page(v: &Value) -> (u64, Vec<Vec<u8>>) {
+    let Value::Array(items) = v else { return (0, Vec::new()) };
+    let next = items.first().and_then(as_string).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let keys = match items.get(1) {
+        Some(Value::Array(found)) => found
+            .iter()
+            .filter_map(|k| match k {
+                Value::BulkString(b) => Some(b.clone()),
+                Value::SimpleString(s) => Some(s.clone().into_bytes()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    (next, keys)
 }
 
 /// From a CLUSTER SLOTS reply: the first slot of each master (by its address).
@@ -250,10 +237,7 @@ pub fn describe(e: &RedisError) -> String {
     match (e.code(), e.detail()) {
         (Some(c), Some(d)) => format!("{c} {d}"),
         (Some(c), None) => c.to_string(),
-        _ => {
-            let s = e.to_string();
-            super::providers::truncate(&s, 200)
-        }
+        _ => crate::text::truncate(&e.to_string(), 200),
     }
 }
 
@@ -339,5 +323,70 @@ pub fn records(v: &Value) -> Vec<Record> {
     match v {
         Value::Array(items) => items.iter().filter_map(Record::from_value).collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn scan_pages_give_the_cursor_and_the_keys() {
+        let page = Value::Array(vec![
+            bulk("17"),
+            Value::Array(vec![bulk("a"), Value::SimpleString("b".into()), Value::Int(3)]),
+        ]);
+        assert_eq!(scan_page(&page), (17, vec![b"a".to_vec(), b"b".to_vec()]));
+        assert_eq!(scan_page(&Value::Nil), (0, vec![]));
+    }
+
+    #[test]
+    fn one_slot_per_master() {
+        let node = |host: &str, port: i64| Value::Array(vec![bulk(host), Value::Int(port)]);
+        let range = |a: i64, b: i64, n: Value| Value::Array(vec![Value::Int(a), Value::Int(b), n]);
+        let slots = Value::Array(vec![
+            range(5461, 10922, node("h", 2)),
+            range(0, 5460, node("h", 1)),
+            range(12000, 16383, node("h", 1)),
+        ]);
+        assert_eq!(master_slots(&slots), vec![0, 5461]);
+    }
+
+    #[test]
+    fn link_errors_are_transport_and_replies_are_not() {
+        let io = RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"));
+        assert!(is_transport(&io));
+        let reply = RedisError::from((
+            redis::ErrorKind::ResponseError,
+            "An error was signalled by the server",
+            "bad".to_string(),
+        ));
+        assert!(!is_transport(&reply));
+        assert_eq!(describe(&reply), "ERR bad");
+        assert!(is_transport(&RedisError::from((redis::ErrorKind::BusyLoadingError, "loading"))));
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(300));
+        let ms: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(ms, [100, 200, 300, 300]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn claim_replies_give_records_in_resp2_and_resp3() {
+        let flat = Value::Array(vec![bulk("id"), bulk("j"), bulk("attempts"), Value::Int(2)]);
+        let map = Value::Map(vec![(bulk("id"), bulk("k"))]);
+        let recs = records(&Value::Array(vec![flat, map, Value::Nil]));
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].str("id").as_deref(), recs[0].int("attempts")), (Some("j"), Some(2)));
+        assert_eq!(recs[1].str("id").as_deref(), Some("k"));
+        assert!(records(&Value::Nil).is_empty());
     }
 }

@@ -1,3 +1,5 @@
+//! Hand-written: scrubbing is `str::replace` of a few known keys, too little for a crate.
+//!
 //! Secrets (API keys): a type whose Debug never shows the value, and a redactor that scrubs
 //! every known secret out of any text before it is logged, stored in a job or exported.
 

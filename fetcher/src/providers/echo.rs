@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{BoxFuture, Call, Failure, Provider, Success, Usage};
+use super::call::{BoxFuture, Call, Provider, Success, Usage};
+use super::failure::Failure;
 
 pub struct Echo;
 

@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use super::{count_at, BoxFuture, Call, Failure, Http, Provider, Success, Usage};
+use super::call::{count_at, BoxFuture, Call, Provider, Success, Usage};
+use super::client::Http;
+use super::failure::{ErrorClass, Failure};
 use crate::secret::Secret;
 
 pub struct Gemini {
@@ -21,14 +23,14 @@ impl Gemini {
 
 /// A model name as it may appear in the path: `gemini-2.0-flash`, or `models/...`.
 pub fn model_path(model: Option<&str>) -> Result<String, Failure> {
-    let m = model.ok_or_else(|| Failure::fatal("payload", "gemini needs a \"model\""))?;
+    let m = model.ok_or_else(|| Failure::fatal(ErrorClass::Payload, "gemini needs a \"model\""))?;
     let m = m.strip_prefix("models/").unwrap_or(m);
     let ok = !m.is_empty()
         && m.len() <= 128
         && m.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
         && !m.starts_with('.');
     if !ok {
-        return Err(Failure::fatal("payload", "the gemini \"model\" must be 1 to 128 of [A-Za-z0-9._-]"));
+        return Err(Failure::fatal(ErrorClass::Payload, "the gemini \"model\" must be 1 to 128 of [A-Za-z0-9._-]"));
     }
     Ok(m.to_string())
 }

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{usage_at, BoxFuture, Call, Failure, Http, Provider, Success, Usage};
+use super::call::{usage_at, BoxFuture, Call, Provider, Success, Usage};
+use super::client::Http;
+use super::failure::{ErrorClass, Failure};
 
 pub struct HttpProvider {
     http: Http,
@@ -42,13 +44,11 @@ impl Provider for HttpProvider {
     fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Success, Failure>> {
         Box::pin(async move {
             let name = call.payload.get("endpoint").and_then(Value::as_str).ok_or_else(|| {
-                Failure::fatal("config", "an http job needs \"endpoint\": the name of a configured endpoint")
+                Failure::fatal(ErrorClass::Config, "an http job needs \"endpoint\": the name of a configured endpoint")
             })?;
             let url = self.endpoints.get(name).ok_or_else(|| {
-                Failure::fatal(
-                    "config",
-                    format!("no HTTP endpoint named '{}' is configured", super::truncate(name, 64)),
-                )
+                let name = crate::text::truncate(name, 64);
+                Failure::fatal(ErrorClass::Config, format!("no HTTP endpoint named '{name}' is configured"))
             })?;
             let output = self.http.post_json(self.http.client.post(url), &call.request).await?;
             Ok(Success { text: text_of(&output), usage: usage_of(&output), model: None, output })

@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 
-use super::{usage_at, BoxFuture, Call, Failure, Http, Provider, Success, Usage};
+use super::call::{usage_at, BoxFuture, Call, Provider, Success, Usage};
+use super::client::Http;
+use super::failure::{ErrorClass, Failure};
 use crate::secret::Secret;
 
 pub struct OpenAi {
@@ -58,7 +60,10 @@ impl Provider for OpenAi {
                 obj.insert("model".into(), Value::String(m.clone()));
             }
             if body.get("model").and_then(Value::as_str).is_none() {
-                return Err(Failure::fatal("payload", "openai needs a \"model\" (in the payload or the request)"));
+                return Err(Failure::fatal(
+                    ErrorClass::Payload,
+                    "openai needs a \"model\" (in the payload or the request)",
+                ));
             }
             let url = format!("{}{}", self.base, endpoint(&body));
             let req = self.http.client.post(url).bearer_auth(self.key.expose());

@@ -1,0 +1,135 @@
+//! The commands a worker sends about its jobs, built without sending them.
+
+use crate::limits::ChargePlan;
+use crate::providers::Failure;
+use crate::secret::Redactor;
+
+use super::job::Job;
+
+/// JOB.CLAIM hands out at most this many jobs a call.
+pub const MAX_CLAIM: usize = 1000;
+
+/// What one JOB.CLAIM asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimAsk<'a> {
+    pub queue: &'a str,
+    pub worker: &'a str,
+    pub lease_ms: u64,
+    pub count: usize,
+    /// BLOCK ms: wait for a job when there is none.
+    pub block_ms: Option<u64>,
+}
+
+pub fn claim(ask: ClaimAsk<'_>, plan: Option<&ChargePlan>) -> redis::Cmd {
+    let mut cmd = redis::cmd("JOB.CLAIM");
+    cmd.arg(ask.queue).arg("WORKER").arg(ask.worker).arg("LEASE").arg(ask.lease_ms);
+    cmd.arg("COUNT").arg(ask.count.clamp(1, MAX_CLAIM));
+    if let Some(b) = ask.block_ms {
+        cmd.arg("BLOCK").arg(b);
+    }
+    for a in plan.map(|p| p.args.as_slice()).unwrap_or_default() {
+        cmd.arg(a);
+    }
+    cmd
+}
+
+/// `JOB.UPDATE q id TOKEN t`, the start of every update a worker makes to its job (alone,
+/// it is the heartbeat).
+pub fn update(job: &Job) -> redis::Cmd {
+    let mut cmd = redis::cmd("JOB.UPDATE");
+    cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token);
+    cmd
+}
+
+/// The PROGRESS update sent before the call.
+pub fn progress(job: &Job, text: &str) -> redis::Cmd {
+    let mut cmd = update(job);
+    cmd.arg("PROGRESS").arg(text);
+    cmd
+}
+
+/// The final update of a call that answered: its result and the tokens it used.
+pub fn done(job: &Job, result: &str, usage: u64) -> redis::Cmd {
+    let mut cmd = update(job);
+    cmd.arg("STATUS").arg("done").arg("RESULT").arg(result).arg("USAGE").arg(usage);
+    cmd
+}
+
+/// The final update of a failed call: NORETRY ends the job, DELAY sets the next try.
+pub fn error(job: &Job, f: &Failure, redactor: &Redactor) -> redis::Cmd {
+    let mut cmd = update(job);
+    cmd.arg("STATUS").arg("error").arg("ERROR").arg(redactor.scrub(&f.message)).arg("CLASS").arg(f.class.as_str());
+    if !f.retry {
+        cmd.arg("NORETRY");
+    } else if let Some(d) = f.delay_ms {
+        cmd.arg("DELAY").arg(d);
+    }
+    cmd
+}
+
+/// Gives the job back without counting the attempt.
+pub fn release(job: &Job) -> redis::Cmd {
+    let mut cmd = redis::cmd("JOB.RELEASE");
+    cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token);
+    cmd
+}
+
+#[cfg(test)]
+pub fn words(cmd: &redis::Cmd) -> String {
+    let word = |a: redis::Arg<&[u8]>| match a {
+        redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+        redis::Arg::Cursor => "<cursor>".into(),
+    };
+    cmd.args_iter().map(word).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{ErrorClass, ProviderName};
+    use crate::secret::Secret;
+
+    fn job() -> Job {
+        Job {
+            queue: "q".into(),
+            id: "j".into(),
+            token: "t".into(),
+            payload: Vec::new(),
+            attempts: 1,
+            max_attempts: 3,
+            cost: 1,
+            charged: None,
+        }
+    }
+
+    #[test]
+    fn claims_ask_for_1_to_1000_and_carry_the_charges() {
+        let ask = ClaimAsk { queue: "q", worker: "w", lease_ms: 900, count: 0, block_ms: None };
+        assert_eq!(words(&claim(ask, None)), "JOB.CLAIM q WORKER w LEASE 900 COUNT 1");
+        let ask = ClaimAsk { count: 5000, block_ms: Some(1000), ..ask };
+        let plan = ChargePlan { provider: ProviderName::Echo, args: vec!["CHARGE".into(), "k".into()] };
+        assert_eq!(words(&claim(ask, Some(&plan))), "JOB.CLAIM q WORKER w LEASE 900 COUNT 1000 BLOCK 1000 CHARGE k");
+    }
+
+    #[test]
+    fn updates_are_fenced_by_the_token() {
+        assert_eq!(words(&update(&job())), "JOB.UPDATE q j TOKEN t");
+        assert_eq!(words(&progress(&job(), "calling echo")), "JOB.UPDATE q j TOKEN t PROGRESS calling echo");
+        assert_eq!(words(&done(&job(), "{}", 12)), "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12");
+        assert_eq!(words(&release(&job())), "JOB.RELEASE q j TOKEN t");
+    }
+
+    #[test]
+    fn errors_say_whether_and_when_to_retry_and_hold_no_secret() {
+        let r = Redactor::new([Secret::new("sk-123456")]);
+        let fatal = Failure::fatal(ErrorClass::Payload, "bad sk-123456");
+        assert_eq!(
+            words(&error(&job(), &fatal, &r)),
+            "JOB.UPDATE q j TOKEN t STATUS error ERROR bad [redacted] CLASS payload NORETRY"
+        );
+        let later = Failure { delay_ms: Some(1500), ..Failure::retry(ErrorClass::Timeout, "slow") };
+        assert!(words(&error(&job(), &later, &r)).ends_with("CLASS timeout DELAY 1500"));
+        let soon = Failure::retry(ErrorClass::Network, "x");
+        assert!(words(&error(&job(), &soon, &r)).ends_with("CLASS network"));
+    }
+}

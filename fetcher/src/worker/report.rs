@@ -1,0 +1,183 @@
+//! Reporting an attempt's end to Redis: the final JOB.UPDATE (or JOB.RELEASE on shutdown),
+//! sent until it lands or Redis answers that it never will, and the [`Outcome`] it came to.
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::outcome::{LostReason, Outcome, Refusal};
+use crate::providers::{self, Call, ErrorClass, Failure, Success};
+use crate::rconn::{self, Backoff};
+
+use super::commands;
+use super::job::Job;
+use super::shared::Shared;
+
+/// What a command on a held job came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Landed {
+    /// The reply: the job's new status.
+    Status(String),
+    /// Redis refused it for good; the text of the error.
+    Refused(Refusal, String),
+    /// Shutdown's last deadline passed before Redis answered.
+    GaveUp,
+}
+
+/// Sends `cmd` until it lands or Redis refuses it for good; a lost link is retried with
+/// backoff (100 ms doubling to 1 s: a restarted Redis should get the result before its timer
+/// expires the lease) until the shutdown's last deadline.
+pub async fn until_landed(sh: &Shared, job: &Job, what: &str, cmd: &redis::Cmd) -> Landed {
+    let mut backoff = Backoff::new(Duration::from_secs(1));
+    let mut failed_before = false;
+    loop {
+        let e = match sh.redis.query(cmd).await {
+            Ok(v) => {
+                if failed_before {
+                    info!(queue = %job.queue, id = %job.id, what, "landed after reconnecting");
+                }
+                return Landed::Status(rconn::as_string(&v).unwrap_or_default());
+            }
+            Err(e) if !rconn::is_transport(&e) => return refused(job, what, &e, failed_before),
+            Err(e) => e,
+        };
+        let wait = backoff.next_delay();
+        warn!(queue = %job.queue, id = %job.id, what, error = %rconn::describe(&e), retry_in_ms = wait.as_millis() as u64, "Redis unreachable; retrying");
+        failed_before = true;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = sh.hard.cancelled() => return Landed::GaveUp,
+        }
+    }
+}
+
+fn refused(job: &Job, what: &str, e: &redis::RedisError, failed_before: bool) -> Landed {
+    let refusal = Refusal::from_code(rconn::code(e).unwrap_or("ERR"));
+    if failed_before && matches!(refusal, Refusal::LeaseLost | Refusal::BadState) {
+        // An earlier try may have landed before the link broke.
+        info!(queue = %job.queue, id = %job.id, what, code = refusal.as_str(), "refused after a reconnect: an earlier try may have landed");
+    }
+    Landed::Refused(refusal, rconn::describe(e))
+}
+
+/// What an attempt came to, for the metrics and the log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub outcome: Outcome,
+    /// The job's status after the final command, when Redis answered one.
+    pub status: Option<String>,
+    /// The error text of a failed call or a refused command.
+    pub error: Option<String>,
+}
+
+impl Report {
+    pub fn of(outcome: Outcome) -> Report {
+        Report { outcome, status: None, error: None }
+    }
+}
+
+/// The final update of a finished call, and what it came to.
+pub async fn finish(sh: &Shared, job: &Job, call: Option<&Call>, r: Result<Success, Failure>) -> Report {
+    let f = match (call, r) {
+        (Some(call), Ok(s)) => match report_done(sh, job, call, &s).await {
+            Ok(report) => return report,
+            Err(f) => f,
+        },
+        (None, Ok(_)) => Failure::fatal(ErrorClass::Payload, "the payload could not be read"),
+        (_, Err(f)) => f,
+    };
+    let f = Failure { message: sh.redactor.scrub(&f.message), ..f };
+    let landed = until_landed(sh, job, "final update", &commands::error(job, &f, &sh.redactor)).await;
+    after_error(landed, f)
+}
+
+/// Stores the result. A result too big to store is the failure to report instead.
+async fn report_done(sh: &Shared, job: &Job, call: &Call, s: &Success) -> Result<Report, Failure> {
+    let result = sh.redactor.scrub_json(providers::result_json(call, s)).to_string();
+    let cmd = commands::done(job, &result, sh.limits.settle_usage(&s.usage));
+    match until_landed(sh, job, "final update", &cmd).await {
+        Landed::Refused(Refusal::TooBig, detail) => {
+            Err(Failure::fatal(ErrorClass::TooBig, format!("the result could not be stored: {detail}")))
+        }
+        landed => Ok(after_done(landed)),
+    }
+}
+
+/// What the final update of a result came to.
+pub fn after_done(landed: Landed) -> Report {
+    match landed {
+        Landed::Status(st) => Report { outcome: Outcome::Done, status: Some(st), error: None },
+        other => lost(other),
+    }
+}
+
+/// What the final update of an error came to: `error` status ends the job, any other
+/// (queued, delayed) is a retry.
+pub fn after_error(landed: Landed, f: Failure) -> Report {
+    match landed {
+        Landed::Status(st) => {
+            let outcome = if st == "error" { Outcome::Failed(f.class) } else { Outcome::Retry(f.class) };
+            Report { outcome, status: Some(st), error: Some(f.message) }
+        }
+        other => lost(other),
+    }
+}
+
+fn lost(landed: Landed) -> Report {
+    let (why, error) = match landed {
+        Landed::Refused(r, detail) => (LostReason::Refused(r), detail),
+        Landed::GaveUp => (LostReason::Unreachable, "Redis stayed unreachable through the shutdown".into()),
+        Landed::Status(st) => return Report { outcome: Outcome::Done, status: Some(st), error: None },
+    };
+    Report { outcome: Outcome::Lost(why), status: None, error: Some(error) }
+}
+
+/// Gives a job back without counting the attempt: released, or lost when it did not land.
+pub async fn release(sh: &Shared, job: &Job) -> Report {
+    match until_landed(sh, job, "release", &commands::release(job)).await {
+        Landed::Status(st) => {
+            info!(queue = %job.queue, id = %job.id, "released");
+            Report { outcome: Outcome::Released, status: Some(st), error: None }
+        }
+        Landed::Refused(r, _) => {
+            info!(queue = %job.queue, id = %job.id, code = r.as_str(), "release refused");
+            Report::of(Outcome::Lost(LostReason::ReleaseFailed))
+        }
+        Landed::GaveUp => {
+            warn!(queue = %job.queue, id = %job.id, "release never landed; the lease will expire");
+            Report::of(Outcome::Lost(LostReason::ReleaseFailed))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_error_is_a_retry_unless_it_ended_the_job() {
+        let f = Failure::retry(ErrorClass::Timeout, "slow");
+        let r = after_error(Landed::Status("error".into()), f.clone());
+        assert_eq!(
+            (r.outcome, r.status.as_deref(), r.error.as_deref()),
+            (Outcome::Failed(f.class), Some("error"), Some("slow"))
+        );
+        assert_eq!(after_error(Landed::Status("queued".into()), f.clone()).outcome, Outcome::Retry(f.class));
+        assert_eq!(after_error(Landed::Status("delayed".into()), f.clone()).outcome, Outcome::Retry(f.class));
+        let lost = after_error(Landed::Refused(Refusal::LeaseLost, "LEASELOST x".into()), f.clone());
+        assert_eq!(
+            (lost.outcome.as_str(), lost.outcome.class(), lost.error.as_deref()),
+            ("lost", "leaselost", Some("LEASELOST x"))
+        );
+        assert_eq!(after_error(Landed::GaveUp, f).outcome, Outcome::Lost(LostReason::Unreachable));
+    }
+
+    #[test]
+    fn a_result_lands_or_is_lost_with_the_reason() {
+        let r = after_done(Landed::Status("done".into()));
+        assert_eq!((r.outcome, r.status.as_deref(), r.error), (Outcome::Done, Some("done"), None));
+        let r = after_done(Landed::Refused(Refusal::Canceled, "CANCELED the job".into()));
+        assert_eq!((r.outcome.class(), r.error.as_deref()), ("canceled", Some("CANCELED the job")));
+        assert_eq!(after_done(Landed::GaveUp).outcome.class(), "unreachable");
+    }
+}
