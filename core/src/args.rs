@@ -4,7 +4,7 @@
 use crate::error::{AiError, Result};
 use crate::hash;
 use crate::job::{Priority, Status};
-use crate::json;
+use crate::json::{self, Limits};
 use crate::keys::QueueKeys;
 use crate::names;
 use crate::ratelimit::{self, Window};
@@ -101,19 +101,17 @@ impl<'a> Cursor<'a> {
         non_negative(opt, v)
     }
 
-    /// A JSON value after option `opt`, at most `max_bytes` long.
-    pub fn json(&mut self, opt: &str, max_bytes: i64) -> Result<&'a [u8]> {
+    /// A JSON value after option `opt`, within `limits` (see `json::validate`).
+    pub fn json(&mut self, opt: &str, limits: Limits) -> Result<&'a [u8]> {
         let v = self.value(opt)?;
-        check_size(opt, v, max_bytes)?;
-        json::validate(opt, v)?;
+        json::validate(opt, v, limits)?;
         Ok(v)
     }
 
     /// A JSON object after option `opt`.
-    pub fn json_object(&mut self, opt: &str, max_bytes: i64) -> Result<&'a [u8]> {
+    pub fn json_object(&mut self, opt: &str, limits: Limits) -> Result<&'a [u8]> {
         let v = self.value(opt)?;
-        check_size(opt, v, max_bytes)?;
-        json::validate_object(opt, v)?;
+        json::validate_object(opt, v, limits)?;
         Ok(v)
     }
 
@@ -125,12 +123,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-pub fn check_size(arg: &str, v: &[u8], max_bytes: i64) -> Result<()> {
-    if v.len() as i64 > max_bytes {
-        return Err(AiError::too_big(arg, v.len(), max_bytes));
-    }
-    Ok(())
-}
+pub use crate::json::check_size;
 
 /// An integer as Redis parses them: optional '-', digits, no spaces, no '+'.
 pub fn integer(arg: &str, v: &[u8]) -> Result<i64> {
@@ -239,9 +232,9 @@ impl JobSpec {
     }
 
     /// Parses one job option at `kw` if it is one; Ok(false) when `kw` is not a job option.
-    pub fn option(&mut self, kw: &str, c: &mut Cursor, max_bytes: i64) -> Result<bool> {
+    pub fn option(&mut self, kw: &str, c: &mut Cursor, limits: Limits) -> Result<bool> {
         match kw {
-            "PAYLOAD" => self.payload = c.json("PAYLOAD", max_bytes)?.to_vec(),
+            "PAYLOAD" => self.payload = c.json("PAYLOAD", limits)?.to_vec(),
             "PRIORITY" => self.priority = priority(c.value("PRIORITY")?)?,
             "MAXATTEMPTS" => {
                 let n = c.count("MAXATTEMPTS")?;
@@ -259,7 +252,7 @@ impl JobSpec {
                 once(&mut self.deadline_ms, "DEADLINE", v)?
             }
             "META" => {
-                let v = c.json_object("META", max_bytes)?.to_vec();
+                let v = c.json_object("META", limits)?.to_vec();
                 once(&mut self.meta, "META", v)?
             }
             "GROUP" => {
@@ -288,7 +281,7 @@ impl JobSpec {
 
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY p] [DELAY ms | AT unix_ms] [MAXATTEMPTS n]
 /// [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
-pub fn job_create(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpec)> {
+pub fn job_create(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, JobSpec)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let mut spec = JobSpec::new(Vec::new());
@@ -297,7 +290,7 @@ pub fn job_create(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpec)
         if kw == "PAYLOAD" {
             has_payload = true;
         }
-        if spec.option(&kw, &mut c, max_bytes)? || spec.start_option(&kw, &mut c)? {
+        if spec.option(&kw, &mut c, limits)? || spec.start_option(&kw, &mut c)? {
             continue;
         }
         match kw.as_str() {
@@ -464,7 +457,7 @@ pub struct UpdateArgs {
 
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
 /// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
-pub fn job_update(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, Vec<u8>, UpdateArgs)> {
+pub fn job_update(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Vec<u8>, UpdateArgs)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let id = job_id(&mut c)?.to_vec();
@@ -491,7 +484,7 @@ pub fn job_update(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, Vec<u8>,
             }
             "PROGRESS" => {
                 let p = c.value("PROGRESS")?;
-                check_size("PROGRESS", p, max_bytes)?;
+                check_size("PROGRESS", p, limits.max_bytes)?;
                 a.progress = Some(p.to_vec())
             }
             "PERCENT" => {
@@ -502,12 +495,12 @@ pub fn job_update(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, Vec<u8>,
                 a.percent = Some(p)
             }
             "RESULT" => {
-                let r = c.json("RESULT", max_bytes)?.to_vec();
+                let r = c.json("RESULT", limits)?.to_vec();
                 once(&mut a.result, "RESULT", r)?
             }
             "ERROR" => {
                 let e = c.value("ERROR")?;
-                check_size("ERROR", e, max_bytes)?;
+                check_size("ERROR", e, limits.max_bytes)?;
                 once(&mut a.error, "ERROR", e.to_vec())?
             }
             "CLASS" => {
@@ -523,7 +516,7 @@ pub fn job_update(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, Vec<u8>,
                 once(&mut a.lease_ms, "LEASE", v)?
             }
             "META" => {
-                let m = c.json_object("META", max_bytes)?.to_vec();
+                let m = c.json_object("META", limits)?.to_vec();
                 once(&mut a.meta, "META", m)?
             }
             "USAGE" => {
@@ -646,17 +639,18 @@ pub fn queue_purge(args: &[&[u8]]) -> Result<(QueueKeys, Status, Option<Priority
     Ok((q, st, prio))
 }
 
-/// The parts after KEY (every argument to the end: KEY comes last), or the payload.
-fn content_hash(key_parts: Option<&[&[u8]]>, payload: &[u8]) -> Result<String> {
+/// The parts after KEY (every argument to the end: KEY comes last), or the payload
+/// (validated as it is canonicalized).
+fn content_hash(key_parts: Option<&[&[u8]]>, payload: &[u8], limits: Limits) -> Result<String> {
     match key_parts {
         Some(parts) => Ok(hash::of_parts(parts)),
-        None => hash::of_payload(payload),
+        None => hash::of_payload("PAYLOAD", payload, limits),
     }
 }
 
 /// CACHE.GETORQUEUE Q PAYLOAD json [HASH hex] [PRIORITY p] [MAXATTEMPTS n] [RETENTION ms]
 /// [CACHETTL ms] [DEADLINE ms] [META json] [GROUP g] [COST n] [KEY part ...]
-pub fn cache_get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpec)> {
+pub fn cache_get_or_queue(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, JobSpec)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let mut spec = JobSpec::new(Vec::new());
@@ -666,12 +660,12 @@ pub fn cache_get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, 
             // Parsed only where it is used (hashing it, or making the job): a cache hit
             // with HASH or KEY answers without reading the payload.
             let v = c.value("PAYLOAD")?;
-            check_size("PAYLOAD", v, max_bytes)?;
+            check_size("PAYLOAD", v, limits.max_bytes)?;
             spec.payload = v.to_vec();
             has_payload = true;
             continue;
         }
-        if spec.option(&kw, &mut c, max_bytes)? {
+        if spec.option(&kw, &mut c, limits)? {
             continue;
         }
         match kw.as_str() {
@@ -695,11 +689,7 @@ pub fn cache_get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, 
     }
     spec.hash = Some(match hash {
         Some(h) => h,
-        None if parts.is_none() => {
-            json::validate("PAYLOAD", &spec.payload)?;
-            hash::of_payload(&spec.payload)?
-        }
-        None => content_hash(parts.as_deref(), &spec.payload)?,
+        None => content_hash(parts.as_deref(), &spec.payload, limits)?,
     });
     Ok((q, spec))
 }
@@ -717,16 +707,16 @@ fn key_parts<'a>(c: &mut Cursor<'a>) -> Result<Vec<&'a [u8]>> {
 }
 
 /// CACHE.HASH [KEY part ...] | [PAYLOAD json]
-pub fn cache_hash(args: &[&[u8]], max_bytes: i64) -> Result<String> {
+pub fn cache_hash(args: &[&[u8]], limits: Limits) -> Result<String> {
     let mut c = Cursor::new(args);
     match c.keyword().as_deref() {
         Some("KEY") => Ok(hash::of_parts(&key_parts(&mut c)?)),
         Some("PAYLOAD") => {
-            let p = c.json("PAYLOAD", max_bytes)?;
+            let p = c.value("PAYLOAD")?;
             if let Some(kw) = c.keyword() {
                 return Err(unknown(&kw));
             }
-            hash::of_payload(p)
+            hash::of_payload("PAYLOAD", p, limits)
         }
         Some(other) => Err(unknown(other)),
         None => Err(AiError::syntax("CACHE.HASH needs KEY part ... or PAYLOAD json")),
@@ -751,15 +741,14 @@ pub fn cache_key(args: &[&[u8]], allow_withetag: bool) -> Result<(QueueKeys, Str
 /// CACHE.SET Q hash json [TTL ms] [IFMATCH etag | IFNONE]
 pub fn cache_set(
     args: &[&[u8]],
-    max_bytes: i64,
+    limits: Limits,
 ) -> Result<(QueueKeys, String, Vec<u8>, Option<i64>, crate::queue::cache::Condition)> {
     use crate::queue::cache::Condition;
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let h = hash::parse_hex("hash", c.next().ok_or_else(|| AiError::arg("hash", "is missing"))?)?;
     let v = c.next().ok_or_else(|| AiError::arg("json", "is missing"))?;
-    check_size("json", v, max_bytes)?;
-    json::validate("json", v)?;
+    json::validate("json", v, limits)?;
     let (mut ttl, mut cond) = (None, Condition::Always);
     while let Some(kw) = c.keyword() {
         let next = match kw.as_str() {
@@ -782,7 +771,7 @@ pub fn cache_set(
 
 /// SCHEDULE.SET Q name (EVERY ms | CRON expr) PAYLOAD json [PRIORITY p] [MAXATTEMPTS n]
 /// [RETENTION ms] [DEADLINE ms] [META json] [OVERLAP skip|allow] [START unix_ms] [GROUP g] [COST n]
-pub fn schedule_set(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, crate::queue::schedule::ScheduleSpec)> {
+pub fn schedule_set(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, crate::queue::schedule::ScheduleSpec)> {
     use crate::queue::schedule::{ScheduleSpec, Timetable};
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
@@ -794,7 +783,7 @@ pub fn schedule_set(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, crate:
         if kw == "PAYLOAD" {
             has_payload = true;
         }
-        if job.option(&kw, &mut c, max_bytes)? {
+        if job.option(&kw, &mut c, limits)? {
             continue;
         }
         match kw.as_str() {
@@ -895,7 +884,7 @@ mod tests {
         let v = a(
             r#"q PAYLOAD {"a":1} ID j1 priority HIGH DELAY 5 MAXATTEMPTS 2 RETENTION 9 DEADLINE 7 META {} GROUP t COST 3"#,
         );
-        let (q, s) = job_create(&refs(&v), 1 << 20).unwrap();
+        let (q, s) = job_create(&refs(&v), crate::json::Limits { max_bytes: 1 << 20, ..Default::default() }).unwrap();
         assert_eq!(q.name(), b"q");
         assert_eq!(s.payload, br#"{"a":1}"#);
         assert_eq!(s.id.as_deref(), Some(&b"j1"[..]));
@@ -926,11 +915,11 @@ mod tests {
         ];
         for (line, arg) in cases {
             let v = a(line);
-            let e = job_create(&refs(&v), 1 << 20).unwrap_err();
+            let e = job_create(&refs(&v), crate::json::Limits { max_bytes: 1 << 20, ..Default::default() }).unwrap_err();
             assert!(e.message.contains(arg), "{line}: {}", e.message);
         }
         let v = a(r#"q PAYLOAD "0123456789""#);
-        assert_eq!(job_create(&refs(&v), 5).unwrap_err().code, crate::error::Code::TooBig);
+        assert_eq!(job_create(&refs(&v), crate::json::Limits { max_bytes: 5, ..Default::default() }).unwrap_err().code, crate::error::Code::TooBig);
     }
 
     #[test]
@@ -945,11 +934,11 @@ mod tests {
             ("q j USAGE 5", "USAGE"),
         ] {
             let v = a(line);
-            let e = job_update(&refs(&v), 1 << 20).unwrap_err();
+            let e = job_update(&refs(&v), crate::json::Limits { max_bytes: 1 << 20, ..Default::default() }).unwrap_err();
             assert!(e.message.contains(arg), "{line}: {}", e.message);
         }
         let v = a("q j STATUS error ERROR boom CLASS 429 DELAY 100 TOKEN t");
-        let (_, id, u) = job_update(&refs(&v), 1 << 20).unwrap();
+        let (_, id, u) = job_update(&refs(&v), crate::json::Limits { max_bytes: 1 << 20, ..Default::default() }).unwrap();
         assert_eq!(id, b"j");
         assert_eq!(u.delay_ms, Some(100));
     }

@@ -11,7 +11,7 @@ use crate::reply::Out;
 /// CACHE.GETORQUEUE Q PAYLOAD json [HASH hex] [PRIORITY p] [MAXATTEMPTS n] [RETENTION ms]
 /// [CACHETTL ms] [DEADLINE ms] [META json] [GROUP g] [COST n] [KEY part ...]
 pub fn get_or_queue(c: &mut Call) -> Result<Out> {
-    let (q, spec) = args::cache_get_or_queue(&c.args, c.config.max_payload_bytes)?;
+    let (q, spec) = args::cache_get_or_queue(&c.args, c.config.json_limits())?;
     let found = c.with(&q, |s, env| cache::get_or_queue(s, &q, env, &spec))?;
     let (kind, id, value) = match found {
         Lookup::Hit(v) => ("hit", Out::Null, Out::ModuleString(v)),
@@ -27,7 +27,7 @@ pub fn get_or_queue(c: &mut Call) -> Result<Out> {
 
 /// CACHE.HASH [KEY part ...] | [PAYLOAD json]
 pub fn hash(c: &mut Call) -> Result<Out> {
-    Ok(Out::bytes(args::cache_hash(&c.args, c.config.max_payload_bytes)?))
+    Ok(Out::bytes(args::cache_hash(&c.args, c.config.json_limits())?))
 }
 
 /// CACHE.GET Q hash [WITHETAG]
@@ -42,7 +42,7 @@ pub fn get(c: &mut Call) -> Result<Out> {
 
 /// CACHE.SET Q hash json [TTL ms] [IFMATCH etag | IFNONE]
 pub fn set(c: &mut Call) -> Result<Out> {
-    let (q, h, value, ttl, cond) = args::cache_set(&c.args, c.config.max_payload_bytes)?;
+    let (q, h, value, ttl, cond) = args::cache_set(&c.args, c.config.json_limits())?;
     let etag = c.with(&q, |s, env| cache::set(s, &q, env, h.as_bytes(), &value, ttl, &cond))?;
     Ok(etag.map_or(Out::Null, Out::bytes))
 }

@@ -13,7 +13,7 @@ use crate::reply::Out;
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY high|normal|low] [DELAY ms | AT unix_ms]
 /// [MAXATTEMPTS n] [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
 pub fn create(c: &mut Call) -> Result<Out> {
-    let (q, spec) = args::job_create(&c.args, c.config.max_payload_bytes)?;
+    let (q, spec) = args::job_create(&c.args, c.config.json_limits())?;
     let id = c.with(&q, |s, env| create::create(s, &q, env, &spec))?;
     Ok(Out::bytes(id))
 }
@@ -93,7 +93,7 @@ pub fn claim_now(
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
 /// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
 pub fn update(c: &mut Call) -> Result<Out> {
-    let (q, id, a) = args::job_update(&c.args, c.config.max_payload_bytes)?;
+    let (q, id, a) = args::job_update(&c.args, c.config.json_limits())?;
     let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
     Ok(Out::bytes(status.as_str()))
 }

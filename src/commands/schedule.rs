@@ -11,7 +11,7 @@ use crate::reply::Out;
 /// SCHEDULE.SET Q name (EVERY ms | CRON expr) PAYLOAD json [PRIORITY p] [MAXATTEMPTS n]
 /// [RETENTION ms] [DEADLINE ms] [META json] [OVERLAP skip|allow] [START unix_ms] [GROUP g] [COST n]
 pub fn set(c: &mut Call) -> Result<Out> {
-    let (q, spec) = args::schedule_set(&c.args, c.config.max_payload_bytes)?;
+    let (q, spec) = args::schedule_set(&c.args, c.config.json_limits())?;
     Ok(Out::Int(c.with(&q, |s, env| schedule::set(s, &q, env, &spec))?))
 }
 

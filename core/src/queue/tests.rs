@@ -529,7 +529,7 @@ mod cache_flows {
     fn goq(w: &mut World, payload: &str) -> Lookup<Vec<u8>> {
         let words: Vec<Vec<u8>> = vec![b"q".to_vec(), b"PAYLOAD".to_vec(), payload.as_bytes().to_vec()];
         let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
-        let (_, spec) = crate::args::cache_get_or_queue(&refs, 1 << 20).unwrap();
+        let (_, spec) = crate::args::cache_get_or_queue(&refs, crate::json::Limits { max_bytes: 1 << 20, ..Default::default() }).unwrap();
         w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &spec).unwrap().0)
     }
 
@@ -614,7 +614,7 @@ mod schedules {
     fn set(w: &mut World, line: &str) -> i64 {
         let words: Vec<Vec<u8>> = line.split(' ').map(|x| x.as_bytes().to_vec()).collect();
         let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
-        let (_, spec) = crate::args::schedule_set(&refs, 1 << 20).unwrap();
+        let (_, spec) = crate::args::schedule_set(&refs, crate::json::Limits { max_bytes: 1 << 20, ..Default::default() }).unwrap();
         w.with_env(|s, q, env| schedule::set(s, q, env, &spec).unwrap().0)
     }
 
@@ -696,7 +696,7 @@ mod schedules {
         ];
         for words in cases {
             let refs: Vec<&[u8]> = words.iter().map(|x| x.as_bytes()).collect();
-            assert!(crate::args::schedule_set(&refs, 1 << 20).is_err(), "{words:?}");
+            assert!(crate::args::schedule_set(&refs, crate::json::Limits { max_bytes: 1 << 20, ..Default::default() }).is_err(), "{words:?}");
         }
     }
 }

@@ -82,7 +82,7 @@ pub fn update<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8], a: &
             }
             tx.incr_meta(meta::COMPLETED, 1)?;
             tx.tally.completed += 1;
-            tx.event(&job, "done", to, &[("result", &result, true)]);
+            done_event(&mut tx, &job, to, &result);
         }
         Trigger::Backoff => {
             let delay = a.delay_ms.unwrap_or_else(|| {
@@ -226,4 +226,17 @@ pub fn release<S: Store>(
     let mut tx = Tx::new(s, q, env.now, env.config);
     requeue(&mut tx, &job, to, run_at, (job.attempts - 1).max(0))?;
     Ok((to, tx.commit()?))
+}
+
+/// The done event carries the result's size, and the result itself only up to
+/// `event-result-max-bytes`: a large result is published once per subscriber and kept in
+/// the events stream, so past that size readers fetch it with JOB.GET.
+fn done_event<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, result: &[u8]) {
+    let size = result.len().to_string();
+    let inline = i64::try_from(result.len()).is_ok_and(|n| n <= tx.config.event_result_max_bytes);
+    let mut extra = vec![("result_bytes", size.as_bytes(), true)];
+    if inline {
+        extra.push(("result", result, true));
+    }
+    tx.event(job, "done", to, &extra);
 }
