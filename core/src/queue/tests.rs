@@ -809,3 +809,28 @@ mod charged_claims {
         assert_eq!(held(&mut w, b"tpm:{q}", 1000), 1000);
     }
 }
+
+/// The done event embeds the result up to `event_result_max_bytes`, else only its size.
+#[test]
+fn done_events_carry_a_large_result_by_reference() {
+    let mut w = World::new();
+    w.config.event_result_max_bytes = 10;
+    for (result, inline) in [(r#"{"t":"ab"}"#, true), (r#"{"t":"abc"}"#, false)] {
+        let id = w.job("{}");
+        w.update(&id, UpdateArgs { status: Some(UpdateStatus::Running), ..Default::default() }).unwrap();
+        let done = UpdateArgs {
+            status: Some(UpdateStatus::Done),
+            result: Some(result.as_bytes().to_vec()),
+            ..Default::default()
+        };
+        w.update(&id, done).unwrap();
+        let last = &w.s.published.last().unwrap().1;
+        let ev: serde_json::Value = serde_json::from_slice(last).unwrap();
+        assert_eq!(ev["type"], "done");
+        assert_eq!(ev["result_bytes"], result.len());
+        assert_eq!(ev.get("result").is_some(), inline, "{result}: {ev}");
+        if inline {
+            assert_eq!(ev["result"]["t"], "ab");
+        }
+    }
+}
