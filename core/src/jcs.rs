@@ -163,7 +163,11 @@ impl Tree {
 /// non-ASCII text passes through literally as RFC 8785 asks.
 fn write_string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
-    for &b in s {
+    let mut rest = s;
+    while let Some(at) = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+        let (plain, tail) = rest.split_at(at);
+        out.extend_from_slice(plain);
+        let Some((&b, after)) = tail.split_first() else { break };
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -172,10 +176,11 @@ fn write_string(s: &[u8], out: &mut Vec<u8>) {
             b'\n' => out.extend_from_slice(b"\\n"),
             0x0c => out.extend_from_slice(b"\\f"),
             b'\r' => out.extend_from_slice(b"\\r"),
-            0x00..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
-            _ => out.push(b),
+            _ => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
         }
+        rest = after;
     }
+    out.extend_from_slice(rest);
     out.push(b'"');
 }
 
