@@ -13,6 +13,8 @@ pub static BACKOFF_BASE_MS: AtomicI64 = AtomicI64::new(1_000);
 pub static BACKOFF_MAX_MS: AtomicI64 = AtomicI64::new(3_600_000);
 pub static MAX_PAYLOAD_BYTES: AtomicI64 = AtomicI64::new(16 * 1024 * 1024);
 pub static EVENTS_MAXLEN: AtomicI64 = AtomicI64::new(10_000);
+pub static JSON_MAX_DEPTH: AtomicI64 = AtomicI64::new(128);
+pub static EVENT_RESULT_MAX_BYTES: AtomicI64 = AtomicI64::new(4096);
 
 pub fn snapshot() -> Config {
     Config {
@@ -24,5 +26,7 @@ pub fn snapshot() -> Config {
         backoff_max_ms: BACKOFF_MAX_MS.load(Relaxed),
         max_payload_bytes: MAX_PAYLOAD_BYTES.load(Relaxed),
         events_maxlen: EVENTS_MAXLEN.load(Relaxed),
+        json_max_depth: JSON_MAX_DEPTH.load(Relaxed),
+        event_result_max_bytes: EVENT_RESULT_MAX_BYTES.load(Relaxed),
     }
 }

@@ -47,6 +47,8 @@ redis_module! {
             ["backoff-max-ms", &config::BACKOFF_MAX_MS, 3_600_000, 0, 31_536_000_000, ConfigurationFlags::DEFAULT, None],
             ["max-payload-bytes", &config::MAX_PAYLOAD_BYTES, 16_777_216, 1, 536_870_912, ConfigurationFlags::DEFAULT, None],
             ["events-maxlen", &config::EVENTS_MAXLEN, 10_000, 0, 1_000_000_000, ConfigurationFlags::DEFAULT, None],
+            ["json-max-depth", &config::JSON_MAX_DEPTH, 128, 1, 100_000, ConfigurationFlags::DEFAULT, None],
+            ["event-result-max-bytes", &config::EVENT_RESULT_MAX_BYTES, 4096, 0, 536_870_912, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
         bool: [],

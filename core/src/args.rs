@@ -4,7 +4,7 @@
 
 use crate::error::{AiError, Result};
 use crate::job::{Priority, Status};
-use crate::json;
+use crate::json::{self, Limits};
 use crate::keys::QueueKeys;
 use crate::names;
 use crate::ratelimit::Window;
@@ -104,19 +104,17 @@ impl<'a> Cursor<'a> {
         non_negative(opt, v)
     }
 
-    /// A JSON value after option `opt`, at most `max_bytes` long.
-    pub fn json(&mut self, opt: &str, max_bytes: i64) -> Result<&'a [u8]> {
+    /// A JSON value after option `opt`, within `limits` (see `json::validate`).
+    pub fn json(&mut self, opt: &str, limits: Limits) -> Result<&'a [u8]> {
         let v = self.value(opt)?;
-        check_size(opt, v, max_bytes)?;
-        json::validate(opt, v)?;
+        json::validate(opt, v, limits)?;
         Ok(v)
     }
 
     /// A JSON object after option `opt`.
-    pub fn json_object(&mut self, opt: &str, max_bytes: i64) -> Result<&'a [u8]> {
+    pub fn json_object(&mut self, opt: &str, limits: Limits) -> Result<&'a [u8]> {
         let v = self.value(opt)?;
-        check_size(opt, v, max_bytes)?;
-        json::validate_object(opt, v)?;
+        json::validate_object(opt, v, limits)?;
         Ok(v)
     }
 
@@ -128,12 +126,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-pub fn check_size(arg: &str, v: &[u8], max_bytes: i64) -> Result<()> {
-    if v.len() as i64 > max_bytes {
-        return Err(AiError::too_big(arg, v.len(), max_bytes));
-    }
-    Ok(())
-}
+pub use crate::json::check_size;
 
 /// An integer as Redis parses them: optional '-', digits, no spaces, no '+'.
 pub fn integer(arg: &str, v: &[u8]) -> Result<i64> {

@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{AiError, Result};
 use crate::jcs;
+use crate::json::Limits;
 use crate::rng::hex;
 
 /// SHA-256 of the parts, each prefixed by its length as 8 bytes big-endian, so that
@@ -19,15 +20,12 @@ pub fn of_parts<P: AsRef<[u8]>>(parts: &[P]) -> String {
     hex(&h.finalize())
 }
 
-/// SHA-256 of the payload's canonical JSON.
-pub fn of_payload(json: &[u8]) -> Result<String> {
-    let canonical = canonical_json(json)?;
+/// SHA-256 of the payload's canonical JSON; `arg` names it in errors. The payload is
+/// validated by `json::validate` like every JSON input, so what hashes here is what a job
+/// may carry, and the reverse.
+pub fn of_payload(arg: &str, json: &[u8], limits: Limits) -> Result<String> {
+    let canonical = jcs::canonicalize(arg, json, limits)?;
     Ok(hex(&Sha256::digest(&canonical)))
-}
-
-/// The canonical form of a JSON text, RFC 8785 (JCS): see `crate::jcs`.
-pub fn canonical_json(json: &[u8]) -> Result<Vec<u8>> {
-    jcs::canonicalize(json)
 }
 
 /// A HASH argument: 64 hex digits, any case; returned in lowercase.
@@ -52,9 +50,21 @@ mod tests {
 
     #[test]
     fn payload_hash_ignores_key_order_and_whitespace() {
-        let a = of_payload(br#"{"b":1,"a":[true, null]}"#).unwrap();
-        let b = of_payload(br#"{ "a" : [true,null], "b" : 1 }"#).unwrap();
+        let a = of_payload("PAYLOAD", br#"{"b":1,"a":[true, null]}"#, Limits::default()).unwrap();
+        let b = of_payload("PAYLOAD", br#"{ "a" : [true,null], "b" : 1 }"#, Limits::default()).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn payload_hash_refuses_what_a_job_refuses() {
+        let limits = Limits::default();
+        for bad in [&br#"{"a":1,"a":2}"#[..], br#""\ud800""#, b"1e999", b"{"] {
+            let hashed = of_payload("PAYLOAD", bad, limits).unwrap_err();
+            let validated = crate::json::validate("PAYLOAD", bad, limits).unwrap_err();
+            assert_eq!(hashed, validated);
+        }
+        let tight = Limits { max_bytes: 3, max_depth: 128 };
+        assert_eq!(of_payload("PAYLOAD", b"[1,2]", tight).unwrap_err().code, crate::error::Code::TooBig);
     }
 
     #[test]

@@ -2,76 +2,172 @@
 //! payload's content hash, so it must match what every other JCS implementation
 //! produces for the same JSON, byte for byte.
 //!
-//! Input handling, inherited from serde_json:
-//! - duplicate object keys are accepted and the last value wins (RFC 8785 asks for
-//!   I-JSON, which forbids duplicates; we are lenient rather than reject payloads);
-//! - a lone surrogate escape such as `"\ud800"` is rejected as invalid JSON, as is
-//!   invalid UTF-8, so every string we emit is valid UTF-8;
-//! - a number outside the double range (`1e400`) is rejected as invalid JSON;
-//! - nesting deeper than 128 levels is rejected, which also bounds the recursion here.
+//! The input is first held to `json::validate`, the rules of every JSON input (I-JSON as
+//! RFC 8785 asks: no duplicate names, no lone surrogates, no number beyond a double; the
+//! size and depth limits), then read again with the same `json::Reader` into a flat tree
+//! and written out with an explicit stack: no recursion, so the depth limit is a config,
+//! not a guard for the call stack.
 
-use serde_json::{Map, Number, Value};
+use std::cmp::Ordering;
+use std::ops::Range;
 
 use crate::error::{AiError, Result};
+use crate::json::{self, Limits, Reader, Token};
 
-/// The canonical form of a JSON text (RFC 8785).
-pub fn canonicalize(json: &[u8]) -> Result<Vec<u8>> {
-    let value: Value =
-        serde_json::from_slice(json).map_err(|e| AiError::arg("PAYLOAD", format!("is not valid JSON: {e}")))?;
-    let mut out = Vec::with_capacity(json.len());
-    write_value(&value, &mut out)?;
+/// The canonical form of a JSON text (RFC 8785); `arg` names the input in errors.
+pub fn canonicalize(arg: &str, input: &[u8], limits: Limits) -> Result<Vec<u8>> {
+    json::validate(arg, input, limits)?;
+    let tree = Tree::read(input, limits.max_depth).ok_or_else(|| AiError::arg(arg, "could not be canonicalized"))?;
+    let mut out = Vec::with_capacity(input.len());
+    tree.write(&mut out).ok_or_else(|| AiError::arg(arg, "could not be canonicalized"))?;
     Ok(out)
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<()> {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => out.extend_from_slice(number(n)?.as_bytes()),
-        Value::String(s) => write_string(s, out),
-        Value::Array(items) => write_array(items, out)?,
-        Value::Object(members) => write_object(members, out)?,
-    }
-    Ok(())
+/// One value of the tree. Ranges index `Tree::text` (leaves) or `Tree::kids`.
+#[derive(Debug, Clone)]
+enum Node {
+    /// Text written as it is: a number in its ES form, true, false, null.
+    Literal(Range<usize>),
+    /// A string's unescaped UTF-8, escaped again on the way out.
+    Str(Range<usize>),
+    Array(Range<usize>),
+    /// Name and value node ids, alternating, members already in JCS order.
+    Object(Range<usize>),
 }
 
-fn write_array(items: &[Value], out: &mut Vec<u8>) -> Result<()> {
-    out.push(b'[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_value(item, out)?;
-    }
-    out.push(b']');
-    Ok(())
+/// A JSON value as flat arrays: children are node ids in `kids`, leaves bytes in `text`.
+struct Tree {
+    nodes: Vec<Node>,
+    kids: Vec<usize>,
+    text: Vec<u8>,
 }
 
-fn write_object(members: &Map<String, Value>, out: &mut Vec<u8>) -> Result<()> {
-    // serde_json's map is ordered by UTF-8 bytes; JCS orders by UTF-16 code units,
-    // which differs once a key holds both U+E000..U+FFFF and characters above U+FFFF.
-    let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-    sorted.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-    out.push(b'{');
-    for (i, (key, value)) in sorted.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+impl Tree {
+    /// Reads a JSON text that passed `json::validate`; None if it somehow does not parse.
+    fn read(input: &[u8], max_depth: i64) -> Option<Tree> {
+        let mut reader = Reader::new(input, max_depth).ok()?;
+        let mut tree = Tree { nodes: Vec::new(), kids: Vec::new(), text: Vec::with_capacity(input.len()) };
+        // The finished children of every open container (`done`), where each open
+        // container's children start (`open`), and a reusable buffer for sorting members.
+        let mut done: Vec<usize> = Vec::new();
+        let mut open: Vec<usize> = Vec::new();
+        let mut members: Vec<(usize, usize)> = Vec::new();
+        while let Some(token) = reader.next_token().ok()? {
+            let node = match token {
+                Token::BeginObject | Token::BeginArray => {
+                    open.push(done.len());
+                    continue;
+                }
+                Token::EndArray => {
+                    let start = open.pop()?;
+                    let first = tree.kids.len();
+                    tree.kids.extend(done.drain(start..));
+                    Node::Array(first..tree.kids.len())
+                }
+                Token::EndObject => {
+                    let start = open.pop()?;
+                    members.clear();
+                    let pairs = done.get(start..)?.chunks_exact(2);
+                    members.extend(pairs.filter_map(|p| match p {
+                        [name, value] => Some((*name, *value)),
+                        _ => None,
+                    }));
+                    done.truncate(start);
+                    members.sort_by(|a, b| tree.utf16_order(a.0, b.0));
+                    let first = tree.kids.len();
+                    tree.kids.extend(members.iter().flat_map(|&(name, value)| [name, value]));
+                    Node::Object(first..tree.kids.len())
+                }
+                Token::Name(t) | Token::Str(t) => {
+                    let start = tree.text.len();
+                    t.unescape_into(&mut tree.text);
+                    Node::Str(start..tree.text.len())
+                }
+                Token::Number(n) => tree.literal(es_number(n.parse::<f64>().ok()?)?.as_bytes()),
+                Token::Bool(true) => tree.literal(b"true"),
+                Token::Bool(false) => tree.literal(b"false"),
+                Token::Null => tree.literal(b"null"),
+            };
+            tree.nodes.push(node);
+            done.push(tree.nodes.len() - 1);
         }
-        write_string(key, out);
-        out.push(b':');
-        write_value(value, out)?;
+        (done.len() == 1 && open.is_empty()).then_some(tree)
     }
-    out.push(b'}');
-    Ok(())
+
+    fn literal(&mut self, bytes: &[u8]) -> Node {
+        let start = self.text.len();
+        self.text.extend_from_slice(bytes);
+        Node::Literal(start..self.text.len())
+    }
+
+    fn str_of(&self, node: usize) -> &str {
+        match self.nodes.get(node) {
+            Some(Node::Str(r)) => self.text.get(r.clone()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or(""),
+            _ => "",
+        }
+    }
+
+    /// JCS orders names by UTF-16 code units, which differs from UTF-8 byte order once a
+    /// name holds both U+E000..U+FFFF and characters above U+FFFF.
+    fn utf16_order(&self, a: usize, b: usize) -> Ordering {
+        self.str_of(a).encode_utf16().cmp(self.str_of(b).encode_utf16())
+    }
+
+    /// Writes the root (the last node read) with an explicit stack of work.
+    fn write(&self, out: &mut Vec<u8>) -> Option<()> {
+        enum Work {
+            Node(usize),
+            Byte(u8),
+        }
+        let mut work = vec![Work::Node(self.nodes.len().checked_sub(1)?)];
+        while let Some(item) = work.pop() {
+            let node = match item {
+                Work::Byte(b) => {
+                    out.push(b);
+                    continue;
+                }
+                Work::Node(i) => self.nodes.get(i)?,
+            };
+            match node {
+                Node::Literal(r) => out.extend_from_slice(self.text.get(r.clone())?),
+                Node::Str(r) => write_string(self.text.get(r.clone())?, out),
+                Node::Array(r) => {
+                    out.push(b'[');
+                    work.push(Work::Byte(b']'));
+                    for (k, &kid) in self.kids.get(r.clone())?.iter().enumerate().rev() {
+                        work.push(Work::Node(kid));
+                        if k > 0 {
+                            work.push(Work::Byte(b','));
+                        }
+                    }
+                }
+                Node::Object(r) => {
+                    out.push(b'{');
+                    work.push(Work::Byte(b'}'));
+                    for (k, pair) in self.kids.get(r.clone())?.chunks_exact(2).enumerate().rev() {
+                        let (&name, &value) = (pair.first()?, pair.get(1)?);
+                        work.extend([Work::Node(value), Work::Byte(b':'), Work::Node(name)]);
+                        if k > 0 {
+                            work.push(Work::Byte(b','));
+                        }
+                    }
+                }
+            }
+        }
+        Some(())
+    }
 }
 
 /// Escapes only what JSON requires. Working on bytes is safe: every byte that needs
 /// an escape is ASCII, and bytes of multi-byte UTF-8 sequences are all >= 0x80, so
 /// non-ASCII text passes through literally as RFC 8785 asks.
-fn write_string(s: &str, out: &mut Vec<u8>) {
+fn write_string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
-    for &b in s.as_bytes() {
+    let mut rest = s;
+    while let Some(at) = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+        let (plain, tail) = rest.split_at(at);
+        out.extend_from_slice(plain);
+        let Some((&b, after)) = tail.split_first() else { break };
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -80,19 +176,12 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
             b'\n' => out.extend_from_slice(b"\\n"),
             0x0c => out.extend_from_slice(b"\\f"),
             b'\r' => out.extend_from_slice(b"\\r"),
-            0x00..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
-            _ => out.push(b),
+            _ => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
         }
+        rest = after;
     }
+    out.extend_from_slice(rest);
     out.push(b'"');
-}
-
-/// JCS treats every number as an IEEE-754 double, integers included, so a u64 beyond
-/// 2^53 is rounded exactly as a JavaScript parser would round it.
-fn number(n: &Number) -> Result<String> {
-    n.as_f64()
-        .and_then(es_number)
-        .ok_or_else(|| AiError::arg("PAYLOAD", format!("has a number JCS cannot represent: {n}")))
 }
 
 /// ECMAScript Number.prototype.toString (ECMA-262 Number::toString, RFC 8785 3.2.2.3).
@@ -210,7 +299,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn canon(json: &str) -> String {
-        String::from_utf8(canonicalize(json.as_bytes()).unwrap()).unwrap()
+        String::from_utf8(canonicalize("PAYLOAD", json.as_bytes(), Limits::default()).unwrap()).unwrap()
+    }
+
+    fn canonicalize_default(json: &[u8]) -> Result<Vec<u8>> {
+        canonicalize("PAYLOAD", json, Limits::default())
     }
 
     /// RFC 8785 Appendix B.
@@ -325,22 +418,41 @@ mod tests {
         assert_eq!(canon(input), want);
     }
 
+    /// Deep input: no recursion here, so any depth the config allows canonicalizes.
+    #[test]
+    fn deep_nesting_within_the_limit() {
+        let depth = 50_000;
+        let deep = format!("{}0{}", "[{\"b\":1,\"a\":".repeat(depth), "}]".repeat(depth));
+        let limits = Limits { max_bytes: i64::MAX, max_depth: 2 * depth as i64 };
+        let out = canonicalize("PAYLOAD", deep.as_bytes(), limits).unwrap();
+        let want = format!("{}0{}", "[{\"a\":".repeat(depth), ",\"b\":1}]".repeat(depth));
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        let tight = Limits { max_bytes: i64::MAX, max_depth: 2 * depth as i64 - 1 };
+        let err = canonicalize("PAYLOAD", deep.as_bytes(), tight).unwrap_err();
+        assert!(err.message.contains("json-max-depth"), "{err:?}");
+    }
+
     #[test]
     fn structure() {
         assert_eq!(canon(" [ 1 , [ ] , { } , \"a\" ] "), r#"[1,[],{},"a"]"#);
         assert_eq!(canon(r#"{"b":{"d":1,"c":2},"a":[3,2,1]}"#), r#"{"a":[3,2,1],"b":{"c":2,"d":1}}"#);
     }
 
+    /// RFC 8785 needs I-JSON: a duplicate name has no canonical form (it used to keep the
+    /// last value, so {"a":1,"a":2} hashed as {"a":2}).
     #[test]
-    fn duplicate_keys_keep_the_last() {
-        assert_eq!(canon(r#"{"a":1,"b":2,"a":3}"#), r#"{"a":3,"b":2}"#);
+    fn duplicate_names_are_refused() {
+        for dup in [&br#"{"a":1,"b":2,"a":3}"#[..], br#"{"a":1,"\u0061":2}"#, br#"[{"x":{"a":1,"a":1}}]"#] {
+            let err = canonicalize_default(dup).unwrap_err();
+            assert!(err.message.contains("duplicate member name"), "{err:?}");
+        }
     }
 
     #[test]
     fn rejects_what_is_not_json() {
         for bad in [&b"{"[..], b"\"\\ud800\"", b"\"\\udc00x\"", b"\"\xff\"", b"1e400", b"NaN", b""] {
-            let err = canonicalize(bad).unwrap_err();
-            assert!(err.message.starts_with("PAYLOAD is not valid JSON"), "{err:?}");
+            let err = canonicalize_default(bad).unwrap_err();
+            assert_eq!(err, json::validate("PAYLOAD", bad, Limits::default()).unwrap_err(), "the validator's words");
         }
     }
 
@@ -429,16 +541,16 @@ mod tests {
     proptest! {
         #[test]
         fn idempotent(j in tree(), seed in any::<usize>()) {
-            let once = canonicalize(&text(&j, seed)).unwrap();
-            let twice = canonicalize(&once).unwrap();
+            let once = canonicalize_default(&text(&j, seed)).unwrap();
+            let twice = canonicalize_default(&once).unwrap();
             prop_assert_eq!(once, twice);
         }
 
         #[test]
         fn member_order_does_not_matter(j in tree(), a in any::<usize>(), b in any::<usize>()) {
             prop_assert_eq!(
-                canonicalize(&text(&j, a)).unwrap(),
-                canonicalize(&text(&j, b)).unwrap()
+                canonicalize_default(&text(&j, a)).unwrap(),
+                canonicalize_default(&text(&j, b)).unwrap()
             );
         }
 

@@ -84,6 +84,17 @@ class JobEvents {
   }
 }
 
+// A done event carries the result only up to aijob.event-result-max-bytes (4096); past
+// that it says `result_bytes` alone and the result is read from the job.
+async function resultOf(redis, end) {
+  if (end.type !== "done" || end.result !== undefined) return end.result;
+  const fields = await redis.call("JOB.GET", QUEUE, end.id);
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (String(fields[i]) === "result") return JSON.parse(fields[i + 1]);
+  }
+  return null;
+}
+
 async function main() {
   const redis = new Redis(url);
   const events = new JobEvents(redis, QUEUE);
@@ -99,7 +110,7 @@ async function main() {
     if (first.kind !== "hit") {
       const show = (e) => emit({ step: "event", type: e.type, status: e.status, progress: e.progress, percent: e.percent });
       const end = await events.follow(first.id, show, Number(process.env.TIMEOUT_MS || 30000));
-      emit({ step: "finished", status: end.type, result: end.result, error: end.error });
+      emit({ step: "finished", status: end.type, result: await resultOf(redis, end), error: end.error });
       if (end.type !== "done") process.exitCode = 1;
       emit({ step: "submit-after", ...(await improveSketch(redis, sketch)) });
     }

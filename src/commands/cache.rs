@@ -37,7 +37,7 @@ pub const GET_OR_QUEUE: Command<(QueueKeys, JobSpec)> = Command {
             KEY_PARTS.opt(),
         ],
     },
-    parse: |words, config| grammar::cache::get_or_queue(words, config.max_payload_bytes),
+    parse: |words, config| grammar::cache::get_or_queue(words, config.json_limits()),
     handle: get_or_queue,
 };
 
@@ -68,7 +68,7 @@ pub const HASH_OF: Command<String> = Command {
         keys: Keys::None,
         args: &[oneof("input", &[KEY_PARTS, PAYLOAD])],
     },
-    parse: |words, config| grammar::cache::hash(words, config.max_payload_bytes),
+    parse: |words, config| grammar::cache::hash(words, config.json_limits()),
     handle: |_, hash| Ok(Out::bytes(hash)),
 };
 
@@ -112,7 +112,7 @@ pub const SET: Command<(QueueKeys, EntryWrite)> = Command {
             oneof("condition", &[ts("IFMATCH", "etag"), pure("IFNONE", "ifnone")]).opt(),
         ],
     },
-    parse: |words, config| grammar::cache::set(words, config.max_payload_bytes),
+    parse: |words, config| grammar::cache::set(words, config.json_limits()),
     handle: set,
 };
 

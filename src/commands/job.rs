@@ -41,7 +41,7 @@ pub const CREATE: Command<(QueueKeys, JobSpec)> = Command {
             COST,
         ],
     },
-    parse: |words, config| grammar::job::create(words, config.max_payload_bytes),
+    parse: |words, config| grammar::job::create(words, config.json_limits()),
     handle: create,
 };
 
@@ -145,7 +145,7 @@ pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
             ti("DELAY", "ms").opt(),
         ],
     },
-    parse: |words, config| grammar::job::update(words, config.max_payload_bytes),
+    parse: |words, config| grammar::job::update(words, config.json_limits()),
     handle: update,
 };
 

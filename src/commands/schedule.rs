@@ -37,7 +37,7 @@ pub const SET: Command<(QueueKeys, ScheduleSpec)> = Command {
             tt("START", "unix_ms").opt(),
         ],
     },
-    parse: |words, config| grammar::schedule::set(words, config.max_payload_bytes),
+    parse: |words, config| grammar::schedule::set(words, config.json_limits()),
     handle: |c, (q, spec)| Ok(Out::Int(c.with(&q, |s, env| schedule::set(s, &q, env, &spec))?)),
 };
 

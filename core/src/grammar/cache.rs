@@ -4,14 +4,14 @@ use crate::args::{check_size, once, positive, queue, unknown, Cursor};
 use crate::error::{AiError, Result};
 use crate::grammar::job_option;
 use crate::hash;
-use crate::json;
+use crate::json::{self, Limits};
 use crate::keys::QueueKeys;
 use crate::queue::cache::{Condition, EntryWrite};
 use crate::queue::create::JobSpec;
 
 /// CACHE.GETORQUEUE Q PAYLOAD json [HASH hex] [PRIORITY p] [MAXATTEMPTS n] [RETENTION ms]
 /// [CACHETTL ms] [DEADLINE ms] [META json] [GROUP g] [COST n] [KEY part ...]
-pub fn get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpec)> {
+pub fn get_or_queue(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, JobSpec)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let mut spec = JobSpec::new(Vec::new());
@@ -22,7 +22,7 @@ pub fn get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpe
                 // Parsed only where it is used (hashing it, or making the job): a cache hit
                 // with HASH or KEY answers without reading the payload.
                 let v = c.value("PAYLOAD")?;
-                check_size("PAYLOAD", v, max_bytes)?;
+                check_size("PAYLOAD", v, limits.max_bytes)?;
                 spec.payload = v.to_vec();
                 has_payload = true;
             }
@@ -35,28 +35,26 @@ pub fn get_or_queue(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpe
                 once(&mut spec.cache_ttl_ms, "CACHETTL", v)?
             }
             "KEY" => parts = Some(key_parts(&mut c)?),
-            other if job_option(&mut spec, other, &mut c, max_bytes)? => {}
+            other if job_option(&mut spec, other, &mut c, limits)? => {}
             _ => return Err(unknown(&kw)),
         }
     }
     if !has_payload {
         return Err(AiError::arg("PAYLOAD", "is required"));
     }
-    spec.hash = Some(lookup_hash(hash, parts.as_deref(), &spec.payload)?);
+    spec.hash = Some(lookup_hash(hash, parts.as_deref(), &spec.payload, limits)?);
     Ok((q, spec))
 }
 
 /// The hash a lookup uses: HASH as given, else the hash of the KEY parts, else the hash of
 /// the payload (which must then be JSON).
-fn lookup_hash(given: Option<String>, parts: Option<&[&[u8]]>, payload: &[u8]) -> Result<String> {
+fn lookup_hash(given: Option<String>, parts: Option<&[&[u8]]>, payload: &[u8], limits: Limits) -> Result<String> {
     match (given, parts) {
         (Some(_), Some(_)) => Err(AiError::syntax("HASH and KEY exclude each other")),
         (Some(h), None) => Ok(h),
         (None, Some(parts)) => Ok(hash::of_parts(parts)),
-        (None, None) => {
-            json::validate("PAYLOAD", payload)?;
-            hash::of_payload(payload)
-        }
+        // validated as it is canonicalized
+        (None, None) => hash::of_payload("PAYLOAD", payload, limits),
     }
 }
 
@@ -73,16 +71,16 @@ fn key_parts<'a>(c: &mut Cursor<'a>) -> Result<Vec<&'a [u8]>> {
 }
 
 /// CACHE.HASH [KEY part ...] | [PAYLOAD json]
-pub fn hash(args: &[&[u8]], max_bytes: i64) -> Result<String> {
+pub fn hash(args: &[&[u8]], limits: Limits) -> Result<String> {
     let mut c = Cursor::new(args);
     match c.keyword().as_deref() {
         Some("KEY") => Ok(hash::of_parts(&key_parts(&mut c)?)),
         Some("PAYLOAD") => {
-            let p = c.json("PAYLOAD", max_bytes)?;
+            let p = c.value("PAYLOAD")?;
             if let Some(kw) = c.keyword() {
                 return Err(unknown(&kw));
             }
-            hash::of_payload(p)
+            hash::of_payload("PAYLOAD", p, limits)
         }
         Some(other) => Err(unknown(other)),
         None => Err(AiError::syntax("CACHE.HASH needs KEY part ... or PAYLOAD json")),
@@ -105,13 +103,12 @@ pub fn key(args: &[&[u8]], allow_withetag: bool) -> Result<(QueueKeys, String, b
 }
 
 /// CACHE.SET Q hash json [TTL ms] [IFMATCH etag | IFNONE]
-pub fn set(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, EntryWrite)> {
+pub fn set(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, EntryWrite)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let h = hash::parse_hex("hash", c.next().ok_or_else(|| AiError::arg("hash", "is missing"))?)?;
     let v = c.next().ok_or_else(|| AiError::arg("json", "is missing"))?;
-    check_size("json", v, max_bytes)?;
-    json::validate("json", v)?;
+    json::validate("json", v, limits)?;
     let (mut ttl, mut cond) = (None, Condition::Always);
     while let Some(kw) = c.keyword() {
         let next = match kw.as_str() {

@@ -1,6 +1,7 @@
 //! The grammar of the JOB.* commands.
 
 use crate::args::{check_size, job_id, limit_period, once, positive, queue, status, unknown, Cursor, Kw};
+use crate::json::Limits;
 use crate::error::{AiError, Result};
 use crate::grammar::{job_option, start_option};
 use crate::hash;
@@ -14,7 +15,7 @@ use crate::ratelimit;
 
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY p] [DELAY ms | AT unix_ms] [MAXATTEMPTS n]
 /// [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
-pub fn create(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpec)> {
+pub fn create(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, JobSpec)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let mut spec = JobSpec::new(Vec::new());
@@ -23,7 +24,7 @@ pub fn create(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpec)> {
         if kw == "PAYLOAD" {
             has_payload = true;
         }
-        if job_option(&mut spec, &kw, &mut c, max_bytes)? || start_option(&mut spec, &kw, &mut c)? {
+        if job_option(&mut spec, &kw, &mut c, limits)? || start_option(&mut spec, &kw, &mut c)? {
             continue;
         }
         match kw.as_str() {
@@ -148,15 +149,15 @@ fn charge(c: &mut Cursor) -> Result<Charge> {
 
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
 /// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
-pub fn update(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, Vec<u8>, UpdateArgs)> {
+pub fn update(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Vec<u8>, UpdateArgs)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let id = job_id(&mut c)?.to_vec();
     let mut a = UpdateArgs::default();
     while let Some(kw) = c.keyword() {
         let known = lease_option(&mut a, &kw, &mut c)?
-            || report_option(&mut a, &kw, &mut c, max_bytes)?
-            || outcome_option(&mut a, &kw, &mut c, max_bytes)?;
+            || report_option(&mut a, &kw, &mut c, limits)?
+            || outcome_option(&mut a, &kw, &mut c, limits)?;
         if !known {
             return Err(unknown(&kw));
         }
@@ -195,11 +196,11 @@ fn update_status(v: &[u8]) -> Result<UpdateStatus> {
 }
 
 /// PROGRESS, PERCENT and META: what the job reports on its way, with any status.
-fn report_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor, max_bytes: i64) -> Result<bool> {
+fn report_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor, limits: Limits) -> Result<bool> {
     match kw {
         "PROGRESS" => {
             let p = c.value("PROGRESS")?;
-            check_size("PROGRESS", p, max_bytes)?;
+            check_size("PROGRESS", p, limits.max_bytes)?;
             a.progress = Some(p.to_vec())
         }
         "PERCENT" => {
@@ -210,7 +211,7 @@ fn report_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor, max_bytes: i64) -
             a.percent = Some(p)
         }
         "META" => {
-            let m = c.json_object("META", max_bytes)?.to_vec();
+            let m = c.json_object("META", limits)?.to_vec();
             once(&mut a.meta, "META", m)?
         }
         _ => return Ok(false),
@@ -219,15 +220,15 @@ fn report_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor, max_bytes: i64) -
 }
 
 /// RESULT, ERROR, CLASS, NORETRY, USAGE and DELAY: how the attempt ended.
-fn outcome_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor, max_bytes: i64) -> Result<bool> {
+fn outcome_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor, limits: Limits) -> Result<bool> {
     match kw {
         "RESULT" => {
-            let r = c.json("RESULT", max_bytes)?.to_vec();
+            let r = c.json("RESULT", limits)?.to_vec();
             once(&mut a.result, "RESULT", r)?
         }
         "ERROR" => {
             let e = c.value("ERROR")?;
-            check_size("ERROR", e, max_bytes)?;
+            check_size("ERROR", e, limits.max_bytes)?;
             once(&mut a.error, "ERROR", e.to_vec())?
         }
         "CLASS" => {
@@ -334,7 +335,7 @@ mod tests {
         let v = a(
             r#"q PAYLOAD {"a":1} ID j1 priority HIGH DELAY 5 MAXATTEMPTS 2 RETENTION 9 DEADLINE 7 META {} GROUP t COST 3"#,
         );
-        let (q, s) = create(&refs(&v), 1 << 20).unwrap();
+        let (q, s) = create(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
         assert_eq!(q.name(), b"q");
         assert_eq!(s.payload, br#"{"a":1}"#);
         assert_eq!(s.id.as_deref(), Some(&b"j1"[..]));
@@ -365,11 +366,11 @@ mod tests {
         ];
         for (line, arg) in cases {
             let v = a(line);
-            let e = create(&refs(&v), 1 << 20).unwrap_err();
+            let e = create(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap_err();
             assert!(e.message.contains(arg), "{line}: {}", e.message);
         }
         let v = a(r#"q PAYLOAD "0123456789""#);
-        assert_eq!(create(&refs(&v), 5).unwrap_err().code, crate::error::Code::TooBig);
+        assert_eq!(create(&refs(&v), crate::json::Limits::bytes(5)).unwrap_err().code, crate::error::Code::TooBig);
     }
 
     #[test]
@@ -384,11 +385,11 @@ mod tests {
             ("q j USAGE 5", "USAGE"),
         ] {
             let v = a(line);
-            let e = update(&refs(&v), 1 << 20).unwrap_err();
+            let e = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap_err();
             assert!(e.message.contains(arg), "{line}: {}", e.message);
         }
         let v = a("q j STATUS error ERROR boom CLASS 429 DELAY 100 TOKEN t");
-        let (_, id, u) = update(&refs(&v), 1 << 20).unwrap();
+        let (_, id, u) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
         assert_eq!(id, b"j");
         assert_eq!(u.delay_ms, Some(100));
     }

@@ -10,13 +10,14 @@ pub mod queue;
 pub mod schedule;
 
 use crate::args::{once, positive, priority, Cursor};
+use crate::json::Limits;
 use crate::error::{AiError, Result};
 use crate::queue::create::{JobSpec, Start};
 
 /// Parses one job option at `kw` if it is one; Ok(false) when `kw` is not a job option.
-pub fn job_option(spec: &mut JobSpec, kw: &str, c: &mut Cursor, max_bytes: i64) -> Result<bool> {
+pub fn job_option(spec: &mut JobSpec, kw: &str, c: &mut Cursor, limits: Limits) -> Result<bool> {
     match kw {
-        "PAYLOAD" => spec.payload = c.json("PAYLOAD", max_bytes)?.to_vec(),
+        "PAYLOAD" => spec.payload = c.json("PAYLOAD", limits)?.to_vec(),
         "PRIORITY" => spec.priority = priority(c.value("PRIORITY")?)?,
         "MAXATTEMPTS" => {
             let n = c.count("MAXATTEMPTS")?;
@@ -34,7 +35,7 @@ pub fn job_option(spec: &mut JobSpec, kw: &str, c: &mut Cursor, max_bytes: i64) 
             once(&mut spec.deadline_ms, "DEADLINE", v)?
         }
         "META" => {
-            let v = c.json_object("META", max_bytes)?.to_vec();
+            let v = c.json_object("META", limits)?.to_vec();
             once(&mut spec.meta, "META", v)?
         }
         "GROUP" => {

@@ -1,6 +1,7 @@
 //! The grammar of the SCHEDULE.* commands.
 
 use crate::args::{once, positive, queue, unknown, Cursor};
+use crate::json::Limits;
 use crate::error::{AiError, Result};
 use crate::grammar::job_option;
 use crate::keys::QueueKeys;
@@ -10,7 +11,7 @@ use crate::queue::schedule::{ScheduleSpec, Timetable};
 
 /// SCHEDULE.SET Q name (EVERY ms | CRON expr) PAYLOAD json [PRIORITY p] [MAXATTEMPTS n]
 /// [RETENTION ms] [DEADLINE ms] [META json] [OVERLAP skip|allow] [START unix_ms] [GROUP g] [COST n]
-pub fn set(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, ScheduleSpec)> {
+pub fn set(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, ScheduleSpec)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let name = c.next().ok_or_else(|| AiError::arg("name", "is missing"))?;
@@ -19,7 +20,7 @@ pub fn set(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, ScheduleSpec)> 
     let (mut has_payload, mut timing) = (false, Timing::default());
     while let Some(kw) = c.keyword() {
         has_payload |= kw == "PAYLOAD";
-        if !job_option(&mut job, &kw, &mut c, max_bytes)? && !timing_option(&mut timing, &kw, &mut c)? {
+        if !job_option(&mut job, &kw, &mut c, limits)? && !timing_option(&mut timing, &kw, &mut c)? {
             return Err(unknown(&kw));
         }
     }

@@ -66,7 +66,7 @@ pub fn get_or_queue<S: Store>(
         return Ok((Lookup::Pending(id), tally));
     }
     // a job is made: now the payload must be JSON (a hit or a pending answer never reads it)
-    crate::json::validate("PAYLOAD", &spec.payload)?;
+    crate::json::validate("PAYLOAD", &spec.payload, env.config.json_limits())?;
     let stale = pending_job(s, q, hash)?.is_some();
     let id = rng::uuid7(env.now, env.entropy).into_bytes();
     let mut tx = Tx::new(s, q, env.now, env.config);

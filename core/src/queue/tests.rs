@@ -532,7 +532,7 @@ mod cache_flows {
     fn goq(w: &mut World, payload: &str) -> Lookup<Vec<u8>> {
         let words: Vec<Vec<u8>> = vec![b"q".to_vec(), b"PAYLOAD".to_vec(), payload.as_bytes().to_vec()];
         let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
-        let (_, spec) = crate::grammar::cache::get_or_queue(&refs, 1 << 20).unwrap();
+        let (_, spec) = crate::grammar::cache::get_or_queue(&refs, crate::json::Limits::bytes(1 << 20)).unwrap();
         w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &spec).unwrap().0)
     }
 
@@ -617,7 +617,7 @@ mod schedules {
     fn set(w: &mut World, line: &str) -> i64 {
         let words: Vec<Vec<u8>> = line.split(' ').map(|x| x.as_bytes().to_vec()).collect();
         let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
-        let (_, spec) = crate::grammar::schedule::set(&refs, 1 << 20).unwrap();
+        let (_, spec) = crate::grammar::schedule::set(&refs, crate::json::Limits::bytes(1 << 20)).unwrap();
         w.with_env(|s, q, env| schedule::set(s, q, env, &spec).unwrap().0)
     }
 
@@ -699,7 +699,7 @@ mod schedules {
         ];
         for words in cases {
             let refs: Vec<&[u8]> = words.iter().map(|x| x.as_bytes()).collect();
-            assert!(crate::grammar::schedule::set(&refs, 1 << 20).is_err(), "{words:?}");
+            assert!(crate::grammar::schedule::set(&refs, crate::json::Limits::bytes(1 << 20)).is_err(), "{words:?}");
         }
     }
 }
@@ -810,5 +810,30 @@ mod charged_claims {
         let r = claim_charged(&mut w, vec![tpm(1000)]);
         assert_eq!(r.jobs.len(), 1);
         assert_eq!(held(&mut w, b"tpm:{q}", 1000), 1000);
+    }
+}
+
+/// The done event embeds the result up to `event_result_max_bytes`, else only its size.
+#[test]
+fn done_events_carry_a_large_result_by_reference() {
+    let mut w = World::new();
+    w.config.event_result_max_bytes = 10;
+    for (result, inline) in [(r#"{"t":"ab"}"#, true), (r#"{"t":"abc"}"#, false)] {
+        let id = w.job("{}");
+        w.update(&id, UpdateArgs { status: Some(UpdateStatus::Running), ..Default::default() }).unwrap();
+        let done = UpdateArgs {
+            status: Some(UpdateStatus::Done),
+            result: Some(result.as_bytes().to_vec()),
+            ..Default::default()
+        };
+        w.update(&id, done).unwrap();
+        let last = &w.s.published.last().unwrap().1;
+        let ev: serde_json::Value = serde_json::from_slice(last).unwrap();
+        assert_eq!(ev["type"], "done");
+        assert_eq!(ev["result_bytes"], result.len());
+        assert_eq!(ev.get("result").is_some(), inline, "{result}: {ev}");
+        if inline {
+            assert_eq!(ev["result"]["t"], "ab");
+        }
     }
 }

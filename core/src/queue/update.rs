@@ -130,7 +130,7 @@ fn complete<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, mut fields: Fi
     }
     tx.incr_meta(meta::COMPLETED, 1)?;
     tx.tally.completed += 1;
-    tx.event(job, "done", to, &[(record::RESULT, &result, true)]);
+    done_event(tx, job, to, &result);
     Ok(())
 }
 
@@ -290,4 +290,17 @@ pub fn release<S: Store>(
     let mut tx = Tx::new(s, q, env.now, env.config);
     requeue(&mut tx, &job, to, run_at, (job.attempts - 1).max(0))?;
     Ok((to, tx.commit()?))
+}
+
+/// The done event carries the result's size, and the result itself only up to
+/// `event-result-max-bytes`: a large result is published once per subscriber and kept in
+/// the events stream, so past that size readers fetch it with JOB.GET.
+fn done_event<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, result: &[u8]) {
+    let size = result.len().to_string();
+    let inline = i64::try_from(result.len()).is_ok_and(|n| n <= tx.config.event_result_max_bytes);
+    let mut extra = vec![("result_bytes", size.as_bytes(), true)];
+    if inline {
+        extra.push((record::RESULT, result, true));
+    }
+    tx.event(job, "done", to, &extra);
 }
