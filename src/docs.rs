@@ -324,6 +324,14 @@ static COMMANDS: &[Cmd] = &[
         args: &[Q, CURSOR, ti("COUNT", "n").opt()],
     },
     Cmd {
+        name: "queue.list",
+        arity: -1,
+        summary: "The queues this node holds, by name (a master's own; a replica refuses).",
+        complexity: "O(Q log COUNT) with Q the queues of the node",
+        keys: Keys::None,
+        args: &[ts("MATCH", "pattern").opt(), ts("AFTER", "name").opt(), ti("COUNT", "n").opt()],
+    },
+    Cmd {
         name: "cache.getorqueue",
         arity: -4,
         summary: "The cached result, or the id of the job computing it, or a new job: one atomic step.",

@@ -54,6 +54,7 @@ redis_module! {
         ["queue.purge", cmd!(2, commands::queue::purge), "write", 1, 1, 1, ""],
         ["queue.groupcap", cmd!(4, commands::queue::groupcap), "write deny-oom", 1, 1, 1, ""],
         ["queue.groups", cmd!(2, commands::queue::groups), "readonly", 1, 1, 1, ""],
+        ["queue.list", cmd!(1, commands::queue::list), "readonly", 0, 0, 0, ""],
         ["cache.getorqueue", cmd!(4, commands::cache::get_or_queue), "write deny-oom", 1, 1, 1, ""],
         ["cache.hash", cmd!(2, commands::cache::hash), "readonly fast", 0, 0, 0, ""],
         ["cache.get", cmd!(3, commands::cache::get), "readonly fast", 1, 1, 1, ""],

@@ -82,3 +82,36 @@ pub fn groups(c: &mut Call) -> Result<Out> {
         .collect();
     Ok(Out::Array(vec![Out::bytes(next.to_string()), Out::Array(entries)]))
 }
+
+/// QUEUE.LIST [MATCH pattern] [AFTER name] [COUNT n]: the queues of this node, by name.
+pub fn list(c: &mut Call) -> Result<Out> {
+    use aijob_core::store::Store;
+    let args = aijob_core::queues::parse(&c.args)?;
+    if !crate::timer::knows_all_queues(c.ctx) {
+        return Err(AiError::syntax(
+            "QUEUE.LIST answers on a master once it knows its queues: on a replica ask its master; after a load or a promotion try again shortly",
+        ));
+    }
+    // A queue whose keys are gone (FLUSHDB, a slot migrated away) stays in the registry
+    // until the timer looks at it again, so each candidate is checked: a queue holds a
+    // `meta` (every job and cache command makes it) or, with schedules only, `schedules`.
+    let mut after = args.after.clone();
+    let mut out = Vec::new();
+    while out.len() < args.count {
+        let want = args.count - out.len();
+        let probe = aijob_core::queues::ListArgs { pattern: args.pattern.clone(), after: after.take(), count: want };
+        let page = crate::timer::with_queue_names(c.ctx, |names| aijob_core::queues::page(names, &probe, want));
+        let short = page.len() < want;
+        after = page.last().cloned();
+        for name in page {
+            let q = aijob_core::keys::QueueKeys::new(&name)?;
+            if c.store.exists(&q.meta())? || c.store.exists(&q.schedules())? {
+                out.push(Out::Bytes(name));
+            }
+        }
+        if short {
+            break;
+        }
+    }
+    Ok(Out::Array(out))
+}
