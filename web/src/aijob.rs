@@ -1,0 +1,246 @@
+//! The aijob commands the dashboard sends, with typed replies. Every page's work is a
+//! handful of these: O(1) per queue or one bounded page, never a walk over jobs.
+
+use std::collections::BTreeMap;
+
+use redis::Value;
+
+use crate::backend::{as_int, as_list, as_map, as_text, describe, Backend};
+
+pub type Record = BTreeMap<String, Value>;
+
+/// A failed command, as the operator should read it.
+#[derive(Debug)]
+pub struct Failed(pub String);
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<redis::RedisError> for Failed {
+    fn from(e: redis::RedisError) -> Self {
+        Failed(describe(&e))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Failed>;
+
+pub const STATUSES: [&str; 6] = ["queued", "delayed", "running", "done", "error", "canceled"];
+
+fn cmd(name: &str, args: &[&str]) -> redis::Cmd {
+    let mut c = redis::cmd(name);
+    for a in args {
+        c.arg(*a);
+    }
+    c
+}
+
+/// A record field as text ("" when absent).
+pub fn text(r: &Record, name: &str) -> String {
+    r.get(name).and_then(as_text).unwrap_or_default()
+}
+
+pub fn int(r: &Record, name: &str) -> Option<i64> {
+    r.get(name).and_then(as_int)
+}
+
+/// Names of queues, in name order, from every master (QUEUE.LIST pages of 1000).
+pub async fn queues(b: &Backend, limit: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    // Each round asks every master for its next page after the same name. A master that
+    // filled its page may hold more names past its last one, so the merged page stops at
+    // the smallest such last name, and the next round starts after it.
+    loop {
+        let mut c = redis::cmd("QUEUE.LIST");
+        c.arg("COUNT").arg(1000);
+        if let Some(a) = &after {
+            c.arg("AFTER").arg(a);
+        }
+        let replies = b.on_every_master(&c).await?;
+        let mut bound: Option<String> = None;
+        let mut page: Vec<String> = Vec::new();
+        for r in &replies {
+            let names: Vec<String> = as_list(r).iter().filter_map(as_text).collect();
+            if names.len() == 1000 {
+                let last = names.last().cloned().unwrap_or_default();
+                bound = Some(bound.map_or(last.clone(), |b| b.min(last)));
+            }
+            page.extend(names);
+        }
+        page.sort();
+        page.dedup();
+        if let Some(b) = &bound {
+            page.retain(|n| n <= b);
+        }
+        out.extend(page);
+        if bound.is_none() || out.len() >= limit {
+            break;
+        }
+        after = bound;
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+pub async fn stats(b: &Backend, q: &str) -> Result<BTreeMap<String, i64>> {
+    let v = b.query(&cmd("QUEUE.STATS", &[q])).await?;
+    Ok(as_map(&v).into_iter().filter_map(|(k, v)| Some((k, as_int(&v)?))).collect())
+}
+
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub name: String,
+    pub queued: i64,
+    pub running: i64,
+    pub cap: i64,
+}
+
+impl Group {
+    pub fn at_cap(&self) -> bool {
+        self.cap > 0 && self.running >= self.cap
+    }
+}
+
+pub async fn groups(b: &Backend, q: &str, cursor: &str, count: usize) -> Result<(String, Vec<Group>)> {
+    let v = b.query(&cmd("QUEUE.GROUPS", &[q, "CURSOR", cursor, "COUNT", &count.to_string()])).await?;
+    let items = as_list(&v);
+    let next = items.first().and_then(as_text).unwrap_or_else(|| "0".into());
+    let groups = items
+        .get(1)
+        .map(as_list)
+        .unwrap_or_default()
+        .iter()
+        .map(|g| {
+            let m = as_map(g);
+            Group {
+                name: text(&m, "group"),
+                queued: int(&m, "queued").unwrap_or(0),
+                running: int(&m, "running").unwrap_or(0),
+                cap: int(&m, "cap").unwrap_or(0),
+            }
+        })
+        .collect();
+    Ok((next, groups))
+}
+
+/// One page of JOB.LIST: the next cursor ("0" at the end) and the records.
+pub async fn jobs(
+    b: &Backend,
+    q: &str,
+    status: Option<&str>,
+    cursor: &str,
+    count: usize,
+) -> Result<(String, Vec<Record>)> {
+    let mut c = cmd("JOB.LIST", &[q]);
+    if let Some(s) = status {
+        c.arg("STATUS").arg(s);
+    }
+    c.arg("CURSOR").arg(cursor).arg("COUNT").arg(count);
+    let v = b.query(&c).await?;
+    let items = as_list(&v);
+    let next = items.first().and_then(as_text).unwrap_or_else(|| "0".into());
+    let records = items.get(1).map(as_list).unwrap_or_default().iter().map(as_map).collect();
+    Ok((next, records))
+}
+
+/// The job as one JSON document (JOB.GET ... JSON), None when there is none.
+pub async fn job(b: &Backend, q: &str, id: &str) -> Result<Option<serde_json::Value>> {
+    match b.query(&cmd("JOB.GET", &[q, id, "JSON"])).await? {
+        Value::Nil => Ok(None),
+        v => {
+            let text = as_text(&v).unwrap_or_default();
+            serde_json::from_str(&text).map(Some).map_err(|e| Failed(format!("JOB.GET JSON is not JSON: {e}")))
+        }
+    }
+}
+
+pub async fn schedules(b: &Backend, q: &str) -> Result<Vec<Record>> {
+    let v = b.query(&cmd("SCHEDULE.LIST", &[q])).await?;
+    Ok(as_list(&v).iter().map(as_map).collect())
+}
+
+/// RATELIMIT.PEEK key LIMIT n PERIOD ms ...: [allowed, remaining, retry_after_ms, reset_ms].
+pub async fn peek(b: &Backend, words: &[String]) -> Result<Vec<i64>> {
+    let mut c = redis::cmd("RATELIMIT.PEEK");
+    for w in words {
+        c.arg(w);
+    }
+    let v = b.query(&c).await?;
+    Ok(as_list(&v).iter().filter_map(as_int).collect())
+}
+
+/// A command whose reply is a short status or count: the reply as text.
+pub async fn act(b: &Backend, name: &str, args: &[&str]) -> Result<String> {
+    let v = b.query(&cmd(name, args)).await?;
+    Ok(match v {
+        Value::Nil => "nil".into(),
+        v => as_text(&v).unwrap_or_else(|| "OK".into()),
+    })
+}
+
+/// A job's events from the queue's events stream, read with XREAD from the job's creation
+/// on (stream ids are times), at most `max` entries read: (type, data JSON), oldest first.
+pub async fn history(
+    b: &Backend,
+    q: &str,
+    id: &str,
+    from_ms: i64,
+    until_ms: i64,
+    max: usize,
+) -> Result<Vec<serde_json::Value>> {
+    let key = format!("aijob:{{{q}}}:events");
+    let mut last = format!("{}-0", (from_ms - 1).max(0));
+    let mut read = 0;
+    let mut out = Vec::new();
+    while read < max {
+        let mut c = redis::cmd("XREAD");
+        c.arg("COUNT").arg(500.min(max - read)).arg("STREAMS").arg(&key).arg(&last);
+        let v = b.query(&c).await?;
+        let entries = stream_entries(&v);
+        if entries.is_empty() {
+            break;
+        }
+        read += entries.len();
+        let mut past_end = false;
+        for (entry_id, fields) in entries {
+            past_end |= entry_ms(&entry_id) > until_ms;
+            if fields.get("id").map(String::as_str) == Some(id) {
+                if let Some(data) = fields.get("data").and_then(|d| serde_json::from_str(d).ok()) {
+                    out.push(data);
+                }
+            }
+            last = entry_id;
+        }
+        if past_end {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn entry_ms(id: &str) -> i64 {
+    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
+}
+
+/// The entries of an XREAD reply for one stream: (entry id, field -> value).
+pub fn stream_entries(v: &Value) -> Vec<(String, BTreeMap<String, String>)> {
+    // RESP2: [[key, [[id, [f, v, ...]], ...]]]; RESP3: {key: [[id, [f, v, ...]], ...]}
+    let per_stream: Vec<&Value> = match v {
+        Value::Array(streams) => streams.iter().filter_map(|s| as_list(s).get(1)).collect(),
+        Value::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for entries in per_stream {
+        for e in as_list(entries) {
+            let parts = as_list(e);
+            let (Some(id), Some(fields)) = (parts.first().and_then(as_text), parts.get(1)) else { continue };
+            let map = as_map(fields).into_iter().filter_map(|(k, v)| Some((k, as_text(&v)?))).collect();
+            out.push((id, map));
+        }
+    }
+    out
+}

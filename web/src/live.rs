@@ -1,0 +1,193 @@
+//! Live parts: one events-stream reader per watched queue, fanned out to every browser
+//! (a browser never costs a Redis connection), and a sampler of every queue's totals that
+//! the overview's throughput charts are drawn from.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::aijob;
+use crate::backend::Backend;
+
+/// Events buffered per queue for slow browsers (a lagging one skips ahead).
+const FANOUT_BUFFER: usize = 256;
+/// How long one XREAD waits before the reader checks whether anybody still listens.
+const BLOCK_MS: u64 = 5_000;
+
+/// The readers of the queues somebody watches.
+#[derive(Default)]
+pub struct Hub {
+    queues: Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>,
+}
+
+impl Hub {
+    /// A receiver of queue `q`'s events (each the event's JSON); starts the queue's reader
+    /// when it is the first.
+    pub fn subscribe(self: &Arc<Self>, backend: &Arc<Backend>, q: &str) -> broadcast::Receiver<Arc<str>> {
+        let mut map = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = map.get(q) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = broadcast::channel(FANOUT_BUFFER);
+        map.insert(q.to_string(), tx.clone());
+        tokio::spawn(read_queue(self.clone(), backend.clone(), q.to_string(), tx));
+        rx
+    }
+
+    /// Readers running now (tests and the bench watch this).
+    pub fn readers(&self) -> usize {
+        self.queues.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Forgets `q`'s reader unless somebody subscribed meanwhile; true when it may stop.
+    fn retire(&self, q: &str, tx: &broadcast::Sender<Arc<str>>) -> bool {
+        let mut map = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if tx.receiver_count() > 0 {
+            return false;
+        }
+        map.remove(q);
+        true
+    }
+}
+
+/// XREAD BLOCK on the queue's events stream, from now on, on a connection of its own.
+async fn read_queue(hub: Arc<Hub>, backend: Arc<Backend>, q: String, tx: broadcast::Sender<Arc<str>>) {
+    let key = format!("aijob:{{{q}}}:events");
+    let mut last = "$".to_string();
+    let mut reader = None;
+    loop {
+        if tx.receiver_count() == 0 && hub.retire(&q, &tx) {
+            return;
+        }
+        if reader.is_none() {
+            match backend.reader().await {
+                Ok(r) => reader = Some(r),
+                Err(e) => {
+                    tracing::warn!(queue = %q, error = %e, "events reader cannot connect; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(r) = reader.as_mut() else { continue };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(200).arg("BLOCK").arg(BLOCK_MS).arg("STREAMS").arg(&key).arg(&last);
+        match r.query(&cmd).await {
+            Ok(v) => {
+                for (id, fields) in aijob::stream_entries(&v) {
+                    if let Some(data) = fields.get("data") {
+                        let _ = tx.send(Arc::from(data.as_str()));
+                    }
+                    last = id;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(queue = %q, error = %e, "events reader lost its connection");
+                reader = None;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// How often the sampler reads every queue's totals, and how much history it keeps.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+const KEEP_MS: i64 = 65 * 60 * 1000;
+
+/// One reading of a queue's totals.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub at_ms: i64,
+    pub completed: i64,
+    pub failed: i64,
+}
+
+/// Totals over time per queue, in memory (since this dashboard started).
+#[derive(Default)]
+pub struct History {
+    queues: Mutex<BTreeMap<String, VecDeque<Sample>>>,
+}
+
+impl History {
+    pub fn record(&self, q: &str, s: Sample) {
+        let mut map = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = map.entry(q.to_string()).or_default();
+        ring.push_back(s);
+        while ring.front().is_some_and(|f| s.at_ms - f.at_ms > KEEP_MS) {
+            ring.pop_front();
+        }
+    }
+
+    pub fn samples(&self, q: &str) -> Vec<Sample> {
+        let map = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(q).map(|r| r.iter().copied().collect()).unwrap_or_default()
+    }
+}
+
+/// Per-minute (completed, failed) over the `minutes` before `now_ms`, oldest first, from
+/// the samples (a minute without samples on both sides is None: not measured).
+pub fn per_minute(samples: &[Sample], now_ms: i64, minutes: usize) -> Vec<Option<(i64, i64)>> {
+    let at = |t: i64| samples.iter().rev().find(|s| s.at_ms <= t).copied();
+    (0..minutes)
+        .map(|i| {
+            let end = now_ms - (minutes - 1 - i) as i64 * 60_000;
+            let start = end - 60_000;
+            let first_seen = samples.first()?.at_ms;
+            if end <= first_seen {
+                return None;
+            }
+            let a = at(start).unwrap_or(*samples.first()?);
+            let b = at(end)?;
+            Some(((b.completed - a.completed).max(0), (b.failed - a.failed).max(0)))
+        })
+        .collect()
+}
+
+/// Reads every queue's totals every SAMPLE_EVERY: one QUEUE.LIST per master and one
+/// QUEUE.STATS per queue, whatever the number of jobs.
+pub async fn sample_forever(backend: Arc<Backend>, history: Arc<History>) {
+    loop {
+        if let Ok(names) = aijob::queues(&backend, 10_000).await {
+            for q in names {
+                if let Ok(st) = aijob::stats(&backend, &q).await {
+                    let s = Sample {
+                        at_ms: now_ms(),
+                        completed: st.get("completed").copied().unwrap_or(0),
+                        failed: st.get("failed").copied().unwrap_or(0),
+                    };
+                    history.record(&q, s);
+                }
+            }
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minutes_are_deltas_of_the_totals() {
+        let s = |at_ms, completed, failed| Sample { at_ms, completed, failed };
+        let samples = vec![s(0, 0, 0), s(30_000, 5, 1), s(60_000, 10, 1), s(120_000, 40, 3)];
+        let m = per_minute(&samples, 120_000, 3);
+        assert_eq!(m, vec![None, Some((10, 1)), Some((30, 2))]);
+    }
+
+    #[test]
+    fn history_forgets_past_the_hour() {
+        let h = History::default();
+        for i in 0..100 {
+            h.record("q", Sample { at_ms: i * 60_000, completed: i, failed: 0 });
+        }
+        let kept = h.samples("q");
+        assert!(kept.len() <= 66 && kept.last().unwrap().completed == 99);
+    }
+}
