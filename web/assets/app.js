@@ -82,7 +82,9 @@
         if (typeof ev.progress === 'string') {
           document.getElementById('job-progress-text').textContent = ev.progress;
         }
-        if (ev.type !== 'progress') later(['job-main']);
+        // the server's page is the truth: a refresh started before this event may have
+        // brought older numbers, so every event ends with one more (debounced) refresh
+        later(['job-main']);
       } else {
         if (anySelected()) return;
         later(['queue-stats', 'jobs']);
