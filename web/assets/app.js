@@ -93,5 +93,8 @@
   }
 
   wire();
+  if (document.querySelector('[data-refresh]') && !document.querySelector('[data-live-queue]')) {
+    setBadge('auto-refresh', 'good');
+  }
   follow();
 })();

@@ -146,24 +146,25 @@ async fn overview(State(app): State<AppState>, ctx: Ctx) -> Page {
         Ok(n) => (n, None),
         Err(e) => (Vec::new(), Some(e.0)),
     };
-    let mut rows = Vec::with_capacity(names.len());
-    for q in names {
-        let stats = match aijob::stats(&app.backend, &q).await {
-            Ok(s) => s,
-            Err(e) => return Err(ctx.fail(e)),
-        };
-        let capped = if stats.get("groups").copied().unwrap_or(0) > 0 {
-            match aijob::groups(&app.backend, &q, "0", CAP_CHECK).await {
-                Ok((_, g)) => g.into_iter().filter(|g| g.at_cap()).collect(),
-                Err(e) => return Err(ctx.fail(e)),
-            }
-        } else {
-            Vec::new()
-        };
-        let samples = app.history.samples(&q);
-        rows.push(views::QueueRow { name: q, stats, samples, capped, groups_checked: CAP_CHECK });
-    }
+    // one QUEUE.STATS (and for queues with groups one QUEUE.GROUPS page) per queue, sent
+    // together over the multiplexed connection
+    let rows = futures::stream::iter(names.into_iter().map(|q| queue_row(&app, q))).buffered(64).collect::<Vec<_>>().await;
+    let rows = match rows.into_iter().collect::<Result<Vec<_>, Failed>>() {
+        Ok(r) => r,
+        Err(e) => return Err(ctx.fail(e)),
+    };
     Ok(Html(views::overview(&ctx, &rows, error.as_deref()).into_string()))
+}
+
+async fn queue_row(app: &AppState, q: String) -> Result<views::QueueRow, Failed> {
+    let stats = aijob::stats(&app.backend, &q).await?;
+    let capped = if stats.get("groups").copied().unwrap_or(0) > 0 {
+        aijob::groups(&app.backend, &q, "0", CAP_CHECK).await?.1.into_iter().filter(|g| g.at_cap()).collect()
+    } else {
+        Vec::new()
+    };
+    let samples = app.history.samples(&q);
+    Ok(views::QueueRow { name: q, stats, samples, capped, groups_checked: CAP_CHECK })
 }
 
 #[derive(Deserialize)]

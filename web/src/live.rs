@@ -120,6 +120,10 @@ impl History {
         }
     }
 
+    pub fn knows(&self, q: &str) -> bool {
+        self.queues.lock().map(|m| m.contains_key(q)).unwrap_or(false)
+    }
+
     pub fn samples(&self, q: &str) -> Vec<Sample> {
         let map = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         map.get(q).map(|r| r.iter().copied().collect()).unwrap_or_default()
@@ -146,23 +150,74 @@ pub fn per_minute(samples: &[Sample], now_ms: i64, minutes: usize) -> Vec<Option
 }
 
 /// Reads every queue's totals every SAMPLE_EVERY: one QUEUE.LIST per master and one
-/// QUEUE.STATS per queue, whatever the number of jobs.
+/// QUEUE.STATS per queue, whatever the number of jobs. A queue seen for the first time
+/// gets its last hour from the events stream, once.
 pub async fn sample_forever(backend: Arc<Backend>, history: Arc<History>) {
     loop {
         if let Ok(names) = aijob::queues(&backend, 10_000).await {
             for q in names {
-                if let Ok(st) = aijob::stats(&backend, &q).await {
-                    let s = Sample {
-                        at_ms: now_ms(),
-                        completed: st.get("completed").copied().unwrap_or(0),
-                        failed: st.get("failed").copied().unwrap_or(0),
-                    };
-                    history.record(&q, s);
+                let Ok(st) = aijob::stats(&backend, &q).await else { continue };
+                let now = Sample {
+                    at_ms: now_ms(),
+                    completed: st.get("completed").copied().unwrap_or(0),
+                    failed: st.get("failed").copied().unwrap_or(0),
+                };
+                if !history.knows(&q) {
+                    if let Ok(past) = past_hour(&backend, &q, now).await {
+                        for s in past {
+                            history.record(&q, s);
+                        }
+                    }
                 }
+                history.record(&q, now);
             }
         }
         tokio::time::sleep(SAMPLE_EVERY).await;
     }
+}
+
+/// Most events-stream entries read to rebuild a queue's last hour.
+const BACKFILL_READ: usize = 20_000;
+
+/// The queue's totals at each minute of the last hour, worked back from `now` by the
+/// `done` and `error` events of the events stream (XREAD from an hour ago).
+async fn past_hour(backend: &Backend, q: &str, now: Sample) -> Result<Vec<Sample>, aijob::Failed> {
+    let key = format!("aijob:{{{q}}}:events");
+    let mut last = format!("{}-0", now.at_ms - 3_600_000);
+    let mut ends: Vec<(i64, bool)> = Vec::new();
+    let mut read = 0;
+    while read < BACKFILL_READ {
+        let mut c = redis::cmd("XREAD");
+        c.arg("COUNT").arg(1000).arg("STREAMS").arg(&key).arg(&last);
+        let entries = aijob::stream_entries(&backend.query(&c).await?);
+        let Some((tail, _)) = entries.last() else { break };
+        last = tail.clone();
+        read += entries.len();
+        for (id, fields) in &entries {
+            let ms = id.split('-').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+            match fields.get("type").map(String::as_str) {
+                Some("done") => ends.push((ms, true)),
+                Some("error") => ends.push((ms, false)),
+                _ => {}
+            }
+        }
+    }
+    Ok(rebuild(&ends, now))
+}
+
+/// Samples at each whole minute from the first end to `now`: the totals then were today's
+/// minus what ended after.
+pub fn rebuild(ends: &[(i64, bool)], now: Sample) -> Vec<Sample> {
+    let Some(first) = ends.iter().map(|e| e.0).min() else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut t = first - first.rem_euclid(60_000);
+    while t < now.at_ms {
+        let (done_after, failed_after) =
+            ends.iter().filter(|e| e.0 > t).fold((0, 0), |(d, f), e| if e.1 { (d + 1, f) } else { (d, f + 1) });
+        out.push(Sample { at_ms: t, completed: now.completed - done_after, failed: now.failed - failed_after });
+        t += 60_000;
+    }
+    out
 }
 
 pub fn now_ms() -> i64 {
@@ -179,6 +234,20 @@ mod tests {
         let samples = vec![s(0, 0, 0), s(30_000, 5, 1), s(60_000, 10, 1), s(120_000, 40, 3)];
         let m = per_minute(&samples, 120_000, 3);
         assert_eq!(m, vec![None, Some((10, 1)), Some((30, 2))]);
+    }
+
+    #[test]
+    fn the_past_hour_is_rebuilt_from_the_ends() {
+        let now = Sample { at_ms: 600_000, completed: 10, failed: 2 };
+        let ends = [(130_000, true), (150_000, false), (400_000, true), (590_000, true)];
+        let past = rebuild(&ends, now);
+        assert_eq!(past.first().unwrap(), &Sample { at_ms: 120_000, completed: 7, failed: 1 });
+        assert_eq!(past.len(), 8);
+        let mut all = past.clone();
+        all.push(now);
+        let minutes = per_minute(&all, 600_000, 10);
+        let total: (i64, i64) = minutes.iter().flatten().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        assert_eq!(total, (3, 1));
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub fn status_badge(status: &str) -> Markup {
 }
 
 fn count_cell(n: i64, class: &str) -> Markup {
-    html! { td class={ "num" @if n > 0 && !class.is_empty() { " " (class) } } { (n) } }
+    html! { td class={ "num" @if n == 0 { " zero" } @else if !class.is_empty() { " " (class) } } { (n) } }
 }
 
 pub struct QueueRow {
@@ -366,12 +366,15 @@ fn jobs_table(ctx: &Ctx, v: &JobsView) -> Markup {
                                 td { (text(j, "group")) }
                                 td.num { (int(j, "attempts").unwrap_or(0)) "/" (int(j, "max_attempts").unwrap_or(0)) }
                                 td.progress {
-                                    @if let Some(p) = int(j, "percent") { progress max="100" value=(p) {} " " (p) "%" }
+                                    @if let (Some(p), "running") = (int(j, "percent"), status.as_str()) { progress max="100" value=(p) {} " " (p) "%" }
                                     " " span.muted { (clip(&text(j, "progress"), 40)) }
                                 }
                                 td.time title=(utc(int(j, "created_at").unwrap_or(0))) { (ago(int(j, "created_at").unwrap_or(0), ctx.now_ms)) }
                                 td.time title=(utc(int(j, "updated_at").unwrap_or(0))) { (ago(int(j, "updated_at").unwrap_or(0), ctx.now_ms)) }
-                                td.err { @let e = text(j, "error"); @if !e.is_empty() { span.cls { (text(j, "error_class")) } " " (clip(&e, 60)) } }
+                                td class={ "err" @if status != "error" { " earlier" } } title=[(status != "error").then_some("the last error, of an earlier attempt")] {
+                    @let e = text(j, "error");
+                    @if !e.is_empty() { @let c = text(j, "error_class"); @if !c.is_empty() { span.cls { (c) } " " } (clip(&e, 60)) }
+                }
                                 @if !ctx.read_only {
                                     td.rowacts {
                                         @if matches!(status.as_str(), "error" | "canceled") { button.small type="submit" name="one" value={ "retry " (id) } { "Retry" } }
