@@ -148,7 +148,8 @@ async fn overview(State(app): State<AppState>, ctx: Ctx) -> Page {
     };
     // one QUEUE.STATS (and for queues with groups one QUEUE.GROUPS page) per queue, sent
     // together over the multiplexed connection
-    let rows = futures::stream::iter(names.into_iter().map(|q| queue_row(&app, q))).buffered(64).collect::<Vec<_>>().await;
+    let rows =
+        futures::stream::iter(names.into_iter().map(|q| queue_row(&app, q))).buffered(64).collect::<Vec<_>>().await;
     let rows = match rows.into_iter().collect::<Result<Vec<_>, Failed>>() {
         Ok(r) => r,
         Err(e) => return Err(ctx.fail(e)),
@@ -163,8 +164,25 @@ async fn queue_row(app: &AppState, q: String) -> Result<views::QueueRow, Failed>
     } else {
         Vec::new()
     };
-    let samples = app.history.samples(&q);
+    let samples = samples_until_now(app, &q, &stats);
     Ok(views::QueueRow { name: q, stats, samples, capped, groups_checked: CAP_CHECK })
+}
+
+/// The sampled history, plus the totals this very page read: the chart's last minute is
+/// as fresh as the page.
+fn samples_until_now(
+    app: &AppState,
+    q: &str,
+    stats: &std::collections::BTreeMap<String, i64>,
+) -> Vec<crate::live::Sample> {
+    crate::live::first_look(&app.backend, &app.history, q);
+    let mut samples = app.history.samples(q);
+    samples.push(crate::live::Sample {
+        at_ms: now_ms(),
+        completed: stats.get("completed").copied().unwrap_or(0),
+        failed: stats.get("failed").copied().unwrap_or(0),
+    });
+    samples
 }
 
 #[derive(Deserialize)]
@@ -210,7 +228,7 @@ async fn queue_page(State(app): State<AppState>, Path(q): Path<String>, Query(p)
         }
     }
     let bulk = app.bulk.lock().ok().and_then(|m| m.get(&q).cloned());
-    let samples = app.history.samples(&q);
+    let samples = samples_until_now(&app, &q, &stats);
     let view = views::JobsView {
         q: &q,
         stats: &stats,

@@ -55,7 +55,10 @@ impl Hub {
 /// XREAD BLOCK on the queue's events stream, from now on, on a connection of its own.
 async fn read_queue(hub: Arc<Hub>, backend: Arc<Backend>, q: String, tx: broadcast::Sender<Arc<str>>) {
     let key = format!("aijob:{{{q}}}:events");
-    let mut last = "$".to_string();
+    // From the moment of the first subscription (stream ids are times), not "$": the first
+    // XREAD may be sent after an event the browser is already waiting for. Two seconds
+    // early covers a clock a little off; an event seen twice only redraws a page twice.
+    let mut last = format!("{}-0", now_ms() - 2_000);
     let mut reader = None;
     loop {
         if tx.receiver_count() == 0 && hub.retire(&q, &tx) {
@@ -108,6 +111,8 @@ pub struct Sample {
 #[derive(Default)]
 pub struct History {
     queues: Mutex<BTreeMap<String, VecDeque<Sample>>>,
+    /// Queues whose first look (the rebuilt hour) is under way.
+    looking: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl History {
@@ -133,6 +138,8 @@ impl History {
 /// Per-minute (completed, failed) over the `minutes` before `now_ms`, oldest first, from
 /// the samples (a minute without samples on both sides is None: not measured).
 pub fn per_minute(samples: &[Sample], now_ms: i64, minutes: usize) -> Vec<Option<(i64, i64)>> {
+    // a page's own reading, taken a moment after its clock, belongs to its last minute
+    let now_ms = samples.last().map_or(now_ms, |s| s.at_ms.max(now_ms));
     let at = |t: i64| samples.iter().rev().find(|s| s.at_ms <= t).copied();
     (0..minutes)
         .map(|i| {
@@ -149,6 +156,42 @@ pub fn per_minute(samples: &[Sample], now_ms: i64, minutes: usize) -> Vec<Option
         .collect()
 }
 
+/// A page shows a queue the sampler has not seen yet: its hour is rebuilt now, in the
+/// background, so the page's next refresh has a chart.
+pub fn first_look(backend: &Arc<Backend>, history: &Arc<History>, q: &str) {
+    if history.knows(q) {
+        return;
+    }
+    if !history.looking.lock().map(|mut l| l.insert(q.to_string())).unwrap_or(false) {
+        return;
+    }
+    let (backend, history, q) = (backend.clone(), history.clone(), q.to_string());
+    tokio::spawn(async move {
+        if let Ok(st) = aijob::stats(&backend, &q).await {
+            sample_one(&backend, &history, &q, &st).await;
+        }
+        if let Ok(mut l) = history.looking.lock() {
+            l.remove(&q);
+        }
+    });
+}
+
+async fn sample_one(backend: &Backend, history: &History, q: &str, st: &BTreeMap<String, i64>) {
+    let now = Sample {
+        at_ms: now_ms(),
+        completed: st.get("completed").copied().unwrap_or(0),
+        failed: st.get("failed").copied().unwrap_or(0),
+    };
+    if !history.knows(q) {
+        if let Ok(past) = past_hour(backend, q, now).await {
+            for s in past {
+                history.record(q, s);
+            }
+        }
+    }
+    history.record(q, now);
+}
+
 /// Reads every queue's totals every SAMPLE_EVERY: one QUEUE.LIST per master and one
 /// QUEUE.STATS per queue, whatever the number of jobs. A queue seen for the first time
 /// gets its last hour from the events stream, once.
@@ -156,20 +199,9 @@ pub async fn sample_forever(backend: Arc<Backend>, history: Arc<History>) {
     loop {
         if let Ok(names) = aijob::queues(&backend, 10_000).await {
             for q in names {
-                let Ok(st) = aijob::stats(&backend, &q).await else { continue };
-                let now = Sample {
-                    at_ms: now_ms(),
-                    completed: st.get("completed").copied().unwrap_or(0),
-                    failed: st.get("failed").copied().unwrap_or(0),
-                };
-                if !history.knows(&q) {
-                    if let Ok(past) = past_hour(&backend, &q, now).await {
-                        for s in past {
-                            history.record(&q, s);
-                        }
-                    }
+                if let Ok(st) = aijob::stats(&backend, &q).await {
+                    sample_one(&backend, &history, &q, &st).await;
                 }
-                history.record(&q, now);
             }
         }
         tokio::time::sleep(SAMPLE_EVERY).await;

@@ -299,7 +299,12 @@ pub fn queue_jobs(ctx: &Ctx, v: &JobsView) -> Markup {
                         }
                     }
                     span.spacer {}
-                    span.chartbox { (chart(v.samples, ctx.now_ms, 180, 26)) }
+                    span.chartbox {
+                        span.muted { "last hour " }
+                        @let (d, f) = hour_totals(v.samples, ctx.now_ms);
+                        span.hourly { (d) " done · " span class=[(f > 0).then_some("bad")] { (f) " failed" } }
+                        (chart(v.samples, ctx.now_ms, 180, 26))
+                    }
                 }
                 @if let Some(b) = &v.bulk {
                     div #bulk-progress.progressbox data-refresh=[(!b.finished).then_some("1000")] {

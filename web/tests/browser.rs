@@ -204,10 +204,27 @@ async fn a_created_job_appears_its_progress_bar_moves_and_it_finishes() {
         (id2, claim(&mut rc, "manual", &[]).expect("claim").1)
     };
     let _ = t2;
-    wait_until(Duration::from_secs(20), "the fetcher to finish the echo jobs", || {
-        (stat(&mut rc, "work", "done") == 6).then_some(())
+    for _ in 0..2 {
+        ok(
+            &mut rc,
+            &["JOB.CREATE", "work", "PAYLOAD", r#"{"provider":"no-such-provider","request":{}}"#, "MAXATTEMPTS", "1"],
+        );
+    }
+    let cached = json!({"provider": "echo", "request": {"text": "the same question"}}).to_string();
+    let first = array(&ok(&mut rc, &["CACHE.GETORQUEUE", "work", "PAYLOAD", &cached]));
+    let again = array(&ok(&mut rc, &["CACHE.GETORQUEUE", "work", "PAYLOAD", &cached]));
+    assert_eq!((s(&first[0]), s(&again[0])), ("queued".to_string(), "pending".to_string()));
+    wait_until(Duration::from_secs(20), "the fetcher to finish the echo jobs and fail the others", || {
+        (stat(&mut rc, "work", "done") == 7 && stat(&mut rc, "work", "error") == 2).then_some(())
     });
+    assert_eq!(s(&array(&ok(&mut rc, &["CACHE.GETORQUEUE", "work", "PAYLOAD", &cached]))[0]), "hit");
     b.goto(&web.url("/")).await.unwrap();
+    // the page's first view starts the queues' history; its auto-refresh draws the bars
+    until(Duration::from_secs(20), "the overview's chart to show the work done", move || async move {
+        b.find(Locator::Css("tr:nth-child(3) svg.chart rect.ok")).await.ok()?;
+        b.find(Locator::Css("svg.chart rect.fail")).await.ok()
+    })
+    .await;
     let overview = b.source().await.unwrap();
     for q in ["manual", "work", "ingest"] {
         assert!(overview.contains(&format!("href=\"/q/{q}\"")), "{q} on the overview");

@@ -66,10 +66,14 @@ pub struct Web {
 
 impl Web {
     pub fn start(redis: &Server, extra: &[&str], env: &[(&str, &str)]) -> Web {
+        Web::start_url(&redis.url(), extra, env)
+    }
+
+    /// The dashboard against any Redis URL (`redis+cluster://...` for a cluster).
+    pub fn start_url(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Web {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let url = redis.url();
-        let mut args = vec!["--listen", listen.as_str(), "--redis-url", url.as_str()];
+        let mut args = vec!["--listen", listen.as_str(), "--redis-url", url];
         args.extend_from_slice(extra);
         let mut proc = Proc::spawn("web", env!("CARGO_BIN_EXE_aijob-web"), &args, env);
         wait_until(Duration::from_secs(15), "aijob-web to answer /healthz", || {
