@@ -67,7 +67,10 @@
       if (pending) return;
       pending = setTimeout(function () { pending = null; refresh(ids); }, 400);
     }
-    es.onopen = function () { setBadge('live', 'good'); };
+    var parts = job ? ['job-main'] : ['queue-stats', 'jobs'];
+    // once subscribed, one redraw catches up with whatever happened since the page was
+    // made (and after a reconnect, with whatever the gap lost)
+    es.onopen = function () { setBadge('live', 'good'); later(parts); };
     es.onerror = function () { setBadge('reconnecting', 'warn'); };
     es.addEventListener('job', function (msg) {
       var ev;
@@ -84,10 +87,10 @@
         }
         // the server's page is the truth: a refresh started before this event may have
         // brought older numbers, so every event ends with one more (debounced) refresh
-        later(['job-main']);
+        later(parts);
       } else {
         if (anySelected()) return;
-        later(['queue-stats', 'jobs']);
+        later(parts);
       }
     });
   }

@@ -182,7 +182,8 @@ pub async fn act(b: &Backend, name: &str, args: &[&str]) -> Result<String> {
 }
 
 /// A job's events from the queue's events stream, read with XREAD from the job's creation
-/// on (stream ids are times), at most `max` entries read: (type, data JSON), oldest first.
+/// on (stream ids are times), at most `max` entries read: each event's JSON, oldest first,
+/// and how many entries were read.
 pub async fn history(
     b: &Backend,
     q: &str,
@@ -190,7 +191,7 @@ pub async fn history(
     from_ms: i64,
     until_ms: i64,
     max: usize,
-) -> Result<Vec<serde_json::Value>> {
+) -> Result<(Vec<serde_json::Value>, usize)> {
     let key = format!("aijob:{{{q}}}:events");
     let mut last = format!("{}-0", (from_ms - 1).max(0));
     let mut read = 0;
@@ -218,7 +219,7 @@ pub async fn history(
             break;
         }
     }
-    Ok(out)
+    Ok((out, read))
 }
 
 fn entry_ms(id: &str) -> i64 {

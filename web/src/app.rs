@@ -260,9 +260,9 @@ async fn job_page(State(app): State<AppState>, Path((q, id)): Path<(String, Stri
     };
     let at = |k: &str| job.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
     let until = if at("finished_at") > 0 { at("updated_at") } else { i64::MAX };
-    let history =
+    let (history, read) =
         aijob::history(&app.backend, &q, &id, at("created_at"), until, HISTORY_READ).await.unwrap_or_default();
-    Ok(Html(views::job(&ctx, &q, &id, &job, &history, HISTORY_READ).into_string()))
+    Ok(Html(views::job(&ctx, &q, &id, &job, &history, read).into_string()))
 }
 
 async fn schedules_page(State(app): State<AppState>, Path(q): Path<String>, ctx: Ctx) -> Page {

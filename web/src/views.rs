@@ -38,7 +38,7 @@ pub fn layout(ctx: &Ctx, title: &str, active: &str, body: Markup) -> Markup {
                     span.spacer {}
                     @if ctx.cluster { span.pill.info title="Redis Cluster: every master is asked" { "cluster" } }
                     @if ctx.read_only { span.pill.warn title="--read-only: no action is possible" { "read-only" } }
-                    span #live-badge.pill.muted { "static" }
+                    span #live-badge.pill.muted {}
                 }
                 main {
                     @if let Some((err, msg)) = &ctx.flash {
@@ -456,8 +456,9 @@ pub fn job(
                 }
             }
             div.progressbox {
-                progress #job-progress max="100" value=(percent.unwrap_or(if status == "done" { 100 } else { 0 })) {}
-                span #job-percent.pct { @if let Some(p) = percent { (p) "%" } @else if status == "done" { "100%" } @else { "–" } }
+                @let shown = if status == "done" { Some(100) } else { percent };
+                progress #job-progress max="100" value=(shown.unwrap_or(0)) {}
+                span #job-percent.pct { @if let Some(p) = shown { (p) "%" } @else { "–" } }
                 span #job-progress-text.muted { (s("progress")) }
             }
             @let err = s("error");
@@ -540,7 +541,7 @@ pub fn schedules(ctx: &Ctx, q: &str, stats: &std::collections::BTreeMap<String, 
                         td { @let j = text(s, "last_job_id"); @if !j.is_empty() { a href={ "/q/" (q) "/job/" (j) } { (short_id(&j)) } } }
                         td.num { (int(s, "runs").unwrap_or(0)) }
                         td.num { (int(s, "skipped").unwrap_or(0)) }
-                        td { @if paused { span.badge.paused { "paused" } } @else { span.badge.s-running { "active" } } }
+                        td { @if paused { span.badge.paused { "paused" } } @else { span.badge.s-done { "active" } } }
                         @if !ctx.read_only {
                             td.rowacts {
                                 @let base = format!("/q/{q}/schedules/{name}");
@@ -637,7 +638,7 @@ pub fn ratelimits(ctx: &Ctx, spec: &str, rows: &[PeekRow]) -> Markup {
         p.muted { "RATELIMIT.PEEK of the keys you name, one per line, with the windows they are hit with: " code { "key LIMIT n PERIOD ms [LIMIT n PERIOD ms ...] [COST c]" } ". A peek consumes nothing." }
         form.stack method="get" action="/ratelimits" {
             textarea name="keys" rows="5" cols="80" placeholder="aijob-rl:{echo}:rpm LIMIT 500 PERIOD 60000" { (spec) }
-            div { button type="submit" { "Peek" } }
+            div { button.primary type="submit" { "Peek" } }
         }
         @if !rows.is_empty() {
             table.grid {
@@ -649,7 +650,13 @@ pub fn ratelimits(ctx: &Ctx, spec: &str, rows: &[PeekRow]) -> Markup {
                             @match &r.reply {
                                 Ok(v) if v.len() == 4 => {
                                     td { @if v[0] == 1 { span.badge.s-done { "yes" } } @else { span.badge.s-error { "no" } } }
-                                    td.num { (v[1]) }
+                                    td.num {
+                                        @if let Some(limit) = first_limit(&r.line) {
+                                            progress.used max=(limit) value=((limit - v[1]).max(0)) title="used of the tightest window's limit" {}
+                                            " "
+                                        }
+                                        (v[1])
+                                    }
                                     td.num { (duration(v[2])) }
                                     td.num { (duration(v[3])) }
                                 }
@@ -663,6 +670,13 @@ pub fn ratelimits(ctx: &Ctx, spec: &str, rows: &[PeekRow]) -> Markup {
         }
     };
     layout(ctx, "Rate limits", "ratelimits", body)
+}
+
+/// The LIMIT of a PEEK line's first window.
+fn first_limit(line: &str) -> Option<i64> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| w.eq_ignore_ascii_case("LIMIT"))?;
+    words.get(at + 1)?.parse().ok().filter(|n| *n > 0)
 }
 
 pub fn error_page(ctx: &Ctx, title: &str, detail: &str) -> Markup {
