@@ -131,10 +131,10 @@ async fn a_created_job_appears_its_progress_bar_moves_and_it_finishes() {
     create(&mut rc, "manual", &["PRIORITY", "low"]);
     b.goto(&web.url("/q/manual")).await.unwrap();
     until(Duration::from_secs(10), "the page to follow the queue live", move || async move {
-        (text_of(&b, "#live-badge").await? == "live").then_some(())
+        (text_of(b, "#live-badge").await? == "live").then_some(())
     })
     .await;
-    js(&b, "window.__sameDocument = 1; return 1;").await;
+    js(b, "window.__sameDocument = 1; return 1;").await;
     let payload = r#"{"provider":"echo","request":{"text":"summarize the quarterly report"},"model":"demo"}"#;
     let id = s(&ok(
         &mut rc,
@@ -157,7 +157,7 @@ async fn a_created_job_appears_its_progress_bar_moves_and_it_finishes() {
         b.find(Locator::Css(link)).await.ok()
     })
     .await;
-    assert_eq!(js(&b, "return window.__sameDocument;").await, json!(1), "it appeared live, without a reload");
+    assert_eq!(js(b, "return window.__sameDocument;").await, json!(1), "it appeared live, without a reload");
 
     // the job page: the test is the worker; the bar follows each PERCENT live
     // the live table may be redrawn between finding the link and clicking it: try again
@@ -166,11 +166,11 @@ async fn a_created_job_appears_its_progress_bar_moves_and_it_finishes() {
     })
     .await;
     until(Duration::from_secs(10), "the job page, live", move || async move {
-        (text_of(&b, "#live-badge").await? == "live" && b.find(Locator::Css("#job-progress")).await.is_ok())
+        (text_of(b, "#live-badge").await? == "live" && b.find(Locator::Css("#job-progress")).await.is_ok())
             .then_some(())
     })
     .await;
-    js(&b, "window.__sameDocument = 2; return 1;").await;
+    js(b, "window.__sameDocument = 2; return 1;").await;
     let (cid, token) = claim(&mut rc, "manual", &["WORKER", "test-worker-1", "LEASE", "60000"]).expect("a claim");
     assert_eq!(cid, id, "high priority first");
     for (percent, step) in [(25, "reading the report"), (70, "writing the summary")] {
@@ -178,29 +178,29 @@ async fn a_created_job_appears_its_progress_bar_moves_and_it_finishes() {
         until(Duration::from_secs(10), &format!("the bar at {percent}"), move || async move {
             let v = b.execute("return document.getElementById('job-progress').value;", vec![]).await.ok()?;
             (v.as_f64()? == percent as f64
-                && text_of(&b, "#job-percent").await? == format!("{percent}%")
-                && text_of(&b, "#job-progress-text").await? == step)
+                && text_of(b, "#job-percent").await? == format!("{percent}%")
+                && text_of(b, "#job-progress-text").await? == step)
                 .then_some(())
         })
         .await;
     }
-    assert_eq!(js(&b, "return window.__sameDocument;").await, json!(2), "the bar moved without a reload");
+    assert_eq!(js(b, "return window.__sameDocument;").await, json!(2), "the bar moved without a reload");
     until(Duration::from_secs(10), "the page to show the worker", move || async move {
         let src = b.source().await.ok()?;
         src.contains("test-worker-1").then_some(())
     })
     .await;
-    screenshot(&b, "job-running").await;
+    screenshot(b, "job-running").await;
     let result = r#"{"text":"Revenue grew 12%; costs flat.","usage":{"input_tokens":812,"output_tokens":64}}"#;
     ok(&mut rc, &["JOB.UPDATE", "manual", &id, "TOKEN", &token, "STATUS", "done", "RESULT", result, "USAGE", "876"]);
     until(Duration::from_secs(10), "the page to show the job done", move || async move {
-        (text_of(&b, "#job-status").await? == "done").then_some(())
+        (text_of(b, "#job-status").await? == "done").then_some(())
     })
     .await;
     let page = b.source().await.unwrap();
     assert!(page.contains("Revenue grew 12%"), "the result is shown");
     assert!(page.contains("created") && page.contains("running") && page.contains("progress"), "the event history");
-    screenshot(&b, "job").await;
+    screenshot(b, "job").await;
 
     // some traffic for the overview: echo jobs the fetcher runs, one failure, a paused queue
     for i in 0..6 {
@@ -243,9 +243,9 @@ async fn a_created_job_appears_its_progress_bar_moves_and_it_finishes() {
     }
     assert!(overview.contains("paused"), "the paused queue is marked");
     assert!(overview.contains("tenant-7"), "the group at its cap is named");
-    screenshot(&b, "overview").await;
+    screenshot(b, "overview").await;
     b.goto(&web.url("/q/work")).await.unwrap();
-    screenshot(&b, "queue").await;
+    screenshot(b, "queue").await;
     client.close().await.unwrap();
 }
 
@@ -266,24 +266,24 @@ async fn a_failed_job_is_retried_from_the_page_and_pausing_stops_claims() {
     let b = &client;
 
     b.goto(&web.url(&format!("/q/work/job/{failed}"))).await.unwrap();
-    assert_eq!(text_of(&b, "#job-status").await.unwrap(), "error");
-    assert!(text_of(&b, ".errorbox").await.unwrap().contains("HTTP 503 from provider"));
-    screenshot(&b, "job-failed").await;
-    click_button(&b, ".head .actions", "Retry").await;
+    assert_eq!(text_of(b, "#job-status").await.unwrap(), "error");
+    assert!(text_of(b, ".errorbox").await.unwrap().contains("HTTP 503 from provider"));
+    screenshot(b, "job-failed").await;
+    click_button(b, ".head .actions", "Retry").await;
     wait_until(Duration::from_secs(20), "the retried job to be done", || {
         (fs(&ok(&mut rc, &["JOB.GET", "work", &failed]), "status") == "done").then_some(())
     });
     until(Duration::from_secs(10), "the page to show it done", move || async move {
-        (text_of(&b, "#job-status").await? == "done").then_some(())
+        (text_of(b, "#job-status").await? == "done").then_some(())
     })
     .await;
-    assert!(text_of(&b, ".flash").await.unwrap_or_default().contains("1 of 1 job retried"));
+    assert!(text_of(b, ".flash").await.unwrap_or_default().contains("1 of 1 job retried"));
 
     // pause from the page: the fetcher claims nothing more from it
     b.goto(&web.url("/q/work")).await.unwrap();
-    click_button(&b, ".head .actions", "Pause").await;
+    click_button(b, ".head .actions", "Pause").await;
     until(Duration::from_secs(10), "the page to show the queue paused", move || async move {
-        text_of(&b, "h1").await?.contains("paused").then_some(())
+        text_of(b, "h1").await?.contains("paused").then_some(())
     })
     .await;
     assert_eq!(stat(&mut rc, "work", "paused"), 1);
@@ -296,8 +296,8 @@ async fn a_failed_job_is_retried_from_the_page_and_pausing_stops_claims() {
     // ... while the paused queue's job, made before it, was never claimed
     let r = ok(&mut rc, &["JOB.GET", "work", &held]);
     assert_eq!((fs(&r, "status"), fi(&r, "attempts")), ("queued".to_string(), 0));
-    screenshot(&b, "queue-paused").await;
-    click_button(&b, ".head .actions", "Resume").await;
+    screenshot(b, "queue-paused").await;
+    click_button(b, ".head .actions", "Resume").await;
     wait_until(Duration::from_secs(20), "the held job to run once resumed", || {
         (fs(&ok(&mut rc, &["JOB.GET", "work", &held]), "status") == "done").then_some(())
     });
@@ -308,12 +308,12 @@ async fn a_failed_job_is_retried_from_the_page_and_pausing_stops_claims() {
     ok(&mut rc, &["SCHEDULE.SET", "work", "poll-provider", "EVERY", "5000", "PAYLOAD", payload, "PRIORITY", "high"]);
     ok(&mut rc, &["SCHEDULE.PAUSE", "work", "poll-provider"]);
     b.goto(&web.url("/q/work/schedules")).await.unwrap();
-    click_button(&b, "table", "Run now").await;
+    click_button(b, "table", "Run now").await;
     until(Duration::from_secs(10), "the run-now message", move || async move {
-        text_of(&b, ".flash").await?.contains("ran now").then_some(())
+        text_of(b, ".flash").await?.contains("ran now").then_some(())
     })
     .await;
-    screenshot(&b, "schedules").await;
+    screenshot(b, "schedules").await;
     for (g, n) in [("acme", 3), ("globex", 0), ("initech", 12)] {
         for _ in 0..n {
             create(&mut rc, "tenants", &["GROUP", g]);
@@ -324,23 +324,23 @@ async fn a_failed_job_is_retried_from_the_page_and_pausing_stops_claims() {
     b.goto(&web.url("/q/tenants/groups")).await.unwrap();
     b.find(Locator::Css("input[name=group]")).await.unwrap().send_keys("initech").await.unwrap();
     b.find(Locator::Css("input[name=cap]")).await.unwrap().send_keys("4").await.unwrap();
-    click_button(&b, "form.filters", "Set cap").await;
+    click_button(b, "form.filters", "Set cap").await;
     until(Duration::from_secs(10), "the cap to be set", move || async move {
-        text_of(&b, ".flash").await?.contains("Cap of initech set to 4").then_some(())
+        text_of(b, ".flash").await?.contains("Cap of initech set to 4").then_some(())
     })
     .await;
-    screenshot(&b, "groups").await;
+    screenshot(b, "groups").await;
     for _ in 0..7 {
         ok(&mut rc, &["RATELIMIT.HIT", "rl:{client42}", "LIMIT", "10", "PERIOD", "60000"]);
     }
     b.goto(&web.url("/ratelimits?keys=rl%3A%7Bclient42%7D+LIMIT+10+PERIOD+60000%0Arl%3A%7Bnew%7D+LIMIT+5+PERIOD+1000"))
         .await
         .unwrap();
-    let remaining = text_of(&b, "tbody tr:first-child td:nth-child(3)").await.unwrap();
+    let remaining = text_of(b, "tbody tr:first-child td:nth-child(3)").await.unwrap();
     assert_eq!(remaining.trim(), "3", "7 of 10 used: 3 remain");
-    screenshot(&b, "ratelimits").await;
+    screenshot(b, "ratelimits").await;
     b.goto(&web.url("/q/tenants/purge?status=queued")).await.unwrap();
-    screenshot(&b, "purge-confirm").await;
+    screenshot(b, "purge-confirm").await;
     client.close().await.unwrap();
 }
 
@@ -363,16 +363,16 @@ async fn a_script_payload_stays_inert_and_posts_without_token_or_in_read_only_ar
         b.goto(&web.url(&path)).await.unwrap();
         // give an injected handler every chance: wait for the page's own script to run
         until(Duration::from_secs(10), "the page's script to run", move || async move {
-            (text_of(&b, "#live-badge").await? == "live").then_some(())
+            (text_of(b, "#live-badge").await? == "live").then_some(())
         })
         .await;
-        assert_eq!(js(&b, "return typeof window.__pwned;").await, json!("undefined"), "{path}: nothing injected ran");
+        assert_eq!(js(b, "return typeof window.__pwned;").await, json!("undefined"), "{path}: nothing injected ran");
     }
     b.goto(&web.url(&format!("/q/q/job/{id}"))).await.unwrap();
-    let shown = text_of(&b, "pre.json").await.unwrap();
+    let shown = text_of(b, "pre.json").await.unwrap();
     assert!(shown.contains("<script>window.__pwned=1</script>"), "the payload is shown as text: {shown}");
-    assert!(text_of(&b, ".errorbox").await.unwrap().contains("<script>window.__pwned=3</script>"));
-    screenshot(&b, "job-escaped").await;
+    assert!(text_of(b, ".errorbox").await.unwrap().contains("<script>window.__pwned=3</script>"));
+    screenshot(b, "job-escaped").await;
 
     // a POST from the page without the token is refused, and nothing changes
     let post = |path: &str, body: &str| {
@@ -391,11 +391,11 @@ async fn a_script_payload_stays_inert_and_posts_without_token_or_in_read_only_ar
     // read-only: no action on any page, and the server refuses them anyway
     b.goto(&ro.url(&format!("/q/q/job/{id}"))).await.unwrap();
     assert!(b.find_all(Locator::Css("form[method=post], button")).await.unwrap().is_empty(), "no action shown");
-    assert_eq!(text_of(&b, "header .pill.warn").await.unwrap(), "read-only");
-    screenshot(&b, "job-read-only").await;
+    assert_eq!(text_of(b, "header .pill.warn").await.unwrap(), "read-only");
+    screenshot(b, "job-read-only").await;
     b.goto(&ro.url("/q/q")).await.unwrap();
     assert!(b.find_all(Locator::Css("form[method=post]")).await.unwrap().is_empty());
-    let r = b.execute_async(&post(&format!("/q/q/jobs"), &format!("one=retry+{id}")), vec![]).await.unwrap();
+    let r = b.execute_async(&post("/q/q/jobs", &format!("one=retry+{id}")), vec![]).await.unwrap();
     assert_eq!(r[0], json!(403), "{r}");
     assert!(r[1].as_str().unwrap().contains("read-only"));
     assert_eq!(stat(&mut rc, "q", "error"), 1, "the failed job was not retried");

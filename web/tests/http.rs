@@ -167,7 +167,8 @@ async fn a_post_needs_the_csrf_token_of_its_cookie() {
     // no cookie, no token, a wrong token, another session's token: refused, nothing changes
     let (other_cookie, other_token) = session(&web, "/").await;
     assert_ne!(other_token, token);
-    let cases: [(Option<&str>, &[(&str, &str)]); 4] = [
+    type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 4] = [
         (None, &[("csrf", token.as_str())]),
         (Some(cookie.as_str()), &[]),
         (Some(cookie.as_str()), &[("csrf", "00000000000000000000000000000000")]),
@@ -258,7 +259,7 @@ async fn everything_shown_is_escaped_and_no_secret_is_shown() {
     });
     let get = |path: String| async move {
         let r =
-            http().get(format!("http://{listen}{path}", listen = format!("127.0.0.1:{port}"))).send().await.unwrap();
+            http().get(format!("http://127.0.0.1:{port}{path}")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         r.text().await.unwrap()
     };
