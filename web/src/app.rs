@@ -336,7 +336,7 @@ async fn ratelimits_page(State(app): State<AppState>, Query(p): Query<PeekQuery>
 /// Where to go after an action: the form's `next` (a path of this site only), with a
 /// message for the page to show.
 fn back(form: &Posted, fallback: &str, outcome: Result<String, String>) -> Response {
-    let next = form.get("next").filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'));
+    let next = form.get("next").filter(|n| local_path(n));
     let next = next.unwrap_or(fallback);
     let (k, v) = match outcome {
         Ok(m) => ("msg", m),
@@ -345,6 +345,15 @@ fn back(form: &Posted, fallback: &str, outcome: Result<String, String>) -> Respo
     let sep = if next.contains('?') { '&' } else { '?' };
     let q = serde_urlencoded::to_string([(k, v)]).unwrap_or_default();
     Redirect::to(&format!("{next}{sep}{q}")).into_response()
+}
+
+/// A path of this site: no scheme, no other host (`//x`, `/\\x`), nothing a browser
+/// would strip or turn into a host.
+fn local_path(p: &str) -> bool {
+    p.starts_with('/')
+        && !p.starts_with("//")
+        && p.len() <= 2_000
+        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.:-?=&%+~".contains(&b))
 }
 
 fn refuse(why: &str) -> Response {

@@ -46,7 +46,29 @@ pub fn authorized(cred: &Credential, headers: &HeaderMap) -> bool {
     }
 }
 
+/// Whether a Host header names this machine's loopback (any port).
+pub fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    matches!(name, "localhost" | "::1") || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 pub async fn require_credential(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if app.config.credential == Credential::None {
+        // Without a credential only loopback is served, and only under a loopback name: a
+        // page of another site that rebinds its DNS name to 127.0.0.1 gets nothing.
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if !loopback_host(host) {
+            return (
+                StatusCode::FORBIDDEN,
+                "aijob-web: without a credential only http://127.0.0.1 and http://localhost are served\n",
+            )
+                .into_response();
+        }
+        return next.run(req).await;
+    }
     if authorized(&app.config.credential, req.headers()) {
         return next.run(req).await;
     }
@@ -180,6 +202,16 @@ mod tests {
         assert!(!authorized(&b, &with_auth(&basic("dev", "pw"))));
         assert!(!authorized(&b, &with_auth("Bearer pw")));
         assert!(authorized(&Credential::None, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["127.0.0.1:8080", "localhost:8080", "localhost", "[::1]:8080", "127.0.0.2:1"] {
+            assert!(loopback_host(h), "{h}");
+        }
+        for h in ["evil.example:8080", "10.0.0.1:8080", "", "[2001:db8::1]:80", "localhost.evil.example"] {
+            assert!(!loopback_host(h), "{h}");
+        }
     }
 
     #[test]

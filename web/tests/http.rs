@@ -149,6 +149,11 @@ async fn every_page_has_the_csp_and_no_inline_script() {
     let js = http().get(web.url("/static/app.js")).send().await.unwrap();
     assert_eq!(js.status(), StatusCode::OK);
     assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    // without a credential, a name other than loopback's is refused (DNS rebinding)
+    let r = http().get(web.url("/")).header("host", "evil.example").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = http().get(web.url("/")).header("host", format!("localhost:{}", web.port)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     let r = http().get(web.url("/q/bad%20name")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = http().get(web.url("/q/q/job/nope")).send().await.unwrap();
@@ -189,8 +194,10 @@ async fn a_post_needs_the_csrf_token_of_its_cookie() {
     assert!(r.headers()[LOCATION].to_str().unwrap().starts_with("/q/q?msg="));
     assert_eq!(paused(&mut rc, "q"), 1);
     // `next` goes nowhere but this site
-    let r = post(&web, "/q/q/resume", Some(&cookie), &[("csrf", &token), ("next", "//evil.example/x")]).await;
-    assert!(r.headers()[LOCATION].to_str().unwrap().starts_with("/q/q?"), "{:?}", r.headers()[LOCATION]);
+    for evil in ["//evil.example/x", "/\t/evil.example", "/\\evil.example", "https://evil.example"] {
+        let r = post(&web, "/q/q/resume", Some(&cookie), &[("csrf", &token), ("next", evil)]).await;
+        assert!(r.headers()[LOCATION].to_str().unwrap().starts_with("/q/q?"), "{evil}: {:?}", r.headers()[LOCATION]);
+    }
     assert_eq!(paused(&mut rc, "q"), 0);
 }
 
@@ -258,8 +265,7 @@ async fn everything_shown_is_escaped_and_no_secret_is_shown() {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
     let get = |path: String| async move {
-        let r =
-            http().get(format!("http://127.0.0.1:{port}{path}")).send().await.unwrap();
+        let r = http().get(format!("http://127.0.0.1:{port}{path}")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         r.text().await.unwrap()
     };
