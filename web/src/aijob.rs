@@ -181,49 +181,50 @@ pub async fn act(b: &Backend, name: &str, args: &[&str]) -> Result<String> {
     })
 }
 
-/// A job's events from the queue's events stream, read with XREAD from the job's creation
-/// on (stream ids are times), at most `max` entries read: each event's JSON, oldest first,
-/// and how many entries were read.
+/// A job's events from the queue's events stream. Stream ids are times, so one XREAD of
+/// `per_window` entries starts at each instant the job records (created, started, updated,
+/// finished): each of its moves is near the start of one window, however busy the queue.
+/// Each event's JSON, oldest first, and how many entries were read.
 pub async fn history(
     b: &Backend,
     q: &str,
     id: &str,
-    from_ms: i64,
-    until_ms: i64,
-    max: usize,
+    instants: &[i64],
+    per_window: usize,
 ) -> Result<(Vec<serde_json::Value>, usize)> {
     let key = format!("aijob:{{{q}}}:events");
-    let mut last = format!("{}-0", (from_ms - 1).max(0));
+    let mut starts: Vec<i64> = instants.iter().copied().filter(|t| *t > 0).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let mut found: BTreeMap<(i64, i64), serde_json::Value> = BTreeMap::new();
     let mut read = 0;
-    let mut out = Vec::new();
-    while read < max {
-        let mut c = redis::cmd("XREAD");
-        c.arg("COUNT").arg(500.min(max - read)).arg("STREAMS").arg(&key).arg(&last);
-        let v = b.query(&c).await?;
-        let entries = stream_entries(&v);
-        if entries.is_empty() {
-            break;
+    let mut covered_until = (0i64, 0i64);
+    for t in starts {
+        // a window that began earlier already read past this instant
+        if (t, 0) <= covered_until {
+            continue;
         }
+        let mut c = redis::cmd("XREAD");
+        c.arg("COUNT").arg(per_window).arg("STREAMS").arg(&key).arg(format!("{}-0", t - 1));
+        let entries = stream_entries(&b.query(&c).await?);
         read += entries.len();
-        let mut past_end = false;
         for (entry_id, fields) in entries {
-            past_end |= entry_ms(&entry_id) > until_ms;
+            let pos = entry_pos(&entry_id);
+            covered_until = covered_until.max(pos);
             if fields.get("id").map(String::as_str) == Some(id) {
                 if let Some(data) = fields.get("data").and_then(|d| serde_json::from_str(d).ok()) {
-                    out.push(data);
+                    found.insert(pos, data);
                 }
             }
-            last = entry_id;
-        }
-        if past_end {
-            break;
         }
     }
-    Ok((out, read))
+    Ok((found.into_values().collect(), read))
 }
 
-fn entry_ms(id: &str) -> i64 {
-    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
+/// A stream id as (ms, sequence), ordered as the stream orders them.
+fn entry_pos(id: &str) -> (i64, i64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// The entries of an XREAD reply for one stream: (entry id, field -> value).

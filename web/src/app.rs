@@ -31,8 +31,8 @@ const FILTER_SCAN: usize = 500;
 const CAP_CHECK: usize = 100;
 /// Jobs retried per batch by "retry all failed".
 const RETRY_BATCH: usize = 100;
-/// Events-stream entries a job page reads for the job's history.
-const HISTORY_READ: usize = 2_000;
+/// Events-stream entries a job page reads from each of the job's instants (at most four).
+const HISTORY_WINDOW: usize = 250;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -259,9 +259,8 @@ async fn job_page(State(app): State<AppState>, Path((q, id)): Path<(String, Stri
         Err(e) => return Err(ctx.fail(e)),
     };
     let at = |k: &str| job.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
-    let until = if at("finished_at") > 0 { at("updated_at") } else { i64::MAX };
-    let (history, read) =
-        aijob::history(&app.backend, &q, &id, at("created_at"), until, HISTORY_READ).await.unwrap_or_default();
+    let instants = [at("created_at"), at("started_at"), at("updated_at"), at("finished_at")];
+    let (history, read) = aijob::history(&app.backend, &q, &id, &instants, HISTORY_WINDOW).await.unwrap_or_default();
     Ok(Html(views::job(&ctx, &q, &id, &job, &history, read).into_string()))
 }
 

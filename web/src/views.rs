@@ -508,7 +508,7 @@ pub fn job(
                     @if history.is_empty() { tr { td.empty colspan="5" { "No event of this job in the queue's events stream (it keeps the latest events of the whole queue)." } } }
                 }
             }
-            p.note { "From the events stream aijob:{" (q) "}:events, read from the job's creation on (" (history_read) " entries looked at)." }
+            p.note { "From the events stream aijob:{" (q) "}:events, read from each instant the job records (" (history_read) " entries looked at); the stream keeps the queue's latest events." }
         }
     };
     layout(ctx, &format!("Job {id}"), "queues", body)

@@ -368,3 +368,26 @@ async fn actions_without_javascript_retry_all_failed_and_purge_with_confirmation
     assert_eq!(stat(&mut rc, "q", "queued"), 0);
     assert_eq!(stat(&mut rc, "q", "canceled"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_page_finds_the_job_s_events_in_a_busy_queue() {
+    let srv = Server::start();
+    let mut rc = srv.conn();
+    let id = create(&mut rc, "busy", &[]);
+    let mut pipe = redis::pipe();
+    for _ in 0..1500 {
+        pipe.cmd("JOB.CREATE").arg("busy").arg("PAYLOAD").arg("{}").ignore();
+    }
+    pipe.query::<()>(&mut rc).unwrap();
+    ok(&mut rc, &["JOB.UPDATE", "busy", &id, "STATUS", "running"]);
+    pipe.query::<()>(&mut rc).unwrap();
+    ok(&mut rc, &["JOB.UPDATE", "busy", &id, "STATUS", "done", "RESULT", "{}"]);
+    pipe.query::<()>(&mut rc).unwrap();
+    let web = Web::start(&srv, &[], &[]);
+    let page = http().get(web.url(&format!("/q/busy/job/{id}"))).send().await.unwrap().text().await.unwrap();
+    for kind in ["created", "running", "done"] {
+        assert!(page.contains(&format!("<span class=\"evt\">{kind}</span>")), "the {kind} event among 4500 others");
+    }
+    let looked = page.split(" entries looked at").next().unwrap().rsplit('(').next().unwrap().parse::<usize>().unwrap();
+    assert!(looked <= 1000, "bounded: {looked} entries read");
+}
