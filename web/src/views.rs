@@ -618,7 +618,7 @@ pub fn purge_confirm(ctx: &Ctx, q: &str, stats: &std::collections::BTreeMap<Stri
             form method="post" action={ "/q/" (q) "/purge" } {
                 input type="hidden" name="csrf" value=(ctx.csrf);
                 input type="hidden" name="status" value=(status);
-                label { "Type the queue name to confirm: " input type="text" name="confirm" required autocomplete="off" placeholder=(q); }
+                label { "Type the queue name to confirm: " input type="text" name="confirm" required autocomplete="off" placeholder="queue name"; }
                 button.danger type="submit" { "Purge " (status) " jobs" }
                 a.btn href={ "/q/" (q) } { "Keep them" }
             }
