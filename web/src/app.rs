@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(overview))
         .route("/q/{q}", get(queue_page))
         .route("/q/{q}/job/{id}", get(job_page))
+        .route("/q/{q}/find", get(find_job))
         .route("/q/{q}/schedules", get(schedules_page))
         .route("/q/{q}/groups", get(groups_page))
         .route("/q/{q}/purge", get(purge_page).post(purge))
@@ -262,6 +263,21 @@ async fn job_page(State(app): State<AppState>, Path((q, id)): Path<(String, Stri
     let instants = [at("created_at"), at("started_at"), at("updated_at"), at("finished_at")];
     let (history, read) = aijob::history(&app.backend, &q, &id, &instants, HISTORY_WINDOW).await.unwrap_or_default();
     Ok(Html(views::job(&ctx, &q, &id, &job, &history, read).into_string()))
+}
+
+#[derive(Deserialize)]
+struct FindQuery {
+    id: Option<String>,
+}
+
+/// "Open a job by its id": the job's page (which says so when there is no such job).
+async fn find_job(Path(q): Path<String>, Query(p): Query<FindQuery>, ctx: Ctx) -> Result<Response, PageError> {
+    let ctx = check_queue(ctx, &q)?;
+    let id = p.id.unwrap_or_default().trim().to_string();
+    if !valid_name(&id) {
+        return Err(ctx.bad("a job id is 1 to 128 characters of [A-Za-z0-9_.:-]"));
+    }
+    Ok(Redirect::to(&format!("/q/{q}/job/{id}")).into_response())
 }
 
 async fn schedules_page(State(app): State<AppState>, Path(q): Path<String>, ctx: Ctx) -> Page {

@@ -70,8 +70,13 @@ pub fn status_badge(status: &str) -> Markup {
     html! { span class={ "badge s-" (status) } { (status) } }
 }
 
-fn count_cell(n: i64, class: &str) -> Markup {
-    html! { td class={ "num" @if n == 0 { " zero" } @else if !class.is_empty() { " " (class) } } { (n) } }
+/// A count on the overview, linking to the queue's jobs in that status when there are any.
+fn count_cell(q: &str, status: &str, n: i64, class: &str) -> Markup {
+    html! {
+        td class={ "num" @if n == 0 { " zero" } @else if !class.is_empty() { " " (class) } } {
+            @if n > 0 { a.count-link href={ "/q/" (q) "?status=" (status) } { (n) } } @else { (n) }
+        }
+    }
 }
 
 pub struct QueueRow {
@@ -126,12 +131,12 @@ pub fn overview(ctx: &Ctx, rows: &[QueueRow], error: Option<&str>) -> Markup {
                                     a href={ "/q/" (r.name) } { (r.name) }
                                     @if stat(&r.stats, "paused") == 1 { " " span.badge.paused { "paused" } }
                                 }
-                                (count_cell(stat(&r.stats, "queued"), "hl"))
-                                (count_cell(stat(&r.stats, "delayed"), ""))
-                                (count_cell(stat(&r.stats, "running"), "hl"))
-                                (count_cell(stat(&r.stats, "done"), ""))
-                                (count_cell(stat(&r.stats, "error"), "bad"))
-                                (count_cell(stat(&r.stats, "canceled"), ""))
+                                (count_cell(&r.name, "queued", stat(&r.stats, "queued"), "hl"))
+                                (count_cell(&r.name, "delayed", stat(&r.stats, "delayed"), ""))
+                                (count_cell(&r.name, "running", stat(&r.stats, "running"), "hl"))
+                                (count_cell(&r.name, "done", stat(&r.stats, "done"), ""))
+                                (count_cell(&r.name, "error", stat(&r.stats, "error"), "bad"))
+                                (count_cell(&r.name, "canceled", stat(&r.stats, "canceled"), ""))
                                 td { (chart(&r.samples, ctx.now_ms, 120, 26)) }
                                 td.num { (d) }
                                 td class={ "num" @if *f > 0 { " bad" } } { (pct(*f, d + f)) }
@@ -320,6 +325,10 @@ pub fn queue_jobs(ctx: &Ctx, v: &JobsView) -> Markup {
                 label { "schedule " input type="text" name="schedule" value=(v.schedule) placeholder="any" size="14"; }
                 button type="submit" { "Filter" }
                 @if filtered { a href=(unfiltered_href(q, v.status)) { "clear" } }
+            }
+            form.filters.find method="get" action={ "/q/" (q) "/find" } {
+                label { "job id " input type="text" name="id" placeholder="open a job by its id" size="38" required; }
+                button type="submit" { "Open" }
             }
             @if ctx.read_only {
                 div #jobs { (jobs_table(ctx, v)) }

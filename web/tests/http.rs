@@ -158,6 +158,10 @@ async fn every_page_has_the_csp_and_no_inline_script() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = http().get(web.url("/q/q/job/nope")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = http().get(web.url(&format!("/q/q/find?id=+{id}+"))).send().await.unwrap();
+    assert_eq!(r.headers()[LOCATION].to_str().unwrap(), format!("/q/q/job/{id}"));
+    let r = http().get(web.url("/q/q/find?id=%3Cb%3E")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
