@@ -8,7 +8,7 @@ use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use aijob_core::args;
+use aijob_core::grammar;
 use aijob_core::keys::QueueKeys;
 use aijob_core::{AiError, Result};
 use redis_module::{raw, Context};
@@ -51,8 +51,8 @@ unsafe extern "C" fn on_ready(
         let owned = copy_args(argv, argc);
         let slices: Vec<&[u8]> = owned.iter().skip(1).map(|a| a.as_slice()).collect();
         let mut call = Call::new(ctx, slices);
-        let (q, a) = args::job_claim(&call.args)?;
-        let (got, denied_for) = crate::commands::job::claim_now(&mut call, &q, &a)?;
+        let (q, a) = grammar::job::claim(&call.args)?;
+        let (got, denied_for) = crate::commands::claim_ready::claim_now(&mut call, &q, &a)?;
         crate::info::add(&call.tally);
         if let (true, Some(wait)) = (got.is_empty(), denied_for) {
             wake_later(ctx, &q, call.now, wait);

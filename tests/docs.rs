@@ -1,5 +1,8 @@
-//! COMMAND DOCS and COMMAND INFO (src/docs.rs) against a real server, and against the README:
-//! the syntax line the README gives for each command must be what COMMAND DOCS describes.
+//! Every registered command against its one declaration (`src/commands/`, registered by
+//! `src/register.rs`), checked on a real server from the outside: it has COMMAND DOCS, a key
+//! spec (or is declared keyless), a syntax line in the reference (README.md and every page
+//! under docs/) equal to what COMMAND DOCS describes, and a parser that takes exactly the
+//! words the docs require; the arity Redis enforces agrees with all of them.
 
 mod common;
 
@@ -85,11 +88,44 @@ fn docs(c: &mut Connection) -> BTreeMap<String, (String, Value)> {
     out
 }
 
-/// The README's syntax lines: in code blocks, a line that starts with a command name
-/// (`JOB.CREATE Q ...`, not a redis-cli prompt), with its indented continuation lines, a
-/// trailing `# comment` removed, whitespace collapsed.
-fn readme_syntax() -> Vec<String> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+/// The reference pages: README.md, then every Markdown page under docs/ (when there is one).
+fn reference_pages() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = vec![root.join("README.md")];
+    let mut dirs = vec![root.join("docs")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut found: Vec<_> = entries.map(|e| e.expect("a docs/ entry").path()).collect();
+        found.sort();
+        for p in found {
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "md") {
+                paths.push(p);
+            }
+        }
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p.strip_prefix(root).unwrap_or(&p).display().to_string(), text)
+        })
+        .collect()
+}
+
+/// The reference's syntax lines, each with its page: in code blocks, a line that starts
+/// with a command name (`JOB.CREATE Q ...`, not a redis-cli prompt), with its indented
+/// continuation lines, a trailing `# comment` removed, whitespace collapsed.
+fn reference_syntax() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (page, text) in reference_pages() {
+        out.extend(syntax_lines(&text).into_iter().map(|l| (page.clone(), l)));
+    }
+    out
+}
+
+fn syntax_lines(text: &str) -> Vec<String> {
     let starts_command = |l: &str| {
         let word = l.split_whitespace().next().unwrap_or("");
         let mut parts = word.split('.');
@@ -127,29 +163,33 @@ fn readme_syntax() -> Vec<String> {
 }
 
 #[test]
-fn every_command_has_docs_that_match_the_readme() {
+fn every_command_has_docs_that_match_the_reference() {
     let srv = Server::start();
     let mut c = srv.conn();
     let docs = docs(&mut c);
-    let readme = readme_syntax();
+    let reference = reference_syntax();
     let mut problems = Vec::new();
     for (name, (line, _)) in &docs {
         let upper = name.to_uppercase();
-        let given: Vec<&String> =
-            readme.iter().filter(|l| l.split_whitespace().next() == Some(upper.as_str())).collect();
-        if given.is_empty() {
-            problems.push(format!("README has no syntax line for {upper}; COMMAND DOCS says:\n    {line}"));
-        } else if !given.iter().any(|g| *g == line) {
-            problems.push(format!("{upper}:\n    COMMAND DOCS: {line}\n    README:       {}", given[0]));
+        let given: Vec<&(String, String)> =
+            reference.iter().filter(|(_, l)| l.split_whitespace().next() == Some(upper.as_str())).collect();
+        match given.first() {
+            None => {
+                problems.push(format!("the reference has no syntax line for {upper}; COMMAND DOCS says:\n    {line}"))
+            }
+            Some((page, first)) if !given.iter().any(|(_, g)| g == line) => {
+                problems.push(format!("{upper}:\n    COMMAND DOCS: {line}\n    {page}: {first}"))
+            }
+            Some(_) => {}
         }
     }
-    for l in &readme {
+    for (page, l) in &reference {
         let name = l.split_whitespace().next().unwrap_or("").to_lowercase();
         if !docs.contains_key(&name) {
-            problems.push(format!("README names a command the module does not have: {l}"));
+            problems.push(format!("{page} names a command the module does not have: {l}"));
         }
     }
-    assert!(problems.is_empty(), "COMMAND DOCS and the README disagree:\n{}", problems.join("\n"));
+    assert!(problems.is_empty(), "COMMAND DOCS and the reference disagree:\n{}", problems.join("\n"));
 }
 
 /// The minimum number of words a syntax needs (its required leaves).
@@ -168,6 +208,15 @@ fn min_words(arg: &Value) -> i64 {
     }
 }
 
+/// The arguments of a command's docs.
+fn arguments(doc: &Value) -> Vec<Value> {
+    list(&get(doc, "arguments").expect("arguments"))
+}
+
+fn is_key(arg: &Value) -> bool {
+    s(&get(arg, "type").expect("type")) == "key"
+}
+
 #[test]
 fn command_info_has_arity_flags_and_key_specs() {
     let srv = Server::start();
@@ -181,13 +230,17 @@ fn command_info_has_arity_flags_and_key_specs() {
         let info = list(&info[0]);
         assert_eq!(s(&info[0]), *name);
         let arity = int(&info[1]);
-        let needed: i64 = 1 + list(&get(doc, "arguments").unwrap()).iter().map(min_words).sum::<i64>();
+        let needed: i64 = 1 + arguments(doc).iter().map(min_words).sum::<i64>();
         assert!(arity < 0 && -arity <= needed, "{name}: arity {arity}, the syntax needs {needed} words");
         let specs = list(&info[8]);
-        if name == "cache.hash" || name == "queue.list" {
-            assert!(specs.is_empty(), "{name} has no key");
+        let first_key = int(&info[3]);
+        if specs.is_empty() {
+            // Declared keyless: no legacy key range, no key in the syntax either.
+            assert_eq!(first_key, 0, "{name}: no key spec, yet its first key is at {first_key}");
+            assert!(!arguments(doc).iter().any(is_key), "{name}: a key argument without a key spec");
             continue;
         }
+        assert_eq!(first_key, 1, "{name}: the key is argument 1");
         assert_eq!(specs.len(), 1, "{name}: one key spec: {specs:?}");
         let spec = &specs[0];
         let bs = get(spec, "begin_search").unwrap();
@@ -202,11 +255,132 @@ fn command_info_has_arity_flags_and_key_specs() {
         let access = ["RO", "RW", "OW", "RM"].iter().filter(|f| flags.contains(**f)).count();
         assert_eq!(access, 1, "{name}: exactly one of RO/RW/OW/RM: {flags:?}");
         assert_eq!(flags.contains("RO"), readonly, "{name}: a readonly command reads its key, others write: {flags:?}");
+        // More keys than the spec finds are reported by the command itself.
+        let getkeys = list(&info[2]).iter().any(|f| s(f) == "movablekeys");
+        assert_eq!(
+            flags.contains("incomplete"),
+            getkeys,
+            "{name}: incomplete goes with a getkeys callback (movablekeys)"
+        );
         // The first key is where the docs put the `key` argument.
-        let first = list(&get(doc, "arguments").unwrap())[0].clone();
-        assert_eq!(s(&get(&first, "type").unwrap()), "key", "{name}");
+        let first = arguments(doc)[0].clone();
+        assert!(is_key(&first), "{name}");
         assert_eq!(int(&get(&first, "key_spec_index").unwrap()), 0, "{name}");
     }
+}
+
+/// A value the grammar accepts for an argument, by the name the docs give it.
+fn sample(arg: &Value, command: &str) -> String {
+    let name = get(arg, "name").map(|v| s(&v)).expect("name");
+    match s(&get(arg, "type").expect("type")).as_str() {
+        "key" => format!("docs-{command}"),
+        "integer" | "unix-time" => "1000".into(),
+        _ => match name.as_str() {
+            "json" => "{}".into(),
+            "hex" | "hash" => "0".repeat(64),
+            "expr" => "* * * * *".into(),
+            other => format!("docs-{other}"),
+        },
+    }
+}
+
+/// The words of the shortest call the docs allow, one group per required argument: the
+/// first of each one-of, one round of a repeated block.
+fn minimal_words(args: &[Value], command: &str) -> Vec<Vec<String>> {
+    let required = args.iter().filter(|a| !flags_of(a).contains("optional"));
+    required
+        .map(|arg| {
+            let mut words: Vec<String> = get(arg, "token").map(|t| s(&t)).into_iter().collect();
+            match s(&get(arg, "type").expect("type")).as_str() {
+                "pure-token" => {}
+                "oneof" => words.extend(minimal_words(&arguments(arg)[..1], command).concat()),
+                "block" => words.extend(minimal_words(&arguments(arg), command).concat()),
+                _ => words.push(sample(arg, command)),
+            }
+            words
+        })
+        .collect()
+}
+
+/// Whether the last argument of the docs takes every word after it (`KEY part ...`), so an
+/// extra word is one more part.
+fn takes_the_rest(args: &[Value]) -> bool {
+    let Some(last) = args.iter().rfind(|a| !flags_of(a).contains("optional")) else { return false };
+    let flags = flags_of(last);
+    let repeats = flags.contains("multiple") && !flags.contains("multiple_token");
+    repeats || (s(&get(last, "type").expect("type")) == "oneof" && takes_the_rest(&arguments(last)[..1]))
+}
+
+/// Each command's parser against its docs and arity: the shortest call the docs allow
+/// parses (no ERR); without any one of its required arguments it is refused, by Redis's
+/// arity check when it is then shorter than the arity, else by the parser; a word more is
+/// refused by the parser, naming it; fewer words than the arity is Redis's arity error. A
+/// command without a parser, or whose parser, docs and arity want different words, fails.
+#[test]
+fn every_parser_takes_what_the_docs_and_arity_say() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let docs = docs(&mut c);
+    let arity_of: BTreeMap<&String, usize> = docs
+        .keys()
+        .map(|name| (name, -int(&list(&list(&ok(&mut c, &["COMMAND", "INFO", name]))[0])[1]) as usize))
+        .collect();
+    let mut problems = Vec::new();
+    let mut call = |words: &[String]| {
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        cmd(&mut c, &w).map_err(|e| error_text(&e))
+    };
+    for (name, (_, doc)) in &docs {
+        let arity = arity_of[name];
+        let groups = minimal_words(&arguments(doc), name);
+        let with = |groups: &[Vec<String>]| [vec![name.to_uppercase()], groups.concat()].concat();
+        let shortest = with(&groups);
+        // NOTFOUND and the like are fine: the words parsed, the job is just not there. A
+        // command that asks to be tried again shortly (QUEUE.LIST before the timer knows
+        // the queues) gets two seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let refused = loop {
+            match call(&shortest) {
+                Err(e) if e.starts_with("ERR") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) if e.starts_with("ERR") => break Some(e),
+                _ => break None,
+            }
+        };
+        if let Some(e) = refused {
+            problems.push(format!("{}: the shortest call the docs allow is refused: {e}", shortest.join(" ")));
+        }
+        for i in 0..groups.len() {
+            let mut fewer = groups.clone();
+            fewer.remove(i);
+            let words = with(&fewer);
+            match call(&words) {
+                Err(e) if words.len() < arity && e.contains("wrong number of arguments") => {}
+                Err(e) if words.len() >= arity && e.starts_with("ERR") && !e.contains("wrong number") => {}
+                other => problems
+                    .push(format!("{} (arity {arity}), a required argument left out: {other:?}", words.join(" "))),
+            }
+        }
+        let too_short = &shortest[..(arity - 1).min(shortest.len())];
+        // (an arity of 1 has nothing too short)
+        if !too_short.is_empty() {
+            match call(too_short) {
+                Err(e) if e.contains("wrong number of arguments") => {}
+                other => {
+                    problems.push(format!("{}: fewer words than the arity {arity}: {other:?}", too_short.join(" ")))
+                }
+            }
+        }
+        if !takes_the_rest(&arguments(doc)) {
+            let longer = [shortest.clone(), vec!["BOGUS".to_string()]].concat();
+            match call(&longer) {
+                Err(e) if e.starts_with("ERR") && e.contains("BOGUS") => {}
+                other => problems.push(format!("{}: an unknown word gives {other:?}", longer.join(" "))),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "parsers, docs and arity disagree:\n{}", problems.join("\n"));
 }
 
 #[test]
@@ -244,18 +418,21 @@ fn getkeys_routes_by_the_key_spec_and_arity_is_enforced() {
     assert_eq!(s(&ok(&mut c, &["PING"])), "PONG");
 }
 
-/// The ACL users of the README's operating notes work as described: each role can do its
-/// part and nothing of the other's.
+/// The ACL users the reference documents (README.md or a page under docs/) work as
+/// described: each role can do its part and nothing of the other's.
 #[test]
-fn readme_acl_roles_grant_what_they_say() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
-    let notes = text.split("## Operating notes").nth(1).expect("an Operating notes section");
-    let notes = notes.split("\n## ").next().unwrap();
+fn reference_acl_roles_grant_what_they_say() {
     let srv = Server::start();
     let mut c = srv.conn();
-    let mut users = Vec::new();
-    for line in notes.lines().filter(|l| l.starts_with("ACL SETUSER")) {
+    let mut users: Vec<(String, String)> = Vec::new();
+    let pages = reference_pages();
+    let lines = pages.iter().flat_map(|(_, text)| text.lines()).filter(|l| l.starts_with("ACL SETUSER "));
+    for line in lines {
         let words: Vec<&str> = line.split_whitespace().collect();
+        // a role shown on two pages (while the reference moves) is set up once
+        if users.iter().any(|u| u.0 == words[2]) {
+            continue;
+        }
         ok(&mut c, &words);
         let pass = words.iter().find_map(|w| w.strip_prefix('>')).expect("a password");
         users.push((words[2].to_string(), pass.to_string()));

@@ -1,5 +1,5 @@
 //! aijob-core: the pure logic of aijob. No Redis here: the module (`src/`) parses a
-//! command with `args`, runs the logic in `queue` (and the other families) against its
+//! command with `grammar`, runs the logic in `queue` (and the other families) against its
 //! `Store`, and replies. Everything in this crate is unit-tested with `cargo test`.
 
 pub mod args;
@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod config;
 pub mod cron;
 pub mod error;
+pub mod grammar;
 pub mod hash;
 pub mod jcs;
 pub mod job;

@@ -2,7 +2,7 @@
 //! (a string), written with an absolute expiry so a replica holds exactly the master's
 //! state.
 
-use crate::error::{AiError, Result};
+use crate::error::Result;
 use crate::ratelimit::{self, Decision, State, Window};
 use crate::rng::{self, Entropy};
 use crate::store::{Op, Store};
@@ -73,25 +73,6 @@ pub fn extend<S: Store>(s: &mut S, key: &[u8], token: &[u8], ttl_ms: i64, now: i
     }
     s.apply(vec![Op::PExpireAt(key.to_vec(), now.saturating_add(ttl_ms))])?;
     Ok(1)
-}
-
-/// `key TTL ms` of LOCK.ACQUIRE, `key token` of LOCK.RELEASE, `key token TTL ms` of LOCK.EXTEND.
-pub fn lock_args<'a>(args: &[&'a [u8]], with_token: bool, with_ttl: bool) -> Result<(&'a [u8], &'a [u8], i64)> {
-    let mut it = args.iter().copied();
-    let key = it.next().ok_or_else(|| AiError::arg("key", "is missing"))?;
-    let token = if with_token { it.next().ok_or_else(|| AiError::arg("token", "is missing"))? } else { &b""[..] };
-    let mut ttl = 0;
-    if with_ttl {
-        match it.next() {
-            Some(k) if k.eq_ignore_ascii_case(b"TTL") => {}
-            _ => return Err(AiError::arg("TTL", "is required: TTL ms")),
-        }
-        ttl = crate::args::positive("TTL", it.next().ok_or_else(|| AiError::arg("TTL", "needs a value"))?)?;
-    }
-    if let Some(extra) = it.next() {
-        return Err(AiError::syntax(format!("unknown option '{}'", String::from_utf8_lossy(extra))));
-    }
-    Ok((key, token, ttl))
 }
 
 #[cfg(test)]

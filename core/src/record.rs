@@ -5,59 +5,92 @@ use crate::error::{AiError, Result};
 use crate::job::{Priority, Status};
 use crate::json::ObjectWriter;
 
+// The fields of a job record, as stored and as replied. `id` and `queue` are not stored
+// (the key name holds them): a reply and an event put them first.
+pub const ID: &str = "id";
+pub const QUEUE: &str = "queue";
+pub const STATUS: &str = "status";
+pub const PRIORITY: &str = "priority";
+pub const GROUP: &str = "group";
+pub const PAYLOAD: &str = "payload";
+pub const HASH: &str = "hash";
+pub const META: &str = "meta";
+pub const PROGRESS: &str = "progress";
+pub const PERCENT: &str = "percent";
+pub const RESULT: &str = "result";
+pub const ERROR: &str = "error";
+pub const ERROR_CLASS: &str = "error_class";
+pub const ATTEMPTS: &str = "attempts";
+pub const MAX_ATTEMPTS: &str = "max_attempts";
+pub const COST: &str = "cost";
+pub const USAGE: &str = "usage";
+pub const CREATED_AT: &str = "created_at";
+pub const UPDATED_AT: &str = "updated_at";
+pub const STARTED_AT: &str = "started_at";
+pub const FINISHED_AT: &str = "finished_at";
+pub const RUN_AT: &str = "run_at";
+pub const DEADLINE_AT: &str = "deadline_at";
+pub const WORKER: &str = "worker";
+pub const LEASE_UNTIL: &str = "lease_until";
+pub const SCHEDULE: &str = "schedule";
+/// Replies only: the record's time to live (-1 while the job is live).
+pub const TTL: &str = "ttl";
+/// Replies only: a claim's lease token (stored as the internal `_token`).
+pub const CLAIM_TOKEN: &str = "token";
+
 /// Fields a reply shows, in reply order.
 pub const VISIBLE: [&str; 26] = [
-    "id",
-    "queue",
-    "status",
-    "priority",
-    "group",
-    "payload",
-    "hash",
-    "meta",
-    "progress",
-    "percent",
-    "result",
-    "error",
-    "error_class",
-    "attempts",
-    "max_attempts",
-    "cost",
-    "usage",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "finished_at",
-    "run_at",
-    "deadline_at",
-    "worker",
-    "lease_until",
-    "schedule",
+    ID,
+    QUEUE,
+    STATUS,
+    PRIORITY,
+    GROUP,
+    PAYLOAD,
+    HASH,
+    META,
+    PROGRESS,
+    PERCENT,
+    RESULT,
+    ERROR,
+    ERROR_CLASS,
+    ATTEMPTS,
+    MAX_ATTEMPTS,
+    COST,
+    USAGE,
+    CREATED_AT,
+    UPDATED_AT,
+    STARTED_AT,
+    FINISHED_AT,
+    RUN_AT,
+    DEADLINE_AT,
+    WORKER,
+    LEASE_UNTIL,
+    SCHEDULE,
 ];
 
 /// Fields replied as integers.
 pub fn is_number(field: &str) -> bool {
     matches!(
         field,
-        "percent"
-            | "attempts"
-            | "max_attempts"
-            | "cost"
-            | "usage"
-            | "created_at"
-            | "updated_at"
-            | "started_at"
-            | "finished_at"
-            | "run_at"
-            | "deadline_at"
-            | "lease_until"
-            | "ttl"
+        PERCENT
+            | ATTEMPTS
+            | MAX_ATTEMPTS
+            | COST
+            | USAGE
+            | CREATED_AT
+            | UPDATED_AT
+            | STARTED_AT
+            | FINISHED_AT
+            | RUN_AT
+            | DEADLINE_AT
+            | LEASE_UNTIL
+            | TTL
     )
 }
 
 /// Fields that hold JSON and are embedded as JSON in JOB.GET ... JSON.
 pub fn is_json(field: &str) -> bool {
-    matches!(field, "payload" | "result" | "meta")
+    matches!(field, PAYLOAD | RESULT | META)
 }
 
 /// Internal fields: kept in the hash (so redis-cli shows everything), never replied.
@@ -96,24 +129,24 @@ pub struct JobState {
 
 /// The fields `JobState::from_fields` reads, in its order.
 pub const STATE_FIELDS: [&str; 19] = [
-    "status",
-    "priority",
-    "group",
+    STATUS,
+    PRIORITY,
+    GROUP,
     SEQ,
-    "attempts",
-    "max_attempts",
+    ATTEMPTS,
+    MAX_ATTEMPTS,
     TOKEN,
     LEASE_MS,
-    "hash",
+    HASH,
     RETENTION,
     CACHE_TTL,
-    "deadline_at",
-    "run_at",
-    "cost",
+    DEADLINE_AT,
+    RUN_AT,
+    COST,
     CHARGES,
-    "schedule",
-    "progress",
-    "percent",
+    SCHEDULE,
+    PROGRESS,
+    PERCENT,
     EXPIRE_AT,
 ];
 
@@ -142,20 +175,20 @@ impl JobState {
             priority,
             group: v[2].clone().unwrap_or_default(),
             seq: num(&v[3], SEQ)?.unwrap_or(0),
-            attempts: num(&v[4], "attempts")?.unwrap_or(0),
-            max_attempts: num(&v[5], "max_attempts")?.unwrap_or(1),
+            attempts: num(&v[4], ATTEMPTS)?.unwrap_or(0),
+            max_attempts: num(&v[5], MAX_ATTEMPTS)?.unwrap_or(1),
             token: v[6].clone(),
             lease_ms: num(&v[7], LEASE_MS)?.unwrap_or(0),
             hash: v[8].clone(),
             retention_ms: num(&v[9], RETENTION)?,
             cache_ttl_ms: num(&v[10], CACHE_TTL)?,
-            deadline_at: num(&v[11], "deadline_at")?,
-            run_at: num(&v[12], "run_at")?,
-            cost: num(&v[13], "cost")?.unwrap_or(1),
+            deadline_at: num(&v[11], DEADLINE_AT)?,
+            run_at: num(&v[12], RUN_AT)?,
+            cost: num(&v[13], COST)?.unwrap_or(1),
             charges: v[14].clone(),
             schedule: v[15].clone(),
             progress: v[16].clone(),
-            percent: num(&v[17], "percent")?.unwrap_or(0),
+            percent: num(&v[17], PERCENT)?.unwrap_or(0),
             expire_at: num(&v[18], EXPIRE_AT)?,
         })
     }
@@ -175,8 +208,8 @@ pub type Reply = Vec<(&'static str, Value)>;
 /// store its id and queue (the key name holds them): they come first from the caller.
 pub fn to_reply(id: &[u8], queue: &[u8], fields: &[(Vec<u8>, Vec<u8>)], extra: Vec<(&'static str, Value)>) -> Reply {
     let mut out: Reply = Vec::with_capacity(VISIBLE.len() + extra.len());
-    out.push(("id", Value::Bytes(id.to_vec())));
-    out.push(("queue", Value::Bytes(queue.to_vec())));
+    out.push((ID, Value::Bytes(id.to_vec())));
+    out.push((QUEUE, Value::Bytes(queue.to_vec())));
     for name in VISIBLE.iter().skip(2) {
         if let Some((_, v)) = fields.iter().find(|(f, _)| f.as_slice() == name.as_bytes()) {
             let value = if is_number(name) {

@@ -1,38 +1,93 @@
 //! CACHE.* commands.
 
-use aijob_core::args;
-use aijob_core::queue::cache::{self, Lookup};
+use aijob_core::grammar;
+use aijob_core::keys::QueueKeys;
+use aijob_core::queue::cache::{self, EntryWrite, Lookup};
+use aijob_core::queue::create::JobSpec;
 use aijob_core::queue::tx::Tally;
 use aijob_core::Result;
 
-use crate::command::Call;
+use crate::command::arg::*;
+use crate::command::key;
+use crate::command::{Call, Command, Info, Keys};
 use crate::reply::Out;
 
 /// CACHE.GETORQUEUE Q PAYLOAD json [HASH hex] [PRIORITY p] [MAXATTEMPTS n] [RETENTION ms]
 /// [CACHETTL ms] [DEADLINE ms] [META json] [GROUP g] [COST n] [KEY part ...]
-pub fn get_or_queue(c: &mut Call) -> Result<Out> {
-    let (q, spec) = args::cache_get_or_queue(&c.args, c.config.max_payload_bytes)?;
+pub const GET_OR_QUEUE: Command<(QueueKeys, JobSpec)> = Command {
+    info: Info {
+        name: "cache.getorqueue",
+        flags: "write deny-oom",
+        arity: -4,
+        summary: "The cached result, or the id of the job computing it, or a new job: one atomic step.",
+        complexity: "O(1) on a hit; O(log N) when it creates a job",
+        keys: Keys::Queue(key::RW | key::ACCESS | key::INSERT),
+        args: &[
+            Q,
+            PAYLOAD,
+            HASH,
+            PRIORITY,
+            MAXATTEMPTS,
+            RETENTION,
+            ti("CACHETTL", "ms").opt(),
+            DEADLINE,
+            META,
+            GROUP,
+            COST,
+            KEY_PARTS.opt(),
+        ],
+    },
+    parse: |words, config| grammar::cache::get_or_queue(words, config.max_payload_bytes),
+    handle: get_or_queue,
+};
+
+fn get_or_queue(c: &mut Call, (q, spec): (QueueKeys, JobSpec)) -> Result<Out> {
     let found = c.with(&q, |s, env| cache::get_or_queue(s, &q, env, &spec))?;
-    let (kind, id, value) = match found {
+    // hits and coalesced answers write nothing: the timer flushes their counters
+    match &found {
+        Lookup::Hit(_) => crate::timer::count_cache(c.ctx, &q, 1, 0),
+        Lookup::Pending(_) => crate::timer::count_cache(c.ctx, &q, 0, 1),
+        Lookup::Queued(_) => {}
+    }
+    let (kind, id, value): (&'static str, Out, Out) = match found {
         Lookup::Hit(v) => ("hit", Out::Null, Out::ModuleString(v)),
         Lookup::Pending(id) => ("pending", Out::Bytes(id), Out::Null),
         Lookup::Queued(id) => ("queued", Out::Bytes(id), Out::Null),
     };
-    if kind != "queued" {
-        crate::timer::count_cache(c.ctx, &q, (kind == "hit") as i64, (kind == "pending") as i64);
-    }
-    let kind: &'static str = kind;
     Ok(Out::Array(vec![Out::Static(kind.as_bytes()), id, value]))
 }
 
 /// CACHE.HASH [KEY part ...] | [PAYLOAD json]
-pub fn hash(c: &mut Call) -> Result<Out> {
-    Ok(Out::bytes(args::cache_hash(&c.args, c.config.max_payload_bytes)?))
-}
+pub const HASH_OF: Command<String> = Command {
+    info: Info {
+        name: "cache.hash",
+        flags: "readonly fast",
+        arity: -2,
+        summary: "The content hash CACHE.GETORQUEUE would use for these KEY parts or this PAYLOAD.",
+        complexity: "O(size of the input)",
+        keys: Keys::None,
+        args: &[oneof("input", &[KEY_PARTS, PAYLOAD])],
+    },
+    parse: |words, config| grammar::cache::hash(words, config.max_payload_bytes),
+    handle: |_, hash| Ok(Out::bytes(hash)),
+};
 
 /// CACHE.GET Q hash [WITHETAG]
-pub fn get(c: &mut Call) -> Result<Out> {
-    let (q, h, withetag) = args::cache_key(&c.args, true)?;
+pub const GET: Command<(QueueKeys, String, bool)> = Command {
+    info: Info {
+        name: "cache.get",
+        flags: "readonly fast",
+        arity: -3,
+        summary: "A cache entry's value (with WITHETAG, [value, etag]); nil when absent.",
+        complexity: "O(1)",
+        keys: Keys::Queue(key::RO | key::ACCESS),
+        args: &[Q, s("hash"), pure("WITHETAG", "withetag").opt()],
+    },
+    parse: |words, _| grammar::cache::key(words, true),
+    handle: get,
+};
+
+fn get(c: &mut Call, (q, h, withetag): (QueueKeys, String, bool)) -> Result<Out> {
     Ok(match cache::get(&mut c.store, &q, h.as_bytes())? {
         None => Out::Null,
         Some((value, etag)) if withetag => Out::Array(vec![Out::Bytes(value), Out::Bytes(etag)]),
@@ -41,20 +96,57 @@ pub fn get(c: &mut Call) -> Result<Out> {
 }
 
 /// CACHE.SET Q hash json [TTL ms] [IFMATCH etag | IFNONE]
-pub fn set(c: &mut Call) -> Result<Out> {
-    let (q, h, value, ttl, cond) = args::cache_set(&c.args, c.config.max_payload_bytes)?;
-    let etag = c.with(&q, |s, env| cache::set(s, &q, env, h.as_bytes(), &value, ttl, &cond))?;
+pub const SET: Command<(QueueKeys, EntryWrite)> = Command {
+    info: Info {
+        name: "cache.set",
+        flags: "write deny-oom",
+        arity: -4,
+        summary: "Writes a cache entry, optionally only if its etag matches or none exists.",
+        complexity: "O(log N) with N the entries of the queue",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[
+            Q,
+            s("hash"),
+            s("json"),
+            ti("TTL", "ms").opt(),
+            oneof("condition", &[ts("IFMATCH", "etag"), pure("IFNONE", "ifnone")]).opt(),
+        ],
+    },
+    parse: |words, config| grammar::cache::set(words, config.max_payload_bytes),
+    handle: set,
+};
+
+fn set(c: &mut Call, (q, w): (QueueKeys, EntryWrite)) -> Result<Out> {
+    let etag = c.with(&q, |s, env| cache::set(s, &q, env, w.hash.as_bytes(), &w.value, w.ttl_ms, &w.condition))?;
     Ok(etag.map_or(Out::Null, Out::bytes))
 }
 
 /// CACHE.DEL Q hash
-pub fn del(c: &mut Call) -> Result<Out> {
-    let (q, h, _) = args::cache_key(&c.args, false)?;
-    Ok(Out::Int(c.with(&q, |s, _| Ok((cache::del(s, &q, h.as_bytes())?, Tally::default())))?))
-}
+pub const DEL: Command<(QueueKeys, String, bool)> = Command {
+    info: Info {
+        name: "cache.del",
+        flags: "write",
+        arity: -3,
+        summary: "Deletes a cache entry: 1, or 0 when there was none.",
+        complexity: "O(log N) with N the entries of the queue",
+        keys: Keys::Queue(key::RW | key::DELETE),
+        args: &[Q, s("hash")],
+    },
+    parse: |words, _| grammar::cache::key(words, false),
+    handle: |c, (q, h, _)| Ok(Out::Int(c.with(&q, |s, _| Ok((cache::del(s, &q, h.as_bytes())?, Tally::default())))?)),
+};
 
 /// CACHE.CLEAR Q
-pub fn clear(c: &mut Call) -> Result<Out> {
-    let q = args::queue_only(&c.args)?;
-    Ok(Out::Int(c.with(&q, |s, _| Ok((cache::clear(s, &q)?, Tally::default())))?))
-}
+pub const CLEAR: Command<QueueKeys> = Command {
+    info: Info {
+        name: "cache.clear",
+        flags: "write",
+        arity: -2,
+        summary: "Drops every cache entry of the queue at once; replies how many there were.",
+        complexity: "O(1); the entries are freed in the background",
+        keys: Keys::Queue(key::RW | key::DELETE),
+        args: &[Q],
+    },
+    parse: |words, _| grammar::queue::queue_only(words),
+    handle: |c, q| Ok(Out::Int(c.with(&q, |s, _| Ok((cache::clear(s, &q)?, Tally::default())))?)),
+};

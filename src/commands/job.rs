@@ -1,26 +1,71 @@
 //! JOB.* commands.
 
-use aijob_core::args;
-use aijob_core::queue::charge::ChargeGate;
-use aijob_core::queue::{admin, claim, create, read, update};
+use aijob_core::grammar;
+use aijob_core::keys::QueueKeys;
+use aijob_core::queue::claim::ClaimArgs;
+use aijob_core::queue::create::JobSpec;
+use aijob_core::queue::read::ListArgs;
+use aijob_core::queue::update::{ReleaseArgs, UpdateArgs};
+use aijob_core::queue::{admin, create, read, update};
 use aijob_core::record;
 use aijob_core::Result;
-use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
-use crate::command::Call;
+use crate::command::arg::*;
+use crate::command::key;
+use crate::command::{Call, Command, Info, Keys};
+use crate::commands::claim_ready::claim_now;
 use crate::reply::Out;
 
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY high|normal|low] [DELAY ms | AT unix_ms]
 /// [MAXATTEMPTS n] [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
-pub fn create(c: &mut Call) -> Result<Out> {
-    let (q, spec) = args::job_create(&c.args, c.config.max_payload_bytes)?;
+pub const CREATE: Command<(QueueKeys, JobSpec)> = Command {
+    info: Info {
+        name: "job.create",
+        flags: "write deny-oom",
+        arity: -4,
+        summary: "Creates a job, queued (or delayed), and returns its id.",
+        complexity: "O(log N) with N the jobs of the queue",
+        keys: Keys::Queue(key::RW | key::INSERT),
+        args: &[
+            Q,
+            PAYLOAD,
+            ts("ID", "id").opt(),
+            PRIORITY,
+            oneof("start", &[ti("DELAY", "ms"), tt("AT", "unix_ms")]).opt(),
+            MAXATTEMPTS,
+            RETENTION,
+            DEADLINE,
+            HASH,
+            META,
+            GROUP,
+            COST,
+        ],
+    },
+    parse: |words, config| grammar::job::create(words, config.max_payload_bytes),
+    handle: create,
+};
+
+fn create(c: &mut Call, (q, spec): (QueueKeys, JobSpec)) -> Result<Out> {
     let id = c.with(&q, |s, env| create::create(s, &q, env, &spec))?;
     Ok(Out::bytes(id))
 }
 
 /// JOB.GET Q id [JSON]
-pub fn get(c: &mut Call) -> Result<Out> {
-    let (q, id, as_json) = args::job_get(&c.args)?;
+pub const GET: Command<(QueueKeys, Vec<u8>, bool)> = Command {
+    info: Info {
+        name: "job.get",
+        flags: "readonly",
+        arity: -3,
+        summary: "The job's record as a map (or one JSON document), nil when there is none.",
+        complexity: "O(1)",
+        keys: Keys::Queue(key::RO | key::ACCESS),
+        args: &[Q, ID, pure("JSON", "json").opt()],
+    },
+    parse: |words, _| grammar::job::get(words),
+    handle: get,
+};
+
+fn get(c: &mut Call, (q, id, as_json): (QueueKeys, Vec<u8>, bool)) -> Result<Out> {
     let rec = read::get(&mut c.store, &q, c.now, &id, vec![])?;
     Ok(match (rec, as_json) {
         (None, _) => Out::Null,
@@ -29,31 +74,32 @@ pub fn get(c: &mut Call) -> Result<Out> {
     })
 }
 
-/// The entry of JOB.CLAIM: answers Redis's key-position requests (Q and every CHARGE
-/// key, for COMMAND GETKEYS, ACL and cluster routing), else runs the command.
-pub fn claim_entry(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if is_keys_position_request(ctx) {
-        let words: Vec<&[u8]> = args.iter().skip(1).map(|a| a.as_slice()).collect();
-        for pos in args::claim_key_positions(&words) {
-            if let Some(f) = unsafe { raw::RedisModule_KeyAtPos } {
-                unsafe { f(ctx.ctx, (pos + 1) as std::os::raw::c_int) };
-            }
-        }
-        return Ok(RedisValue::NoReply);
-    }
-    crate::command::run(ctx, args, 2, claim)
-}
-
-fn is_keys_position_request(ctx: &Context) -> bool {
-    match unsafe { raw::RedisModule_IsKeysPositionRequest } {
-        Some(f) => unsafe { f(ctx.ctx) != 0 },
-        None => false,
-    }
-}
-
 /// JOB.CLAIM Q [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key REQUESTS|COST LIMIT n PERIOD ms ...]
-pub fn claim(c: &mut Call) -> Result<Out> {
-    let (q, a) = args::job_claim(&c.args)?;
+pub const CLAIM: Command<(QueueKeys, ClaimArgs)> = Command {
+    info: Info {
+        name: "job.claim",
+        flags: "write deny-oom",
+        arity: -2,
+        summary: "Takes up to COUNT ready jobs under a lease with a fencing token; BLOCK waits for one.",
+        complexity: "O(log N) per job claimed, N the jobs of the queue",
+        keys: Keys::QueueAndFound(key::RW | key::ACCESS | key::UPDATE, grammar::job::claim_key_positions),
+        args: &[
+            Q,
+            ts("WORKER", "name").opt(),
+            ti("LEASE", "ms").opt(),
+            ti("BLOCK", "ms").opt(),
+            COUNT,
+            block("charge", &[s("key"), oneof("by", &[pure("REQUESTS", "requests"), pure("COST", "cost")]), WINDOW])
+                .token("CHARGE")
+                .opt()
+                .multi_token(),
+        ],
+    },
+    parse: |words, _| grammar::job::claim(words),
+    handle: claim,
+};
+
+fn claim(c: &mut Call, (q, a): (QueueKeys, ClaimArgs)) -> Result<Out> {
     let (got, denied_for) = claim_now(c, &q, &a)?;
     if !got.is_empty() {
         return Ok(Out::Array(got));
@@ -70,62 +116,125 @@ pub fn claim(c: &mut Call) -> Result<Out> {
     }
 }
 
-/// Claims what is ready now: the records replied (each with its token), and when a
-/// CHARGE refused the next job, how long until it would admit it.
-pub fn claim_now(
-    c: &mut Call,
-    q: &aijob_core::keys::QueueKeys,
-    a: &args::ClaimArgs,
-) -> Result<(Vec<Out>, Option<i64>)> {
-    let result = c.with(q, |s, env| {
-        let r = if a.charges.is_empty() {
-            claim::claim(s, q, env, a, &mut claim::Open)?
-        } else {
-            claim::claim(s, q, env, a, &mut ChargeGate { charges: &a.charges })?
-        };
-        let tally = r.tally;
-        Ok((r, tally))
-    })?;
-    let out = result.jobs.into_iter().map(|job| Out::record(job.record)).collect();
-    Ok((out, result.denied_for_ms))
-}
-
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
 /// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
-pub fn update(c: &mut Call) -> Result<Out> {
-    let (q, id, a) = args::job_update(&c.args, c.config.max_payload_bytes)?;
+pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
+    info: Info {
+        name: "job.update",
+        flags: "write deny-oom",
+        arity: -3,
+        summary: "Moves a job forward: progress and heartbeat, or STATUS running, done or error.",
+        complexity: "O(log N) with N the jobs of the queue",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[
+            Q,
+            ID,
+            ts("TOKEN", "t").opt(),
+            oneof("status", &[pure("running", "running"), pure("done", "done"), pure("error", "error")])
+                .token("STATUS")
+                .opt(),
+            ts("PROGRESS", "text").opt(),
+            ti("PERCENT", "n").opt(),
+            ts("RESULT", "json").opt(),
+            ts("ERROR", "text").opt(),
+            ts("CLASS", "name").opt(),
+            pure("NORETRY", "noretry").opt(),
+            ti("LEASE", "ms").opt(),
+            META,
+            ti("USAGE", "n").opt(),
+            ti("DELAY", "ms").opt(),
+        ],
+    },
+    parse: |words, config| grammar::job::update(words, config.max_payload_bytes),
+    handle: update,
+};
+
+fn update(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, UpdateArgs)) -> Result<Out> {
     let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
     Ok(Out::bytes(status.as_str()))
 }
 
 /// JOB.RELEASE Q id TOKEN t [DELAY ms]
-pub fn release(c: &mut Call) -> Result<Out> {
-    let (q, id, token, delay) = args::job_release(&c.args)?;
-    let status = c.with(&q, |s, env| update::release(s, &q, env, &id, &token, delay))?;
+pub const RELEASE: Command<(QueueKeys, Vec<u8>, ReleaseArgs)> = Command {
+    info: Info {
+        name: "job.release",
+        flags: "write deny-oom",
+        arity: -5,
+        summary: "Gives a claimed job back to the queue; the attempt does not count.",
+        complexity: "O(log N) with N the jobs of the queue",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[Q, ID, ts("TOKEN", "t"), ti("DELAY", "ms").opt()],
+    },
+    parse: |words, _| grammar::job::release(words),
+    handle: release,
+};
+
+fn release(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, ReleaseArgs)) -> Result<Out> {
+    let status = c.with(&q, |s, env| update::release(s, &q, env, &id, &a.token, a.delay_ms))?;
     Ok(Out::bytes(status.as_str()))
 }
 
 /// JOB.CANCEL Q id
-pub fn cancel(c: &mut Call) -> Result<Out> {
-    let (q, id) = args::job_id_only(&c.args)?;
-    Ok(Out::Int(c.with(&q, |s, env| admin::cancel(s, &q, env, &id))?))
-}
+pub const CANCEL: Command<(QueueKeys, Vec<u8>)> = Command {
+    info: Info {
+        name: "job.cancel",
+        flags: "write deny-oom",
+        arity: -3,
+        summary: "Cancels a live job: 1, or 0 when it had already finished.",
+        complexity: "O(log N) with N the jobs of the queue",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[Q, ID],
+    },
+    parse: |words, _| grammar::job::id_only(words),
+    handle: |c, (q, id)| Ok(Out::Int(c.with(&q, |s, env| admin::cancel(s, &q, env, &id))?)),
+};
 
 /// JOB.RETRY Q id
-pub fn retry(c: &mut Call) -> Result<Out> {
-    let (q, id) = args::job_id_only(&c.args)?;
-    Ok(Out::Int(c.with(&q, |s, env| admin::retry(s, &q, env, &id))?))
-}
+pub const RETRY: Command<(QueueKeys, Vec<u8>)> = Command {
+    info: Info {
+        name: "job.retry",
+        flags: "write deny-oom",
+        arity: -3,
+        summary: "Queues a failed or canceled job again with its attempts reset.",
+        complexity: "O(log N) with N the jobs of the queue",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[Q, ID],
+    },
+    parse: |words, _| grammar::job::id_only(words),
+    handle: |c, (q, id)| Ok(Out::Int(c.with(&q, |s, env| admin::retry(s, &q, env, &id))?)),
+};
 
 /// JOB.DELETE Q id
-pub fn delete(c: &mut Call) -> Result<Out> {
-    let (q, id) = args::job_id_only(&c.args)?;
-    Ok(Out::Int(c.with(&q, |s, env| admin::delete(s, &q, env, &id))?))
-}
+pub const DELETE: Command<(QueueKeys, Vec<u8>)> = Command {
+    info: Info {
+        name: "job.delete",
+        flags: "write",
+        arity: -3,
+        summary: "Removes a job's record and every index entry: 1, or 0 when there is none.",
+        complexity: "O(log N) with N the jobs of the queue",
+        keys: Keys::Queue(key::RW | key::DELETE),
+        args: &[Q, ID],
+    },
+    parse: |words, _| grammar::job::id_only(words),
+    handle: |c, (q, id)| Ok(Out::Int(c.with(&q, |s, env| admin::delete(s, &q, env, &id))?)),
+};
 
 /// JOB.LIST Q [STATUS s] [CURSOR c] [COUNT n]
-pub fn list(c: &mut Call) -> Result<Out> {
-    let (q, a) = args::job_list(&c.args)?;
+pub const LIST: Command<(QueueKeys, ListArgs)> = Command {
+    info: Info {
+        name: "job.list",
+        flags: "readonly",
+        arity: -2,
+        summary: "Pages through a queue's jobs, newest first, like SCAN.",
+        complexity: "O(log N + COUNT)",
+        keys: Keys::Queue(key::RO | key::ACCESS),
+        args: &[Q, STATUS_ANY, CURSOR, COUNT],
+    },
+    parse: |words, _| grammar::job::list(words),
+    handle: list,
+};
+
+fn list(c: &mut Call, (q, a): (QueueKeys, ListArgs)) -> Result<Out> {
     let (next, page) = read::list(&mut c.store, &q, c.now, &a)?;
     Ok(Out::Array(vec![Out::bytes(next.to_string()), Out::Array(page.into_iter().map(Out::record).collect())]))
 }

@@ -1,73 +1,130 @@
 //! QUEUE.* commands.
 
-use aijob_core::args::{self, Cursor};
+use aijob_core::grammar;
+use aijob_core::job::{Priority, Status};
+use aijob_core::keys::QueueKeys;
+use aijob_core::queue::tx::meta;
 use aijob_core::queue::{admin, read};
-use aijob_core::{AiError, Result};
+use aijob_core::queues;
+use aijob_core::Result;
 
-use crate::command::Call;
+use crate::command::arg::*;
+use crate::command::key;
+use crate::command::{Call, Command, Info, Keys};
 use crate::reply::Out;
 
 /// QUEUE.STATS Q
-pub fn stats(c: &mut Call) -> Result<Out> {
-    let q = args::queue_only(&c.args)?;
+pub const STATS: Command<QueueKeys> = Command {
+    info: Info {
+        name: "queue.stats",
+        flags: "readonly",
+        arity: -2,
+        summary: "Counts per status and priority, totals and cache counters of a queue.",
+        complexity: "O(1)",
+        keys: Keys::Queue(key::RO),
+        args: &[Q],
+    },
+    parse: |words, _| grammar::queue::queue_only(words),
+    handle: stats,
+};
+
+fn stats(c: &mut Call, q: QueueKeys) -> Result<Out> {
     let (hits, coalesced) = crate::timer::buffered_cache_counts(c.ctx, &q);
     let fields = read::stats(&mut c.store, &q, c.now)?;
     let add = |name: &str, v: i64| match name {
-        "hits" => v + hits,
-        "coalesced" => v + coalesced,
+        meta::HITS => v + hits,
+        meta::COALESCED => v + coalesced,
         _ => v,
     };
     Ok(Out::Map(fields.into_iter().map(|(k, v)| (k.to_string(), Out::Int(add(k, v)))).collect()))
 }
 
 /// QUEUE.PAUSE Q
-pub fn pause(c: &mut Call) -> Result<Out> {
-    let q = args::queue_only(&c.args)?;
-    c.with(&q, |s, _| admin::set_paused(s, &q, true).map(|v| (v, Default::default())))?;
-    Ok(Out::Str("OK"))
-}
+pub const PAUSE: Command<QueueKeys> = Command {
+    info: Info {
+        name: "queue.pause",
+        flags: "write",
+        arity: -2,
+        summary: "Stops handing out jobs of the queue; creates still work.",
+        complexity: "O(1)",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[Q],
+    },
+    parse: |words, _| grammar::queue::queue_only(words),
+    handle: |c, q| set_paused(c, q, true),
+};
 
 /// QUEUE.RESUME Q
-pub fn resume(c: &mut Call) -> Result<Out> {
-    let q = args::queue_only(&c.args)?;
-    c.with(&q, |s, _| admin::set_paused(s, &q, false).map(|v| (v, Default::default())))?;
+pub const RESUME: Command<QueueKeys> = Command {
+    info: Info {
+        name: "queue.resume",
+        flags: "write",
+        arity: -2,
+        summary: "Hands out jobs again and wakes blocked claimers.",
+        complexity: "O(1)",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[Q],
+    },
+    parse: |words, _| grammar::queue::queue_only(words),
+    handle: |c, q| set_paused(c, q, false),
+};
+
+fn set_paused(c: &mut Call, q: QueueKeys, paused: bool) -> Result<Out> {
+    c.with(&q, |s, _| admin::set_paused(s, &q, paused).map(|v| (v, Default::default())))?;
     Ok(Out::Str("OK"))
 }
 
 /// QUEUE.PURGE Q [STATUS s] [PRIORITY p]
-pub fn purge(c: &mut Call) -> Result<Out> {
-    let (q, status, prio) = args::queue_purge(&c.args)?;
-    Ok(Out::Int(c.with(&q, |s, env| admin::purge(s, &q, env, status, prio))?))
-}
+pub const PURGE: Command<(QueueKeys, Status, Option<Priority>)> = Command {
+    info: Info {
+        name: "queue.purge",
+        flags: "write",
+        arity: -2,
+        summary: "Removes the jobs in one status (queued by default); replies the count.",
+        complexity: "O(M log N) with M the jobs removed",
+        keys: Keys::Queue(key::RW | key::DELETE),
+        args: &[Q, STATUS_ANY, PRIORITY],
+    },
+    parse: |words, _| grammar::queue::purge(words),
+    handle: |c, (q, status, prio)| Ok(Out::Int(c.with(&q, |s, env| admin::purge(s, &q, env, status, prio))?)),
+};
 
 /// QUEUE.GROUPCAP Q group|* n
-pub fn groupcap(c: &mut Call) -> Result<Out> {
-    let mut cur = Cursor::new(&c.args);
-    let q = aijob_core::keys::QueueKeys::new(cur.next().unwrap_or_default())?;
-    let group = cur.next().ok_or_else(|| AiError::arg("group", "is missing"))?.to_vec();
-    if group != b"*" {
-        aijob_core::names::validate("group", &group)?;
-    }
-    let cap = args::non_negative("n", cur.next().ok_or_else(|| AiError::arg("n", "is missing"))?)?;
-    if let Some(extra) = cur.keyword() {
-        return Err(AiError::syntax(format!("unknown option '{extra}'")));
-    }
+pub const GROUPCAP: Command<(QueueKeys, Vec<u8>, i64)> = Command {
+    info: Info {
+        name: "queue.groupcap",
+        flags: "write deny-oom",
+        arity: -4,
+        summary: "Caps the running jobs of a group (or of every group, with *); 0 removes the cap.",
+        complexity: "O(log N); O(G) for * with G the groups",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[Q, s("group"), int("n")],
+    },
+    parse: |words, _| grammar::queue::groupcap(words),
+    handle: groupcap,
+};
+
+fn groupcap(c: &mut Call, (q, group, cap): (QueueKeys, Vec<u8>, i64)) -> Result<Out> {
     c.with(&q, |s, env| admin::set_group_cap(s, &q, env, &group, cap).map(|v| (v, Default::default())))?;
     Ok(Out::Str("OK"))
 }
 
 /// QUEUE.GROUPS Q [CURSOR c] [COUNT n]
-pub fn groups(c: &mut Call) -> Result<Out> {
-    let mut cur = Cursor::new(&c.args);
-    let q = aijob_core::keys::QueueKeys::new(cur.next().unwrap_or_default())?;
-    let (mut cursor, mut count) = (0, 10);
-    while let Some(kw) = cur.keyword() {
-        match kw.as_str() {
-            "CURSOR" => cursor = cur.count("CURSOR")?,
-            "COUNT" => count = args::positive("COUNT", cur.value("COUNT")?)?.min(10_000),
-            _ => return Err(AiError::syntax(format!("unknown option '{kw}'"))),
-        }
-    }
+pub const GROUPS: Command<(QueueKeys, i64, i64)> = Command {
+    info: Info {
+        name: "queue.groups",
+        flags: "readonly",
+        arity: -2,
+        summary: "Pages through a queue's groups with their queued and running counts and caps.",
+        complexity: "O(log G + COUNT)",
+        keys: Keys::Queue(key::RO),
+        args: &[Q, CURSOR, COUNT],
+    },
+    parse: |words, _| grammar::queue::groups(words),
+    handle: groups,
+};
+
+fn groups(c: &mut Call, (q, cursor, count): (QueueKeys, i64, i64)) -> Result<Out> {
     let (next, page) = read::groups(&mut c.store, &q, cursor, count)?;
     let entries = page
         .into_iter()
@@ -83,12 +140,25 @@ pub fn groups(c: &mut Call) -> Result<Out> {
     Ok(Out::Array(vec![Out::bytes(next.to_string()), Out::Array(entries)]))
 }
 
-/// QUEUE.LIST [MATCH pattern] [AFTER name] [COUNT n]: the queues of this node, by name.
-pub fn list(c: &mut Call) -> Result<Out> {
+/// QUEUE.LIST [MATCH pattern] [AFTER name] [COUNT n]
+pub const LIST: Command<queues::ListArgs> = Command {
+    info: Info {
+        name: "queue.list",
+        flags: "readonly",
+        arity: -1,
+        summary: "The queues this node holds, by name (a master's own; a replica refuses).",
+        complexity: "O(Q log COUNT) with Q the queues of the node",
+        keys: Keys::None,
+        args: &[ts("MATCH", "pattern").opt(), ts("AFTER", "name").opt(), ti("COUNT", "n").opt()],
+    },
+    parse: |words, _| queues::parse(words),
+    handle: list,
+};
+
+fn list(c: &mut Call, args: queues::ListArgs) -> Result<Out> {
     use aijob_core::store::Store;
-    let args = aijob_core::queues::parse(&c.args)?;
     if !crate::timer::knows_all_queues(c.ctx) {
-        return Err(AiError::syntax(
+        return Err(aijob_core::AiError::syntax(
             "QUEUE.LIST answers on a master once it knows its queues: on a replica ask its master; after a load or a promotion try again shortly",
         ));
     }
@@ -99,12 +169,12 @@ pub fn list(c: &mut Call) -> Result<Out> {
     let mut out = Vec::new();
     while out.len() < args.count {
         let want = args.count - out.len();
-        let probe = aijob_core::queues::ListArgs { pattern: args.pattern.clone(), after: after.take(), count: want };
-        let page = crate::timer::with_queue_names(c.ctx, |names| aijob_core::queues::page(names, &probe, want));
+        let probe = queues::ListArgs { pattern: args.pattern.clone(), after: after.take(), count: want };
+        let page = crate::timer::with_queue_names(c.ctx, |names| queues::page(names, &probe, want));
         let short = page.len() < want;
         after = page.last().cloned();
         for name in page {
-            let q = aijob_core::keys::QueueKeys::new(&name)?;
+            let q = QueueKeys::new(&name)?;
             if c.store.exists(&q.meta())? || c.store.exists(&q.schedules())? {
                 out.push(Out::Bytes(name));
             }

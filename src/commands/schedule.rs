@@ -1,53 +1,142 @@
 //! SCHEDULE.* commands.
 
-use aijob_core::args;
-use aijob_core::queue::schedule;
+use aijob_core::grammar;
+use aijob_core::keys::QueueKeys;
+use aijob_core::queue::schedule::{self, ScheduleSpec};
 use aijob_core::queue::tx::Tally;
 use aijob_core::Result;
 
-use crate::command::Call;
+use crate::command::arg::*;
+use crate::command::key;
+use crate::command::{Call, Command, Info, Keys};
 use crate::reply::Out;
 
 /// SCHEDULE.SET Q name (EVERY ms | CRON expr) PAYLOAD json [PRIORITY p] [MAXATTEMPTS n]
-/// [RETENTION ms] [DEADLINE ms] [META json] [OVERLAP skip|allow] [START unix_ms] [GROUP g] [COST n]
-pub fn set(c: &mut Call) -> Result<Out> {
-    let (q, spec) = args::schedule_set(&c.args, c.config.max_payload_bytes)?;
-    Ok(Out::Int(c.with(&q, |s, env| schedule::set(s, &q, env, &spec))?))
-}
+/// [RETENTION ms] [DEADLINE ms] [META json] [GROUP g] [COST n] [OVERLAP skip|allow] [START unix_ms]
+pub const SET: Command<(QueueKeys, ScheduleSpec)> = Command {
+    info: Info {
+        name: "schedule.set",
+        flags: "write deny-oom",
+        arity: -5,
+        summary: "Creates or replaces a periodic job (EVERY ms or CRON); replies its next run.",
+        complexity: "O(log S) with S the schedules of the queue",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[
+            Q,
+            NAME,
+            oneof("timetable", &[ti("EVERY", "ms"), ts("CRON", "expr")]),
+            PAYLOAD,
+            PRIORITY,
+            MAXATTEMPTS,
+            RETENTION,
+            DEADLINE,
+            META,
+            GROUP,
+            COST,
+            oneof("overlap", &[pure("skip", "skip"), pure("allow", "allow")]).token("OVERLAP").opt(),
+            tt("START", "unix_ms").opt(),
+        ],
+    },
+    parse: |words, config| grammar::schedule::set(words, config.max_payload_bytes),
+    handle: |c, (q, spec)| Ok(Out::Int(c.with(&q, |s, env| schedule::set(s, &q, env, &spec))?)),
+};
 
 /// SCHEDULE.GET Q name
-pub fn get(c: &mut Call) -> Result<Out> {
-    let (q, name) = args::schedule_name(&c.args)?;
-    Ok(schedule::get(&mut c.store, &q, &name)?.map_or(Out::Null, Out::fields))
-}
+pub const GET: Command<(QueueKeys, Vec<u8>)> = Command {
+    info: Info {
+        name: "schedule.get",
+        flags: "readonly",
+        arity: -3,
+        summary: "A schedule as a map, nil when absent.",
+        complexity: "O(1)",
+        keys: Keys::Queue(key::RO | key::ACCESS),
+        args: &[Q, NAME],
+    },
+    parse: |words, _| grammar::schedule::name(words),
+    handle: |c, (q, name)| Ok(schedule::get(&mut c.store, &q, &name)?.map_or(Out::Null, Out::fields)),
+};
 
 /// SCHEDULE.LIST Q
-pub fn list(c: &mut Call) -> Result<Out> {
-    let q = args::queue_only(&c.args)?;
-    Ok(Out::Array(schedule::list(&mut c.store, &q)?.into_iter().map(Out::fields).collect()))
-}
+pub const LIST: Command<QueueKeys> = Command {
+    info: Info {
+        name: "schedule.list",
+        flags: "readonly",
+        arity: -2,
+        summary: "Every schedule of the queue, by name.",
+        complexity: "O(S) with S the schedules of the queue",
+        keys: Keys::Queue(key::RO | key::ACCESS),
+        args: &[Q],
+    },
+    parse: |words, _| grammar::queue::queue_only(words),
+    handle: |c, q| Ok(Out::Array(schedule::list(&mut c.store, &q)?.into_iter().map(Out::fields).collect())),
+};
 
 /// SCHEDULE.DEL Q name
-pub fn del(c: &mut Call) -> Result<Out> {
-    let (q, name) = args::schedule_name(&c.args)?;
-    Ok(Out::Int(c.with(&q, |s, _| Ok((schedule::del(s, &q, &name)?, Tally::default())))?))
-}
+pub const DEL: Command<(QueueKeys, Vec<u8>)> = Command {
+    info: Info {
+        name: "schedule.del",
+        flags: "write",
+        arity: -3,
+        summary: "Deletes a schedule: 1, or 0 when there was none.",
+        complexity: "O(log S) with S the schedules of the queue",
+        keys: Keys::Queue(key::RW | key::DELETE),
+        args: &[Q, NAME],
+    },
+    parse: |words, _| grammar::schedule::name(words),
+    handle: |c, (q, name)| Ok(Out::Int(c.with(&q, |s, _| Ok((schedule::del(s, &q, &name)?, Tally::default())))?)),
+};
 
 /// SCHEDULE.RUN Q name
-pub fn run(c: &mut Call) -> Result<Out> {
-    let (q, name) = args::schedule_name(&c.args)?;
+pub const RUN: Command<(QueueKeys, Vec<u8>)> = Command {
+    info: Info {
+        name: "schedule.run",
+        flags: "write deny-oom",
+        arity: -3,
+        summary: "Creates a run now, outside the timetable: the job id, or nil when OVERLAP skip holds it back.",
+        complexity: "O(log N) with N the jobs of the queue",
+        keys: Keys::Queue(key::RW | key::INSERT),
+        args: &[Q, NAME],
+    },
+    parse: |words, _| grammar::schedule::name(words),
+    handle: run,
+};
+
+fn run(c: &mut Call, (q, name): (QueueKeys, Vec<u8>)) -> Result<Out> {
     let id = c.with(&q, |s, env| schedule::run_now(s, &q, env, &name))?;
     Ok(id.map_or(Out::Null, Out::Bytes))
 }
 
 /// SCHEDULE.PAUSE Q name
-pub fn pause(c: &mut Call) -> Result<Out> {
-    let (q, name) = args::schedule_name(&c.args)?;
-    Ok(Out::Int(c.with(&q, |s, env| Ok((schedule::set_paused(s, &q, env, &name, true)?, Tally::default())))?))
-}
+pub const PAUSE: Command<(QueueKeys, Vec<u8>)> = Command {
+    info: Info {
+        name: "schedule.pause",
+        flags: "write",
+        arity: -3,
+        summary: "Stops a schedule's ticks: 1, or 0 when there is no such schedule.",
+        complexity: "O(log S) with S the schedules of the queue",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[Q, NAME],
+    },
+    parse: |words, _| grammar::schedule::name(words),
+    handle: |c, (q, name)| set_paused(c, q, name, true),
+};
 
 /// SCHEDULE.RESUME Q name
-pub fn resume(c: &mut Call) -> Result<Out> {
-    let (q, name) = args::schedule_name(&c.args)?;
-    Ok(Out::Int(c.with(&q, |s, env| Ok((schedule::set_paused(s, &q, env, &name, false)?, Tally::default())))?))
+pub const RESUME: Command<(QueueKeys, Vec<u8>)> = Command {
+    info: Info {
+        name: "schedule.resume",
+        flags: "write",
+        arity: -3,
+        summary: "Restarts a schedule's ticks from now: 1, or 0 when there is no such schedule.",
+        complexity: "O(log S) with S the schedules of the queue",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[Q, NAME],
+    },
+    parse: |words, _| grammar::schedule::name(words),
+    handle: |c, (q, name)| set_paused(c, q, name, false),
+};
+
+fn set_paused(c: &mut Call, q: QueueKeys, name: Vec<u8>, paused: bool) -> Result<Out> {
+    let done = c.with(&q, |s, env| Ok((schedule::set_paused(s, &q, env, &name, paused)?, Tally::default())))?;
+    Ok(Out::Int(done))
 }

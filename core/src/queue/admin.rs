@@ -3,7 +3,7 @@
 use crate::error::{AiError, Result};
 use crate::job::{transition, Priority, Status, Trigger};
 use crate::keys::QueueKeys;
-use crate::queue::cache;
+use crate::queue::pending;
 use crate::queue::tx::{load_job, meta, Env, Tally, Tx};
 use crate::queue::update::finish;
 use crate::record::{self, JobState};
@@ -38,18 +38,29 @@ pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Re
     let mut tx = Tx::new(s, q, env.now, env.config);
     tx.unplace(&job, job.status, false)?;
     let job = JobState { deadline_at: None, ..job };
-    tx.hdel(id, &["finished_at", "run_at", "deadline_at", "lease_until", "worker", record::TOKEN, record::EXPIRE_AT]);
+    tx.hdel(
+        id,
+        &[
+            record::FINISHED_AT,
+            record::RUN_AT,
+            record::DEADLINE_AT,
+            record::LEASE_UNTIL,
+            record::WORKER,
+            record::TOKEN,
+            record::EXPIRE_AT,
+        ],
+    );
     tx.hset(
         id,
         vec![
-            ("status", to.as_str().as_bytes().to_vec()),
-            ("attempts", b"0".to_vec()),
-            ("updated_at", tx.now.to_string().into_bytes()),
+            (record::STATUS, to.as_str().as_bytes().to_vec()),
+            (record::ATTEMPTS, b"0".to_vec()),
+            (record::UPDATED_AT, tx.now.to_string().into_bytes()),
         ],
     );
     tx.place(&job, to, Score::At(tx.now))?;
     if let Some(h) = &job.hash {
-        cache::claim_hash(&mut tx, h, id)?;
+        pending::claim_hash(&mut tx, h, id)?;
     }
     tx.incr_meta(meta::RETRIED, 1)?;
     tx.tally.retried += 1;
@@ -63,7 +74,7 @@ pub fn remove<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
     tx.unplace(job, job.status, false)?;
     if job.status.is_live() {
         if let Some(h) = &job.hash {
-            cache::release_hash(tx, h, &job.id)?;
+            pending::release_hash(tx, h, &job.id)?;
         }
     }
     tx.push(Op::Del(tx.q.job(&job.id)));

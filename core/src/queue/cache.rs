@@ -3,11 +3,11 @@
 //! CACHE.CLEAR starts a new generation and the timer frees the old one in bounded steps,
 //! so clearing a million entries costs O(1) in the command.
 
-use crate::args::JobSpec;
 use crate::error::{AiError, Result};
 use crate::job::Status;
 use crate::keys::QueueKeys;
-use crate::queue::create::add_job;
+use crate::queue::create::{add_job, JobSpec};
+use crate::queue::pending::pending_job;
 use crate::queue::tx::{load_job, meta, Env, Tally, Tx};
 use crate::rng;
 use crate::store::{Op, Score, Store, ZRange};
@@ -34,27 +34,6 @@ pub fn write_entry<S: Store>(tx: &mut Tx<S>, hash: &[u8], value: &[u8], ttl_ms: 
     tx.push(Op::PExpireAt(key, expire_at));
     tx.push(Op::ZAdd(tx.q.cache_index(generation), Score::At(expire_at), hash.to_vec()));
     Ok(etag)
-}
-
-/// The live job that holds `hash`, if any.
-pub fn pending_job<S: Store>(s: &mut S, q: &QueueKeys, hash: &[u8]) -> Result<Option<Vec<u8>>> {
-    s.hget(&q.pending(), hash)
-}
-
-/// Frees `hash` when `id` holds it (the job finished or went away).
-pub fn release_hash<S: Store>(tx: &mut Tx<S>, hash: &[u8], id: &[u8]) -> Result<()> {
-    if pending_job(tx.s, tx.q, hash)?.as_deref() == Some(id) {
-        tx.push(Op::HDel(tx.q.pending(), vec![hash.to_vec()]));
-    }
-    Ok(())
-}
-
-/// Takes `hash` for `id` unless another live job holds it.
-pub fn claim_hash<S: Store>(tx: &mut Tx<S>, hash: &[u8], id: &[u8]) -> Result<()> {
-    if pending_job(tx.s, tx.q, hash)?.is_none() {
-        tx.push(Op::HSet(tx.q.pending(), vec![(hash.to_vec(), id.to_vec())]));
-    }
-    Ok(())
 }
 
 /// What CACHE.GETORQUEUE found or did.
@@ -117,6 +96,16 @@ pub fn get<S: Store>(s: &mut S, q: &QueueKeys, hash: &[u8]) -> Result<Option<(Ve
         (Some(value), etag) => Ok(Some((value, etag.unwrap_or_default()))),
         _ => Ok(None),
     }
+}
+
+/// What CACHE.SET writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryWrite {
+    pub hash: String,
+    pub value: Vec<u8>,
+    /// None: the queue's cache-ttl-ms.
+    pub ttl_ms: Option<i64>,
+    pub condition: Condition,
 }
 
 /// The condition of CACHE.SET.

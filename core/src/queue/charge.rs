@@ -2,10 +2,9 @@
 //! CHARGE admits it by the rules of RATELIMIT.HIT, and takes the charges in the same step;
 //! the job's real usage later goes into the very sub-windows the charge went into.
 
-use crate::args::Charge;
 use crate::error::Result;
 use crate::limiter;
-use crate::queue::claim::Gate;
+use crate::queue::claim::{Charge, Gate};
 use crate::queue::tx::Tx;
 use crate::ratelimit::State;
 use crate::record::{self, JobState};
@@ -118,7 +117,7 @@ fn parse_line(line: &str) -> Option<Taken> {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()

@@ -1,14 +1,32 @@
 //! JOB.CLAIM: strict priority, round robin across groups within a priority, FIFO
 //! within a group; a fresh lease token per claim.
 
-use crate::args::ClaimArgs;
 use crate::error::Result;
 use crate::job::{transition, Priority, Status, Trigger};
 use crate::keys::QueueKeys;
 use crate::queue::tx::{meta, Env, Tally, Tx};
+use crate::ratelimit::Window;
 use crate::record::{self, JobState};
 use crate::rng;
 use crate::store::{Op, Score, Store, ZRange};
+
+/// One `CHARGE key REQUESTS|COST LIMIT n PERIOD ms [LIMIT n PERIOD ms ...]` of JOB.CLAIM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub key: Vec<u8>,
+    pub by_cost: bool,
+    pub windows: Vec<Window>,
+}
+
+/// What JOB.CLAIM asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClaimArgs {
+    pub worker: Option<Vec<u8>>,
+    pub lease_ms: Option<i64>,
+    pub block_ms: Option<i64>,
+    pub count: i64,
+    pub charges: Vec<Charge>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
@@ -72,19 +90,21 @@ pub fn claim<S: Store, G: Gate<S>>(
             !removed.contains(&f.as_slice()) && !set.iter().any(|(n, _)| n.as_bytes() == f.as_slice())
         });
         fields.extend(set.into_iter().map(|(n, v)| (n.as_bytes().to_vec(), v)));
-        let extra = vec![("ttl", record::Value::Int(-1)), ("token", record::Value::Bytes(token.clone().into_bytes()))];
+        let extra = vec![
+            (record::TTL, record::Value::Int(-1)),
+            (record::CLAIM_TOKEN, record::Value::Bytes(token.clone().into_bytes())),
+        ];
         let record = record::to_reply(&job.id, q.name(), &fields, extra);
         out.jobs.push(Claimed { id: job.id, token, record });
     }
     Ok(out)
 }
 
+/// A record's stored fields, as `Store::hgetall` returns them.
+pub type StoredFields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A job's control fields and its whole record, read with one pass over the hash.
-pub fn load_job_with_fields<S: Store>(
-    s: &mut S,
-    q: &QueueKeys,
-    id: &[u8],
-) -> Result<Option<(JobState, Vec<(Vec<u8>, Vec<u8>)>)>> {
+pub fn load_job_with_fields<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8]) -> Result<Option<(JobState, StoredFields)>> {
     let fields = s.hgetall(&q.job(id))?;
     if fields.is_empty() {
         return Ok(None);
@@ -97,7 +117,7 @@ pub fn load_job_with_fields<S: Store>(
 }
 
 /// The job the next claim would take (its state and record), without taking it.
-pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<(JobState, Vec<(Vec<u8>, Vec<u8>)>)>> {
+pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<(JobState, StoredFields)>> {
     for p in Priority::ORDER {
         // A turn set only holds groups with jobs at this priority and room under their
         // cap; the loop only runs again to mend an entry that broke that rule.
@@ -135,20 +155,20 @@ pub fn take<S: Store>(tx: &mut Tx<S>, job: &JobState, args: &ClaimArgs, token: &
     tx.unplace(job, job.status, true)?;
     let n = |v: i64| v.to_string().into_bytes();
     let mut fields = vec![
-        ("status", to.as_str().as_bytes().to_vec()),
-        ("attempts", n(attempts)),
-        ("started_at", n(now)),
-        ("updated_at", n(now)),
-        ("lease_until", n(lease_until)),
+        (record::STATUS, to.as_str().as_bytes().to_vec()),
+        (record::ATTEMPTS, n(attempts)),
+        (record::STARTED_AT, n(now)),
+        (record::UPDATED_AT, n(now)),
+        (record::LEASE_UNTIL, n(lease_until)),
         (record::TOKEN, token.as_bytes().to_vec()),
         (record::LEASE_MS, n(lease_ms)),
     ];
     let mut removed: Vec<&'static [u8]> = Vec::new();
     match &args.worker {
-        Some(w) => fields.push(("worker", w.clone())),
+        Some(w) => fields.push((record::WORKER, w.clone())),
         None => {
-            tx.hdel(&job.id, &["worker"]);
-            removed.push(b"worker");
+            tx.hdel(&job.id, &[record::WORKER]);
+            removed.push(record::WORKER.as_bytes());
         }
     }
     tx.hset(&job.id, fields.clone());

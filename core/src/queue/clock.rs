@@ -10,6 +10,7 @@ use crate::queue::admin::remove;
 use crate::queue::tx::{load_job, Env, Tally, Tx};
 use crate::queue::update::{fail_tally, finish, requeue};
 use crate::queue::{cache, schedule};
+use crate::record;
 use crate::store::{Op, Store, ZRange};
 
 /// What one tick of one queue did.
@@ -21,10 +22,12 @@ pub struct TickReport {
     pub tally: Tally,
 }
 
+/// One move of the clock on one job: its index entry came due.
+type Step<S> = fn(&mut S, &QueueKeys, &mut Env, &[u8]) -> Result<Tally>;
+
 pub fn tick<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize) -> Result<TickReport> {
     let mut r = TickReport::default();
-    let steps: [fn(&mut S, &QueueKeys, &mut Env, &[u8]) -> Result<Tally>; 4] =
-        [come_due, expire_lease, pass_deadline, end_retention];
+    let steps: [Step<S>; 4] = [come_due, expire_lease, pass_deadline, end_retention];
     let indexes = [q.delayed(), q.leases(), q.deadlines(), q.expiry()];
     for (step, index) in steps.iter().zip(indexes.iter()) {
         let left = budget.saturating_sub(r.moves);
@@ -74,7 +77,7 @@ fn come_due<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Res
     };
     let to = transition(job.status, Trigger::Due)?;
     let mut tx = Tx::new(s, q, env.now, env.config);
-    tx.hdel(id, &["run_at"]);
+    tx.hdel(id, &[record::RUN_AT]);
     requeue(&mut tx, &job, to, env.now, job.attempts)?;
     tx.commit()
 }
@@ -93,10 +96,15 @@ fn expire_lease<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) ->
     } else {
         let to = transition(job.status, Trigger::LeaseExhausted)?;
         let msg = format!("lease expired on attempt {} of {}", job.attempts, job.max_attempts).into_bytes();
-        finish(&mut tx, &job, to, vec![("error", msg.clone()), ("error_class", b"lease_expired".to_vec())])?;
-        tx.hdel(id, &["worker"]);
+        finish(
+            &mut tx,
+            &job,
+            to,
+            vec![(record::ERROR, msg.clone()), (record::ERROR_CLASS, b"lease_expired".to_vec())],
+        )?;
+        tx.hdel(id, &[record::WORKER]);
         fail_tally(&mut tx)?;
-        tx.event(&job, "error", to, &[("error", &msg, false)]);
+        tx.event(&job, "error", to, &[(record::ERROR, &msg, false)]);
     }
     tx.commit()
 }
@@ -108,9 +116,9 @@ fn pass_deadline<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -
     let to = transition(job.status, Trigger::Deadline)?;
     let mut tx = Tx::new(s, q, env.now, env.config);
     let msg = b"deadline passed before a worker claimed the job".to_vec();
-    finish(&mut tx, &job, to, vec![("error", msg.clone()), ("error_class", b"deadline".to_vec())])?;
+    finish(&mut tx, &job, to, vec![(record::ERROR, msg.clone()), (record::ERROR_CLASS, b"deadline".to_vec())])?;
     fail_tally(&mut tx)?;
-    tx.event(&job, "error", to, &[("error", &msg, false)]);
+    tx.event(&job, "error", to, &[(record::ERROR, &msg, false)]);
     tx.commit()
 }
 

@@ -1,14 +1,59 @@
 //! JOB.CREATE: a new job, queued or delayed.
 
-use crate::args::{JobSpec, Start};
 use crate::error::{AiError, Code, Result};
-use crate::job::Status;
+use crate::job::{Priority, Status};
 use crate::keys::QueueKeys;
-use crate::queue::cache;
+use crate::queue::pending;
 use crate::queue::tx::{meta, Env, Tally, Tx};
 use crate::record::{self, JobState};
 use crate::rng;
 use crate::store::{Score, Store};
+
+/// When a new job first runs: now, after DELAY, or AT an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Now,
+    Delay(i64),
+    At(i64),
+}
+
+/// The options of a new job, shared by JOB.CREATE, CACHE.GETORQUEUE and SCHEDULE.SET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    pub payload: Vec<u8>,
+    pub id: Option<Vec<u8>>,
+    pub priority: Priority,
+    pub start: Start,
+    pub max_attempts: Option<i64>,
+    pub retention_ms: Option<i64>,
+    pub deadline_ms: Option<i64>,
+    pub hash: Option<String>,
+    pub meta: Option<Vec<u8>>,
+    pub group: Option<Vec<u8>>,
+    pub cost: i64,
+    pub cache_ttl_ms: Option<i64>,
+    pub schedule: Option<Vec<u8>>,
+}
+
+impl JobSpec {
+    pub fn new(payload: Vec<u8>) -> Self {
+        JobSpec {
+            payload,
+            id: None,
+            priority: Priority::Normal,
+            start: Start::Now,
+            max_attempts: None,
+            retention_ms: None,
+            deadline_ms: None,
+            hash: None,
+            meta: None,
+            group: None,
+            cost: 1,
+            cache_ttl_ms: None,
+            schedule: None,
+        }
+    }
+}
 
 /// Creates the job of `spec` and returns its id. `EXISTS` when the id is taken.
 pub fn create<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, spec: &JobSpec) -> Result<(Vec<u8>, Tally)> {
@@ -64,7 +109,7 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
     let score = run_at.map_or(Score::At(now), Score::At);
     tx.place(&job, status, score)?;
     if let Some(h) = &job.hash {
-        cache::claim_hash(tx, h, id)?;
+        pending::claim_hash(tx, h, id)?;
     }
     tx.incr_meta(meta::CREATED, 1)?;
     tx.tally.created += 1;
@@ -78,24 +123,24 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
 fn record_fields(job: &JobState, spec: &JobSpec, now: i64) -> Vec<(&'static str, Vec<u8>)> {
     let n = |v: i64| v.to_string().into_bytes();
     let mut f: Vec<(&'static str, Vec<u8>)> = vec![
-        ("status", job.status.as_str().as_bytes().to_vec()),
-        ("priority", job.priority.as_str().as_bytes().to_vec()),
-        ("payload", spec.payload.clone()),
-        ("attempts", n(0)),
-        ("max_attempts", n(job.max_attempts)),
-        ("cost", n(job.cost)),
-        ("percent", n(0)),
-        ("created_at", n(now)),
-        ("updated_at", n(now)),
+        (record::STATUS, job.status.as_str().as_bytes().to_vec()),
+        (record::PRIORITY, job.priority.as_str().as_bytes().to_vec()),
+        (record::PAYLOAD, spec.payload.clone()),
+        (record::ATTEMPTS, n(0)),
+        (record::MAX_ATTEMPTS, n(job.max_attempts)),
+        (record::COST, n(job.cost)),
+        (record::PERCENT, n(0)),
+        (record::CREATED_AT, n(now)),
+        (record::UPDATED_AT, n(now)),
         (record::SEQ, n(job.seq)),
     ];
     let optional: [(&'static str, Option<Vec<u8>>); 8] = [
-        ("group", spec.group.clone()),
-        ("hash", job.hash.clone()),
-        ("meta", spec.meta.clone()),
-        ("run_at", job.run_at.map(n)),
-        ("deadline_at", job.deadline_at.map(n)),
-        ("schedule", job.schedule.clone()),
+        (record::GROUP, spec.group.clone()),
+        (record::HASH, job.hash.clone()),
+        (record::META, spec.meta.clone()),
+        (record::RUN_AT, job.run_at.map(n)),
+        (record::DEADLINE_AT, job.deadline_at.map(n)),
+        (record::SCHEDULE, job.schedule.clone()),
         (record::RETENTION, job.retention_ms.map(n)),
         (record::CACHE_TTL, job.cache_ttl_ms.map(n)),
     ];

@@ -1,12 +1,19 @@
 //! JOB.GET, JOB.LIST, QUEUE.STATS, QUEUE.GROUPS: reads only, so they answer on replicas.
 
-use crate::args::ListArgs;
 use crate::error::Result;
 use crate::job::{Priority, Status};
 use crate::keys::QueueKeys;
 use crate::queue::tx::meta;
 use crate::record::{self, Value};
 use crate::store::{Store, ZRange};
+
+/// What JOB.LIST pages through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListArgs {
+    pub status: Option<Status>,
+    pub cursor: i64,
+    pub count: i64,
+}
 
 /// A job's record as replied, with `ttl` (ms left; -1 for live jobs) and `extra` fields.
 pub fn get<S: Store>(
@@ -21,12 +28,12 @@ pub fn get<S: Store>(
         return Ok(None);
     }
     let field = |name: &str| fields.iter().find(|(f, _)| f.as_slice() == name.as_bytes()).map(|(_, v)| v);
-    let live = field("status").and_then(|v| Status::parse(v)).is_some_and(Status::is_live);
+    let live = field(record::STATUS).and_then(|v| Status::parse(v)).is_some_and(Status::is_live);
     let ttl = match field(record::EXPIRE_AT).and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok()) {
         Some(at) if !live => (at - now).max(0),
         _ => -1,
     };
-    extra.insert(0, ("ttl", Value::Int(ttl)));
+    extra.insert(0, (record::TTL, Value::Int(ttl)));
     Ok(Some(record::to_reply(id, q.name(), &fields, extra)))
 }
 
@@ -97,7 +104,7 @@ fn oldest_queued_ms<S: Store>(s: &mut S, q: &QueueKeys, now: i64) -> Result<i64>
     let Some((id, _)) = s.zrange(&q.status(Status::Queued), ZRange::first(1))?.into_iter().next() else {
         return Ok(0);
     };
-    let created = s.hget(&q.job(&id), b"created_at")?;
+    let created = s.hget(&q.job(&id), record::CREATED_AT.as_bytes())?;
     let created = created.and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok()).unwrap_or(now);
     Ok((now - created).max(0))
 }

@@ -3,16 +3,38 @@
 //! and the schedule's next run moves in the same step, so a replica that is promoted
 //! neither repeats a run nor misses more than one tick.
 
-use crate::args::JobSpec;
 use crate::cron;
 use crate::error::{AiError, Result};
 use crate::job::Priority;
 use crate::keys::QueueKeys;
-use crate::queue::create::add_job;
+use crate::queue::create::{add_job, JobSpec};
 use crate::queue::tx::{load_job, Env, Tally, Tx};
 use crate::record::Value;
 use crate::rng;
 use crate::store::{Op, Score, Store, ZRange};
+
+/// The fields of a schedule's hash (`aijob:{Q}:schedule:<name>`), as stored and replied.
+pub mod field {
+    pub const NAME: &str = "name";
+    pub const EVERY: &str = "every";
+    pub const CRON: &str = "cron";
+    pub const START: &str = "start";
+    pub const PAYLOAD: &str = "payload";
+    pub const PRIORITY: &str = "priority";
+    pub const COST: &str = "cost";
+    pub const OVERLAP: &str = "overlap";
+    pub const PAUSED: &str = "paused";
+    pub const NEXT_RUN_AT: &str = "next_run_at";
+    pub const MAX_ATTEMPTS: &str = "max_attempts";
+    pub const RETENTION: &str = "retention";
+    pub const DEADLINE: &str = "deadline";
+    pub const META: &str = "meta";
+    pub const GROUP: &str = "group";
+    pub const LAST_JOB_ID: &str = "last_job_id";
+    pub const LAST_RUN_AT: &str = "last_run_at";
+    pub const RUNS: &str = "runs";
+    pub const SKIPPED: &str = "skipped";
+}
 
 /// When a schedule runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,29 +78,31 @@ pub fn set<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, spec: &ScheduleSpe
         .filter(|t| *t < i64::MAX)
         .ok_or_else(|| AiError::arg("CRON", "never matches a future instant"))?;
     let key = q.schedule(&spec.name);
-    let paused = s.hget(&key, b"paused")?.as_deref() == Some(b"1");
+    let paused = s.hget(&key, field::PAUSED.as_bytes())?.as_deref() == Some(b"1");
     let j = &spec.job;
     let mut fields: Vec<(Vec<u8>, Vec<u8>)> = vec![
-        (b"name".to_vec(), spec.name.clone()),
-        (b"start".to_vec(), n(start)),
-        (b"payload".to_vec(), j.payload.clone()),
-        (b"priority".to_vec(), j.priority.as_str().as_bytes().to_vec()),
-        (b"cost".to_vec(), n(j.cost)),
-        (b"overlap".to_vec(), if spec.overlap_allow { b"allow".to_vec() } else { b"skip".to_vec() }),
-        (b"paused".to_vec(), if paused { b"1".to_vec() } else { b"0".to_vec() }),
-        (b"next_run_at".to_vec(), n(next)),
+        (field::NAME.as_bytes().to_vec(), spec.name.clone()),
+        (field::START.as_bytes().to_vec(), n(start)),
+        (field::PAYLOAD.as_bytes().to_vec(), j.payload.clone()),
+        (field::PRIORITY.as_bytes().to_vec(), j.priority.as_str().as_bytes().to_vec()),
+        (field::COST.as_bytes().to_vec(), n(j.cost)),
+        (field::OVERLAP.as_bytes().to_vec(), if spec.overlap_allow { b"allow".to_vec() } else { b"skip".to_vec() }),
+        (field::PAUSED.as_bytes().to_vec(), if paused { b"1".to_vec() } else { b"0".to_vec() }),
+        (field::NEXT_RUN_AT.as_bytes().to_vec(), n(next)),
     ];
     let (set_kind, other_kind) = match &spec.timetable {
-        Timetable::Every(e) => ((b"every".to_vec(), n(*e)), b"cron".to_vec()),
-        Timetable::Cron(c) => ((b"cron".to_vec(), c.clone().into_bytes()), b"every".to_vec()),
+        Timetable::Every(e) => ((field::EVERY.as_bytes().to_vec(), n(*e)), field::CRON.as_bytes().to_vec()),
+        Timetable::Cron(c) => {
+            ((field::CRON.as_bytes().to_vec(), c.clone().into_bytes()), field::EVERY.as_bytes().to_vec())
+        }
     };
     fields.push(set_kind);
     let optional: [(&[u8], Option<Vec<u8>>); 5] = [
-        (b"max_attempts", j.max_attempts.map(n)),
-        (b"retention", j.retention_ms.map(n)),
-        (b"deadline", j.deadline_ms.map(n)),
-        (b"meta", j.meta.clone()),
-        (b"group", j.group.clone()),
+        (field::MAX_ATTEMPTS.as_bytes(), j.max_attempts.map(n)),
+        (field::RETENTION.as_bytes(), j.retention_ms.map(n)),
+        (field::DEADLINE.as_bytes(), j.deadline_ms.map(n)),
+        (field::META.as_bytes(), j.meta.clone()),
+        (field::GROUP.as_bytes(), j.group.clone()),
     ];
     let mut gone = vec![other_kind];
     for (f, v) in optional {
@@ -108,20 +132,20 @@ struct Stored {
 }
 
 const STORED_FIELDS: [&str; 14] = [
-    "every",
-    "cron",
-    "start",
-    "overlap",
-    "paused",
-    "payload",
-    "priority",
-    "max_attempts",
-    "retention",
-    "deadline",
-    "meta",
-    "group",
-    "cost",
-    "last_job_id",
+    field::EVERY,
+    field::CRON,
+    field::START,
+    field::OVERLAP,
+    field::PAUSED,
+    field::PAYLOAD,
+    field::PRIORITY,
+    field::MAX_ATTEMPTS,
+    field::RETENTION,
+    field::DEADLINE,
+    field::META,
+    field::GROUP,
+    field::COST,
+    field::LAST_JOB_ID,
 ];
 
 fn load<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<Option<Stored>> {
@@ -165,8 +189,14 @@ fn run_once<S: Store>(tx: &mut Tx<S>, env: &mut Env, sc: &Stored) -> Result<Opti
     let id = rng::uuid7(env.now, env.entropy).into_bytes();
     add_job(tx, &id, &sc.job)?;
     let key = tx.q.schedule(&sc.name);
-    tx.push(Op::HSet(key.clone(), vec![(b"last_run_at".to_vec(), n(env.now)), (b"last_job_id".to_vec(), id.clone())]));
-    tx.push(Op::HIncrBy(key, b"runs".to_vec(), 1));
+    tx.push(Op::HSet(
+        key.clone(),
+        vec![
+            (field::LAST_RUN_AT.as_bytes().to_vec(), n(env.now)),
+            (field::LAST_JOB_ID.as_bytes().to_vec(), id.clone()),
+        ],
+    ));
+    tx.push(Op::HIncrBy(key, field::RUNS.as_bytes().to_vec(), 1));
     tx.tally.schedule_runs += 1;
     Ok(Some(id))
 }
@@ -184,14 +214,14 @@ pub fn fire_due<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize
         };
         let mut tx = Tx::new(s, q, env.now, env.config);
         if run_once(&mut tx, env, &sc)?.is_none() {
-            tx.push(Op::HIncrBy(q.schedule(&name), b"skipped".to_vec(), 1));
+            tx.push(Op::HIncrBy(q.schedule(&name), field::SKIPPED.as_bytes().to_vec(), 1));
         }
         let next = next_run(&sc.timetable, sc.start, env.now);
         let score = match next {
             Some(t) if t < i64::MAX && !sc.paused => Score::At(t),
             _ => Score::Inf,
         };
-        tx.push(Op::HSet(q.schedule(&name), vec![(b"next_run_at".to_vec(), n(next.unwrap_or(0)))]));
+        tx.push(Op::HSet(q.schedule(&name), vec![(field::NEXT_RUN_AT.as_bytes().to_vec(), n(next.unwrap_or(0)))]));
         tx.push(Op::ZAdd(q.schedules(), score, name));
         tally.add(&tx.commit()?);
     }
@@ -213,9 +243,9 @@ pub fn set_paused<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, name: &[u8]
     let Some(sc) = load(s, q, name)? else { return Ok(0) };
     let next = next_run(&sc.timetable, sc.start, env.now).unwrap_or(i64::MAX);
     let score = if paused || next == i64::MAX { Score::Inf } else { Score::At(next) };
-    let mut fields = vec![(b"paused".to_vec(), if paused { b"1".to_vec() } else { b"0".to_vec() })];
+    let mut fields = vec![(field::PAUSED.as_bytes().to_vec(), if paused { b"1".to_vec() } else { b"0".to_vec() })];
     if !paused {
-        fields.push((b"next_run_at".to_vec(), n(next)));
+        fields.push((field::NEXT_RUN_AT.as_bytes().to_vec(), n(next)));
     }
     s.apply(vec![Op::HSet(q.schedule(name), fields), Op::ZAdd(q.schedules(), score, name.to_vec())])?;
     Ok(1)
@@ -232,41 +262,41 @@ pub fn del<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<i64> {
 
 /// Reply order of SCHEDULE.GET; the numbers among them are replied as integers.
 const SHOWN: [&str; 19] = [
-    "name",
-    "every",
-    "cron",
-    "payload",
-    "priority",
-    "max_attempts",
-    "retention",
-    "deadline",
-    "meta",
-    "group",
-    "cost",
-    "overlap",
-    "paused",
-    "next_run_at",
-    "last_run_at",
-    "last_job_id",
-    "runs",
-    "skipped",
-    "start",
+    field::NAME,
+    field::EVERY,
+    field::CRON,
+    field::PAYLOAD,
+    field::PRIORITY,
+    field::MAX_ATTEMPTS,
+    field::RETENTION,
+    field::DEADLINE,
+    field::META,
+    field::GROUP,
+    field::COST,
+    field::OVERLAP,
+    field::PAUSED,
+    field::NEXT_RUN_AT,
+    field::LAST_RUN_AT,
+    field::LAST_JOB_ID,
+    field::RUNS,
+    field::SKIPPED,
+    field::START,
 ];
 
 fn is_number(f: &str) -> bool {
     matches!(
         f,
-        "every"
-            | "max_attempts"
-            | "retention"
-            | "deadline"
-            | "cost"
-            | "paused"
-            | "next_run_at"
-            | "last_run_at"
-            | "runs"
-            | "skipped"
-            | "start"
+        field::EVERY
+            | field::MAX_ATTEMPTS
+            | field::RETENTION
+            | field::DEADLINE
+            | field::COST
+            | field::PAUSED
+            | field::NEXT_RUN_AT
+            | field::LAST_RUN_AT
+            | field::RUNS
+            | field::SKIPPED
+            | field::START
     )
 }
 
@@ -280,7 +310,7 @@ pub fn get<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<Option<Vec
     for f in SHOWN {
         let v = fields.iter().find(|(k, _)| k.as_slice() == f.as_bytes()).map(|(_, v)| v.clone());
         let v = match (f, v) {
-            ("runs" | "skipped", None) => Value::Int(0),
+            (field::RUNS | field::SKIPPED, None) => Value::Int(0),
             (_, None) => continue,
             (f, Some(v)) if is_number(f) => match num(&Some(v.clone())) {
                 Some(x) => Value::Int(x),

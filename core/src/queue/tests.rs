@@ -1,13 +1,16 @@
 //! The queue logic end to end against the in-memory store.
 
-use crate::args::{ClaimArgs, JobSpec, ListArgs, Start, UpdateArgs, UpdateStatus};
 use crate::config::Config;
 use crate::error::Code;
 use crate::job::{Priority, Status};
 use crate::keys::QueueKeys;
 use crate::mem::MemStore;
+use crate::queue::claim::ClaimArgs;
 use crate::queue::claim::{claim, Claimed, Open};
+use crate::queue::create::{JobSpec, Start};
+use crate::queue::read::ListArgs;
 use crate::queue::tx::Env;
+use crate::queue::update::{UpdateArgs, UpdateStatus};
 use crate::queue::{admin, clock, create, read, update};
 use crate::record::Value;
 use crate::rng::SplitMix;
@@ -502,10 +505,10 @@ fn hash_is_held_by_one_live_job_and_done_fills_the_cache() {
     s.hash = Some(h.clone());
     let id = w.create(s);
     let q = w.q.clone();
-    assert_eq!(crate::queue::cache::pending_job(&mut w.s, &q, h.as_bytes()).unwrap(), Some(id.clone()));
+    assert_eq!(crate::queue::pending::pending_job(&mut w.s, &q, h.as_bytes()).unwrap(), Some(id.clone()));
     let c = w.claim_n(1).remove(0);
     w.done(&c);
-    assert_eq!(crate::queue::cache::pending_job(&mut w.s, &q, h.as_bytes()).unwrap(), None);
+    assert_eq!(crate::queue::pending::pending_job(&mut w.s, &q, h.as_bytes()).unwrap(), None);
     let entry = w.s.hgetall_for_test(&q.cache(0, h.as_bytes()));
     assert_eq!(entry.get(&b"value"[..].to_vec()), Some(&b"{\"ok\":true}".to_vec()));
 }
@@ -529,7 +532,7 @@ mod cache_flows {
     fn goq(w: &mut World, payload: &str) -> Lookup<Vec<u8>> {
         let words: Vec<Vec<u8>> = vec![b"q".to_vec(), b"PAYLOAD".to_vec(), payload.as_bytes().to_vec()];
         let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
-        let (_, spec) = crate::args::cache_get_or_queue(&refs, 1 << 20).unwrap();
+        let (_, spec) = crate::grammar::cache::get_or_queue(&refs, 1 << 20).unwrap();
         w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &spec).unwrap().0)
     }
 
@@ -614,7 +617,7 @@ mod schedules {
     fn set(w: &mut World, line: &str) -> i64 {
         let words: Vec<Vec<u8>> = line.split(' ').map(|x| x.as_bytes().to_vec()).collect();
         let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
-        let (_, spec) = crate::args::schedule_set(&refs, 1 << 20).unwrap();
+        let (_, spec) = crate::grammar::schedule::set(&refs, 1 << 20).unwrap();
         w.with_env(|s, q, env| schedule::set(s, q, env, &spec).unwrap().0)
     }
 
@@ -696,16 +699,16 @@ mod schedules {
         ];
         for words in cases {
             let refs: Vec<&[u8]> = words.iter().map(|x| x.as_bytes()).collect();
-            assert!(crate::args::schedule_set(&refs, 1 << 20).is_err(), "{words:?}");
+            assert!(crate::grammar::schedule::set(&refs, 1 << 20).is_err(), "{words:?}");
         }
     }
 }
 
 mod charged_claims {
     use super::*;
-    use crate::args::Charge;
     use crate::limiter;
     use crate::queue::charge::ChargeGate;
+    use crate::queue::claim::Charge;
     use crate::ratelimit::Window;
 
     fn tpm(limit: i64) -> Charge {

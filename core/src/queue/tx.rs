@@ -7,7 +7,7 @@ use crate::error::{AiError, Result};
 use crate::job::{Priority, Status};
 use crate::json::ObjectWriter;
 use crate::keys::{Key, QueueKeys};
-use crate::record::JobState;
+use crate::record::{self, JobState};
 use crate::rng::Entropy;
 use crate::store::{Op, Score, Store};
 
@@ -488,14 +488,14 @@ impl<'a, S: Store> Tx<'a, S> {
     pub fn event(&mut self, job: &JobState, kind: &str, status: Status, extra: &[(&str, &[u8], bool)]) {
         let mut w = ObjectWriter::new();
         w.string("type", kind.as_bytes())
-            .string("id", &job.id)
-            .string("queue", self.q.name())
-            .string("status", status.as_str().as_bytes());
+            .string(record::ID, &job.id)
+            .string(record::QUEUE, self.q.name())
+            .string(record::STATUS, status.as_str().as_bytes());
         match &job.progress {
-            Some(p) => w.string("progress", p),
-            None => w.null("progress"),
+            Some(p) => w.string(record::PROGRESS, p),
+            None => w.null(record::PROGRESS),
         };
-        w.int("percent", job.percent).int("at", self.now);
+        w.int(record::PERCENT, job.percent).int("at", self.now);
         for (name, value, is_json) in extra {
             if *is_json {
                 w.raw(name, value);

@@ -1,0 +1,415 @@
+//! The grammar of the JOB.* commands.
+
+use crate::args::{check_size, job_id, limit_period, once, positive, queue, status, unknown, Cursor, Kw};
+use crate::error::{AiError, Result};
+use crate::grammar::{job_option, start_option};
+use crate::hash;
+use crate::job::Status;
+use crate::keys::QueueKeys;
+use crate::queue::claim::{Charge, ClaimArgs};
+use crate::queue::create::JobSpec;
+use crate::queue::read::ListArgs;
+use crate::queue::update::{ReleaseArgs, UpdateArgs, UpdateStatus};
+use crate::ratelimit;
+
+/// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY p] [DELAY ms | AT unix_ms] [MAXATTEMPTS n]
+/// [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
+pub fn create(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, JobSpec)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let mut spec = JobSpec::new(Vec::new());
+    let mut has_payload = false;
+    while let Some(kw) = c.keyword() {
+        if kw == "PAYLOAD" {
+            has_payload = true;
+        }
+        if job_option(&mut spec, &kw, &mut c, max_bytes)? || start_option(&mut spec, &kw, &mut c)? {
+            continue;
+        }
+        match kw.as_str() {
+            "ID" => {
+                let id = c.name("ID")?.to_vec();
+                once(&mut spec.id, "ID", id)?
+            }
+            "HASH" => {
+                let h = hash::parse_hex("HASH", c.value("HASH")?)?;
+                once(&mut spec.hash, "HASH", h)?
+            }
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    if !has_payload {
+        return Err(AiError::arg("PAYLOAD", "is required"));
+    }
+    Ok((q, spec))
+}
+
+/// JOB.GET Q id [JSON]
+pub fn get(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>, bool)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let id = job_id(&mut c)?.to_vec();
+    let mut as_json = false;
+    while let Some(kw) = c.keyword() {
+        match kw.as_str() {
+            "JSON" => as_json = true,
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    Ok((q, id, as_json))
+}
+
+/// JOB.CANCEL / JOB.RETRY / JOB.DELETE Q id
+pub fn id_only(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let id = job_id(&mut c)?.to_vec();
+    if let Some(kw) = c.keyword() {
+        return Err(unknown(&kw));
+    }
+    Ok((q, id))
+}
+
+/// JOB.CLAIM Q [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key REQUESTS|COST LIMIT n PERIOD ms ...]
+pub fn claim(args: &[&[u8]]) -> Result<(QueueKeys, ClaimArgs)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let mut a = ClaimArgs { count: 1, ..Default::default() };
+    while let Some(kw) = c.keyword() {
+        match kw.as_str() {
+            "WORKER" => {
+                let w = c.value("WORKER")?;
+                if w.is_empty() || w.len() > 256 {
+                    return Err(AiError::arg("WORKER", "must be 1 to 256 bytes"));
+                }
+                once(&mut a.worker, "WORKER", w.to_vec())?
+            }
+            "LEASE" => {
+                let v = positive("LEASE", c.value("LEASE")?)?;
+                once(&mut a.lease_ms, "LEASE", v)?
+            }
+            "BLOCK" => {
+                let v = c.count("BLOCK")?;
+                once(&mut a.block_ms, "BLOCK", v)?
+            }
+            "COUNT" => {
+                a.count = positive("COUNT", c.value("COUNT")?)?;
+                if a.count > 1000 {
+                    return Err(AiError::arg("COUNT", "must be at most 1000"));
+                }
+            }
+            "CHARGE" => a.charges.push(charge(&mut c)?),
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    Ok((q, a))
+}
+
+/// Where JOB.CLAIM's keys are, counted in the arguments after the command name: Q and
+/// every CHARGE key (for COMMAND GETKEYS, ACL key checks and cluster routing).
+pub fn claim_key_positions(args: &[&[u8]]) -> Vec<usize> {
+    let mut positions = vec![0];
+    let mut i = 1;
+    while let Some(word) = args.get(i) {
+        let kw = Kw::new(word);
+        i += match kw.as_str() {
+            "WORKER" | "LEASE" | "BLOCK" | "COUNT" => 2,
+            "CHARGE" => {
+                if i + 1 < args.len() {
+                    positions.push(i + 1);
+                }
+                3
+            }
+            "LIMIT" => 4,
+            _ => 1,
+        };
+    }
+    positions
+}
+
+fn charge(c: &mut Cursor) -> Result<Charge> {
+    let key = c.value("CHARGE")?.to_vec();
+    let by_cost = match c.keyword().as_deref() {
+        Some("REQUESTS") => false,
+        Some("COST") => true,
+        _ => return Err(AiError::arg("CHARGE", "needs REQUESTS or COST after the key")),
+    };
+    let mut windows = Vec::new();
+    while c.peek().is_some_and(|k| k.eq_ignore_ascii_case(b"LIMIT")) {
+        c.next();
+        windows.push(limit_period(c)?);
+    }
+    if windows.is_empty() {
+        return Err(AiError::arg("CHARGE", "needs at least one LIMIT n PERIOD ms"));
+    }
+    ratelimit::check_args(&windows, 0)?;
+    Ok(Charge { key, by_cost, windows })
+}
+
+/// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
+/// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
+pub fn update(args: &[&[u8]], max_bytes: i64) -> Result<(QueueKeys, Vec<u8>, UpdateArgs)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let id = job_id(&mut c)?.to_vec();
+    let mut a = UpdateArgs::default();
+    while let Some(kw) = c.keyword() {
+        let known = lease_option(&mut a, &kw, &mut c)?
+            || report_option(&mut a, &kw, &mut c, max_bytes)?
+            || outcome_option(&mut a, &kw, &mut c, max_bytes)?;
+        if !known {
+            return Err(unknown(&kw));
+        }
+    }
+    check_update(&a)?;
+    Ok((q, id, a))
+}
+
+/// TOKEN, STATUS and LEASE: who moves the job, to where, for how long.
+fn lease_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor) -> Result<bool> {
+    match kw {
+        "TOKEN" => {
+            let t = c.value("TOKEN")?.to_vec();
+            once(&mut a.token, "TOKEN", t)?
+        }
+        "STATUS" => {
+            let s = update_status(c.value("STATUS")?)?;
+            once(&mut a.status, "STATUS", s)?
+        }
+        "LEASE" => {
+            let v = positive("LEASE", c.value("LEASE")?)?;
+            once(&mut a.lease_ms, "LEASE", v)?
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn update_status(v: &[u8]) -> Result<UpdateStatus> {
+    match status(v)? {
+        Status::Running => Ok(UpdateStatus::Running),
+        Status::Done => Ok(UpdateStatus::Done),
+        Status::Error => Ok(UpdateStatus::Error),
+        other => Err(AiError::arg("STATUS", format!("must be running, done or error, not {}", other.as_str()))),
+    }
+}
+
+/// PROGRESS, PERCENT and META: what the job reports on its way, with any status.
+fn report_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor, max_bytes: i64) -> Result<bool> {
+    match kw {
+        "PROGRESS" => {
+            let p = c.value("PROGRESS")?;
+            check_size("PROGRESS", p, max_bytes)?;
+            a.progress = Some(p.to_vec())
+        }
+        "PERCENT" => {
+            let p = c.count("PERCENT")?;
+            if p > 100 {
+                return Err(AiError::arg("PERCENT", format!("must be 0 to 100, got {p}")));
+            }
+            a.percent = Some(p)
+        }
+        "META" => {
+            let m = c.json_object("META", max_bytes)?.to_vec();
+            once(&mut a.meta, "META", m)?
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// RESULT, ERROR, CLASS, NORETRY, USAGE and DELAY: how the attempt ended.
+fn outcome_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor, max_bytes: i64) -> Result<bool> {
+    match kw {
+        "RESULT" => {
+            let r = c.json("RESULT", max_bytes)?.to_vec();
+            once(&mut a.result, "RESULT", r)?
+        }
+        "ERROR" => {
+            let e = c.value("ERROR")?;
+            check_size("ERROR", e, max_bytes)?;
+            once(&mut a.error, "ERROR", e.to_vec())?
+        }
+        "CLASS" => {
+            let v = c.value("CLASS")?;
+            if v.is_empty() || v.len() > 128 {
+                return Err(AiError::arg("CLASS", "must be 1 to 128 bytes"));
+            }
+            once(&mut a.class, "CLASS", v.to_vec())?
+        }
+        "NORETRY" => a.noretry = true,
+        "USAGE" => {
+            let v = c.count("USAGE")?;
+            once(&mut a.usage, "USAGE", v)?
+        }
+        "DELAY" => {
+            let v = c.count("DELAY")?;
+            once(&mut a.delay_ms, "DELAY", v)?
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The options of JOB.UPDATE that only make sense with one STATUS.
+fn check_update(a: &UpdateArgs) -> Result<()> {
+    let st = a.status;
+    let only = |given: bool, opt: &str, needs: UpdateStatus, name: &str| -> Result<()> {
+        if given && st != Some(needs) {
+            return Err(AiError::arg(opt, format!("is only allowed with STATUS {name}")));
+        }
+        Ok(())
+    };
+    only(a.result.is_some(), "RESULT", UpdateStatus::Done, "done")?;
+    only(a.error.is_some(), "ERROR", UpdateStatus::Error, "error")?;
+    only(a.class.is_some(), "CLASS", UpdateStatus::Error, "error")?;
+    only(a.noretry, "NORETRY", UpdateStatus::Error, "error")?;
+    only(a.delay_ms.is_some(), "DELAY", UpdateStatus::Error, "error")?;
+    if a.usage.is_some() && !matches!(st, Some(UpdateStatus::Done | UpdateStatus::Error)) {
+        return Err(AiError::arg("USAGE", "is only allowed with STATUS done or error"));
+    }
+    if st == Some(UpdateStatus::Done) && a.result.is_none() {
+        return Err(AiError::arg("RESULT", "is required with STATUS done"));
+    }
+    if st == Some(UpdateStatus::Error) && a.error.is_none() {
+        return Err(AiError::arg("ERROR", "is required with STATUS error"));
+    }
+    Ok(())
+}
+
+/// JOB.RELEASE Q id TOKEN t [DELAY ms]
+pub fn release(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>, ReleaseArgs)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let id = job_id(&mut c)?.to_vec();
+    let (mut token, mut delay) = (None, None);
+    while let Some(kw) = c.keyword() {
+        match kw.as_str() {
+            "TOKEN" => {
+                let t = c.value("TOKEN")?.to_vec();
+                once(&mut token, "TOKEN", t)?
+            }
+            "DELAY" => {
+                let d = c.count("DELAY")?;
+                once(&mut delay, "DELAY", d)?
+            }
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    let token = token.ok_or_else(|| AiError::arg("TOKEN", "is required"))?;
+    Ok((q, id, ReleaseArgs { token, delay_ms: delay }))
+}
+
+/// JOB.LIST Q [STATUS s] [CURSOR c] [COUNT n]
+pub fn list(args: &[&[u8]]) -> Result<(QueueKeys, ListArgs)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let mut a = ListArgs { status: None, cursor: 0, count: 10 };
+    while let Some(kw) = c.keyword() {
+        match kw.as_str() {
+            "STATUS" => a.status = Some(status(c.value("STATUS")?)?),
+            "CURSOR" => a.cursor = c.count("CURSOR")?,
+            "COUNT" => {
+                a.count = positive("COUNT", c.value("COUNT")?)?;
+                if a.count > 10_000 {
+                    return Err(AiError::arg("COUNT", "must be at most 10000"));
+                }
+            }
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    Ok((q, a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::testing::{a, refs};
+    use crate::job::Priority;
+    use crate::queue::create::Start;
+    use crate::ratelimit::Window;
+
+    #[test]
+    fn create_parses_every_option() {
+        let v = a(
+            r#"q PAYLOAD {"a":1} ID j1 priority HIGH DELAY 5 MAXATTEMPTS 2 RETENTION 9 DEADLINE 7 META {} GROUP t COST 3"#,
+        );
+        let (q, s) = create(&refs(&v), 1 << 20).unwrap();
+        assert_eq!(q.name(), b"q");
+        assert_eq!(s.payload, br#"{"a":1}"#);
+        assert_eq!(s.id.as_deref(), Some(&b"j1"[..]));
+        assert_eq!(s.priority, Priority::High);
+        assert_eq!(s.start, Start::Delay(5));
+        assert_eq!((s.max_attempts, s.retention_ms, s.deadline_ms), (Some(2), Some(9), Some(7)));
+        assert_eq!(s.group.as_deref(), Some(&b"t"[..]));
+        assert_eq!(s.cost, 3);
+    }
+
+    #[test]
+    fn create_refuses_bad_input_naming_the_argument() {
+        let cases = [
+            ("q", "PAYLOAD"),
+            ("q PAYLOAD {x", "PAYLOAD"),
+            ("q PAYLOAD {} DELAY -1", "DELAY"),
+            ("q PAYLOAD {} DELAY 1.5", "DELAY"),
+            ("q PAYLOAD {} DELAY 1 AT 5", "DELAY"),
+            ("q PAYLOAD {} PRIORITY urgent", "PRIORITY"),
+            ("q PAYLOAD {} META [1]", "META"),
+            ("q PAYLOAD {} HASH abc", "HASH"),
+            ("q PAYLOAD {} ID a{b}", "ID"),
+            ("q PAYLOAD {} BOGUS 1", "BOGUS"),
+            ("q PAYLOAD {} MAXATTEMPTS 0", "MAXATTEMPTS"),
+            ("q PAYLOAD {} DEADLINE 0", "DEADLINE"),
+            ("q PAYLOAD {} COST", "COST"),
+            ("a{b} PAYLOAD {}", "Q"),
+        ];
+        for (line, arg) in cases {
+            let v = a(line);
+            let e = create(&refs(&v), 1 << 20).unwrap_err();
+            assert!(e.message.contains(arg), "{line}: {}", e.message);
+        }
+        let v = a(r#"q PAYLOAD "0123456789""#);
+        assert_eq!(create(&refs(&v), 5).unwrap_err().code, crate::error::Code::TooBig);
+    }
+
+    #[test]
+    fn update_options_need_their_status() {
+        for (line, arg) in [
+            ("q j STATUS done", "RESULT"),
+            ("q j STATUS error", "ERROR"),
+            ("q j RESULT {}", "RESULT"),
+            ("q j STATUS done RESULT {} NORETRY", "NORETRY"),
+            ("q j PERCENT 101", "PERCENT"),
+            ("q j STATUS queued", "STATUS"),
+            ("q j USAGE 5", "USAGE"),
+        ] {
+            let v = a(line);
+            let e = update(&refs(&v), 1 << 20).unwrap_err();
+            assert!(e.message.contains(arg), "{line}: {}", e.message);
+        }
+        let v = a("q j STATUS error ERROR boom CLASS 429 DELAY 100 TOKEN t");
+        let (_, id, u) = update(&refs(&v), 1 << 20).unwrap();
+        assert_eq!(id, b"j");
+        assert_eq!(u.delay_ms, Some(100));
+    }
+
+    #[test]
+    fn claim_parses_charges() {
+        let v = a("q WORKER w LEASE 100 BLOCK 0 COUNT 2 CHARGE rl:{q} COST LIMIT 10 PERIOD 1000 LIMIT 100 PERIOD 60000 CHARGE r2 REQUESTS LIMIT 5 PERIOD 10");
+        let (_, c) = claim(&refs(&v)).unwrap();
+        assert_eq!(c.block_ms, Some(0));
+        assert_eq!(c.count, 2);
+        assert_eq!(c.charges.len(), 2);
+        assert!(c.charges[0].by_cost);
+        assert_eq!(
+            c.charges[0].windows,
+            vec![Window { limit: 10, period: 1000 }, Window { limit: 100, period: 60000 }]
+        );
+        let refs_v = refs(&v);
+        assert_eq!(claim_key_positions(&refs_v), vec![0, 10, 21]);
+        for bad in ["q CHARGE k", "q CHARGE k COST", "q CHARGE k COST LIMIT 0 PERIOD 5", "q COUNT 0", "q BLOCK -1"] {
+            let v = a(bad);
+            assert!(claim(&refs(&v)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The grammar of every command: one file per family, each parser turning the words after
+//! the command name into the typed arguments the logic takes (the spec types live beside
+//! the logic that uses them, in `queue/`). Everything is validated here, before the logic
+//! reads or writes a key. The shared tools (keywords, integers, sizes) are in `args`.
+
+pub mod cache;
+pub mod job;
+pub mod limits;
+pub mod queue;
+pub mod schedule;
+
+use crate::args::{once, positive, priority, Cursor};
+use crate::error::{AiError, Result};
+use crate::queue::create::{JobSpec, Start};
+
+/// Parses one job option at `kw` if it is one; Ok(false) when `kw` is not a job option.
+pub fn job_option(spec: &mut JobSpec, kw: &str, c: &mut Cursor, max_bytes: i64) -> Result<bool> {
+    match kw {
+        "PAYLOAD" => spec.payload = c.json("PAYLOAD", max_bytes)?.to_vec(),
+        "PRIORITY" => spec.priority = priority(c.value("PRIORITY")?)?,
+        "MAXATTEMPTS" => {
+            let n = c.count("MAXATTEMPTS")?;
+            if n < 1 {
+                return Err(AiError::arg("MAXATTEMPTS", "must be at least 1"));
+            }
+            once(&mut spec.max_attempts, "MAXATTEMPTS", n)?
+        }
+        "RETENTION" => {
+            let v = c.count("RETENTION")?;
+            once(&mut spec.retention_ms, "RETENTION", v)?
+        }
+        "DEADLINE" => {
+            let v = positive("DEADLINE", c.value("DEADLINE")?)?;
+            once(&mut spec.deadline_ms, "DEADLINE", v)?
+        }
+        "META" => {
+            let v = c.json_object("META", max_bytes)?.to_vec();
+            once(&mut spec.meta, "META", v)?
+        }
+        "GROUP" => {
+            let v = c.name("GROUP")?.to_vec();
+            once(&mut spec.group, "GROUP", v)?
+        }
+        "COST" => spec.cost = c.count("COST")?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// DELAY or AT of JOB.CREATE; Ok(false) when `kw` is neither.
+pub fn start_option(spec: &mut JobSpec, kw: &str, c: &mut Cursor) -> Result<bool> {
+    let start = match kw {
+        "DELAY" => Start::Delay(c.count("DELAY")?),
+        "AT" => Start::At(c.count("AT")?),
+        _ => return Ok(false),
+    };
+    if spec.start != Start::Now {
+        return Err(AiError::syntax("DELAY and AT exclude each other and may be given once"));
+    }
+    spec.start = start;
+    Ok(true)
+}
