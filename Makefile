@@ -15,6 +15,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # apt-get waits for a concurrent apt-get (`make run` and `make test` started together).
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 
+.PHONY: bench-web
 .PHONY: all deps deps-examples build build-debug run test test-valkey test-cluster cluster bench-cluster demo fmt clean bench bench-quick bench-deps
 
 all: build
@@ -51,8 +52,9 @@ deps-examples: deps
 	  $(APT) update -qq && $(APT) install -y -qq $$missing; fi
 
 # Redis in the foreground with the module and redis.conf; the fetcher beside it, on the
-# queues of the examples and the demo too.
+# queues of the examples and the demo too; the dashboard on 127.0.0.1:$(WEB_PORT) (8080).
 run: export AIJOB_QUEUES ?= default,analyze,improve_sketch
+run: export WEB_PORT ?= 8080
 run: build
 	@mkdir -p run
 	@./scripts/run.sh $(PORT)
@@ -113,6 +115,12 @@ bench-deps: deps
 bench: bench-deps
 	$(CARGO) build --release -p aijob
 	@./bench/run.sh
+
+# The dashboard with 1,000,000 jobs in a queue: p50/p99 of the overview and a queue page,
+# and the Redis commands each page costs (INFO commandstats). BENCH_JOBS= to change.
+bench-web: deps
+	$(CARGO) build --release -p aijob -p aijob-web
+	@./bench/web.sh
 
 bench-quick: bench-deps
 	$(CARGO) build --release -p aijob

@@ -146,6 +146,28 @@ pub fn touch(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys) {
     });
 }
 
+/// Whether this node knows every queue it holds: a master whose discovery SCAN (after a
+/// load or a promotion) has finished. A replica learns nothing from replicated effects.
+pub fn knows_all_queues(ctx: *mut raw::RedisModuleCtx) -> bool {
+    let flags = ffi::context_flags(ctx);
+    let master = flags & ffi::FLAG_MASTER != 0 && flags & ffi::FLAG_LOADING == 0;
+    master
+        && CLOCK.with(|c| {
+            let c = c.borrow();
+            c.was_master && c.scan.is_none()
+        })
+}
+
+/// Runs `f` over the names of the known queues of the selected db (QUEUE.LIST).
+pub fn with_queue_names<T>(ctx: *mut raw::RedisModuleCtx, f: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> T) -> T {
+    let db = ffi::selected_db(ctx);
+    CLOCK.with(|c| {
+        let c = c.borrow();
+        let mut names = c.queues.keys().filter(|(d, _)| *d == db).map(|(_, name)| name.as_slice());
+        f(&mut names)
+    })
+}
+
 pub fn start(ctx: &Context) {
     ctx.create_timer(TICK, on_tick, ());
 }

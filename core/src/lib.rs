@@ -16,6 +16,7 @@ pub mod keys;
 pub mod limiter;
 pub mod names;
 pub mod queue;
+pub mod queues;
 pub mod ratelimit;
 pub mod record;
 pub mod rng;

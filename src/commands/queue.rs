@@ -5,6 +5,7 @@ use aijob_core::job::{Priority, Status};
 use aijob_core::keys::QueueKeys;
 use aijob_core::queue::tx::meta;
 use aijob_core::queue::{admin, read};
+use aijob_core::queues;
 use aijob_core::Result;
 
 use crate::command::arg::*;
@@ -137,4 +138,50 @@ fn groups(c: &mut Call, (q, cursor, count): (QueueKeys, i64, i64)) -> Result<Out
         })
         .collect();
     Ok(Out::Array(vec![Out::bytes(next.to_string()), Out::Array(entries)]))
+}
+
+/// QUEUE.LIST [MATCH pattern] [AFTER name] [COUNT n]
+pub const LIST: Command<queues::ListArgs> = Command {
+    info: Info {
+        name: "queue.list",
+        flags: "readonly",
+        arity: -1,
+        summary: "The queues this node holds, by name (a master's own; a replica refuses).",
+        complexity: "O(Q log COUNT) with Q the queues of the node",
+        keys: Keys::None,
+        args: &[ts("MATCH", "pattern").opt(), ts("AFTER", "name").opt(), ti("COUNT", "n").opt()],
+    },
+    parse: |words, _| queues::parse(words),
+    handle: list,
+};
+
+fn list(c: &mut Call, args: queues::ListArgs) -> Result<Out> {
+    use aijob_core::store::Store;
+    if !crate::timer::knows_all_queues(c.ctx) {
+        return Err(aijob_core::AiError::syntax(
+            "QUEUE.LIST answers on a master once it knows its queues: on a replica ask its master; after a load or a promotion try again shortly",
+        ));
+    }
+    // A queue whose keys are gone (FLUSHDB, a slot migrated away) stays in the registry
+    // until the timer looks at it again, so each candidate is checked: a queue holds a
+    // `meta` (every job and cache command makes it) or, with schedules only, `schedules`.
+    let mut after = args.after.clone();
+    let mut out = Vec::new();
+    while out.len() < args.count {
+        let want = args.count - out.len();
+        let probe = queues::ListArgs { pattern: args.pattern.clone(), after: after.take(), count: want };
+        let page = crate::timer::with_queue_names(c.ctx, |names| queues::page(names, &probe, want));
+        let short = page.len() < want;
+        after = page.last().cloned();
+        for name in page {
+            let q = QueueKeys::new(&name)?;
+            if c.store.exists(&q.meta())? || c.store.exists(&q.schedules())? {
+                out.push(Out::Bytes(name));
+            }
+        }
+        if short {
+            break;
+        }
+    }
+    Ok(Out::Array(out))
 }
