@@ -16,7 +16,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 
 .PHONY: bench-web
-.PHONY: all deps deps-examples build build-debug run test test-valkey test-cluster cluster bench-cluster demo fmt clean bench bench-quick bench-deps
+.PHONY: lint all deps deps-examples build build-debug run test test-valkey test-cluster cluster bench-cluster demo fmt clean bench bench-quick bench-deps
 
 all: build
 
@@ -85,6 +85,12 @@ cluster: build
 # The cluster suite: it starts its own cluster (free ports, bus ports included).
 test-cluster: deps build-debug
 	$(CARGO) test --test cluster -- --test-threads=2
+
+# clippy with warnings as errors, and no import cycle in any crate (.ci/run runs it)
+lint: deps
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/import-cycles.py core/src src fetcher/src web/src
 
 fmt:
 	$(CARGO) fmt --all

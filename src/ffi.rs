@@ -12,6 +12,8 @@
 //! context, a command argument) or one an [`RStr`] or [`Field`] owns. The module makes no
 //! such pointer any other way.
 
+#![allow(unsafe_code)]
+
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_long, c_longlong, c_void};

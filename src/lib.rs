@@ -3,6 +3,10 @@
 //! (one file per family, listed in `commands::ALL`, registered by `register.rs`), the
 //! logic in the `aijob-core` crate.
 
+// A panic inside redis-server takes it down with its users' data: production code may not
+// unwrap, expect or panic (tests may).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 mod blocking;
 mod command;
 mod commands;

@@ -1,4 +1,4 @@
-//! Replies in the shape the SPEC fixes: maps stay maps in RESP3 (flat arrays in RESP2),
+//! Replies in the shape docs/operations.md#replies-in-resp2-and-resp3 fixes: maps stay maps in RESP3 (flat arrays in RESP2),
 //! in our field order, with integers as integers.
 
 use aijob_core::record::{Reply, Value};

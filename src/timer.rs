@@ -1,4 +1,4 @@
-//! The clock of SPEC section 1: every 100 ms, on the master only, each queue with work
+//! The clock (docs/operations.md#the-clock): every 100 ms, on the master only, each queue with work
 //! due gets its moves (core `queue::clock::tick`), with a bounded budget per tick.
 //! Which queues exist is kept in memory (a command on Q may create no key outside
 //! `aijob:{Q}:*`): commands register the queues they touch, and a master that just

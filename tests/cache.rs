@@ -1,4 +1,4 @@
-//! The result cache and coalescing (SPEC section 3) against a real server.
+//! The result cache and coalescing (docs/cache.md) against a real server.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Job records against a real redis-server with the module (SPEC sections 1, 2, 4, 7, 8).
+//! Job records against a real redis-server with the module (docs/jobs.md, docs/commands.md, docs/events.md, docs/configs.md).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Rate limits and locks (SPEC sections 5 and 6) against a real server.
+//! Rate limits and locks (docs/limits.md#rate-limits, docs/limits.md#locks) against a real server.
 
 mod common;
 

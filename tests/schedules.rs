@@ -1,4 +1,4 @@
-//! Schedules (SPEC section 10) fired by the master's timer, against real servers.
+//! Schedules (docs/schedules.md) fired by the master's timer, against real servers.
 
 mod common;
 

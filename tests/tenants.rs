@@ -1,4 +1,4 @@
-//! Tenants, fairness, caps and token budgets (SPEC section 11) against a real server.
+//! Tenants, fairness, caps and token budgets (docs/limits.md#tenants-and-fair-claiming) against a real server.
 
 mod common;
 

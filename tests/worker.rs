@@ -1,4 +1,4 @@
-//! The worker protocol (SPEC sections 2 and 4): claims, blocking, leases and fencing,
+//! The worker protocol (docs/jobs.md#claiming, docs/jobs.md#leases-and-fencing-tokens): claims, blocking, leases and fencing,
 //! retries, delays, deadlines, pause and purge, against a real server.
 
 mod common;

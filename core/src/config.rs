@@ -1,6 +1,6 @@
 //! The module's settings, read once per command by the shell and passed to the logic.
 
-/// Every config of SPEC section 8 with its default, minimum and maximum.
+/// Every config of docs/configs.md with its default, minimum and maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     pub retention_ms: i64,

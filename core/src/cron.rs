@@ -1,4 +1,4 @@
-//! Schedule times for SPEC §10: the standard 5-field cron expression (minute hour
+//! Schedule times (docs/schedules.md#timetables): the standard 5-field cron expression (minute hour
 //! day-of-month month day-of-week) evaluated in UTC, and the `EVERY ms` grid.
 //!
 //! Grammar (Vixie cron): each field is a comma list of items; an item is `*`, a value or a

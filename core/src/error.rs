@@ -1,4 +1,4 @@
-//! The error codes of the SPEC as one type. The first word of a message is the code
+//! The error codes (docs/operations.md#error-codes) as one type. The first word of a message is the code
 //! Redis shows in `INFO errorstats`, so every variant renders as `CODE message`.
 
 use std::fmt;

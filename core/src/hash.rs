@@ -1,4 +1,4 @@
-//! The content hash of SPEC section 3: SHA-256, lowercase hex, of length-prefixed KEY
+//! The content hash (docs/cache.md#the-content-hash): SHA-256, lowercase hex, of length-prefixed KEY
 //! parts, or of the canonical JSON (RFC 8785) of the payload.
 
 use sha2::{Digest, Sha256};

@@ -1,4 +1,4 @@
-//! Job statuses, priorities and the transition table of SPEC section 2.
+//! Job statuses, priorities and the transition table of docs/jobs.md#statuses-and-moves.
 
 use crate::error::{AiError, Code, Result};
 

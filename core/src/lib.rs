@@ -2,6 +2,10 @@
 //! command with `grammar`, runs the logic in `queue` (and the other families) against its
 //! `Store`, and replies. Everything in this crate is unit-tested with `cargo test`.
 
+// A panic inside redis-server takes it down with its users' data: production code may not
+// unwrap, expect or panic (tests may).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod args;
 pub mod backoff;
 pub mod config;

@@ -52,13 +52,14 @@ impl MemStore {
     }
 
     fn kind_ok(&mut self, key: &[u8], kind: KeyKind) -> bool {
-        match (self.live(key), kind) {
-            (None, _) | (_, KeyKind::Any) | (_, KeyKind::String) => true,
-            (Some(Value::Hash(_)), KeyKind::Hash) => true,
-            (Some(Value::ZSet(_)), KeyKind::ZSet) => true,
-            (Some(Value::Stream(_)), KeyKind::Stream) => true,
-            _ => false,
-        }
+        matches!(
+            (self.live(key), kind),
+            (None, _)
+                | (_, KeyKind::Any | KeyKind::String)
+                | (Some(Value::Hash(_)), KeyKind::Hash)
+                | (Some(Value::ZSet(_)), KeyKind::ZSet)
+                | (Some(Value::Stream(_)), KeyKind::Stream)
+        )
     }
 
     /// Every key name, sorted (for assertions about leftovers).

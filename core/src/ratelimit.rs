@@ -1,5 +1,5 @@
-//! The math of RATELIMIT.HIT / RATELIMIT.PEEK and of charged claims (SPEC sections 5
-//! and 11). Pure: the module decodes the key, calls [`State::hit`] (or `peek`, `settle`),
+//! The math of RATELIMIT.HIT / RATELIMIT.PEEK and of charged claims (docs/limits.md#rate-limits
+//! and #charged-claims). Pure: the module decodes the key, calls [`State::hit`] (or `peek`, `settle`),
 //! and writes [`encode`] back with an absolute expiry `now + reset_ms`, or deletes the
 //! key when [`State::is_empty`].
 //!
@@ -322,7 +322,7 @@ impl State {
         self.decision(&v, 0, now)
     }
 
-    /// Settling (SPEC section 11): a charge taken at `charged_at` turned out to cost
+    /// Settling (docs/limits.md#settling-usage): a charge taken at `charged_at` turned out to cost
     /// `delta` more (or less, when negative). The delta goes into the very bucket the charge
     /// went into, in every window of `periods` where that bucket still counts at `now`;
     /// elsewhere nothing changes. A bucket never goes below 0; above LIMIT it may.

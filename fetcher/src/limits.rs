@@ -2,7 +2,7 @@
 //! per provider, kept in Redis in RATELIMIT's format so that every fetcher process on the
 //! same Redis shares one budget. Two ways to take them:
 //!
-//! **Charged claims** (SPEC 11). When a queue is bound to a provider (`--queue-provider
+//! **Charged claims** (docs/limits.md#charged-claims). When a queue is bound to a provider (`--queue-provider
 //! sketch=gemini`), that provider has a budget, and the budget keys can share the queue's
 //! slot (always on a single node; on a cluster only with `--rl-scope queue`, whose keys carry
 //! the queue's hash tag), the claim itself takes the budgets: `JOB.CLAIM sketch ... CHARGE

@@ -20,7 +20,7 @@ fn fetcher(srv: &Server, mock: &MockProvider, extra: &[&str]) -> Fetcher {
     Fetcher::start(srv, extra, &[("GEMINI_API_KEY", "gk-rl-123456"), ("GEMINI_BASE_URL", &url)])
 }
 
-/// These tests need the module's RATELIMIT.HIT (SPEC 5): say so at once when it is missing.
+/// These tests need the module's RATELIMIT.HIT (docs/limits.md#rate-limits): say so at once when it is missing.
 fn require_ratelimit(srv: &Server) {
     let mut c = srv.conn();
     let v = array(&ok(&mut c, &["COMMAND", "INFO", "RATELIMIT.HIT"]));

@@ -1,4 +1,4 @@
-//! Charged claims end to end (SPEC 11): three tenants share one queue bound to a provider
+//! Charged claims end to end (docs/limits.md#charged-claims): three tenants share one queue bound to a provider
 //! with a token budget. The fetcher claims with CHARGE (each job's `cost`, its creator's
 //! estimate), the local provider reports real usage that differs from the estimate, and the
 //! final update's USAGE settles each charge to it. The provider's own log, window by window,

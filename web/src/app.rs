@@ -1,9 +1,7 @@
 //! The routes: GET pages, POST actions (each behind the CSRF check and read-only mode),
 //! the SSE feed, the static assets.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -16,10 +14,9 @@ use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::aijob::{self, Failed};
-use crate::backend::Backend;
-use crate::config::Config;
-use crate::live::{now_ms, History, Hub};
+use crate::live::now_ms;
 use crate::security::{self, Posted};
+use crate::state::{AppState, BulkRetry};
 use crate::views::{self, Ctx};
 
 /// Jobs per page of a queue.
@@ -33,24 +30,6 @@ const CAP_CHECK: usize = 100;
 const RETRY_BATCH: usize = 100;
 /// Events-stream entries a job page reads from each of the job's instants (at most four).
 const HISTORY_WINDOW: usize = 250;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub backend: Arc<Backend>,
-    pub hub: Arc<Hub>,
-    pub history: Arc<History>,
-    pub bulk: Arc<Mutex<HashMap<String, BulkRetry>>>,
-}
-
-/// Progress of one queue's "retry all failed".
-#[derive(Clone, Debug, Default)]
-pub struct BulkRetry {
-    pub total: i64,
-    pub retried: i64,
-    pub finished: bool,
-    pub error: Option<String>,
-}
 
 pub fn router(state: AppState) -> Router {
     Router::new()

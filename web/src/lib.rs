@@ -8,6 +8,7 @@ pub mod backend;
 pub mod config;
 pub mod live;
 pub mod security;
+pub mod state;
 pub mod time;
 pub mod views;
 
@@ -24,7 +25,7 @@ pub async fn serve(
     let backend = Arc::new(backend::Backend::new(&config.redis_url)?);
     let history = Arc::new(live::History::default());
     let sampler = tokio::spawn(live::sample_forever(backend.clone(), history.clone()));
-    let state = app::AppState {
+    let state = state::AppState {
         config: Arc::new(config),
         backend,
         hub: Arc::new(live::Hub::default()),

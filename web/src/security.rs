@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::config::Credential;
 
 pub const CSRF_COOKIE: &str = "aijob_csrf";

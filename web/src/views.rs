@@ -252,7 +252,7 @@ pub struct JobsView<'a> {
     pub next: &'a str,
     pub jobs: &'a [Record],
     pub scanned: usize,
-    pub bulk: Option<crate::app::BulkRetry>,
+    pub bulk: Option<crate::state::BulkRetry>,
 }
 
 fn filter_href(v: &JobsView, status: Option<&str>) -> String {

@@ -1,4 +1,4 @@
-//! The result cache of one queue and request coalescing (SPEC section 3). Entries are
+//! The result cache of one queue and request coalescing (docs/cache.md#coalescing-one-live-job-per-hash). Entries are
 //! hashes (`value`, `etag`) keyed by content hash inside the current cache generation;
 //! CACHE.CLEAR starts a new generation and the timer frees the old one in bounded steps,
 //! so clearing a million entries costs O(1) in the command.

@@ -1,4 +1,4 @@
-//! Charged claims and settling (SPEC section 11): a claim takes a job only if every
+//! Charged claims and settling (docs/limits.md#charged-claims): a claim takes a job only if every
 //! CHARGE admits it by the rules of RATELIMIT.HIT, and takes the charges in the same step;
 //! the job's real usage later goes into the very sub-windows the charge went into.
 

@@ -1,4 +1,4 @@
-//! The moves time makes (SPEC: within 500 ms, on the master only): delayed jobs come
+//! The moves time makes (within 500 ms, on the master only: docs/operations.md#the-clock): delayed jobs come
 //! due, expired leases go back to the queue, deadlines pass, finished jobs' retention
 //! ends, cache index entries of expired entries go. Each call does at most `budget`
 //! moves, so a backlog of a million is worked off over many ticks without a stall.

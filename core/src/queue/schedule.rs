@@ -1,4 +1,4 @@
-//! Schedules (SPEC section 10): periodic jobs kept in the queue's keys and fired by the
+//! Schedules (docs/schedules.md): periodic jobs kept in the queue's keys and fired by the
 //! master's timer. Each run creates its job through `add_job`, the path of JOB.CREATE,
 //! and the schedule's next run moves in the same step, so a replica that is promoted
 //! neither repeats a run nor misses more than one tick.

@@ -510,7 +510,7 @@ fn hash_is_held_by_one_live_job_and_done_fills_the_cache() {
     w.done(&c);
     assert_eq!(crate::queue::pending::pending_job(&mut w.s, &q, h.as_bytes()).unwrap(), None);
     let entry = w.s.hgetall_for_test(&q.cache(0, h.as_bytes()));
-    assert_eq!(entry.get(&b"value"[..].to_vec()), Some(&b"{\"ok\":true}".to_vec()));
+    assert_eq!(entry.get(&b"value"[..]), Some(&b"{\"ok\":true}".to_vec()));
 }
 
 #[test]
@@ -744,12 +744,12 @@ mod charged_claims {
         let r = claim_charged(&mut w, vec![tpm(1000), rpm(10)]);
         assert_eq!(r.jobs.len(), 1);
         assert_eq!((held(&mut w, b"tpm:{q}", 1000), held(&mut w, b"rpm:{q}", 10)), (800, 1));
-        let before = w.s.keys.get(&b"tpm:{q}"[..].to_vec()).cloned();
+        let before = w.s.keys.get(&b"tpm:{q}"[..]).cloned();
         let r = claim_charged(&mut w, vec![tpm(1000), rpm(10)]);
         assert!(r.jobs.is_empty());
         assert!(r.denied_for_ms.unwrap() > 59_000);
         assert_eq!(r.tally.charges_denied, 1);
-        assert_eq!(w.s.keys.get(&b"tpm:{q}"[..].to_vec()).cloned(), before, "nothing charged");
+        assert_eq!(w.s.keys.get(&b"tpm:{q}"[..]).cloned(), before, "nothing charged");
         assert_eq!(held(&mut w, b"rpm:{q}", 10), 1, "the REQUESTS window took nothing either");
         assert_eq!(w.stat("queued"), 1, "nothing claimed");
         w.s.now += r.denied_for_ms.unwrap();
