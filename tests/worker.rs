@@ -257,8 +257,10 @@ fn deadlines_end_unclaimed_jobs() {
     let delayed = create(&mut c, "q", &["DEADLINE", "150", "DELAY", "10000"]);
     let taken = create(&mut c, "q2", &["DEADLINE", "150"]);
     claim(&mut c, "q2", &[]).unwrap();
-    wait_until(Duration::from_secs(3), "the deadline to pass", || {
-        (fs(&ok(&mut c, &["JOB.GET", "q", &late]), "status") == "error").then_some(())
+    // both deadlines pass, maybe in two ticks: wait for both, not for the first only
+    wait_until(Duration::from_secs(3), "the deadlines to pass", || {
+        let status = |c: &mut Connection, id: &str| fs(&ok(c, &["JOB.GET", "q", id]), "status");
+        (status(&mut c, &late) == "error" && status(&mut c, &delayed) == "error").then_some(())
     });
     let rec = ok(&mut c, &["JOB.GET", "q", &late]);
     assert_eq!(fs(&rec, "error_class"), "deadline");
@@ -465,7 +467,9 @@ fn a_large_backlog_coming_due_never_stalls_the_server() {
     };
     let (most_moves, longest_us) = (counter("aijob_timer_max_tick_moves:"), counter("aijob_timer_max_tick_us:"));
     eprintln!("{N} due jobs moved; {samples} PINGs, slowest {worst:?}; busiest tick {most_moves} moves, longest {longest_us} us");
-    assert!(samples > 20, "the drain took several ticks");
+    // that the drain took many ticks is shown by the busiest tick's moves below (a count
+    // of PINGs would depend on how the machine schedules this test's threads)
+    assert!(samples > 0);
     // the work of one tick is bounded (2000 moves, and in practice the 10 ms budget stops
     // it far earlier); wall time is only checked against a stall, since a starved machine
     // stretches any tick
