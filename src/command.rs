@@ -106,6 +106,18 @@ pub fn run(ctx: &Context, args: Vec<RedisString>, cmd: &dyn Registered) -> Redis
     }
 }
 
+/// While used memory is over `maxmemory`, checks what would start new work against the
+/// rules of `aijob_core::oom` (Redis's own `deny-oom` check covers only whole commands, and
+/// not a blocked claim's wake-up): a refusal is counted in `INFO aijob`.
+pub fn when_memory_full(ctx: *mut raw::RedisModuleCtx, rule: impl FnOnce() -> Result<()>) -> Result<()> {
+    if !ffi::memory_full(ctx) {
+        return Ok(());
+    }
+    rule().inspect_err(|_| {
+        crate::info::c::oom_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
+}
+
 /// An error reply: one line, code first.
 pub fn error(e: AiError) -> RedisError {
     RedisError::String(error_line(&e.to_string()))

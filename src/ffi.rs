@@ -41,6 +41,7 @@ pub const FLAG_LUA: c_int = 1 << 0;
 pub const FLAG_MULTI: c_int = 1 << 1;
 pub const FLAG_MASTER: c_int = 1 << 2;
 pub const FLAG_CLUSTER: c_int = 1 << 5;
+pub const FLAG_OOM: c_int = 1 << 10;
 pub const FLAG_LOADING: c_int = 1 << 13;
 pub const FLAG_DENY_BLOCKING: c_int = 1 << 21;
 
@@ -560,6 +561,12 @@ pub fn context_flags(ctx: *mut raw::RedisModuleCtx) -> c_int {
         Some(f) => unsafe { f(ctx) },
         None => 0,
     }
+}
+
+/// Whether used memory is over `maxmemory` now, by Redis's own test: the one that refuses
+/// commands flagged `deny-oom` (`getMaxmemoryState`, read live, not as the command began).
+pub fn memory_full(ctx: *mut raw::RedisModuleCtx) -> bool {
+    context_flags(ctx) & FLAG_OOM != 0
 }
 
 /// The db the context works on.

@@ -40,6 +40,9 @@ counters!(
     timer_max_tick_moves,
     known_queues,
     panics,
+    oom_refusals,
+    timer_paused_oom,
+    oom_lease_renewals,
 );
 
 pub fn add(t: &Tally) {

@@ -19,6 +19,8 @@ pub enum Code {
     Exists,
     /// A key holds a value of another type than the module expects.
     WrongType,
+    /// Used memory is over `maxmemory`: new work waits (`crate::oom`).
+    Oom,
 }
 
 impl Code {
@@ -32,6 +34,7 @@ impl Code {
             Code::TooBig => "TOOBIG",
             Code::Exists => "EXISTS",
             Code::WrongType => "WRONGTYPE",
+            Code::Oom => "OOM",
         }
     }
 }

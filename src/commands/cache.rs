@@ -5,7 +5,7 @@ use aijob_core::keys::QueueKeys;
 use aijob_core::queue::cache::{self, EntryWrite, Lookup};
 use aijob_core::queue::create::JobSpec;
 use aijob_core::queue::tx::Tally;
-use aijob_core::Result;
+use aijob_core::{oom, Result};
 
 use crate::command::arg::*;
 use crate::command::key;
@@ -17,7 +17,7 @@ use crate::reply::Out;
 pub const GET_OR_QUEUE: Command<(QueueKeys, JobSpec)> = Command {
     info: Info {
         name: "cache.getorqueue",
-        flags: "write deny-oom",
+        flags: "write",
         arity: -4,
         summary: "The cached result, or the id of the job computing it, or a new job: one atomic step.",
         complexity: "O(1) on a hit; O(log N) when it creates a job",
@@ -41,8 +41,18 @@ pub const GET_OR_QUEUE: Command<(QueueKeys, JobSpec)> = Command {
     handle: get_or_queue,
 };
 
+/// No `deny-oom`: while used memory is over `maxmemory` a hit or a pending job still
+/// answers, and only a miss, which would queue a new job, is refused.
 fn get_or_queue(c: &mut Call, (q, spec): (QueueKeys, JobSpec)) -> Result<Out> {
-    let found = c.with(&q, |s, env| cache::get_or_queue(s, &q, env, &spec))?;
+    let mut answered = None;
+    crate::command::when_memory_full(c.ctx, || {
+        answered = c.with(&q, |s, _| cache::lookup(s, &q, &spec))?;
+        answered.as_ref().map(|_| ()).ok_or_else(|| oom::refused("a cache miss would queue a new job"))
+    })?;
+    let found = match answered {
+        Some(found) => found,
+        None => c.with(&q, |s, env| cache::get_or_queue(s, &q, env, &spec))?,
+    };
     // hits and coalesced answers write nothing: the timer flushes their counters
     match &found {
         Lookup::Hit(_) => crate::timer::count_cache(c.ctx, &q, 1, 0),

@@ -7,8 +7,8 @@ use aijob_core::queue::create::JobSpec;
 use aijob_core::queue::read::ListArgs;
 use aijob_core::queue::update::{ReleaseArgs, UpdateArgs};
 use aijob_core::queue::{admin, create, read, update};
-use aijob_core::record;
 use aijob_core::Result;
+use aijob_core::{oom, record};
 
 use crate::command::arg::*;
 use crate::command::key;
@@ -121,7 +121,7 @@ fn claim(c: &mut Call, (q, a): (QueueKeys, ClaimArgs)) -> Result<Out> {
 pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
     info: Info {
         name: "job.update",
-        flags: "write deny-oom",
+        flags: "write",
         arity: -3,
         summary: "Moves a job forward: progress and heartbeat, or STATUS running, done or error.",
         complexity: "O(log N) with N the jobs of the queue",
@@ -149,7 +149,10 @@ pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
     handle: update,
 };
 
+/// Runs when used memory is over `maxmemory` (no `deny-oom`): a worker can always report,
+/// within the bounds of `oom::admit_update`.
 fn update(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, UpdateArgs)) -> Result<Out> {
+    crate::command::when_memory_full(c.ctx, || oom::admit_update(&a))?;
     let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
     Ok(Out::bytes(status.as_str()))
 }
@@ -158,7 +161,7 @@ fn update(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, UpdateArgs)) -> Result<
 pub const RELEASE: Command<(QueueKeys, Vec<u8>, ReleaseArgs)> = Command {
     info: Info {
         name: "job.release",
-        flags: "write deny-oom",
+        flags: "write",
         arity: -5,
         summary: "Gives a claimed job back to the queue; the attempt does not count.",
         complexity: "O(log N) with N the jobs of the queue",
@@ -178,7 +181,7 @@ fn release(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, ReleaseArgs)) -> Resul
 pub const CANCEL: Command<(QueueKeys, Vec<u8>)> = Command {
     info: Info {
         name: "job.cancel",
-        flags: "write deny-oom",
+        flags: "write",
         arity: -3,
         summary: "Cancels a live job: 1, or 0 when it had already finished.",
         complexity: "O(log N) with N the jobs of the queue",

@@ -837,3 +837,103 @@ fn done_events_carry_a_large_result_by_reference() {
         }
     }
 }
+
+/// The clock while the server is full (`crate::oom`): only deletes run, and a lease that
+/// ran out meanwhile is renewed instead of burning its attempt.
+mod memory_pressure {
+    use super::*;
+    use crate::oom::Pressure;
+    use crate::queue::create::Start;
+
+    const FULL: Pressure = Pressure { full: true, full_seen_at: None };
+
+    fn tick_under(w: &mut World, p: Pressure) -> clock::TickReport {
+        w.with_env(|s, q, env| clock::tick_under(s, q, env, 1000, &p).unwrap())
+    }
+
+    fn single_attempt(w: &mut World) -> Claimed {
+        let mut s = JobSpec::new(b"{}".to_vec());
+        s.max_attempts = Some(1);
+        w.create(s);
+        w.claim_n(1).remove(0)
+    }
+
+    #[test]
+    fn a_full_server_only_deletes() {
+        let mut w = World::new();
+        let mut finished = JobSpec::new(b"{}".to_vec());
+        finished.retention_ms = Some(1000);
+        w.create(finished);
+        let done = w.claim_n(1).remove(0);
+        w.done(&done);
+        let leased = single_attempt(&mut w);
+        let mut later = JobSpec::new(b"{}".to_vec());
+        later.start = Start::Delay(1000);
+        let delayed = w.create(later);
+        let mut hurried = JobSpec::new(b"{}".to_vec());
+        hurried.deadline_ms = Some(1000);
+        let hurried = w.create(hurried);
+        w.s.now += 40_000;
+        let before = w.s.keys.clone();
+        let r = tick_under(&mut w, FULL);
+        assert_eq!(r.moves, 1, "only the finished job's retention ended");
+        assert!(w.status(&done.id).is_none());
+        assert_eq!(w.status(&delayed).as_deref(), Some("delayed"));
+        assert_eq!(w.status(&hurried).as_deref(), Some("queued"));
+        assert_eq!(w.status(&leased.id).as_deref(), Some("running"));
+        assert!(w.s.keys.keys().all(|k| before.contains_key(k)), "no key was made");
+        let due = w.with_env(|s, q, _| clock::next_due_under(s, q, &FULL).unwrap());
+        assert_eq!(due, None, "held-back work does not keep the timer busy");
+        // memory freed: the held-back moves run
+        let seen = w.s.now;
+        tick_under(&mut w, Pressure { full: false, full_seen_at: Some(seen) });
+        assert_eq!(w.status(&delayed).as_deref(), Some("queued"));
+        assert_eq!(w.status(&hurried).as_deref(), Some("error"));
+    }
+
+    #[test]
+    fn a_schedule_waits_while_full_and_fires_once_after() {
+        let mut w = World::new();
+        let words: Vec<&[u8]> = vec![b"q", b"s", b"EVERY", b"1000", b"PAYLOAD", b"{}", b"OVERLAP", b"allow"];
+        let (_, spec) = crate::grammar::schedule::set(&words, crate::json::Limits::bytes(1 << 20)).unwrap();
+        w.with_env(|s, q, env| crate::queue::schedule::set(s, q, env, &spec).unwrap());
+        w.s.now += 5_500;
+        tick_under(&mut w, FULL);
+        assert_eq!(w.stat("created"), 0);
+        tick_under(&mut w, Pressure::default());
+        assert_eq!(w.stat("created"), 1, "one catch-up run, not five");
+    }
+
+    #[test]
+    fn a_lease_that_ran_out_while_full_is_renewed_not_burned() {
+        let mut w = World::new();
+        let c = single_attempt(&mut w);
+        let lease = 30_000;
+        w.s.now += lease + 5_000;
+        tick_under(&mut w, FULL);
+        assert_eq!(w.status(&c.id).as_deref(), Some("running"), "no lease expires while full");
+        let seen = w.s.now;
+        w.s.now += 100;
+        let r = tick_under(&mut w, Pressure { full: false, full_seen_at: Some(seen) });
+        assert_eq!((r.renewed_leases, r.tally.expired_leases), (1, 0));
+        assert_eq!(w.status(&c.id).as_deref(), Some("running"));
+        assert_eq!(w.field(&c.id, "attempts"), Some(Value::Int(1)));
+        assert_eq!(w.field(&c.id, "lease_until"), Some(Value::Int(w.s.now + lease)));
+        // the worker reports within its renewed lease: the single attempt ends done
+        assert_eq!(w.done(&c), Status::Done);
+    }
+
+    #[test]
+    fn a_renewed_lease_nobody_keeps_expires_one_lease_later() {
+        let mut w = World::new();
+        let c = single_attempt(&mut w);
+        w.s.now += 31_000;
+        let seen = w.s.now;
+        let after = Pressure { full: false, full_seen_at: Some(seen) };
+        assert_eq!(tick_under(&mut w, after).renewed_leases, 1);
+        w.s.now += 30_000;
+        let r = tick_under(&mut w, after);
+        assert_eq!((r.renewed_leases, r.tally.expired_leases), (0, 1));
+        assert_eq!(w.status(&c.id).as_deref(), Some("error"));
+    }
+}

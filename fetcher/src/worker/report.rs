@@ -24,9 +24,10 @@ pub enum Landed {
     GaveUp,
 }
 
-/// Sends `cmd` until it lands or Redis refuses it for good; a lost link is retried with
-/// backoff (100 ms doubling to 1 s: a restarted Redis should get the result before its timer
-/// expires the lease) until the shutdown's last deadline.
+/// Sends `cmd` until it lands or Redis refuses it for good; a lost link, or a full server
+/// (`OOM`: it keeps the lease of a refused report), is retried with backoff (100 ms
+/// doubling to 1 s: a restarted Redis should get the result before its timer expires the
+/// lease) until the shutdown's last deadline.
 pub async fn until_landed(sh: &Shared, job: &Job, what: &str, cmd: &redis::Cmd) -> Landed {
     let mut backoff = Backoff::new(Duration::from_secs(1));
     let mut failed_before = false;
@@ -38,17 +39,23 @@ pub async fn until_landed(sh: &Shared, job: &Job, what: &str, cmd: &redis::Cmd) 
                 }
                 return Landed::Status(rconn::as_string(&v).unwrap_or_default());
             }
-            Err(e) if !rconn::is_transport(&e) => return refused(job, what, &e, failed_before),
+            Err(e) if !sends_again(&e) => return refused(job, what, &e, failed_before),
             Err(e) => e,
         };
         let wait = backoff.next_delay();
-        warn!(queue = %job.queue, id = %job.id, what, error = %rconn::describe(&e), retry_in_ms = wait.as_millis() as u64, "Redis unreachable; retrying");
+        let why = if rconn::is_transport(&e) { "Redis unreachable" } else { "Redis is out of memory" };
+        warn!(queue = %job.queue, id = %job.id, what, error = %rconn::describe(&e), retry_in_ms = wait.as_millis() as u64, "{why}; retrying");
         failed_before = true;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = sh.hard.cancelled() => return Landed::GaveUp,
         }
     }
+}
+
+/// A lost link, or a server over `maxmemory` that refused the report and kept its lease.
+fn sends_again(e: &redis::RedisError) -> bool {
+    rconn::is_transport(e) || rconn::code(e) == Some("OOM")
 }
 
 fn refused(job: &Job, what: &str, e: &redis::RedisError, failed_before: bool) -> Landed {
@@ -153,6 +160,21 @@ pub async fn release(sh: &Shared, job: &Job) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error reply as the client reads it off the wire.
+    fn server_error(line: &str) -> redis::RedisError {
+        let value = redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
+        value.extract_error().unwrap_err()
+    }
+
+    #[test]
+    fn a_report_refused_by_a_full_server_is_sent_again() {
+        assert!(sends_again(&server_error("OOM command not allowed when used memory > 'maxmemory'.")));
+        assert!(sends_again(&redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "r"))));
+        for final_reply in ["LEASELOST the token", "CANCELED the job", "TOOBIG RESULT", "ERR bad"] {
+            assert!(!sends_again(&server_error(final_reply)), "{final_reply}");
+        }
+    }
 
     #[test]
     fn a_stored_error_is_a_retry_unless_it_ended_the_job() {
