@@ -206,7 +206,10 @@ fn usage_settles_the_charged_window_down_and_up() {
     assert_eq!(peek(&mut c, "tpm:{q}", "100000"), 1000);
     let (a, ta) = (fs(&got[0], "id"), fs(&got[0], "token"));
     let (b, tb) = (fs(&got[1], "id"), fs(&got[1], "token"));
-    ok(&mut c, &["JOB.UPDATE", "q", &a, "TOKEN", &ta, "STATUS", "done", "RESULT", "1", "USAGE", "120", "CHARGE", "tpm:{q}"]);
+    ok(
+        &mut c,
+        &["JOB.UPDATE", "q", &a, "TOKEN", &ta, "STATUS", "done", "RESULT", "1", "USAGE", "120", "CHARGE", "tpm:{q}"],
+    );
     assert_eq!(peek(&mut c, "tpm:{q}", "100000"), 620);
     let error = ["STATUS", "error", "ERROR", "x", "NORETRY", "USAGE", "3000", "CHARGE", "tpm:{q}"];
     ok(&mut c, &[&["JOB.UPDATE", "q", &b, "TOKEN", &tb][..], &error].concat());

@@ -480,8 +480,7 @@ mod tests {
             let v = a(line);
             let words = refs(&v);
             let u = parse_update(line).unwrap_or_else(|e| panic!("{line}: {}", e.message));
-            let at: Vec<Vec<u8>> =
-                update_key_positions(&words).iter().skip(1).map(|&p| words[p].to_vec()).collect();
+            let at: Vec<Vec<u8>> = update_key_positions(&words).iter().skip(1).map(|&p| words[p].to_vec()).collect();
             assert_eq!(u.charge_keys, at, "{line}");
             assert!(!u.charge_keys.is_empty(), "{line}");
         }
