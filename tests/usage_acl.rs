@@ -135,32 +135,34 @@ fn usage_over_the_bound_is_refused_and_changes_nothing() {
 fn a_forged_charge_field_creates_no_key() {
     let srv = Server::start();
     let mut c = srv.conn();
-    let (id, token) = claim_charged(&mut c, "q", "tpm:{q}", "10");
-    let record = format!("aijob:{{q}}:job:{id}");
     let now = s(&array(&ok(&mut c, &["TIME"]))[0]).parse::<i64>().unwrap() * 1000;
-    let claimed = s(&ok(&mut c, &["HGET", &record, "_charges"]));
-    // the claim's own charge, and one by hand on a key outside the queue ("evil", hex)
-    let forged = format!("{claimed}c {now} 1 60000 6576696c\n");
-    ok(&mut c, &["HSET", &record, "_charges", &forged]);
-    let settle = done_with(&id, &token, &["USAGE", "100", "CHARGE", "tpm:{q}"]);
-    assert_eq!(s(&ok(&mut c, &words(&settle))), "done");
+    // a charge written by hand on a key outside the queue ("evil", in hex)
+    let forged = format!("c {now} 1 60000 6576696c\n");
+
+    // A record that names only the forged key, and an update that names none.
+    let (id, token) = claim_charged(&mut c, "q", "tpm:{q}", "10");
+    ok(&mut c, &["HSET", &format!("aijob:{{q}}:job:{id}"), "_charges", &forged]);
+    assert_eq!(s(&ok(&mut c, &words(&done_with(&id, &token, &["USAGE", "100"])))), "done");
     assert_eq!(int(&ok(&mut c, &["EXISTS", "evil"])), 0, "the forged charge's key was not created");
-    let outside: Vec<String> =
-        keys(&mut c).into_iter().filter(|k| !k.starts_with("aijob:{q}:") && k != "tpm:{q}").collect();
-    assert!(outside.is_empty(), "no key outside the queue and its declared CHARGE key: {outside:?}");
-    assert_eq!(remaining(&mut c, "tpm:{q}"), 900, "the declared charge settled");
-    assert_eq!((info_stat(&mut c, "usage_settled"), info_stat(&mut c, "usage_unsettled")), (1, 1));
+    assert_eq!(info_stat(&mut c, "usage_unsettled"), 1);
     wait_until(Duration::from_secs(5), "the warning in the log", || {
         srv.log_tail().contains("USAGE left 1 COST charge(s) as taken").then_some(())
     });
 
-    // A record that names only a forged key, and an update that names none: nothing written.
+    // The claim's own charge and the forged one, with the claim's key named: only it moves.
     let (id, token) = claim_charged(&mut c, "q", "tpm:{q}", "10");
     let record = format!("aijob:{{q}}:job:{id}");
-    ok(&mut c, &["HSET", &record, "_charges", &format!("c {now} 1 60000 6576696c\n")]);
-    assert_eq!(s(&ok(&mut c, &words(&done_with(&id, &token, &["USAGE", "100"])))), "done");
+    let claimed = s(&ok(&mut c, &["HGET", &record, "_charges"]));
+    ok(&mut c, &["HSET", &record, "_charges", &format!("{claimed}{forged}")]);
+    let before = remaining(&mut c, "tpm:{q}");
+    let settle = done_with(&id, &token, &["USAGE", "100", "CHARGE", "tpm:{q}"]);
+    assert_eq!(s(&ok(&mut c, &words(&settle))), "done");
     assert_eq!(int(&ok(&mut c, &["EXISTS", "evil"])), 0);
-    assert_eq!(info_stat(&mut c, "usage_unsettled"), 2);
+    let outside: Vec<String> =
+        keys(&mut c).into_iter().filter(|k| !k.starts_with("aijob:{q}:") && k != "tpm:{q}").collect();
+    assert!(outside.is_empty(), "no key outside the queue and its declared CHARGE key: {outside:?}");
+    assert_eq!(remaining(&mut c, "tpm:{q}"), before - 90, "the declared charge settled, 10 up to 100");
+    assert_eq!((info_stat(&mut c, "usage_settled"), info_stat(&mut c, "usage_unsettled")), (1, 2));
 }
 
 /// Redis Cluster holds declared keys to one slot: a single node serving every slot is
