@@ -805,8 +805,8 @@ mod charged_claims {
         let t = w.with_env(|s, q, env| update::update(s, q, env, &c.id, &u).unwrap().1);
         assert_eq!((t.usage_settled, t.usage_unsettled), (1, 1));
         assert_eq!(held(&mut w, b"tpm:{q}", 10_000), 100);
-        assert!(!w.s.keys.contains_key(&b"evil"[..].to_vec()), "the forged key is not written");
-        assert!(!w.s.keys.contains_key(&b"unused:{q}"[..].to_vec()), "a declared key with no charge is not written");
+        assert!(!w.s.keys.contains_key(&b"evil"[..]), "the forged key is not written");
+        assert!(!w.s.keys.contains_key(&b"unused:{q}"[..]), "a declared key with no charge is not written");
     }
 
     #[test]
