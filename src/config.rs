@@ -15,6 +15,7 @@ pub static MAX_PAYLOAD_BYTES: AtomicI64 = AtomicI64::new(16 * 1024 * 1024);
 pub static EVENTS_MAXLEN: AtomicI64 = AtomicI64::new(10_000);
 pub static JSON_MAX_DEPTH: AtomicI64 = AtomicI64::new(128);
 pub static EVENT_RESULT_MAX_BYTES: AtomicI64 = AtomicI64::new(4096);
+pub static MAX_USAGE: AtomicI64 = AtomicI64::new(100_000_000);
 
 pub fn snapshot() -> Config {
     Config {
@@ -28,5 +29,6 @@ pub fn snapshot() -> Config {
         events_maxlen: EVENTS_MAXLEN.load(Relaxed),
         json_max_depth: JSON_MAX_DEPTH.load(Relaxed),
         event_result_max_bytes: EVENT_RESULT_MAX_BYTES.load(Relaxed),
+        max_usage: MAX_USAGE.load(Relaxed),
     }
 }

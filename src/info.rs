@@ -33,6 +33,7 @@ counters!(
     ratelimit_denied,
     charges_denied,
     usage_settled,
+    usage_unsettled,
     schedule_runs,
     timer_ticks,
     timer_moves,
@@ -60,6 +61,7 @@ pub fn add(t: &Tally) {
         (&c::schedule_runs, t.schedule_runs),
         (&c::charges_denied, t.charges_denied),
         (&c::usage_settled, t.usage_settled),
+        (&c::usage_unsettled, t.usage_unsettled),
     ];
     for (counter, n) in pairs {
         if n > 0 {

@@ -53,6 +53,7 @@ redis_module! {
             ["events-maxlen", &config::EVENTS_MAXLEN, 10_000, 0, 1_000_000_000, ConfigurationFlags::DEFAULT, None],
             ["json-max-depth", &config::JSON_MAX_DEPTH, 128, 1, 100_000, ConfigurationFlags::DEFAULT, None],
             ["event-result-max-bytes", &config::EVENT_RESULT_MAX_BYTES, 4096, 0, 536_870_912, ConfigurationFlags::DEFAULT, None],
+            ["max-usage", &config::MAX_USAGE, 100_000_000, 1, 1_000_000_000_000_000, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
         bool: [],

@@ -15,6 +15,8 @@ pub struct Config {
     pub json_max_depth: i64,
     /// A done event carries the result inline up to this size, else only its size.
     pub event_result_max_bytes: i64,
+    /// The largest USAGE a JOB.UPDATE takes.
+    pub max_usage: i64,
 }
 
 impl Default for Config {
@@ -30,6 +32,7 @@ impl Default for Config {
             events_maxlen: 10_000,
             json_max_depth: 128,
             event_result_max_bytes: 4096,
+            max_usage: 100_000_000,
         }
     }
 }
@@ -42,7 +45,7 @@ impl Config {
 }
 
 /// (name, default, min, max) of every numeric config, as registered with Redis.
-pub const LIMITS: [(&str, i64, i64, i64); 10] = [
+pub const LIMITS: [(&str, i64, i64, i64); 11] = [
     ("retention-ms", 3_600_000, 0, 31_536_000_000_000),
     ("cache-ttl-ms", 86_400_000, 1, 31_536_000_000_000),
     ("lease-ms", 30_000, 1, 31_536_000_000),
@@ -53,6 +56,7 @@ pub const LIMITS: [(&str, i64, i64, i64); 10] = [
     ("events-maxlen", 10_000, 0, 1_000_000_000),
     ("json-max-depth", 128, 1, 100_000),
     ("event-result-max-bytes", 4096, 0, 536_870_912),
+    ("max-usage", 100_000_000, 1, 1_000_000_000_000_000),
 ];
 
 /// A record keeps its key this long past its logical expiry, as a safety net for data
@@ -77,6 +81,7 @@ mod tests {
             c.events_maxlen,
             c.json_max_depth,
             c.event_result_max_bytes,
+            c.max_usage,
         ];
         for ((name, default, min, max), value) in LIMITS.iter().zip(defaults) {
             assert_eq!(*default, value, "{name}");

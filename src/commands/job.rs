@@ -117,7 +117,8 @@ fn claim(c: &mut Call, (q, a): (QueueKeys, ClaimArgs)) -> Result<Out> {
 }
 
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
-/// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
+/// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json]
+/// [USAGE n [CHARGE key] ...] [DELAY ms]
 pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
     info: Info {
         name: "job.update",
@@ -125,7 +126,7 @@ pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
         arity: -3,
         summary: "Moves a job forward: progress and heartbeat, or STATUS running, done or error.",
         complexity: "O(log N) with N the jobs of the queue",
-        keys: Keys::Queue(key::RW | key::UPDATE),
+        keys: Keys::QueueAndFound(key::RW | key::UPDATE, grammar::job::update_key_positions),
         args: &[
             Q,
             ID,
@@ -141,11 +142,11 @@ pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
             pure("NORETRY", "noretry").opt(),
             ti("LEASE", "ms").opt(),
             META,
-            ti("USAGE", "n").opt(),
+            block("usage", &[ti("USAGE", "n"), ts("CHARGE", "key").opt().multi_token()]).opt(),
             ti("DELAY", "ms").opt(),
         ],
     },
-    parse: |words, config| grammar::job::update(words, config.json_limits()),
+    parse: |words, config| grammar::job::update(words, config.json_limits(), config.max_usage),
     handle: update,
 };
 
@@ -153,7 +154,17 @@ pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
 /// within the bounds of `oom::admit_update`.
 fn update(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, UpdateArgs)) -> Result<Out> {
     crate::command::when_memory_full(c.ctx, || oom::admit_update(&a))?;
+    let left_before = c.tally.usage_unsettled;
     let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
+    let left = c.tally.usage_unsettled - left_before;
+    if left > 0 {
+        crate::logging::warn(c.ctx, "usage-unsettled", || {
+            format!(
+                "JOB.UPDATE on queue {}: USAGE left {left} COST charge(s) as taken, their keys not named with CHARGE",
+                String::from_utf8_lossy(q.name())
+            )
+        });
+    }
     Ok(Out::bytes(status.as_str()))
 }
 

@@ -148,13 +148,22 @@ fn charge(c: &mut Cursor) -> Result<Charge> {
 }
 
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
-/// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
-pub fn update(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Vec<u8>, UpdateArgs)> {
+/// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json]
+/// [USAGE n [CHARGE key] ...] [DELAY ms]
+///
+/// USAGE is at most `max_usage` (the config `max-usage`).
+pub fn update(args: &[&[u8]], limits: Limits, max_usage: i64) -> Result<(QueueKeys, Vec<u8>, UpdateArgs)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let id = job_id(&mut c)?.to_vec();
     let mut a = UpdateArgs::default();
+    let mut charges_named = 0;
     while let Some(kw) = c.keyword() {
+        if kw == "CHARGE" {
+            c.value("CHARGE")?;
+            charges_named += 1;
+            continue;
+        }
         let known = lease_option(&mut a, &kw, &mut c)?
             || report_option(&mut a, &kw, &mut c, limits)?
             || outcome_option(&mut a, &kw, &mut c, limits)?;
@@ -162,8 +171,46 @@ pub fn update(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Vec<u8>, Upd
             return Err(unknown(&kw));
         }
     }
-    check_update(&a)?;
+    a.charge_keys = declared_charge_keys(args, charges_named)?;
+    check_update(&a, max_usage)?;
     Ok((q, id, a))
+}
+
+/// The CHARGE keys of JOB.UPDATE, taken from the very positions `update_key_positions`
+/// declares: whatever the parse read, settling can write only a declared key.
+fn declared_charge_keys(args: &[&[u8]], named: usize) -> Result<Vec<Vec<u8>>> {
+    let keys: Vec<Vec<u8>> =
+        update_key_positions(args).into_iter().skip(1).filter_map(|p| args.get(p)).map(|k| k.to_vec()).collect();
+    if keys.len() != named {
+        return Err(AiError::arg("CHARGE", "could not be told apart from the other arguments"));
+    }
+    Ok(keys)
+}
+
+/// Where JOB.UPDATE's keys are, counted in the arguments after the command name: Q and
+/// the key after every CHARGE (the rate-limit keys a USAGE settles). Walks the words as
+/// `update` parses them: every option but NORETRY takes one value.
+pub fn update_key_positions(args: &[&[u8]]) -> Vec<usize> {
+    let mut positions = vec![0];
+    // Q and the id come first
+    let mut i = 2;
+    while let Some(word) = args.get(i) {
+        let kw = Kw::new(word);
+        i += match kw.as_str() {
+            "NORETRY" => 1,
+            "CHARGE" => {
+                if i + 1 < args.len() {
+                    positions.push(i + 1);
+                }
+                2
+            }
+            "TOKEN" | "STATUS" | "PROGRESS" | "PERCENT" | "RESULT" | "ERROR" | "CLASS" | "LEASE" | "META" | "USAGE"
+            | "DELAY" => 2,
+            // the parse refuses an unknown word: nothing is written
+            _ => 1,
+        };
+    }
+    positions
 }
 
 /// TOKEN, STATUS and LEASE: who moves the job, to where, for how long.
@@ -252,8 +299,8 @@ fn outcome_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor, limits: Limits) 
     Ok(true)
 }
 
-/// The options of JOB.UPDATE that only make sense with one STATUS.
-fn check_update(a: &UpdateArgs) -> Result<()> {
+/// The options of JOB.UPDATE that only make sense with one STATUS, and USAGE's bound.
+fn check_update(a: &UpdateArgs, max_usage: i64) -> Result<()> {
     let st = a.status;
     let only = |given: bool, opt: &str, needs: UpdateStatus, name: &str| -> Result<()> {
         if given && st != Some(needs) {
@@ -268,6 +315,12 @@ fn check_update(a: &UpdateArgs) -> Result<()> {
     only(a.delay_ms.is_some(), "DELAY", UpdateStatus::Error, "error")?;
     if a.usage.is_some() && !matches!(st, Some(UpdateStatus::Done | UpdateStatus::Error)) {
         return Err(AiError::arg("USAGE", "is only allowed with STATUS done or error"));
+    }
+    if let Some(u) = a.usage.filter(|&u| u > max_usage) {
+        return Err(AiError::arg("USAGE", format!("must be at most max-usage {max_usage}, got {u}")));
+    }
+    if !a.charge_keys.is_empty() && a.usage.is_none() {
+        return Err(AiError::arg("CHARGE", "is only allowed with USAGE"));
     }
     if st == Some(UpdateStatus::Done) && a.result.is_none() {
         return Err(AiError::arg("RESULT", "is required with STATUS done"));
@@ -383,15 +436,54 @@ mod tests {
             ("q j PERCENT 101", "PERCENT"),
             ("q j STATUS queued", "STATUS"),
             ("q j USAGE 5", "USAGE"),
+            ("q j STATUS done RESULT {} USAGE 1001", "USAGE"),
+            ("q j STATUS done RESULT {} CHARGE k", "CHARGE"),
+            ("q j STATUS done RESULT {} USAGE 5 CHARGE", "CHARGE"),
         ] {
             let v = a(line);
-            let e = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap_err();
+            let e = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap_err();
             assert!(e.message.contains(arg), "{line}: {}", e.message);
         }
         let v = a("q j STATUS error ERROR boom CLASS 429 DELAY 100 TOKEN t");
-        let (_, id, u) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
+        let (_, id, u) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
         assert_eq!(id, b"j");
         assert_eq!(u.delay_ms, Some(100));
+    }
+
+    const MAX_USAGE: i64 = 1000;
+
+    fn parse_update(line: &str) -> Result<UpdateArgs> {
+        let v = a(line);
+        update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).map(|(_, _, u)| u)
+    }
+
+    #[test]
+    fn update_declares_its_charge_keys() {
+        let v = a("q j TOKEN t STATUS done RESULT {} USAGE 1000 CHARGE tpm:{q} charge rpm:{q}");
+        assert_eq!(update_key_positions(&refs(&v)), vec![0, 11, 13]);
+        let u = parse_update("q j TOKEN t STATUS done RESULT {} USAGE 1000 CHARGE tpm:{q} charge rpm:{q}").unwrap();
+        assert_eq!(u.usage, Some(1000));
+        assert_eq!(u.charge_keys, vec![b"tpm:{q}".to_vec(), b"rpm:{q}".to_vec()]);
+        let v = a("q j TOKEN t STATUS done RESULT {} USAGE 7");
+        assert_eq!(update_key_positions(&refs(&v)), vec![0]);
+    }
+
+    #[test]
+    fn update_key_positions_agree_with_the_parse() {
+        // a value that reads like an option is still a value, to the parse and to the walk
+        for line in [
+            "q j PROGRESS CHARGE STATUS error ERROR CHARGE CLASS CHARGE USAGE 3 CHARGE k1",
+            "q CHARGE NORETRY STATUS error ERROR e USAGE 0 CHARGE NORETRY CHARGE CHARGE",
+            "q j META {} TOKEN CHARGE LEASE 5 PERCENT 5 STATUS done RESULT \"CHARGE\" USAGE 1 CHARGE x CHARGE y",
+            "q j STATUS error ERROR x DELAY 5 NORETRY USAGE 2 CHARGE a:{q}",
+        ] {
+            let v = a(line);
+            let words = refs(&v);
+            let u = parse_update(line).unwrap_or_else(|e| panic!("{line}: {}", e.message));
+            let at: Vec<Vec<u8>> = update_key_positions(&words).iter().skip(1).map(|&p| words[p].to_vec()).collect();
+            assert_eq!(u.charge_keys, at, "{line}");
+            assert!(!u.charge_keys.is_empty(), "{line}");
+        }
     }
 
     #[test]

@@ -770,6 +770,7 @@ mod charged_claims {
                 status: Some(UpdateStatus::Done),
                 result: Some(b"1".to_vec()),
                 usage: Some(usage),
+                charge_keys: vec![b"tpm:{q}".to_vec()],
                 ..Default::default()
             };
             w.with_env(|s, q, env| update::update(s, q, env, &c.id, &u).unwrap().1)
@@ -780,6 +781,32 @@ mod charged_claims {
         done(&mut w, &b, 2_400);
         assert_eq!(held(&mut w, b"tpm:{q}", 10_000), 2_520, "and up to 2400");
         assert_eq!(w.field(&b.id, "usage"), Some(Value::Int(2_400)));
+    }
+
+    #[test]
+    fn usage_settles_only_the_keys_the_update_declares() {
+        let mut w = World::new();
+        costly(&mut w, 500);
+        let c = claim_charged(&mut w, vec![tpm(10_000)]).jobs.remove(0);
+        // a hand-written charge on a key no one declares goes with the claim's own
+        let key = w.q.job(&c.id);
+        let mut charges = w.s.hgetall_for_test(&key).remove(crate::record::CHARGES.as_bytes()).expect("_charges");
+        charges.extend_from_slice(b"c 0 1 60000 6576696c\n");
+        let forge = crate::store::Op::HSet(key, vec![(crate::record::CHARGES.as_bytes().to_vec(), charges)]);
+        crate::store::Store::apply(&mut w.s, vec![forge]).unwrap();
+        let u = UpdateArgs {
+            token: Some(c.token.as_bytes().to_vec()),
+            status: Some(UpdateStatus::Done),
+            result: Some(b"1".to_vec()),
+            usage: Some(100),
+            charge_keys: vec![b"tpm:{q}".to_vec(), b"unused:{q}".to_vec()],
+            ..Default::default()
+        };
+        let t = w.with_env(|s, q, env| update::update(s, q, env, &c.id, &u).unwrap().1);
+        assert_eq!((t.usage_settled, t.usage_unsettled), (1, 1));
+        assert_eq!(held(&mut w, b"tpm:{q}", 10_000), 100);
+        assert!(!w.s.keys.contains_key(&b"evil"[..]), "the forged key is not written");
+        assert!(!w.s.keys.contains_key(&b"unused:{q}"[..]), "a declared key with no charge is not written");
     }
 
     #[test]

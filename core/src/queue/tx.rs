@@ -35,6 +35,8 @@ pub struct Tally {
     pub schedule_runs: u64,
     pub charges_denied: u64,
     pub usage_settled: u64,
+    /// COST charges a USAGE left as taken: their key was not declared with CHARGE.
+    pub usage_unsettled: u64,
 }
 
 impl Tally {
@@ -52,6 +54,7 @@ impl Tally {
         self.schedule_runs += o.schedule_runs;
         self.charges_denied += o.charges_denied;
         self.usage_settled += o.usage_settled;
+        self.usage_unsettled += o.usage_unsettled;
     }
 }
 

@@ -48,10 +48,14 @@ pub fn progress(job: &Job, text: &str) -> redis::Cmd {
     cmd
 }
 
-/// The final update of a call that answered: its result and the tokens it used.
-pub fn done(job: &Job, result: &str, usage: u64) -> redis::Cmd {
+/// The final update of a call that answered: its result and the tokens it used, settled
+/// against the charges the claim took on `charges` (the keys, named with CHARGE).
+pub fn done(job: &Job, result: &str, usage: u64, charges: &[String]) -> redis::Cmd {
     let mut cmd = update(job);
     cmd.arg("STATUS").arg("done").arg("RESULT").arg(result).arg("USAGE").arg(usage);
+    for key in charges {
+        cmd.arg("CHARGE").arg(key);
+    }
     cmd
 }
 
@@ -115,7 +119,11 @@ mod tests {
     fn updates_are_fenced_by_the_token() {
         assert_eq!(words(&update(&job())), "JOB.UPDATE q j TOKEN t");
         assert_eq!(words(&progress(&job(), "calling echo")), "JOB.UPDATE q j TOKEN t PROGRESS calling echo");
-        assert_eq!(words(&done(&job(), "{}", 12)), "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12");
+        assert_eq!(words(&done(&job(), "{}", 12, &[])), "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12");
+        assert_eq!(
+            words(&done(&job(), "{}", 12, &["tpm:{q}".to_string()])),
+            "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12 CHARGE tpm:{q}"
+        );
         assert_eq!(words(&release(&job())), "JOB.RELEASE q j TOKEN t");
     }
 

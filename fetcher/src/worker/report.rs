@@ -101,7 +101,8 @@ pub async fn finish(sh: &Shared, job: &Job, call: Option<&Call>, r: Result<Succe
 /// Stores the result. A result too big to store is the failure to report instead.
 async fn report_done(sh: &Shared, job: &Job, call: &Call, s: &Success) -> Result<Report, Failure> {
     let result = sh.redactor.scrub_json(providers::result_json(call, s)).to_string();
-    let cmd = commands::done(job, &result, sh.limits.settle_usage(&s.usage));
+    let charges = sh.limits.settle_keys(&job.queue, job.charged);
+    let cmd = commands::done(job, &result, sh.limits.settle_usage(&s.usage), &charges);
     match until_landed(sh, job, "final update", &cmd).await {
         Landed::Refused(Refusal::TooBig, detail) => {
             Err(Failure::fatal(ErrorClass::TooBig, format!("the result could not be stored: {detail}")))
