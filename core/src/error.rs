@@ -19,6 +19,8 @@ pub enum Code {
     Exists,
     /// A key holds a value of another type than the module expects.
     WrongType,
+    /// New work refused: the server's maxmemory-policy may evict aijob's keys.
+    Eviction,
 }
 
 impl Code {
@@ -32,6 +34,7 @@ impl Code {
             Code::TooBig => "TOOBIG",
             Code::Exists => "EXISTS",
             Code::WrongType => "WRONGTYPE",
+            Code::Eviction => "EVICTION",
         }
     }
 }

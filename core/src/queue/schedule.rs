@@ -213,7 +213,10 @@ pub fn fire_due<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize
             continue;
         };
         let mut tx = Tx::new(s, q, env.now, env.config);
-        if run_once(&mut tx, env, &sc)?.is_none() {
+        // a run the eviction guard refuses is skipped like an OVERLAP skip: the timetable
+        // goes on, and the clock keeps finishing the work in progress
+        let refused = env.config.admit_new_work().is_err();
+        if refused || run_once(&mut tx, env, &sc)?.is_none() {
             tx.push(Op::HIncrBy(q.schedule(&name), field::SKIPPED.as_bytes().to_vec(), 1));
         }
         let next = next_run(&sc.timetable, sc.start, env.now);
