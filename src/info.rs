@@ -40,6 +40,12 @@ counters!(
     timer_max_tick_moves,
     known_queues,
     panics,
+    index_entries_dropped,
+    records_reindexed,
+    repair_passes,
+    repair_counters_set,
+    repair_sweeps,
+    repair_max_tick_us,
 );
 
 pub fn add(t: &Tally) {
@@ -57,6 +63,8 @@ pub fn add(t: &Tally) {
         (&c::schedule_runs, t.schedule_runs),
         (&c::charges_denied, t.charges_denied),
         (&c::usage_settled, t.usage_settled),
+        (&c::index_entries_dropped, t.index_entries_dropped),
+        (&c::records_reindexed, t.records_reindexed),
     ];
     for (counter, n) in pairs {
         if n > 0 {
@@ -70,6 +78,10 @@ pub fn info(ctx: &InfoContext, _for_crash_report: bool) {
         let mut section = ctx.builder().add_section("stats");
         for (name, value) in fields() {
             section = section.field(name, value.to_string())?;
+        }
+        section = section.field("repair_sweeping", u8::from(crate::repair::sweeping()).to_string())?;
+        for (name, value) in crate::eviction::info_fields() {
+            section = section.field(name, value)?;
         }
         section.build_section()?.build_info()?;
         Ok(())

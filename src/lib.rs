@@ -8,11 +8,13 @@ mod command;
 mod commands;
 mod config;
 mod entropy;
+mod eviction;
 mod ffi;
 mod guard;
 mod info;
 mod logging;
 mod register;
+mod repair;
 mod reply;
 mod store;
 mod timer;
@@ -25,6 +27,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     if register::register(ctx) == Status::Err {
         return Status::Err;
     }
+    eviction::watch(ctx.ctx);
     timer::start(ctx);
     Status::Ok
 }
@@ -51,7 +54,9 @@ redis_module! {
             ["event-result-max-bytes", &config::EVENT_RESULT_MAX_BYTES, 4096, 0, 536_870_912, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
-        bool: [],
+        bool: [
+            ["allow-eviction", &config::ALLOW_EVICTION, false, ConfigurationFlags::DEFAULT, None],
+        ],
         enum: [],
         module_args_as_configuration: true,
     ]

@@ -119,9 +119,9 @@ impl MemoryPolicy {
         }
     }
 
-    /// Stored in an atomic by the shell.
+    /// Stored in an atomic by the shell: 0 to 8 (`Other` is 8).
     pub fn code(self) -> u8 {
-        POLICY_NAMES.iter().position(|(p, _)| *p == self).map_or(u8::MAX, |i| i as u8)
+        POLICY_NAMES.iter().position(|(p, _)| *p == self).unwrap_or(POLICY_NAMES.len()) as u8
     }
 
     pub fn from_code(code: u8) -> MemoryPolicy {

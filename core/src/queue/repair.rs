@@ -7,7 +7,8 @@
 //!   promoted replica goes on where its master stopped.
 //! - An entry naming no job, or a job in another status, is dropped. A job is put back into
 //!   every index its status uses that lost it: its group's ready index and turns, `delayed`,
-//!   `leases`, `expiry`, `deadlines`, its content-hash claim.
+//!   `leases`, `expiry`, `deadlines`. (Not the content-hash claims of `pending`: two live
+//!   jobs may share a hash, and a lost claim costs one uncoalesced request, not a job.)
 //! - The queued jobs are walked last, and the pass ends by setting the `meta` counters the
 //!   indexes determine: `seq`, `turn`, `queued_*`.
 //!
@@ -17,7 +18,6 @@
 use crate::error::Result;
 use crate::job::{Priority, Status};
 use crate::keys::{Key, QueueKeys};
-use crate::queue::pending::pending_job;
 use crate::queue::tx::{expire_at, load_job, meta, Env, Tally, Tx};
 use crate::record::{self, JobState};
 use crate::store::{Op, Score, Store, ZRange};
@@ -211,12 +211,6 @@ fn reindex<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<u64> {
             n += restore(tx, q.expiry(), Score::At(until), &job.id)?;
         }
     }
-    if let (true, Some(hash)) = (job.status.is_live(), &job.hash) {
-        if pending_job(tx.s, q, hash)?.is_none() {
-            tx.push(Op::HSet(q.pending(), vec![(hash.clone(), job.id.clone())]));
-            n += 1;
-        }
-    }
     Ok(n)
 }
 
@@ -292,16 +286,23 @@ pub fn heal_job<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) ->
 pub struct Health {
     /// A pass has begun and not ended.
     pub pass_open: bool,
-    /// Pairs that must be equal: each status index against the index or counter that
-    /// keeps the same jobs another way; then the priorities with queued jobs but no group
-    /// taking turns (a lost turn set, or every group at its cap).
+    /// Four pairs that must be equal (each status index against the index or counter
+    /// that keeps the same jobs another way), then the priorities with queued jobs but no
+    /// group taking turns while nothing runs (so no group can be parked at its cap: the
+    /// turn set was lost).
     pub numbers: [i64; 9],
 }
 
 impl Health {
     pub fn broken(&self) -> bool {
+        self.pairs_disagree() || self.numbers[8] > 0
+    }
+
+    /// An index holds fewer jobs than the one it pairs with: records an index lost, maybe
+    /// records no status index names any more (for the keyspace sweep to find).
+    pub fn pairs_disagree(&self) -> bool {
         let v = &self.numbers;
-        v[0] != v[1] || v[2] != v[3] || v[4] != v[5] || v[6] != v[7] || v[8] > 0
+        v[0] != v[1] || v[2] != v[3] || v[4] != v[5] || v[6] != v[7]
     }
 }
 
@@ -310,9 +311,10 @@ pub fn health<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Health> {
     let m = s.hmget(&q.meta(), &meta_fields)?;
     let num = |v: &Option<Vec<u8>>| v.as_ref().and_then(|b| std::str::from_utf8(b).ok()?.parse::<i64>().ok());
     let queued_by_priority: Vec<i64> = m.iter().skip(1).map(|v| num(v).unwrap_or(0)).collect();
+    let running = s.zcard(&q.status(Status::Running))?;
     let mut turnless = 0;
     for (p, n) in Priority::ORDER.iter().zip(&queued_by_priority) {
-        if *n > 0 && s.zcard(&q.turns(*p))? == 0 {
+        if *n > 0 && running == 0 && s.zcard(&q.turns(*p))? == 0 {
             turnless += 1;
         }
     }
@@ -327,7 +329,7 @@ pub fn health<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Health> {
             queued_by_priority.iter().sum(),
             s.zcard(&q.status(Status::Delayed))?,
             s.zcard(&q.delayed())?,
-            s.zcard(&q.status(Status::Running))?,
+            running,
             s.zcard(&q.leases())?,
             finished,
             s.zcard(&q.expiry())?,

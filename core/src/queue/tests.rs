@@ -1069,6 +1069,118 @@ mod repair {
     }
 
     #[test]
+    fn a_requeued_job_keeps_its_group_listed_so_a_pass_finds_nothing() {
+        let mut w = World::new();
+        w.create(spec(Priority::Normal, Some("g")));
+        let args = ClaimArgs { count: 1, lease_ms: Some(100), ..Default::default() };
+        w.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap());
+        w.s.now += 200;
+        assert_eq!(w.tick().tally.expired_leases, 1);
+        assert_eq!(w.stat("groups"), 1);
+        let calls = repair_all(&mut w, 100);
+        assert_eq!((dropped(&calls), reindexed(&calls)), (0, 0));
+        assert!(healthy(&mut w));
+    }
+
+    #[test]
+    fn a_queue_whose_groups_are_all_at_their_cap_is_healthy() {
+        let mut w = World::new();
+        for _ in 0..3 {
+            w.create(spec(Priority::Normal, Some("g")));
+        }
+        w.with_env(|s, q, env| admin::set_group_cap(s, q, env, b"g", 1).unwrap());
+        assert_eq!(w.claim_n(3).len(), 1);
+        assert!(healthy(&mut w), "no turns at normal, but g is parked at its cap");
+        let calls = repair_all(&mut w, 100);
+        assert_eq!((dropped(&calls), reindexed(&calls)), (0, 0));
+    }
+
+    /// Whatever the commands and the clock do, the indexes stay exact: a pass over a queue
+    /// nobody damaged finds nothing to fix, and its health numbers agree.
+    #[test]
+    fn a_pass_finds_nothing_after_any_mix_of_moves() {
+        use crate::rng::Entropy;
+        let mut w = World::new();
+        let mut dice = SplitMix(7);
+        let mut claimed: Vec<Claimed> = Vec::new();
+        let mut ids: Vec<Vec<u8>> = Vec::new();
+        for step in 0..3000 {
+            let roll = dice.next_u64();
+            let pick = (roll >> 8) as usize;
+            match roll % 12 {
+                0..=2 => {
+                    let prio = Priority::ORDER[pick % 3];
+                    let mut sp = spec(prio, ["a", "b", ""].get(pick % 4).copied());
+                    if pick % 5 == 0 {
+                        sp.start = Start::Delay(((pick % 7) * 100) as i64);
+                    }
+                    if pick % 6 == 0 {
+                        sp.deadline_ms = Some(((pick % 9) * 100 + 1) as i64);
+                    }
+                    if pick % 4 == 1 {
+                        sp.hash = Some(format!("{:064x}", pick % 3));
+                    }
+                    ids.push(w.create(sp));
+                }
+                3 | 4 => {
+                    let args = ClaimArgs { count: 1 + (pick % 3) as i64, lease_ms: Some(150), ..Default::default() };
+                    claimed.extend(w.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap().jobs));
+                }
+                5 if !claimed.is_empty() => {
+                    let c = claimed.swap_remove(pick % claimed.len());
+                    let _ = w.with_env(|s, q, env| {
+                        let a = UpdateArgs {
+                            token: Some(c.token.as_bytes().to_vec()),
+                            status: Some(UpdateStatus::Done),
+                            result: Some(b"{}".to_vec()),
+                            ..Default::default()
+                        };
+                        update::update(s, q, env, &c.id, &a)
+                    });
+                }
+                6 if !claimed.is_empty() => {
+                    let c = claimed.swap_remove(pick % claimed.len());
+                    let a = UpdateArgs {
+                        token: Some(c.token.as_bytes().to_vec()),
+                        status: Some(UpdateStatus::Error),
+                        noretry: pick % 2 == 0,
+                        ..Default::default()
+                    };
+                    let _ = w.update(&c.id, a);
+                }
+                7 if !claimed.is_empty() => {
+                    let c = claimed.swap_remove(pick % claimed.len());
+                    let delay = (pick % 2 == 0).then_some(100);
+                    let _ = w.with_env(|s, q, env| update::release(s, q, env, &c.id, c.token.as_bytes(), delay));
+                }
+                8 if !ids.is_empty() => {
+                    let id = ids[pick % ids.len()].clone();
+                    let _ = w.with_env(|s, q, env| match pick % 3 {
+                        0 => admin::cancel(s, q, env, &id),
+                        1 => admin::retry(s, q, env, &id),
+                        _ => admin::delete(s, q, env, &id),
+                    });
+                }
+                9 => {
+                    let group: &[u8] = if pick % 2 == 0 { b"a" } else { b"*" };
+                    w.with_env(|s, q, env| admin::set_group_cap(s, q, env, group, (pick % 3) as i64).unwrap());
+                }
+                _ => {
+                    w.s.now += (pick % 200) as i64;
+                    w.tick();
+                }
+            }
+            if step % 100 == 99 {
+                assert!(healthy(&mut w), "step {step}: {:?}", repair::health(&mut w.s, &w.q.clone()));
+                let calls = repair_all(&mut w, 1000);
+                let counters: u64 = calls.iter().map(|r| r.counters).sum();
+                assert_eq!((dropped(&calls), reindexed(&calls), counters), (0, 0, 0), "step {step}");
+            }
+        }
+        assert!(w.stat("done") + w.stat("error") + w.stat("canceled") > 0);
+    }
+
+    #[test]
     fn a_job_in_two_status_indexes_keeps_the_one_of_its_record() {
         let mut w = World::new();
         let id = w.job("{}");

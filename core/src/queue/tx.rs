@@ -385,6 +385,9 @@ impl<'a, S: Store> Tx<'a, S> {
                     self.groups[gi].queued[pidx(p)] = Some(n + 1);
                 }
                 self.take_turns(gi, p)?;
+                // a job queued now keeps its group listed, whatever left it in this step
+                // (a requeued job's lease: running went to 0 before its queued count is known)
+                self.groups[gi].maybe_empty = false;
                 self.incr_meta(meta::queued(p), 1)?;
                 self.place_deadline(job);
             }
