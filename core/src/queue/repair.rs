@@ -277,7 +277,25 @@ pub fn heal_job<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) ->
     }
     let mut tx = Tx::new(s, q, env.now, env.config);
     tx.tally.records_reindexed += reindex(&mut tx, &job)?;
+    if job.status == Status::Queued {
+        count_behind_cursor(&mut tx, &job)?;
+    }
     tx.commit()
+}
+
+/// A queued job put back behind the cursor of a pass walking the queued jobs would not be
+/// counted by it: the pass's count takes it in.
+fn count_behind_cursor<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
+    let Some(stored) = tx.s.hget(&tx.q.meta(), CURSOR.as_bytes())? else { return Ok(()) };
+    let mut cur = Cursor::parse(Some(&stored));
+    let walking_queued = PHASES.get(cur.phase) == Some(&Status::Queued);
+    if walking_queued && job.seq as f64 <= cur.after {
+        if let Some(n) = cur.queued.get_mut(job.priority as usize) {
+            *n += 1;
+        }
+        tx.push(Op::HSet(tx.q.meta(), vec![(CURSOR.as_bytes().to_vec(), cur.encode())]));
+    }
+    Ok(())
 }
 
 /// A few numbers that agree on a healthy queue, each read in O(1): what the timer looks at

@@ -1181,6 +1181,25 @@ mod repair {
     }
 
     #[test]
+    fn a_job_the_sweep_puts_back_behind_the_cursor_is_counted_by_the_pass() {
+        let mut w = World::new();
+        let ids: Vec<Vec<u8>> = (0..6).map(|_| w.job("{}")).collect();
+        let index = w.q.status(Status::Queued);
+        w.s.apply(vec![Op::ZRem(index, ids[1].clone())]).unwrap();
+        // the pass walks the queued jobs in two calls; between them the sweep finds the
+        // job the index lost, behind the cursor
+        let first = w.with_env(|s, q, env| repair::repair(s, q, env, 3).unwrap());
+        assert!(!first.done);
+        let t = w.with_env(|s, q, env| repair::heal_job(s, q, env, &ids[1]).unwrap());
+        assert_eq!(t.records_reindexed, 1);
+        let meta = w.q.meta();
+        w.s.apply(vec![Op::HSet(meta, vec![(b"queued_normal".to_vec(), b"9".to_vec())])]).unwrap();
+        let calls = repair_all(&mut w, 3);
+        assert_eq!(calls.last().unwrap().counters, 1);
+        assert_eq!((w.stat("queued"), w.stat("queued_normal")), (6, 6));
+    }
+
+    #[test]
     fn a_job_in_two_status_indexes_keeps_the_one_of_its_record() {
         let mut w = World::new();
         let id = w.job("{}");
