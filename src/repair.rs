@@ -8,8 +8,8 @@
 //!   e.g. a stale `+inf` lease, waits for its next move). While the server may evict
 //!   aijob's keys, every queue gets rounds all the time.
 //! - The sweep: an incremental SCAN of every db that hands each job record it meets to
-//!   `repair::heal_job`, finding records no status index names (a command may not scan the
-//!   keyspace). It runs when a pass found damage, or ended with numbers that still
+//!   `repair::heal_job` and each schedule to `repair::heal_schedule`, finding what no index
+//!   names any more (a command may not scan the keyspace). It runs when a pass found damage, or ended with numbers that still
 //!   disagree, and while eviction is possible (then every 10 s at most).
 
 use std::cell::RefCell;
@@ -18,7 +18,7 @@ use std::os::raw::c_int;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use aijob_core::keys::{job_of_key, queue_of_key, QueueKeys};
+use aijob_core::keys::{job_of_key, queue_of_key, schedule_of_key, QueueKeys};
 use aijob_core::queue::repair::{self, RepairReport};
 use aijob_core::queue::tx::Env;
 use aijob_core::Result;
@@ -216,16 +216,21 @@ fn heal(ctx: *mut raw::RedisModuleCtx, found: Vec<(c_int, Vec<u8>)>, now: i64) {
         let Some(name) = queue_of_key(&key) else { continue };
         let (Ok(q), Ok(())) = (QueueKeys::new(name), ffi::select_db(ctx, db)) else { continue };
         crate::timer::touch(ctx, &q);
-        let Some((_, id)) = job_of_key(&key) else { continue };
         let mut store = RedisStore::new(ctx, now);
-        let mut env = Env { now, config, entropy: &mut entropy };
-        match repair::heal_job(&mut store, &q, &mut env, id) {
+        let healed = match (job_of_key(&key), schedule_of_key(&key)) {
+            (Some((_, id)), _) => {
+                let mut env = Env { now, config, entropy: &mut entropy };
+                repair::heal_job(&mut store, &q, &mut env, id)
+            }
+            (_, Some((_, schedule))) => repair::heal_schedule(&mut store, &q, schedule),
+            _ => continue,
+        };
+        match healed {
             Ok(tally) => crate::info::add(&tally),
             Err(e) => logging::warn(ctx, "repair sweep", || {
                 format!(
-                    "repair: job '{}' of queue '{}' (db {db}) left alone: {e}",
-                    String::from_utf8_lossy(id),
-                    String::from_utf8_lossy(name)
+                    "repair: key '{}' (db {db}) left alone: {e}",
+                    String::from_utf8_lossy(&key)
                 )
             }),
         }

@@ -162,6 +162,14 @@ pub fn job_of_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
     (!id.is_empty()).then_some((queue, id))
 }
 
+/// The queue and schedule name of a schedule's key, `aijob:{Q}:sched:<name>`.
+pub fn schedule_of_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let queue = queue_of_key(key)?;
+    let rest = key.get(OPEN.len() + queue.len() + CLOSE.len()..)?;
+    let name = rest.strip_prefix(b"sched:")?;
+    (!name.is_empty()).then_some((queue, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +210,9 @@ mod tests {
         for other in [k.meta(), k.status(Status::Queued), k.job(b""), b"job:1".to_vec(), b"aijob:{q}:jobs".to_vec()] {
             assert_eq!(job_of_key(&other), None, "{}", String::from_utf8_lossy(&other));
         }
+        assert_eq!(schedule_of_key(&k.schedule(b"daily")), Some((&b"sketch"[..], &b"daily"[..])));
+        assert_eq!(schedule_of_key(&k.schedules()), None);
+        assert_eq!(schedule_of_key(&k.job(b"x")), None);
     }
 
     #[test]

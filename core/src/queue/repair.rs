@@ -13,11 +13,13 @@
 //!   indexes determine: `seq`, `turn`, `queued_*`.
 //!
 //! A record that no status index names any more is found by the timer's keyspace sweep
-//! (`heal_job`): no command may scan the keyspace.
+//! (`heal_job`; `heal_schedule` for a schedule `schedules` lost): no command may scan the
+//! keyspace.
 
 use crate::error::Result;
 use crate::job::{Priority, Status};
 use crate::keys::{Key, QueueKeys};
+use crate::queue::schedule;
 use crate::queue::tx::{expire_at, load_job, meta, Env, Tally, Tx};
 use crate::record::{self, JobState};
 use crate::store::{Op, Score, Store, ZRange};
@@ -296,6 +298,23 @@ fn count_behind_cursor<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
         tx.push(Op::HSet(tx.q.meta(), vec![(CURSOR.as_bytes().to_vec(), cur.encode())]));
     }
     Ok(())
+}
+
+/// The sweep met the schedule `name`: when `schedules` lost it, it goes back at its next
+/// run (+inf while paused), or it would never fire again. Reads one key for a healthy one.
+pub fn heal_schedule<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<Tally> {
+    if s.zscore(&q.schedules(), name)?.is_some() {
+        return Ok(Tally::default());
+    }
+    let v = s.hmget(&q.schedule(name), &[schedule::field::NEXT_RUN_AT, schedule::field::PAUSED])?;
+    let mut it = v.into_iter();
+    let (next, paused) = (it.next().flatten(), it.next().flatten());
+    let Some(next) = next.and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok()) else {
+        return Ok(Tally::default());
+    };
+    let score = if paused.as_deref() == Some(b"1") || next <= 0 { Score::Inf } else { Score::At(next) };
+    s.apply(vec![Op::ZAdd(q.schedules(), score, name.to_vec())])?;
+    Ok(Tally { records_reindexed: 1, ..Tally::default() })
 }
 
 /// A few numbers that agree on a healthy queue, each read in O(1): what the timer looks at

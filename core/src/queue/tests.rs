@@ -1200,6 +1200,27 @@ mod repair {
     }
 
     #[test]
+    fn the_sweep_puts_back_a_schedule_its_index_lost() {
+        let mut w = World::new();
+        let sc = ScheduleSpec {
+            name: b"tick".to_vec(),
+            timetable: Timetable::Every(1000),
+            start: None,
+            overlap_allow: true,
+            job: JobSpec::new(b"{}".to_vec()),
+        };
+        w.with_env(|s, q, env| schedule::set(s, q, env, &sc).unwrap());
+        let schedules = w.q.schedules();
+        del(&mut w, schedules);
+        w.s.now += 1000;
+        assert_eq!(w.tick().tally.schedule_runs, 0, "lost without repair");
+        let q = w.q.clone();
+        assert_eq!(repair::heal_schedule(&mut w.s, &q, b"tick").unwrap().records_reindexed, 1);
+        assert_eq!(repair::heal_schedule(&mut w.s, &q, b"tick").unwrap().records_reindexed, 0);
+        assert_eq!(w.tick().tally.schedule_runs, 1);
+    }
+
+    #[test]
     fn a_job_in_two_status_indexes_keeps_the_one_of_its_record() {
         let mut w = World::new();
         let id = w.job("{}");
