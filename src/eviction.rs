@@ -64,7 +64,7 @@ pub fn on_tick(ctx: *mut raw::RedisModuleCtx, master: bool) {
         let flags = ffi::context_flags(ctx) & (ffi::FLAG_MAXMEMORY | ffi::FLAG_EVICT);
         let mut w = WATCH.with(Cell::get);
         w.ticks = w.ticks.wrapping_add(1);
-        let due = flags != w.flags || (!w.event && w.ticks % FALLBACK_TICKS == 0);
+        let due = flags != w.flags || (!w.event && w.ticks.is_multiple_of(FALLBACK_TICKS));
         w.flags = flags;
         WATCH.with(|cell| cell.set(w));
         if due {
@@ -90,7 +90,8 @@ fn look(ctx: *mut raw::RedisModuleCtx) {
     POLICY.store(policy.code(), Relaxed);
     MAXMEMORY.store(maxmemory, Relaxed);
     EVICTION_RISK.store(if risky { policy.code() } else { NO_EVICTION_RISK }, Relaxed);
-    WATCH.with(|w| w.set(Watch { flags: ffi::context_flags(ctx) & (ffi::FLAG_MAXMEMORY | ffi::FLAG_EVICT), ..w.get() }));
+    WATCH
+        .with(|w| w.set(Watch { flags: ffi::context_flags(ctx) & (ffi::FLAG_MAXMEMORY | ffi::FLAG_EVICT), ..w.get() }));
     report(ctx, risky, policy, maxmemory);
 }
 
@@ -122,9 +123,11 @@ fn report(ctx: *mut raw::RedisModuleCtx, risky: bool, policy: MemoryPolicy, maxm
                  aijob.allow-eviction is yes: jobs may be lost; the timer and QUEUE.REPAIR heal the indexes"
             )
         }),
-        (false, _) => logging::notice(ctx, "eviction cleared", || {
-            format!("maxmemory-policy {name}, maxmemory {maxmemory}: aijob's keys are not evicted; new work is accepted")
-        }),
+        (false, _) => {
+            logging::notice(ctx, "eviction cleared", || {
+                format!("maxmemory-policy {name}, maxmemory {maxmemory}: aijob's keys are not evicted; new work is accepted")
+            })
+        }
     }
 }
 

@@ -715,7 +715,8 @@ pub fn log(ctx: *mut raw::RedisModuleCtx, level: &CStr, line: &str) {
 /// `INFO memory` section (no command call; Redis 6.0+).
 pub fn memory_settings(ctx: *mut raw::RedisModuleCtx) -> Result<(u64, Vec<u8>)> {
     let (get, free) = (required!(RedisModule_GetServerInfo), required!(RedisModule_FreeServerInfo));
-    let (text, unsigned) = (required!(RedisModule_ServerInfoGetFieldC), required!(RedisModule_ServerInfoGetFieldUnsigned));
+    let (text, unsigned) =
+        (required!(RedisModule_ServerInfoGetFieldC), required!(RedisModule_ServerInfoGetFieldUnsigned));
     // SAFETY: a live context (the module's pointer rule) and a C string; the data is freed below.
     let info = unsafe { get(ctx, c"memory".as_ptr()) };
     if info.is_null() {
@@ -764,7 +765,12 @@ pub fn on_config_change(ctx: *mut raw::RedisModuleCtx, handler: fn(*mut raw::Red
     Ok(())
 }
 
-unsafe extern "C" fn config_changed(ctx: *mut raw::RedisModuleCtx, _eid: raw::RedisModuleEvent, _sub: u64, _data: *mut c_void) {
+unsafe extern "C" fn config_changed(
+    ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    _sub: u64,
+    _data: *mut c_void,
+) {
     if let Some(handler) = CONFIG_HANDLER.with(|h| h.get()) {
         handler(ctx);
     }

@@ -228,10 +228,7 @@ fn heal(ctx: *mut raw::RedisModuleCtx, found: Vec<(c_int, Vec<u8>)>, now: i64) {
         match healed {
             Ok(tally) => crate::info::add(&tally),
             Err(e) => logging::warn(ctx, "repair sweep", || {
-                format!(
-                    "repair: key '{}' (db {db}) left alone: {e}",
-                    String::from_utf8_lossy(&key)
-                )
+                format!("repair: key '{}' (db {db}) left alone: {e}", String::from_utf8_lossy(&key))
             }),
         }
     }

@@ -150,7 +150,9 @@ fn an_evicting_policy_refuses_new_work_and_config_set_flips_it_both_ways() {
     assert_eq!(info_i(&mut c, "eviction_new_work_refused"), 1);
     let logged = wait_until(Duration::from_secs(5), "the warning in the log", || {
         let log = std::fs::read_to_string(srv.dir.join("server.log")).unwrap_or_default();
-        log.lines().find(|l| l.contains("maxmemory-policy allkeys-lru") && l.contains("evict aijob's keys")).map(String::from)
+        log.lines()
+            .find(|l| l.contains("maxmemory-policy allkeys-lru") && l.contains("evict aijob's keys"))
+            .map(String::from)
     });
     assert!(logged.contains(" # "), "logged as a warning: {logged}");
     assert!(logged.contains("aijob.allow-eviction"), "{logged}");

@@ -146,7 +146,8 @@ pub const REPAIR: Command<(QueueKeys, usize)> = Command {
         name: "queue.repair",
         flags: "write",
         arity: -2,
-        summary: "Goes on with the queue's repair pass: drops index entries of gone jobs, re-indexes records an index lost.",
+        summary:
+            "Goes on with the queue's repair pass: drops index entries of gone jobs, re-indexes records an index lost.",
         complexity: "O(COUNT log N) with N the jobs of the queue",
         keys: Keys::Queue(key::RW | key::UPDATE),
         args: &[Q, COUNT],

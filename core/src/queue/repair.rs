@@ -107,7 +107,8 @@ pub fn repair<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, count: usize) -
         if want == 0 {
             break;
         }
-        let page = s.zrange(&q.status(status), ZRange { min: cur.after, min_exclusive: true, ..ZRange::first(want) })?;
+        let page =
+            s.zrange(&q.status(status), ZRange { min: cur.after, min_exclusive: true, ..ZRange::first(want) })?;
         let mut tx = Tx::new(s, q, env.now, env.config);
         for (id, score) in &page {
             check_entry(&mut tx, status, id, &mut cur, &mut r)?;
@@ -344,7 +345,8 @@ impl Health {
 }
 
 pub fn health<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Health> {
-    let meta_fields = [CURSOR, meta::queued(Priority::High), meta::queued(Priority::Normal), meta::queued(Priority::Low)];
+    let meta_fields =
+        [CURSOR, meta::queued(Priority::High), meta::queued(Priority::Normal), meta::queued(Priority::Low)];
     let m = s.hmget(&q.meta(), &meta_fields)?;
     let num = |v: &Option<Vec<u8>>| v.as_ref().and_then(|b| std::str::from_utf8(b).ok()?.parse::<i64>().ok());
     let queued_by_priority: Vec<i64> = m.iter().skip(1).map(|v| num(v).unwrap_or(0)).collect();

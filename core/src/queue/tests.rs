@@ -1111,10 +1111,10 @@ mod repair {
                 0..=2 => {
                     let prio = Priority::ORDER[pick % 3];
                     let mut sp = spec(prio, ["a", "b", ""].get(pick % 4).copied());
-                    if pick % 5 == 0 {
+                    if pick.is_multiple_of(5) {
                         sp.start = Start::Delay(((pick % 7) * 100) as i64);
                     }
-                    if pick % 6 == 0 {
+                    if pick.is_multiple_of(6) {
                         sp.deadline_ms = Some(((pick % 9) * 100 + 1) as i64);
                     }
                     if pick % 4 == 1 {
@@ -1143,14 +1143,14 @@ mod repair {
                     let a = UpdateArgs {
                         token: Some(c.token.as_bytes().to_vec()),
                         status: Some(UpdateStatus::Error),
-                        noretry: pick % 2 == 0,
+                        noretry: pick.is_multiple_of(2),
                         ..Default::default()
                     };
                     let _ = w.update(&c.id, a);
                 }
                 7 if !claimed.is_empty() => {
                     let c = claimed.swap_remove(pick % claimed.len());
-                    let delay = (pick % 2 == 0).then_some(100);
+                    let delay = (pick.is_multiple_of(2)).then_some(100);
                     let _ = w.with_env(|s, q, env| update::release(s, q, env, &c.id, c.token.as_bytes(), delay));
                 }
                 8 if !ids.is_empty() => {
@@ -1162,7 +1162,7 @@ mod repair {
                     });
                 }
                 9 => {
-                    let group: &[u8] = if pick % 2 == 0 { b"a" } else { b"*" };
+                    let group: &[u8] = if pick.is_multiple_of(2) { b"a" } else { b"*" };
                     w.with_env(|s, q, env| admin::set_group_cap(s, q, env, group, (pick % 3) as i64).unwrap());
                 }
                 _ => {
