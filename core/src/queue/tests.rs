@@ -987,6 +987,26 @@ mod repair {
     }
 
     #[test]
+    fn the_clock_drops_and_counts_due_entries_of_gone_jobs() {
+        let mut w = World::new();
+        let mut sp = JobSpec::new(b"{}".to_vec());
+        sp.start = Start::Delay(100);
+        let delayed = w.create(sp);
+        w.job("{}");
+        let args = ClaimArgs { count: 1, lease_ms: Some(100), ..Default::default() };
+        let running = w.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap()).jobs[0].id.clone();
+        for id in [delayed, running] {
+            let key = w.q.job(&id);
+            del(&mut w, key);
+        }
+        w.s.now += 200;
+        let r = w.tick();
+        assert_eq!((r.tally.index_entries_dropped, r.tally.expired_leases), (2, 0));
+        let q = w.q.clone();
+        assert_eq!((w.s.zcard(&q.delayed()).unwrap(), w.s.zcard(&q.leases()).unwrap()), (0, 0));
+    }
+
+    #[test]
     fn lost_meta_keeps_the_claim_order_and_the_counters_come_back() {
         let mut w = World::new();
         let a = w.create(spec(Priority::High, None));
