@@ -42,6 +42,9 @@ pub const FLAG_MULTI: c_int = 1 << 1;
 pub const FLAG_MASTER: c_int = 1 << 2;
 pub const FLAG_CLUSTER: c_int = 1 << 5;
 pub const FLAG_OOM: c_int = 1 << 10;
+/// `maxmemory` is set (and this node enforces it), and its policy may evict keys.
+pub const FLAG_MAXMEMORY: c_int = raw::REDISMODULE_CTX_FLAGS_MAXMEMORY as c_int;
+pub const FLAG_EVICT: c_int = raw::REDISMODULE_CTX_FLAGS_EVICT as c_int;
 pub const FLAG_LOADING: c_int = 1 << 13;
 pub const FLAG_DENY_BLOCKING: c_int = 1 << 21;
 
@@ -713,6 +716,73 @@ pub fn log(ctx: *mut raw::RedisModuleCtx, level: &CStr, line: &str) {
     // SAFETY: a live (or null: logged without the module's name) context and C strings
     // that outlive the call; "%s" consumes exactly the one argument given.
     unsafe { log(ctx, level.as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
+}
+
+// ---- server settings and events ----
+
+/// The server's `maxmemory` (bytes, 0 for none) and `maxmemory-policy`, read from its
+/// `INFO memory` section (no command call; Redis 6.0+).
+pub fn memory_settings(ctx: *mut raw::RedisModuleCtx) -> Result<(u64, Vec<u8>)> {
+    let (get, free) = (required!(RedisModule_GetServerInfo), required!(RedisModule_FreeServerInfo));
+    let (text, unsigned) =
+        (required!(RedisModule_ServerInfoGetFieldC), required!(RedisModule_ServerInfoGetFieldUnsigned));
+    // SAFETY: a live context (the module's pointer rule) and a C string; the data is freed below.
+    let info = unsafe { get(ctx, c"memory".as_ptr()) };
+    if info.is_null() {
+        return Err(AiError::syntax("INFO memory could not be read"));
+    }
+    let mut failed: c_int = 0;
+    // SAFETY: live info data and C strings; `failed` is ours.
+    let maxmemory = unsafe { unsigned(info, c"maxmemory".as_ptr(), &mut failed) };
+    // SAFETY: live info data; the C string it returns lives until the data is freed, and
+    // is copied before that.
+    let policy = unsafe {
+        let p = text(info, c"maxmemory_policy".as_ptr());
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_bytes().to_vec())
+    };
+    // SAFETY: frees the data made above, once; nothing borrowed from it is kept.
+    unsafe { free(ctx, info) };
+    match (failed, policy) {
+        (0, Some(policy)) => Ok((maxmemory as u64, policy)),
+        _ => Err(AiError::syntax("INFO memory lacks maxmemory or maxmemory_policy")),
+    }
+}
+
+thread_local! {
+    /// What `config_changed` calls (set once, by `on_config_change`).
+    static CONFIG_HANDLER: std::cell::Cell<Option<fn(*mut raw::RedisModuleCtx)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Calls `handler` after every CONFIG SET, with the server's context (the server event
+/// `RedisModuleEvent_Config`, Redis 7.0+). An error where the server lacks the event: the
+/// caller then watches another way.
+pub fn on_config_change(ctx: *mut raw::RedisModuleCtx, handler: fn(*mut raw::RedisModuleCtx)) -> Result<()> {
+    let subscribe = required!(RedisModule_SubscribeToServerEvent);
+    let event = raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_CONFIG, dataver: 1 };
+    if let Some(supported) = optional!(RedisModule_IsSubEventSupported) {
+        // SAFETY: takes plain values only.
+        if unsafe { supported(event, raw::REDISMODULE_SUBEVENT_CONFIG_CHANGE) } == 0 {
+            return Err(missing("RedisModuleEvent_Config"));
+        }
+    }
+    CONFIG_HANDLER.with(|h| h.set(Some(handler)));
+    // SAFETY: a live context; `config_changed` has the signature Redis calls and lives for
+    // the process.
+    if unsafe { subscribe(ctx, event, Some(config_changed)) } != OK {
+        return Err(missing("RedisModuleEvent_Config"));
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn config_changed(
+    ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    _sub: u64,
+    _data: *mut c_void,
+) {
+    if let Some(handler) = CONFIG_HANDLER.with(|h| h.get()) {
+        handler(ctx);
+    }
 }
 
 // ---- replies ----

@@ -44,6 +44,12 @@ counters!(
     oom_refusals,
     timer_paused_oom,
     oom_lease_renewals,
+    index_entries_dropped,
+    records_reindexed,
+    repair_passes,
+    repair_counters_set,
+    repair_sweeps,
+    repair_max_tick_us,
 );
 
 pub fn add(t: &Tally) {
@@ -62,6 +68,8 @@ pub fn add(t: &Tally) {
         (&c::charges_denied, t.charges_denied),
         (&c::usage_settled, t.usage_settled),
         (&c::usage_unsettled, t.usage_unsettled),
+        (&c::index_entries_dropped, t.index_entries_dropped),
+        (&c::records_reindexed, t.records_reindexed),
     ];
     for (counter, n) in pairs {
         if n > 0 {
@@ -75,6 +83,10 @@ pub fn info(ctx: &InfoContext, _for_crash_report: bool) {
         let mut section = ctx.builder().add_section("stats");
         for (name, value) in fields() {
             section = section.field(name, value.to_string())?;
+        }
+        section = section.field("repair_sweeping", u8::from(crate::repair::sweeping()).to_string())?;
+        for (name, value) in crate::eviction::info_fields() {
+            section = section.field(name, value)?;
         }
         section.build_section()?.build_info()?;
         Ok(())

@@ -12,11 +12,13 @@ mod command;
 mod commands;
 mod config;
 mod entropy;
+mod eviction;
 mod ffi;
 mod guard;
 mod info;
 mod logging;
 mod register;
+mod repair;
 mod reply;
 mod store;
 mod timer;
@@ -29,6 +31,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     if register::register(ctx) == Status::Err {
         return Status::Err;
     }
+    eviction::watch(ctx.ctx);
     timer::start(ctx);
     Status::Ok
 }
@@ -56,7 +59,9 @@ redis_module! {
             ["max-usage", &config::MAX_USAGE, 100_000_000, 1, 1_000_000_000_000_000, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
-        bool: [],
+        bool: [
+            ["allow-eviction", &config::ALLOW_EVICTION, false, ConfigurationFlags::DEFAULT, None],
+        ],
         enum: [],
         module_args_as_configuration: true,
     ]

@@ -30,7 +30,7 @@ const TIME_PER_TICK: Duration = Duration::from_millis(10);
 const SCAN_STEPS_PER_TICK: usize = 2_000;
 
 /// A known queue: its db and name.
-type QueueId = (c_int, Vec<u8>);
+pub type QueueId = (c_int, Vec<u8>);
 
 #[derive(Default)]
 struct Clock {
@@ -172,6 +172,11 @@ pub fn with_queue_names<T>(ctx: *mut raw::RedisModuleCtx, f: impl FnOnce(&mut dy
     })
 }
 
+/// Every known queue (the repair's rounds visit them).
+pub fn queue_ids() -> Vec<QueueId> {
+    CLOCK.with(|c| c.borrow().queues.keys().cloned().collect())
+}
+
 pub fn start(ctx: &Context) {
     ctx.create_timer(TICK, on_tick, ());
 }
@@ -192,6 +197,7 @@ fn on_tick(ctx: &Context, _: ()) {
         let took = started.elapsed().as_micros() as u64;
         crate::info::c::timer_max_tick_us.fetch_max(took, std::sync::atomic::Ordering::Relaxed);
     }
+    crate::eviction::on_tick(raw_ctx, master);
     CLOCK.with(|c| {
         let mut c = c.borrow_mut();
         if !master {

@@ -21,6 +21,8 @@ pub enum Code {
     WrongType,
     /// Used memory is over `maxmemory`: new work waits (`crate::oom`).
     Oom,
+    /// New work refused: the server's maxmemory-policy may evict aijob's keys.
+    Eviction,
 }
 
 impl Code {
@@ -35,6 +37,7 @@ impl Code {
             Code::Exists => "EXISTS",
             Code::WrongType => "WRONGTYPE",
             Code::Oom => "OOM",
+            Code::Eviction => "EVICTION",
         }
     }
 }

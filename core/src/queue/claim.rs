@@ -71,12 +71,13 @@ pub fn claim<S: Store, G: Gate<S>>(
     args: &ClaimArgs,
     gate: &mut G,
 ) -> Result<ClaimResult> {
+    env.config.admit_new_work()?;
     let mut out = ClaimResult::default();
     if is_paused(s, q)? {
         return Ok(out);
     }
     while (out.jobs.len() as i64) < args.count {
-        let Some((job, mut fields)) = next_claimable(s, q)? else { break };
+        let Some((job, mut fields)) = next_claimable(s, q, &mut out.tally)? else { break };
         let mut tx = Tx::new(s, q, env.now, env.config);
         if let Err(wait) = gate.admit(&mut tx, &job)? {
             out.denied_for_ms = Some(wait);
@@ -116,8 +117,13 @@ pub fn load_job_with_fields<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8]) -> Re
     Ok(Some((JobState::from_fields(id, state)?, fields)))
 }
 
-/// The job the next claim would take (its state and record), without taking it.
-pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<(JobState, StoredFields)>> {
+/// The job the next claim would take (its state and record), without taking it. Stale
+/// entries met on the way (a job gone or no longer queued) are dropped and counted.
+pub fn next_claimable<S: Store>(
+    s: &mut S,
+    q: &QueueKeys,
+    tally: &mut Tally,
+) -> Result<Option<(JobState, StoredFields)>> {
     for p in Priority::ORDER {
         // A turn set only holds groups with jobs at this priority and room under their
         // cap; the loop only runs again to mend an entry that broke that rule.
@@ -135,6 +141,7 @@ pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<(JobS
                 _ => {
                     // An id without a queued record: drop the stale entry.
                     s.apply(vec![Op::ZRem(q.queued(p, &group), id)])?;
+                    tally.index_entries_dropped += 1;
                 }
             }
         }

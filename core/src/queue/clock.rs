@@ -94,10 +94,11 @@ pub fn tick_under<S: Store>(
     Ok(r)
 }
 
-/// Drops a stale index entry (the job is gone or moved on).
+/// Drops a stale index entry (the job is gone or moved on: its key was evicted or deleted,
+/// or an index kept an entry it should not have), counted in INFO.
 fn drop_entry<S: Store>(s: &mut S, index: Vec<u8>, id: &[u8]) -> Result<Tally> {
     s.apply(vec![Op::ZRem(index, id.to_vec())])?;
-    Ok(Tally::default())
+    Ok(Tally { index_entries_dropped: 1, ..Tally::default() })
 }
 
 fn come_due<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Result<Tally> {
@@ -181,7 +182,7 @@ fn end_retention<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -
                 ops.push(Op::ZRem(q.status(st), id.to_vec()));
             }
             s.apply(ops)?;
-            Ok(Tally::default())
+            Ok(Tally { index_entries_dropped: 1, ..Tally::default() })
         }
     }
 }

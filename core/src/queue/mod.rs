@@ -9,6 +9,7 @@ pub mod clock;
 pub mod create;
 pub mod pending;
 pub mod read;
+pub mod repair;
 pub mod schedule;
 pub mod tx;
 pub mod update;
