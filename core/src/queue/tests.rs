@@ -532,8 +532,8 @@ mod cache_flows {
     fn goq(w: &mut World, payload: &str) -> Lookup<Vec<u8>> {
         let words: Vec<Vec<u8>> = vec![b"q".to_vec(), b"PAYLOAD".to_vec(), payload.as_bytes().to_vec()];
         let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
-        let (_, spec) = crate::grammar::cache::get_or_queue(&refs, crate::json::Limits::bytes(1 << 20)).unwrap();
-        w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &spec).unwrap().0)
+        let (_, req) = crate::grammar::cache::get_or_queue(&refs, crate::json::Limits::bytes(1 << 20)).unwrap();
+        w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &req).unwrap().0)
     }
 
     #[test]
