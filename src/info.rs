@@ -40,6 +40,8 @@ counters!(
     timer_max_tick_moves,
     known_queues,
     panics,
+    offloaded,
+    offload_inflight,
 );
 
 pub fn add(t: &Tally) {

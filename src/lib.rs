@@ -12,6 +12,7 @@ mod ffi;
 mod guard;
 mod info;
 mod logging;
+mod offload;
 mod register;
 mod reply;
 mod store;
