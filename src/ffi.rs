@@ -898,6 +898,21 @@ impl Drop for HeldArg {
     }
 }
 
+/// Makes the calling thread nicer by `by` (Linux: nice values are per thread), so that it
+/// yields the CPU to Redis's main thread whenever both want it. Best effort: a thread left
+/// at the normal priority works the same, without the preference.
+pub fn lower_thread_priority(by: c_int) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid takes nothing; setpriority with PRIO_PROCESS and a thread id changes
+    // that one thread's nice value and reports a failure by its return value.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, by);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = by;
+}
+
 /// What a client blocked by [`block_client`] gets back from its worker thread. Redis calls
 /// these on the main thread.
 pub trait Unblocked: Send + Sized + 'static {

@@ -168,6 +168,10 @@ fn refused_now(ctx: *mut raw::RedisModuleCtx, flags: &str) -> Option<&'static st
 /// it, and on a two-core machine Redis's main thread keeps a core.
 const WORKERS: usize = 2;
 
+/// How much nicer than Redis the workers run: when the CPU is short, Redis's main thread
+/// (every other client) goes first and the large input waits.
+const WORKER_NICENESS: i32 = 10;
+
 type Task = Box<dyn FnOnce() + Send>;
 
 static POOL: OnceLock<Option<Sender<Task>>> = OnceLock::new();
@@ -190,6 +194,7 @@ fn start_workers() -> Option<Sender<Task>> {
 }
 
 fn work(queue: &Mutex<Receiver<Task>>) {
+    ffi::lower_thread_priority(WORKER_NICENESS);
     loop {
         let next = match queue.lock() {
             Ok(q) => q.recv(),

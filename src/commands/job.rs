@@ -14,11 +14,15 @@ use crate::command::arg::*;
 use crate::command::key;
 use crate::command::{Call, Command, Info, Keys};
 use crate::commands::claim_ready::claim_now;
+use crate::offload::Offloaded;
 use crate::reply::Out;
 
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY high|normal|low] [DELAY ms | AT unix_ms]
 /// [MAXATTEMPTS n] [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
-pub const CREATE: Command<(QueueKeys, JobSpec)> = Command {
+///
+/// Offloaded: a large PAYLOAD or META is validated on a worker thread, the job made on the
+/// main thread.
+pub const CREATE: Offloaded<(QueueKeys, JobSpec)> = Offloaded(Command {
     info: Info {
         name: "job.create",
         flags: "write deny-oom",
@@ -43,7 +47,7 @@ pub const CREATE: Command<(QueueKeys, JobSpec)> = Command {
     },
     parse: |words, config| grammar::job::create(words, config.json_limits()),
     handle: create,
-};
+});
 
 fn create(c: &mut Call, (q, spec): (QueueKeys, JobSpec)) -> Result<Out> {
     let id = c.with(&q, |s, env| create::create(s, &q, env, &spec))?;
@@ -118,7 +122,10 @@ fn claim(c: &mut Call, (q, a): (QueueKeys, ClaimArgs)) -> Result<Out> {
 
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
 /// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
-pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
+///
+/// Offloaded: a large RESULT or META is validated on a worker thread, the update (and its
+/// lease check) applied on the main thread.
+pub const UPDATE: Offloaded<(QueueKeys, Vec<u8>, UpdateArgs)> = Offloaded(Command {
     info: Info {
         name: "job.update",
         flags: "write deny-oom",
@@ -147,7 +154,7 @@ pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
     },
     parse: |words, config| grammar::job::update(words, config.json_limits()),
     handle: update,
-};
+});
 
 fn update(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, UpdateArgs)) -> Result<Out> {
     let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
