@@ -19,7 +19,7 @@ use std::os::raw::{c_char, c_int, c_long, c_longlong, c_void};
 use std::ptr;
 
 use aijob_core::{AiError, Result};
-use redis_module::{raw, RedisString};
+use redis_module::raw;
 
 pub const READ: c_int = 1;
 pub const WRITE: c_int = 2;
@@ -917,9 +917,8 @@ pub fn lower_thread_priority(by: c_int) {
 /// these on the main thread.
 pub trait Unblocked: Send + Sized + 'static {
     /// The worker is done and the client is still connected: reply. `result` is None when
-    /// the worker's handle was dropped without a result (a bug). `args` is the command's
-    /// arguments, its name first.
-    fn reply(result: Option<&mut Self>, ctx: *mut raw::RedisModuleCtx, args: &[RedisString]);
+    /// the worker's handle was dropped without a result (a bug).
+    fn reply(result: Option<&mut Self>, ctx: *mut raw::RedisModuleCtx);
     /// The last use of the result, whether `reply` ran or the client had gone.
     fn release(self, ctx: *mut raw::RedisModuleCtx);
     /// CLIENT UNBLOCK ended the wait before the worker was done: reply. The worker's
@@ -996,8 +995,8 @@ impl<T: Unblocked> Drop for BlockedClient<T> {
 
 unsafe extern "C" fn reply_with<T: Unblocked>(
     ctx: *mut raw::RedisModuleCtx,
-    argv: *mut *mut raw::RedisModuleString,
-    argc: c_int,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
 ) -> c_int {
     let result = match optional!(RedisModule_GetBlockedClientPrivateData) {
         // SAFETY: the reply callback's context, which carries what `unblock` passed: a
@@ -1005,11 +1004,9 @@ unsafe extern "C" fn reply_with<T: Unblocked>(
         Some(get) => (unsafe { get(ctx) }) as *mut T,
         None => ptr::null_mut(),
     };
-    // SAFETY: Redis passes the blocked command's `argc` live arguments in `argv`.
-    let args = redis_module::decode_args(ctx, argv, argc);
     // SAFETY: a non-null pointer is the live `Box<T>` of `unblock`, freed only in
     // `release`, after this callback; nothing else uses it meanwhile.
-    T::reply(unsafe { result.as_mut() }, ctx, &args);
+    T::reply(unsafe { result.as_mut() }, ctx);
     OK
 }
 

@@ -10,11 +10,14 @@
 //! blocking) the parse runs inline as before, bounded by the size limits; so do small
 //! inputs, for which the hand-off costs more than it saves.
 //!
-//! A worker touches nothing of Redis but the bytes of the arguments, held for it
-//! (`ffi::HeldArg`) so they outlive a client that disconnects. The held strings come back
-//! with the result and are released on the main thread. A client that disconnects, or is
-//! ended by CLIENT UNBLOCK, gets no handler run: nothing is written.
+//! A worker touches nothing of Redis but the bytes of the arguments ([`Words`]): small
+//! ones copied, large ones held (`ffi::HeldArg`) so they outlive a client that
+//! disconnects. They come back with the result and are released on the main thread. A
+//! client that disconnects, or is ended by CLIENT UNBLOCK, gets no handler run: nothing is
+//! written. The handler gets everything it needs in its parsed value: its `Call` has no
+//! arguments (`Call::args` is empty).
 
+use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{channel, Receiver, SendError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -54,9 +57,13 @@ impl<P: Send + 'static> Registered for Offloaded<P> {
     }
 }
 
+/// What one argument costs to parse besides its bytes, counted in bytes: two million empty
+/// KEY parts are a long parse too.
+const ARG_COST_BYTES: usize = 64;
+
 fn worth_a_thread(c: &Call) -> bool {
-    let total: usize = c.args.iter().map(|a| a.len()).sum();
-    total > INLINE_MAX_BYTES && c.raw_args.len() == c.args.len() && crate::blocking::may_block(c.ctx)
+    let cost: usize = c.args.iter().map(|a| a.len().saturating_add(ARG_COST_BYTES)).fold(0, usize::saturating_add);
+    cost > INLINE_MAX_BYTES && c.raw_args.len() == c.args.len() && crate::blocking::may_block(c.ctx)
 }
 
 /// Blocks the client and queues `work` for a worker; or, where no worker or no blocked
@@ -67,20 +74,17 @@ fn start(
     work: impl FnOnce(&[&[u8]]) -> Result<Handler> + Send + 'static,
 ) -> Result<Out> {
     let Some(pool) = pool() else { return work(&c.args)?(c) };
-    let held = c.raw_args.iter().map(|a| HeldArg::hold(a.inner)).collect::<Result<Vec<_>>>()?;
+    let words = Words::new(&c.args, c.raw_args)?;
     let Ok(client) = ffi::block_client::<Parsed>(c.ctx) else { return work(&c.args)?(c) };
     counters::offloaded.fetch_add(1, Relaxed);
     counters::offload_inflight.fetch_add(1, Relaxed);
     let task: Task = Box::new(move || {
-        let outcome = guard::catch(|| {
-            let words: Vec<&[u8]> = held.iter().map(HeldArg::bytes).collect();
-            work(&words)
-        });
+        let outcome = guard::catch(|| work(&words.slices()));
         let (handler, panic) = match outcome {
             Ok(h) => (Some(h), None),
             Err(message) => (None, Some(message)),
         };
-        client.unblock(Parsed { held, handler, panic, flags });
+        client.unblock(Parsed { words, handler, panic, flags });
     });
     // every worker gone (none ever panics out of a task): the task runs here instead
     if let Err(SendError(task)) = pool.send(task) {
@@ -89,10 +93,55 @@ fn start(
     Ok(Out::Blocked)
 }
 
+/// An argument this long or longer is held, not copied: holding costs two calls into
+/// Redis (hold, release), about what copying a kilobyte costs; a command of two million
+/// short KEY parts copies them into one buffer rather than make four million calls on the
+/// main thread.
+const HOLD_MIN_BYTES: usize = 1024;
+
+/// A command's arguments as a worker reads them: short ones copied into one buffer, long
+/// ones held where Redis keeps them. Made and dropped on the main thread.
+struct Words {
+    copied: Vec<u8>,
+    held: Vec<HeldArg>,
+    spans: Vec<Span>,
+}
+
+enum Span {
+    Copied(Range<usize>),
+    Held(usize),
+}
+
+impl Words {
+    fn new(args: &[&[u8]], raw_args: &[RedisString]) -> Result<Words> {
+        let mut w = Words { copied: Vec::new(), held: Vec::new(), spans: Vec::with_capacity(args.len()) };
+        for (bytes, raw) in args.iter().zip(raw_args) {
+            let span = if bytes.len() >= HOLD_MIN_BYTES {
+                w.held.push(HeldArg::hold(raw.inner)?);
+                Span::Held(w.held.len() - 1)
+            } else {
+                let start = w.copied.len();
+                w.copied.extend_from_slice(bytes);
+                Span::Copied(start..w.copied.len())
+            };
+            w.spans.push(span);
+        }
+        Ok(w)
+    }
+
+    fn slices(&self) -> Vec<&[u8]> {
+        let word = |span: &Span| match span {
+            Span::Copied(r) => self.copied.get(r.clone()).unwrap_or_default(),
+            Span::Held(i) => self.held.get(*i).map_or(&[][..], HeldArg::bytes),
+        };
+        self.spans.iter().map(word).collect()
+    }
+}
+
 /// What a worker hands back to the main thread.
 struct Parsed {
     /// The arguments it read, released on the main thread.
-    held: Vec<HeldArg>,
+    words: Words,
     /// None when the parse panicked (then `panic` says why), or once taken by `reply`.
     handler: Option<Result<Handler>>,
     panic: Option<String>,
@@ -101,9 +150,9 @@ struct Parsed {
 }
 
 impl ffi::Unblocked for Parsed {
-    fn reply(parsed: Option<&mut Self>, ctx: *mut raw::RedisModuleCtx, args: &[RedisString]) {
+    fn reply(parsed: Option<&mut Self>, ctx: *mut raw::RedisModuleCtx) {
         let answered = guard::guard(ctx, "an offloaded command", || match parsed {
-            Some(p) => answer(ctx, args, p.flags, p.handler.take()),
+            Some(p) => answer(ctx, p.flags, p.handler.take()),
             None => Err(INTERNAL_ERROR.to_string()),
         });
         match answered {
@@ -118,7 +167,7 @@ impl ffi::Unblocked for Parsed {
         if let Some(message) = &self.panic {
             guard::log_panic(ctx, "an offloaded parse", message);
         }
-        drop(self.held);
+        drop(self.words);
     }
 
     fn unblocked_early(ctx: *mut raw::RedisModuleCtx) {
@@ -129,7 +178,6 @@ impl ffi::Unblocked for Parsed {
 /// Runs the handler, on the main thread, with a fresh clock and configs; or the error line.
 fn answer(
     ctx: *mut raw::RedisModuleCtx,
-    args: &[RedisString],
     flags: &str,
     handler: Option<Result<Handler>>,
 ) -> std::result::Result<Out, String> {
@@ -141,9 +189,7 @@ fn answer(
     if let Some(refusal) = refused_now(ctx, flags) {
         return Err(refusal.to_string());
     }
-    let words: Vec<&[u8]> = args.iter().skip(1).map(|a| a.as_slice()).collect();
-    let mut call = Call::new(ctx, words);
-    call.raw_args = args.get(1..).unwrap_or(&[]);
+    let mut call = Call::new(ctx, Vec::new());
     let out = handler(&mut call).map_err(|e| error_line(&e.to_string()))?;
     crate::info::add(&call.tally);
     Ok(out)
