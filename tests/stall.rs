@@ -193,6 +193,11 @@ fn key_parts_are_held_to_max_payload_bytes() {
     let part = vec![b'x'; 17 * 1024 * 1024];
     let e = error_text(&query(&mut c, &[b"CACHE.HASH", b"KEY", &part]).unwrap_err());
     assert!(e.starts_with("TOOBIG KEY is 17825800 bytes, over max-payload-bytes 16777216"), "{e}");
+    // many short parts are a long parse too: they go to a worker
+    let mut many: Vec<&[u8]> = vec![b"CACHE.HASH", b"KEY"];
+    many.extend(std::iter::repeat_n(&b"p"[..], 1_000));
+    assert_eq!(s(&query(&mut c, &many).expect("hashed")).len(), 64);
+    assert_eq!(info_field(&mut c, "offloaded"), 2, "the 17 MB part and the 1000 parts");
     // the parts count with their 8-byte lengths: 3 parts of 30 bytes hash 114 bytes
     ok(&mut c, &["CONFIG", "SET", "aijob.max-payload-bytes", "114"]);
     let thirty = "y".repeat(30);
