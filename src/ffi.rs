@@ -9,8 +9,9 @@
 //!
 //! The rule that makes these wrappers safe: a raw `RedisModuleCtx` or `RedisModuleString`
 //! pointer handed to them is one Redis gave the module for the call being served (a
-//! context, a command argument) or one an [`RStr`] or [`Field`] owns. The module makes no
-//! such pointer any other way.
+//! context, a command argument) or one an [`RStr`], [`Field`] or [`HeldArg`] owns. The
+//! module makes no such pointer any other way. Worker threads (offload.rs) call only the
+//! two thread-safe functions of [`BlockedClient`], and read the bytes of a [`HeldArg`].
 
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};

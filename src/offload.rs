@@ -74,7 +74,7 @@ fn start(
     work: impl FnOnce(&[&[u8]]) -> Result<Handler> + Send + 'static,
 ) -> Result<Out> {
     let Some(pool) = pool() else { return work(&c.args)?(c) };
-    let words = Words::new(&c.args, c.raw_args)?;
+    let Ok(words) = Words::new(&c.args, c.raw_args) else { return work(&c.args)?(c) };
     let Ok(client) = ffi::block_client::<Parsed>(c.ctx) else { return work(&c.args)?(c) };
     counters::offloaded.fetch_add(1, Relaxed);
     counters::offload_inflight.fetch_add(1, Relaxed);
@@ -233,13 +233,14 @@ fn start_workers() -> Option<Sender<Task>> {
     let started = (0..WORKERS)
         .filter(|i| {
             let rx = Arc::clone(&rx);
-            thread::Builder::new().name(format!("aijob-parse-{i}")).spawn(move || work(&rx)).is_ok()
+            thread::Builder::new().name(format!("aijob-parse-{i}")).spawn(move || serve(&rx)).is_ok()
         })
         .count();
     (started > 0).then_some(tx)
 }
 
-fn work(queue: &Mutex<Receiver<Task>>) {
+/// A worker's life: the next task, forever.
+fn serve(queue: &Mutex<Receiver<Task>>) {
     ffi::lower_thread_priority(WORKER_NICENESS);
     loop {
         let next = match queue.lock() {
