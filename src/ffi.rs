@@ -11,7 +11,8 @@
 //! pointer handed to them is one Redis gave the module for the call being served (a
 //! context, a command argument) or one an [`RStr`], [`Field`] or [`HeldArg`] owns. The
 //! module makes no such pointer any other way. Worker threads (offload.rs) call only the
-//! two thread-safe functions of [`BlockedClient`], and read the bytes of a [`HeldArg`].
+//! two thread-safe functions of [`BlockedClient`], read the bytes of a [`HeldArg`], and
+//! lower their own priority.
 
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
