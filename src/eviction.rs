@@ -58,8 +58,8 @@ fn on_config_change(ctx: *mut raw::RedisModuleCtx) {
 }
 
 /// Every timer tick, on every node: looks again when the flags moved (or, without the
-/// config event, every second); then, on a master, the repair's share of the tick.
-pub fn on_tick(ctx: *mut raw::RedisModuleCtx, master: bool) {
+/// config event, every second).
+pub fn on_tick(ctx: *mut raw::RedisModuleCtx) {
     crate::guard::guard(ctx, "the eviction watch", || {
         let flags = ffi::context_flags(ctx) & (ffi::FLAG_MAXMEMORY | ffi::FLAG_EVICT);
         let mut w = WATCH.with(Cell::get);
@@ -69,9 +69,6 @@ pub fn on_tick(ctx: *mut raw::RedisModuleCtx, master: bool) {
         WATCH.with(|cell| cell.set(w));
         if due {
             look(ctx);
-        }
-        if master {
-            crate::repair::on_tick(ctx, risk().is_some());
         }
     });
 }

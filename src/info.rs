@@ -50,6 +50,8 @@ counters!(
     repair_counters_set,
     repair_sweeps,
     repair_max_tick_us,
+    offloaded,
+    offload_inflight,
 );
 
 pub fn add(t: &Tally) {
@@ -78,14 +80,15 @@ pub fn add(t: &Tally) {
     }
 }
 
-pub fn info(ctx: &InfoContext, _for_crash_report: bool) {
+/// Writes the `aijob` INFO section: the counters, then `extra` (the state other parts
+/// report, handed in by lib.rs so this file depends on none of them).
+pub fn section(ctx: &InfoContext, extra: Vec<(&'static str, String)>) {
     let build = || -> redis_module::RedisResult<()> {
         let mut section = ctx.builder().add_section("stats");
         for (name, value) in fields() {
             section = section.field(name, value.to_string())?;
         }
-        section = section.field("repair_sweeping", u8::from(crate::repair::sweeping()).to_string())?;
-        for (name, value) in crate::eviction::info_fields() {
+        for (name, value) in extra {
             section = section.field(name, value)?;
         }
         section.build_section()?.build_info()?;

@@ -17,13 +17,13 @@ mod ffi;
 mod guard;
 mod info;
 mod logging;
+mod offload;
 mod register;
 mod repair;
 mod reply;
 mod store;
 mod timer;
 
-use info::info as info_section;
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
@@ -65,4 +65,11 @@ redis_module! {
         enum: [],
         module_args_as_configuration: true,
     ]
+}
+
+/// INFO aijob: the counters, the repair's sweep and the eviction watch.
+fn info_section(ctx: &redis_module::InfoContext, _for_crash_report: bool) {
+    let mut extra = vec![("repair_sweeping", u8::from(repair::sweeping()).to_string())];
+    extra.extend(eviction::info_fields());
+    info::section(ctx, extra);
 }

@@ -28,7 +28,19 @@ use crate::entropy::OsEntropy;
 use crate::ffi;
 use crate::logging;
 use crate::store::RedisStore;
-use crate::timer::QueueId;
+
+/// A known queue: its db and name.
+pub type QueueId = (c_int, Vec<u8>);
+
+/// What the repair needs of the timer's registry of known queues, handed in by the timer so
+/// that this file does not depend on it.
+#[derive(Clone, Copy)]
+pub struct Known {
+    /// Every known queue.
+    pub ids: fn() -> Vec<QueueId>,
+    /// Marks a queue of the selected db for a look at the next tick.
+    pub touch: fn(*mut raw::RedisModuleCtx, &QueueKeys),
+}
 
 /// Entries a round walks in one queue, and in all queues of a tick.
 const ROUND_ENTRIES: usize = 256;
@@ -86,7 +98,7 @@ pub fn account(report: &RepairReport) {
 }
 
 /// One timer tick's share, on the master; `risky`: the server may evict aijob's keys.
-pub fn on_tick(ctx: *mut raw::RedisModuleCtx, risky: bool) {
+pub fn on_tick(ctx: *mut raw::RedisModuleCtx, risky: bool, known: Known) {
     // while memory is full the timer only deletes (docs/operations.md#memory-pressure);
     // putting index entries back waits for the first tick with room
     if ffi::memory_full(ctx) {
@@ -94,20 +106,20 @@ pub fn on_tick(ctx: *mut raw::RedisModuleCtx, risky: bool) {
     }
     let started = Instant::now();
     let home = ffi::selected_db(ctx);
-    rounds(ctx, risky, started);
-    sweep(ctx, risky, started);
+    rounds(ctx, risky, started, known);
+    sweep(ctx, risky, started, known);
     if let Err(e) = ffi::select_db(ctx, home) {
         logging::warn(ctx, "repair select", || format!("repair: cannot select db {home} again: {e}"));
     }
     crate::info::c::repair_max_tick_us.fetch_max(started.elapsed().as_micros() as u64, Relaxed);
 }
 
-fn rounds(ctx: *mut raw::RedisModuleCtx, risky: bool, started: Instant) {
+fn rounds(ctx: *mut raw::RedisModuleCtx, risky: bool, started: Instant, known: Known) {
     let now = ffi::now_ms();
     REPAIRS.with(|r| {
         let mut r = r.borrow_mut();
         if r.todo.is_empty() && now >= r.next_look {
-            r.todo = crate::timer::queue_ids();
+            r.todo = (known.ids)();
             r.next_look = now + LOOK_EVERY_MS;
         }
     });
@@ -115,7 +127,7 @@ fn rounds(ctx: *mut raw::RedisModuleCtx, risky: bool, started: Instant) {
     let mut budget = TICK_ENTRIES;
     while budget > 0 && started.elapsed() < TICK_TIME {
         let Some(id) = REPAIRS.with(|r| r.borrow_mut().todo.pop()) else { break };
-        if let Err(e) = round(ctx, &id, risky, now, config, &mut budget) {
+        if let Err(e) = round(ctx, &id, risky, now, config, &mut budget, known) {
             let (db, name) = &id;
             logging::warn(ctx, "repair round", || {
                 format!("repair: queue '{}' (db {db}): a round failed: {e}", String::from_utf8_lossy(name))
@@ -132,6 +144,7 @@ fn round(
     now: i64,
     config: aijob_core::config::Config,
     budget: &mut usize,
+    known: Known,
 ) -> Result<()> {
     let (db, name) = id;
     ffi::select_db(ctx, *db)?;
@@ -150,7 +163,7 @@ fn round(
     account(&report);
     if report.found_damage() {
         // re-indexed leases or delays may be due already
-        crate::timer::touch(ctx, &q);
+        (known.touch)(ctx, &q);
     }
     if report.done {
         let after = repair::health(&mut store, &q)?;
@@ -164,7 +177,7 @@ fn round(
 
 /// A tick of the sweep: starts one when asked (or, while eviction is possible, when the
 /// pause is over), then walks on.
-fn sweep(ctx: *mut raw::RedisModuleCtx, risky: bool, started: Instant) {
+fn sweep(ctx: *mut raw::RedisModuleCtx, risky: bool, started: Instant, known: Known) {
     let now = ffi::now_ms();
     let cursor = REPAIRS.with(|r| {
         let mut r = r.borrow_mut();
@@ -200,7 +213,7 @@ fn sweep(ctx: *mut raw::RedisModuleCtx, risky: bool, started: Instant) {
             break;
         }
     }
-    heal(ctx, found, now);
+    heal(ctx, found, now, known);
     REPAIRS.with(|r| {
         let mut r = r.borrow_mut();
         if finished {
@@ -214,13 +227,13 @@ fn sweep(ctx: *mut raw::RedisModuleCtx, risky: bool, started: Instant) {
 
 /// The keys of queues the sweep met: each queue is known to the timer again (its `meta`
 /// may be what went), and each job record is healed when its status index lost it.
-fn heal(ctx: *mut raw::RedisModuleCtx, found: Vec<(c_int, Vec<u8>)>, now: i64) {
+fn heal(ctx: *mut raw::RedisModuleCtx, found: Vec<(c_int, Vec<u8>)>, now: i64, known: Known) {
     let config = crate::config::snapshot();
     let mut entropy = OsEntropy;
     for (db, key) in found {
         let Some(name) = queue_of_key(&key) else { continue };
         let (Ok(q), Ok(())) = (QueueKeys::new(name), ffi::select_db(ctx, db)) else { continue };
-        crate::timer::touch(ctx, &q);
+        (known.touch)(ctx, &q);
         let mut store = RedisStore::new(ctx, now);
         let healed = match (job_of_key(&key), schedule_of_key(&key)) {
             (Some((_, id)), _) => {

@@ -30,7 +30,7 @@ const TIME_PER_TICK: Duration = Duration::from_millis(10);
 const SCAN_STEPS_PER_TICK: usize = 2_000;
 
 /// A known queue: its db and name.
-pub type QueueId = (c_int, Vec<u8>);
+pub use crate::repair::QueueId;
 
 #[derive(Default)]
 struct Clock {
@@ -197,7 +197,12 @@ fn on_tick(ctx: &Context, _: ()) {
         let took = started.elapsed().as_micros() as u64;
         crate::info::c::timer_max_tick_us.fetch_max(took, std::sync::atomic::Ordering::Relaxed);
     }
-    crate::eviction::on_tick(raw_ctx, master);
+    crate::eviction::on_tick(raw_ctx);
+    if master {
+        let known = crate::repair::Known { ids: queue_ids, touch };
+        let risky = crate::eviction::risk().is_some();
+        crate::guard::guard(raw_ctx, "the repair", || crate::repair::on_tick(raw_ctx, risky, known));
+    }
     CLOCK.with(|c| {
         let mut c = c.borrow_mut();
         if !master {

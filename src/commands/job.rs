@@ -14,11 +14,15 @@ use crate::command::arg::*;
 use crate::command::key;
 use crate::command::{Call, Command, Info, Keys};
 use crate::commands::claim_ready::claim_now;
+use crate::offload::Offloaded;
 use crate::reply::Out;
 
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY high|normal|low] [DELAY ms | AT unix_ms]
 /// [MAXATTEMPTS n] [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
-pub const CREATE: Command<(QueueKeys, JobSpec)> = Command {
+///
+/// Offloaded: a large PAYLOAD or META is validated on a worker thread, the job made on the
+/// main thread.
+pub const CREATE: Offloaded<(QueueKeys, JobSpec)> = Offloaded(Command {
     info: Info {
         name: "job.create",
         flags: "write deny-oom",
@@ -43,7 +47,7 @@ pub const CREATE: Command<(QueueKeys, JobSpec)> = Command {
     },
     parse: |words, config| grammar::job::create(words, config.json_limits()),
     handle: create,
-};
+});
 
 fn create(c: &mut Call, (q, spec): (QueueKeys, JobSpec)) -> Result<Out> {
     let id = c.with(&q, |s, env| create::create(s, &q, env, &spec))?;
@@ -119,7 +123,10 @@ fn claim(c: &mut Call, (q, a): (QueueKeys, ClaimArgs)) -> Result<Out> {
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
 /// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json]
 /// [USAGE n [CHARGE key] ...] [DELAY ms]
-pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
+///
+/// Offloaded: a large RESULT or META is validated on a worker thread, the update (and its
+/// lease check) applied on the main thread.
+pub const UPDATE: Offloaded<(QueueKeys, Vec<u8>, UpdateArgs)> = Offloaded(Command {
     info: Info {
         name: "job.update",
         flags: "write",
@@ -148,7 +155,7 @@ pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
     },
     parse: |words, config| grammar::job::update(words, config.json_limits(), config.max_usage),
     handle: update,
-};
+});
 
 /// Runs when used memory is over `maxmemory` (no `deny-oom`): a worker can always report,
 /// within the bounds of `oom::admit_update`.

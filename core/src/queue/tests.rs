@@ -532,8 +532,8 @@ mod cache_flows {
     fn goq(w: &mut World, payload: &str) -> Lookup<Vec<u8>> {
         let words: Vec<Vec<u8>> = vec![b"q".to_vec(), b"PAYLOAD".to_vec(), payload.as_bytes().to_vec()];
         let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
-        let (_, spec) = crate::grammar::cache::get_or_queue(&refs, crate::json::Limits::bytes(1 << 20)).unwrap();
-        w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &spec).unwrap().0)
+        let (_, req) = crate::grammar::cache::get_or_queue(&refs, crate::json::Limits::bytes(1 << 20)).unwrap();
+        w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &req).unwrap().0)
     }
 
     #[test]
@@ -562,6 +562,23 @@ mod cache_flows {
         w.fail(&c, true);
         let Lookup::Queued(id2) = goq(&mut w, "[1]") else { panic!("the hash is free again") };
         assert_ne!(id, id2);
+    }
+
+    #[test]
+    fn a_judged_payload_is_refused_only_where_a_job_is_made() {
+        use crate::queue::cache::{Payload, Request};
+        let mut w = World::new();
+        let mut spec = JobSpec::new(b"{".to_vec());
+        spec.hash = Some("ab".repeat(32));
+        let bad = crate::json::validate("PAYLOAD", b"{", crate::json::Limits::default());
+        let req = Request { spec, payload: Payload::Judged(bad.clone()) };
+        let e = w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &req).unwrap_err());
+        assert_eq!(Err(e), bad, "a miss refuses with the parse's verdict");
+        assert!(w.s.key_names().is_empty(), "and writes nothing");
+        let h = "ab".repeat(32);
+        w.with_env(|s, q, env| cache::set(s, q, env, h.as_bytes(), b"1", None, &Condition::Always).unwrap());
+        let hit = w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &req).unwrap().0);
+        assert_eq!(hit, Lookup::Hit(b"1".to_vec()), "a hit never reads the payload");
     }
 
     #[test]
