@@ -4,14 +4,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{AiError, Result};
-use crate::store::{KeyKind, Op, Store, ZRange};
+use crate::store::{KeyKind, Op, Store, StreamEntry, StreamId, ZRange};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Hash(BTreeMap<Vec<u8>, Vec<u8>>),
     ZSet(BTreeMap<Vec<u8>, f64>),
     Str(Vec<u8>),
-    Stream(Vec<Vec<(Vec<u8>, Vec<u8>)>>),
+    /// Entries by id, oldest first.
+    Stream(Vec<StreamEntry>),
 }
 
 #[derive(Debug, Default, Clone)]
@@ -39,6 +40,14 @@ impl MemStore {
         match self.live(key) {
             None => Ok(None),
             Some(Value::Hash(h)) => Ok(Some(h)),
+            Some(_) => Err(AiError::wrong_type()),
+        }
+    }
+
+    fn stream(&mut self, key: &[u8]) -> Result<Option<&mut Vec<StreamEntry>>> {
+        match self.live(key) {
+            None => Ok(None),
+            Some(Value::Stream(s)) => Ok(Some(s)),
             Some(_) => Err(AiError::wrong_type()),
         }
     }
@@ -149,10 +158,29 @@ impl MemStore {
                 if self.live(&k).is_none() {
                     self.keys.insert(k.clone(), (Value::Stream(Vec::new()), None));
                 }
+                let now = self.now;
                 if let Some((Value::Stream(s), _)) = self.keys.get_mut(&k) {
-                    s.push(fields);
+                    s.push((auto_id(s, now), fields));
                     let excess = s.len().saturating_sub(maxlen as usize);
                     s.drain(..excess);
+                }
+            }
+            Op::XAddId(a) => {
+                if self.live(&a.key).is_none() {
+                    self.keys.insert(a.key.clone(), (Value::Stream(Vec::new()), None));
+                }
+                if let Some((Value::Stream(s), _)) = self.keys.get_mut(&a.key) {
+                    // Redis refuses an id not above the last one; the logic must never make one
+                    assert!(s.last().is_none_or(|(last, _)| *last < a.id), "XADD id {} not above the last", a.id);
+                    s.push((a.id, vec![(a.field.as_bytes().to_vec(), a.value)]));
+                }
+                if let Some(message) = a.publish {
+                    self.published.push(message);
+                }
+            }
+            Op::XTrimMinId(k, min) => {
+                if let Ok(Some(s)) = self.stream(&k) {
+                    s.retain(|(id, _)| *id >= min);
                 }
             }
             Op::Publish(ch, msg) => self.published.push((ch, msg)),
@@ -221,6 +249,11 @@ impl Store for MemStore {
         Ok(self.live(key).is_some())
     }
 
+    fn xrange(&mut self, key: &[u8], from: StreamId, count: usize) -> Result<Vec<StreamEntry>> {
+        let Some(s) = self.stream(key)? else { return Ok(vec![]) };
+        Ok(s.iter().filter(|(id, _)| *id >= from).take(count).cloned().collect())
+    }
+
     fn apply(&mut self, ops: Vec<Op>) -> Result<()> {
         for op in &ops {
             if let Some((k, kind)) = op.target() {
@@ -240,5 +273,15 @@ impl MemStore {
     /// A hash's fields as a map (empty when absent), for assertions.
     pub fn hgetall_for_test(&mut self, key: &[u8]) -> BTreeMap<Vec<u8>, Vec<u8>> {
         self.hash(key).ok().flatten().cloned().unwrap_or_default()
+    }
+}
+
+/// The id Redis gives an entry added with `*`: the clock's ms, or just above the last id
+/// when the clock is behind it.
+fn auto_id(s: &[StreamEntry], now: i64) -> StreamId {
+    let now = StreamId::new(now.max(0) as u64, 0);
+    match s.last() {
+        Some((last, _)) if *last >= now => last.successor().unwrap_or(*last),
+        _ => now,
     }
 }

@@ -178,6 +178,7 @@ pub fn take<S: Store>(tx: &mut Tx<S>, job: &JobState, args: &ClaimArgs, token: &
             removed.push(record::WORKER.as_bytes());
         }
     }
+    crate::queue::stream::new_attempt(tx, job, attempts, &mut fields)?;
     tx.hset(&job.id, fields.clone());
     tx.place(job, to, Score::At(lease_until))?;
     tx.tally.claims += 1;

@@ -1,0 +1,24 @@
+//! The lease token's rule: which worker may move a job, shared by every command a worker
+//! sends (JOB.UPDATE, JOB.RELEASE, JOB.APPEND).
+
+use crate::error::{AiError, Code, Result};
+use crate::job::Status;
+use crate::keys::QueueKeys;
+use crate::queue::tx::load_job;
+use crate::record::JobState;
+use crate::store::Store;
+
+/// Loads a job a worker is about to move: NOTFOUND, CANCELED and the token rule.
+pub fn load_for_worker<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8], token: Option<&[u8]>) -> Result<JobState> {
+    let job = load_job(s, q, id)?
+        .ok_or_else(|| AiError::not_found(format!("no job {} in queue", String::from_utf8_lossy(id))))?;
+    if job.status == Status::Canceled {
+        return Err(AiError::new(Code::Canceled, "the job was canceled: stop working on it"));
+    }
+    let leased = job.status == Status::Running && job.token.is_some();
+    let matches = token.is_some() && token == job.token.as_deref();
+    if (leased || token.is_some()) && !matches {
+        return Err(AiError::new(Code::LeaseLost, "the token does not hold the job's current lease"));
+    }
+    Ok(job)
+}
