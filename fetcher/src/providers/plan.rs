@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn malformed_fallback_lists_call_nothing() {
-        let nine = format!(r#"{{"provider":"echo","fallback":[{}]}}"#, vec![r#"{"provider":"echo"}"#; 9].join(","));
+        let nine = format!(r#"{{"provider":"echo","fallback":[{}]}}"#, [r#"{"provider":"echo"}"#; 9].join(","));
         let cases = [
             (r#"{"provider":"echo","fallback":{}}"#.to_string(), "must be an array"),
             (r#"{"provider":"echo","fallback":[1]}"#.into(), "fallback[0]: not a JSON object"),

@@ -38,13 +38,18 @@ async fn run_plan(sh: &Shared, plan: &Plan, job: &Job) -> End {
     let mut last_call: Option<Failure> = None;
     let mut cooled_ms: Option<u64> = None;
     for (i, (leg, per_call)) in plan.legs.iter().zip(per_call).enumerate() {
-        if let (Some(prev), Some(left)) = (i.checked_sub(1).and_then(|p| plan.legs.get(p)), tried.last()) {
-            begin_fallback(sh, job, i, prev, leg, left).await;
+        let before = i.checked_sub(1).and_then(|p| plan.legs.get(p)).zip(tried.last().cloned());
+        if let Some((prev, left)) = &before {
+            sh.metrics.fallback(prev.provider, leg.provider, &left.class);
         }
         if let Some(ms) = sh.breaker.cooled(leg.provider).await {
+            debug!(queue = %job.queue, id = %job.id, provider = %leg.provider, left_ms = ms, "cooled down: not called");
             tried.push(Tried::cooled(leg, ms));
             cooled_ms = Some(cooled_ms.map_or(ms, |c| c.min(ms)));
             continue;
+        }
+        if let Some((prev, left)) = &before {
+            begin_fallback(sh, job, i, prev, leg, left).await;
         }
         let f = match call_leg(sh, leg, i, job, per_call).await {
             Ok(success) => return End::Answered { leg: i, success, tried },
@@ -66,8 +71,8 @@ async fn run_plan(sh: &Shared, plan: &Plan, job: &Job) -> End {
     }
 }
 
-/// The move from leg `index - 1` (`prev`, which ended as `left` says) to leg `index`: counted,
-/// logged, and told to subscribers with a PROGRESS update.
+/// Leg `index` is about to be called after leg `index - 1` (`prev`, which ended as `left`
+/// says): logged, and told to subscribers with a PROGRESS update.
 ///
 /// The seam for streaming: a leg that streams appends its output to the job's stream as it
 /// arrives, so a fallback after output has begun must append an attempt boundary (the
@@ -75,7 +80,6 @@ async fn run_plan(sh: &Shared, plan: &Plan, job: &Job) -> End {
 /// chunk: readers then see the earlier text end and the new one start, never one text
 /// made of two models' output.
 async fn begin_fallback(sh: &Shared, job: &Job, index: usize, prev: &Call, leg: &Call, left: &Tried) {
-    sh.metrics.fallback(prev.provider, leg.provider, &left.class);
     let (class, provider, model) = (left.class.as_str(), leg.provider, leg.model.as_deref().unwrap_or(""));
     info!(queue = %job.queue, id = %job.id, from = %prev.provider, class, to = %provider, model, leg = index, "falling back");
     let text = commands::fallback_text(index, prev.provider, &left.class, provider, leg.model.as_deref());
