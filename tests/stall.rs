@@ -78,11 +78,13 @@ fn while_pinging<T>(srv: &Server, f: impl FnOnce() -> T) -> (T, Duration, Durati
 }
 
 /// The bound of the issue, whatever the machine's speed: another client waits far less
-/// than the command takes.
+/// than the command takes (before the work moved off the main thread it waited as long as
+/// the command). No absolute bound: on a starved machine the pinger's own thread waits for
+/// a core; the release build's figures are in docs/operations.md.
 fn assert_no_stall(what: &str, took: Duration, worst: Duration) {
     eprintln!("{what}: took {took:?}; another client's worst PING {worst:?}");
     assert!(
-        worst < took / 5 && worst < Duration::from_millis(250),
+        worst < took / 5,
         "{what} took {took:?} and another client's PING waited up to {worst:?}: the main thread was held"
     );
 }

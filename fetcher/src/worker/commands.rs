@@ -1,7 +1,7 @@
 //! The commands a worker sends about its jobs, built without sending them.
 
 use crate::limits::ChargePlan;
-use crate::providers::Failure;
+use crate::providers::{ErrorClass, Failure, ProviderName};
 use crate::secret::Redactor;
 
 use super::job::Job;
@@ -41,6 +41,26 @@ pub fn update(job: &Job) -> redis::Cmd {
     cmd
 }
 
+/// `calling gemini gemini-2.0-flash`: what the job is waiting on.
+pub fn announce_text(provider: Option<ProviderName>, model: Option<&str>) -> String {
+    let provider = ProviderName::label(provider);
+    match model {
+        Some(m) => format!("calling {provider} {m}"),
+        None => format!("calling {provider}"),
+    }
+}
+
+/// `calling openai gpt-4o-mini (fallback 1, after gemini: 503)`.
+pub fn fallback_text(
+    index: usize,
+    from: ProviderName,
+    class: &ErrorClass,
+    to: ProviderName,
+    model: Option<&str>,
+) -> String {
+    format!("{} (fallback {index}, after {from}: {})", announce_text(Some(to), model), class.as_str())
+}
+
 /// The PROGRESS update sent before the call.
 pub fn progress(job: &Job, text: &str) -> redis::Cmd {
     let mut cmd = update(job);
@@ -78,6 +98,13 @@ pub fn release(job: &Job) -> redis::Cmd {
     cmd
 }
 
+/// Gives the job back, due again in `delay_ms` (at least 1), without counting the attempt.
+pub fn release_for(job: &Job, delay_ms: u64) -> redis::Cmd {
+    let mut cmd = release(job);
+    cmd.arg("DELAY").arg(delay_ms.max(1));
+    cmd
+}
+
 #[cfg(test)]
 pub fn words(cmd: &redis::Cmd) -> String {
     let word = |a: redis::Arg<&[u8]>| match a {
@@ -90,7 +117,6 @@ pub fn words(cmd: &redis::Cmd) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::{ErrorClass, ProviderName};
     use crate::secret::Secret;
 
     fn job() -> Job {
@@ -125,6 +151,23 @@ mod tests {
             "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12 CHARGE tpm:{q}"
         );
         assert_eq!(words(&release(&job())), "JOB.RELEASE q j TOKEN t");
+        assert_eq!(words(&release_for(&job(), 2500)), "JOB.RELEASE q j TOKEN t DELAY 2500");
+        assert_eq!(words(&release_for(&job(), 0)), "JOB.RELEASE q j TOKEN t DELAY 1");
+    }
+
+    #[test]
+    fn progress_texts_name_provider_model_and_why_it_fell_back() {
+        assert_eq!(announce_text(Some(ProviderName::Gemini), Some("g-2")), "calling gemini g-2");
+        assert_eq!(announce_text(None, None), "calling unknown");
+        let class = ErrorClass::Status(reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            fallback_text(1, ProviderName::Gemini, &class, ProviderName::OpenAi, Some("gpt-4o-mini")),
+            "calling openai gpt-4o-mini (fallback 1, after gemini: 503)"
+        );
+        assert_eq!(
+            fallback_text(2, ProviderName::OpenAi, &ErrorClass::Cooldown, ProviderName::Echo, None),
+            "calling echo (fallback 2, after openai: cooldown)"
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::fallback::{self, End, Tried};
 use crate::outcome::{LostReason, Outcome, Refusal};
-use crate::providers::{self, Call, ErrorClass, Failure, Success};
+use crate::providers::{Call, ErrorClass, Failure, Plan, Success};
 use crate::rconn::{self, Backoff};
 
 use super::commands;
@@ -75,23 +76,28 @@ pub struct Report {
     pub status: Option<String>,
     /// The error text of a failed call or a refused command.
     pub error: Option<String>,
+    /// The provider and model that answered, when a fallback did.
+    pub answered_by: Option<String>,
 }
 
 impl Report {
     pub fn of(outcome: Outcome) -> Report {
-        Report { outcome, status: None, error: None }
+        Report { outcome, status: None, error: None, answered_by: None }
     }
 }
 
-/// The final update of a finished call, and what it came to.
-pub async fn finish(sh: &Shared, job: &Job, call: Option<&Call>, r: Result<Success, Failure>) -> Report {
-    let f = match (call, r) {
-        (Some(call), Ok(s)) => match report_done(sh, job, call, &s).await {
-            Ok(report) => return report,
-            Err(f) => f,
+/// The final update of an attempt's calls, and what it came to.
+pub async fn finish(sh: &Shared, job: &Job, plan: Option<&Plan>, end: End) -> Report {
+    let f = match end {
+        End::Answered { leg, success, tried } => match plan.and_then(|p| p.legs.get(leg)) {
+            Some(call) => match report_done(sh, job, call, &success, &tried).await {
+                Ok(report) => return report,
+                Err(f) => f,
+            },
+            None => Failure::fatal(ErrorClass::Payload, "the payload could not be read"),
         },
-        (None, Ok(_)) => Failure::fatal(ErrorClass::Payload, "the payload could not be read"),
-        (_, Err(f)) => f,
+        End::Failed(failure) => failure,
+        End::Cooled { delay_ms } => return defer(sh, job, delay_ms).await,
     };
     let f = Failure { message: sh.redactor.scrub(&f.message), ..f };
     let landed = until_landed(sh, job, "final update", &commands::error(job, &f, &sh.redactor)).await;
@@ -99,22 +105,42 @@ pub async fn finish(sh: &Shared, job: &Job, call: Option<&Call>, r: Result<Succe
 }
 
 /// Stores the result. A result too big to store is the failure to report instead.
-async fn report_done(sh: &Shared, job: &Job, call: &Call, s: &Success) -> Result<Report, Failure> {
-    let result = sh.redactor.scrub_json(providers::result_json(call, s)).to_string();
+async fn report_done(sh: &Shared, job: &Job, call: &Call, s: &Success, tried: &[Tried]) -> Result<Report, Failure> {
+    let result = sh.redactor.scrub_json(fallback::result_json(call, s, tried)).to_string();
     let charges = sh.limits.settle_keys(&job.queue, job.charged);
     let cmd = commands::done(job, &result, sh.limits.settle_usage(&s.usage), &charges);
     match until_landed(sh, job, "final update", &cmd).await {
         Landed::Refused(Refusal::TooBig, detail) => {
             Err(Failure::fatal(ErrorClass::TooBig, format!("the result could not be stored: {detail}")))
         }
-        landed => Ok(after_done(landed)),
+        landed => {
+            let mut report = after_done(landed);
+            if !tried.is_empty() {
+                let model = call.model.as_deref().map(|m| format!(" {m}")).unwrap_or_default();
+                report.answered_by = Some(format!("{}{model}", call.provider));
+            }
+            Ok(report)
+        }
+    }
+}
+
+/// Every provider of the plan is cooled down and nothing was called: the job goes back to
+/// its queue until the first cooldown ends, and the attempt does not count.
+async fn defer(sh: &Shared, job: &Job, delay_ms: u64) -> Report {
+    let outcome = Outcome::Deferred(ErrorClass::Cooldown);
+    match until_landed(sh, job, "release", &commands::release_for(job, delay_ms)).await {
+        Landed::Status(st) => {
+            info!(queue = %job.queue, id = %job.id, delay_ms, "every provider is cooled down; given back");
+            Report { outcome, status: Some(st), error: None, answered_by: None }
+        }
+        other => lost(other),
     }
 }
 
 /// What the final update of a result came to.
 pub fn after_done(landed: Landed) -> Report {
     match landed {
-        Landed::Status(st) => Report { outcome: Outcome::Done, status: Some(st), error: None },
+        Landed::Status(st) => Report { outcome: Outcome::Done, status: Some(st), error: None, answered_by: None },
         other => lost(other),
     }
 }
@@ -125,7 +151,7 @@ pub fn after_error(landed: Landed, f: Failure) -> Report {
     match landed {
         Landed::Status(st) => {
             let outcome = if st == "error" { Outcome::Failed(f.class) } else { Outcome::Retry(f.class) };
-            Report { outcome, status: Some(st), error: Some(f.message) }
+            Report { outcome, status: Some(st), error: Some(f.message), answered_by: None }
         }
         other => lost(other),
     }
@@ -135,9 +161,11 @@ fn lost(landed: Landed) -> Report {
     let (why, error) = match landed {
         Landed::Refused(r, detail) => (LostReason::Refused(r), detail),
         Landed::GaveUp => (LostReason::Unreachable, "Redis stayed unreachable through the shutdown".into()),
-        Landed::Status(st) => return Report { outcome: Outcome::Done, status: Some(st), error: None },
+        Landed::Status(st) => {
+            return Report { outcome: Outcome::Done, status: Some(st), error: None, answered_by: None }
+        }
     };
-    Report { outcome: Outcome::Lost(why), status: None, error: Some(error) }
+    Report { outcome: Outcome::Lost(why), status: None, error: Some(error), answered_by: None }
 }
 
 /// Gives a job back without counting the attempt: released, or lost when it did not land.
@@ -145,7 +173,7 @@ pub async fn release(sh: &Shared, job: &Job) -> Report {
     match until_landed(sh, job, "release", &commands::release(job)).await {
         Landed::Status(st) => {
             info!(queue = %job.queue, id = %job.id, "released");
-            Report { outcome: Outcome::Released, status: Some(st), error: None }
+            Report { outcome: Outcome::Released, status: Some(st), error: None, answered_by: None }
         }
         Landed::Refused(r, _) => {
             info!(queue = %job.queue, id = %job.id, code = r.as_str(), "release refused");
