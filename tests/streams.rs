@@ -218,10 +218,9 @@ fn a_stale_workers_append_is_refused_and_changes_nothing() {
     let id = create(&mut c, "q", &[]);
     let (_, stale) = claim(&mut c, "q", &["LEASE", "200"]).unwrap();
     append(&mut c, "q", &id, &stale, &[b"first attempt"]).unwrap();
-    let (_, fresh) =
-        wait_until(Duration::from_secs(5), "the lease to expire and the job to be claimed again", || {
-            claim(&mut c, "q", &["LEASE", "60000"])
-        });
+    let (_, fresh) = wait_until(Duration::from_secs(5), "the lease to expire and the job to be claimed again", || {
+        claim(&mut c, "q", &["LEASE", "60000"])
+    });
     append(&mut c, "q", &id, &fresh, &[b"second"]).unwrap();
     wait_quiet(&mut c);
     let before = digest(&mut c);
@@ -325,6 +324,26 @@ fn after_a_lease_expires_readers_see_the_attempt_boundary() {
     assert_eq!(fi(&ok(&mut c, &["JOB.GET", "q", &id]), "attempts"), 2);
 }
 
+/// A worker that moves to another provider mid-answer (a fallback) starts its output over:
+/// readers see a boundary of the same attempt, never one text made of two.
+#[test]
+fn restart_puts_a_boundary_before_a_fallbacks_output() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let id = create(&mut c, "q", &[]);
+    let (_, token) = claim(&mut c, "q", &[]).unwrap();
+    append(&mut c, "q", &id, &token, &[b"Gemini says: th"]).unwrap();
+    let r = read(&mut c, "q", &id, &[]);
+    let rx = read_blocked(&srv.url(), "q", &id, &r.next);
+    wait_blocked(&mut c, 1);
+    let restarted = ok(&mut c, &["JOB.APPEND", "q", &id, "TOKEN", &token, "RESTART", "DATA", "OpenAI says: hi"]);
+    assert_eq!(s(&restarted), "2-1");
+    let woken = recv(&rx).unwrap();
+    assert_eq!(woken.entries[0], ("2-0".to_string(), "attempt".to_string(), b"1".to_vec()), "the same attempt");
+    assert_eq!(woken.chunks(), b"OpenAI says: hi");
+    assert_eq!(read(&mut c, "q", &id, &[]).chunks(), b"OpenAI says: hi", "the first provider's text is gone");
+}
+
 #[test]
 fn caps_are_enforced_per_attempt() {
     let srv = Server::start();
@@ -371,9 +390,8 @@ fn stream_workload(c: &mut Connection) {
     let (_, token) = claim(c, "s", &["LEASE", "150"]).unwrap();
     append(c, "s", &short, &token, &[b"lost"]).unwrap();
     // the lease runs out; the next attempt trims the first one's output
-    let (_, token) = wait_until(Duration::from_secs(5), "the short job claimed again", || {
-        claim(c, "s", &["LEASE", "60000"])
-    });
+    let (_, token) =
+        wait_until(Duration::from_secs(5), "the short job claimed again", || claim(c, "s", &["LEASE", "60000"]));
     append(c, "s", &short, &token, &[b"kept"]).unwrap();
     done(c, "s", &short, &token);
     let purged = create(c, "p", &[]);

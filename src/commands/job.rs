@@ -261,7 +261,7 @@ fn list(c: &mut Call, (q, a): (QueueKeys, ListArgs)) -> Result<Out> {
     Ok(Out::Array(vec![Out::bytes(next.to_string()), Out::Array(page.into_iter().map(Out::record).collect())]))
 }
 
-/// JOB.APPEND Q id [TOKEN t] DATA chunk [DATA chunk ...]
+/// JOB.APPEND Q id [TOKEN t] [RESTART] DATA chunk [DATA chunk ...]
 pub const APPEND: Command<(QueueKeys, Vec<u8>, AppendArgs)> = Command {
     info: Info {
         name: "job.append",
@@ -270,7 +270,7 @@ pub const APPEND: Command<(QueueKeys, Vec<u8>, AppendArgs)> = Command {
         summary: "Appends output chunks to a running job's stream, fenced by its token; the offset of the last.",
         complexity: "O(N) with N the chunks appended",
         keys: Keys::Queue(key::RW | key::INSERT),
-        args: &[Q, ID, ts("TOKEN", "t").opt(), ts("DATA", "chunk").multi_token()],
+        args: &[Q, ID, ts("TOKEN", "t").opt(), pure("RESTART", "restart").opt(), ts("DATA", "chunk").multi_token()],
     },
     parse: |words, _| grammar::job::append(words),
     handle: append,

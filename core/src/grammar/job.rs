@@ -377,7 +377,7 @@ pub fn list(args: &[&[u8]]) -> Result<(QueueKeys, ListArgs)> {
     Ok((q, a))
 }
 
-/// JOB.APPEND Q id [TOKEN t] DATA chunk [DATA chunk ...]
+/// JOB.APPEND Q id [TOKEN t] [RESTART] DATA chunk [DATA chunk ...]
 pub fn append(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>, AppendArgs)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
@@ -389,6 +389,7 @@ pub fn append(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>, AppendArgs)> {
                 let t = c.value("TOKEN")?.to_vec();
                 once(&mut a.token, "TOKEN", t)?
             }
+            "RESTART" => a.restart = true,
             "DATA" => {
                 let chunk = c.value("DATA")?;
                 if chunk.is_empty() {
@@ -587,6 +588,8 @@ mod tests {
         assert_eq!(ap.chunks, [b"hel".to_vec(), b"lo".to_vec()]);
         let v = a("q j1 DATA x");
         assert_eq!(append(&refs(&v)).unwrap().2.token, None);
+        let v = a("q j1 restart DATA x");
+        assert!(append(&refs(&v)).unwrap().2.restart);
     }
 
     #[test]

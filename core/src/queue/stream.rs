@@ -71,6 +71,9 @@ pub fn state_of(job: &JobState) -> Result<Option<OutState>> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AppendArgs {
     pub token: Option<Vec<u8>>,
+    /// The attempt's output so far is dropped: readers see an `attempt` entry (of the same
+    /// attempt), then these chunks (a worker that falls back to another provider).
+    pub restart: bool,
     pub chunks: Vec<Vec<u8>>,
 }
 
@@ -90,9 +93,10 @@ pub fn append<S: Store>(
         ));
     }
     let state = state_of(&job)?;
-    check_caps(state.as_ref(), &a.chunks, &env.config)?;
+    check_caps(state.as_ref().filter(|_| !a.restart), &a.chunks, &env.config)?;
     let mut tx = Tx::new(s, q, env.now, env.config);
     let mut st = match state {
+        Some(st) if a.restart => open_epoch(&mut tx, &job, st.epoch.saturating_add(1), job.attempts),
         Some(st) => st,
         None => open_epoch(&mut tx, &job, 1, job.attempts),
     };

@@ -56,6 +56,7 @@ impl World {
         let a = AppendArgs {
             token: token.map(|t| t.as_bytes().to_vec()),
             chunks: chunks.iter().map(|c| c.as_bytes().to_vec()).collect(),
+            restart: false,
         };
         self.with_env(|s, q, env| stream::append(s, q, env, job, &a).map(|r| r.0))
     }
@@ -295,7 +296,7 @@ fn caps_count_per_attempt_and_refuse_whole_appends() {
     let c2 = w.claim(30_000);
     w.append(&job, Some(&c2.token), &["0123456789"]).unwrap();
     let fresh = w.with_env(|s, q, env| {
-        let a = AppendArgs { token: None, chunks: vec![b"x".repeat(11)] };
+        let a = AppendArgs { token: None, chunks: vec![b"x".repeat(11)], restart: false };
         let job2 = create::create(s, q, env, &JobSpec::new(b"{}".to_vec())).unwrap().0;
         let args = ClaimArgs { count: 1, ..Default::default() };
         let t = claim(s, q, env, &args, &mut Open).unwrap().jobs.pop().unwrap().token;
@@ -383,4 +384,40 @@ fn reading_is_a_pure_read() {
     let _ = w.read(&job, id(1, 1), 1).unwrap();
     let _ = w.read(&job, StreamId::new(u64::MAX, u64::MAX), 1).unwrap();
     assert_eq!((w.s.keys.clone(), w.s.published.len(), w.s.wakes), before);
+}
+
+#[test]
+fn restart_starts_the_attempts_output_over_behind_a_boundary() {
+    let mut w = World::new();
+    w.config.stream_max_chunks = 3;
+    let job = w.create(JobSpec::new(b"{}".to_vec()));
+    let c = w.claim(30_000);
+    w.append(&job, Some(&c.token), &["from gemini ", "until it"]).unwrap();
+    let seen = w.read(&job, StreamId::ZERO, 100).unwrap();
+    let before = w.s.keys.clone();
+    let restart = |w: &mut World, token: Option<&str>, chunks: &[&str]| {
+        let a = AppendArgs {
+            token: token.map(|t| t.as_bytes().to_vec()),
+            chunks: chunks.iter().map(|c| c.as_bytes().to_vec()).collect(),
+            restart: true,
+        };
+        w.with_env(|s, q, env| stream::append(s, q, env, &job, &a).map(|r| r.0))
+    };
+    assert_eq!(restart(&mut w, Some("stale"), &["x"]).unwrap_err().code, Code::LeaseLost);
+    assert_eq!(restart(&mut w, Some(&c.token), &["a", "b", "c", "d"]).unwrap_err().code, Code::TooBig);
+    assert_eq!(w.s.keys, before, "refused: nothing written");
+    // a fallback: the same attempt, its output started over; the caps count from zero
+    assert_eq!(restart(&mut w, Some(&c.token), &["from openai", " all", " of it"]).unwrap(), id(2, 3));
+    let r = w.read(&job, seen.next, 100).unwrap();
+    assert_eq!(
+        text(&r.entries),
+        [
+            row("2-0", "attempt", "1"),
+            row("2-1", "chunk", "from openai"),
+            row("2-2", "chunk", " all"),
+            row("2-3", "chunk", " of it")
+        ]
+    );
+    let fresh = w.read(&job, StreamId::ZERO, 100).unwrap();
+    assert_eq!(fresh.entries[0].offset, id(2, 0), "the first provider's text is gone");
 }
