@@ -57,6 +57,7 @@ pub const FLAG_DENY_BLOCKING: c_int = 1 << 21;
 
 const STREAM_ADD_AUTOID: c_int = 1;
 const STREAM_TRIM_APPROX: c_int = 1;
+const STREAM_ITERATOR_REVERSE: c_int = 2;
 
 /// The `RedisModule_*` function pointer `$name`, if this server has it.
 macro_rules! optional {
@@ -495,6 +496,24 @@ impl OpenKey {
         // SAFETY: an open key; `raw_id` is ours; 0: not approximate.
         let n = unsafe { trim(self.ptr, 0, &mut raw_id) };
         Ok(n.max(0))
+    }
+
+    /// The id of the stream's last entry (None when it has none).
+    pub fn stream_last_id(&self) -> Result<Option<StreamId>> {
+        let (start, stop) = (required!(RedisModule_StreamIteratorStart), required!(RedisModule_StreamIteratorStop));
+        let next_id = required!(RedisModule_StreamIteratorNextID);
+        // SAFETY: an open key holding a stream (the caller checked its type); null ids: the
+        // whole stream, newest first. The iterator lives until `stop`.
+        if unsafe { start(self.ptr, STREAM_ITERATOR_REVERSE, ptr::null_mut(), ptr::null_mut()) } != OK {
+            return Ok(None);
+        }
+        let mut id = raw::RedisModuleStreamID { ms: 0, seq: 0 };
+        let mut numfields: c_long = 0;
+        // SAFETY: the live iterator started above; out pointers of ours.
+        let found = unsafe { next_id(self.ptr, &mut id, &mut numfields) } == OK;
+        // SAFETY: ends the iterator started above.
+        unsafe { stop(self.ptr) };
+        Ok(found.then(|| StreamId::new(id.ms, id.seq)))
     }
 
     /// Up to `count` entries from `from` on (inclusive), oldest first.

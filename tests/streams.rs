@@ -138,7 +138,7 @@ fn a_reader_follows_a_stream_live() {
     assert_eq!(String::from_utf8(text).unwrap(), words.concat());
     assert!(reads > 1, "the reader saw the output as it came, in {reads} reads");
     assert_eq!((last.status.as_str(), last.entries.last().unwrap().1.as_str()), ("done", "end"));
-    assert_eq!(last.next, "1-31", "attempt entry 1-0, 30 chunks, end entry");
+    assert_eq!(last.next, format!("1-{}", words.concat().len() + 1), "the end entry just after the bytes");
 
     // every chunk was published on the job's channel, in order, beside the done event
     let mut published = String::new();
@@ -209,6 +209,12 @@ fn a_reader_that_disconnects_halfway_resumes_with_exact_bytes() {
     }
     assert_eq!(got, chunks.concat(), "exactly the bytes appended, once each");
     assert_eq!(seen.len(), 1 + chunks.len() + 1);
+    // a chunk's offset counts the attempt's bytes up to and including it
+    let mut total = 0;
+    for e in read(&mut r2, "q", &id, &["COUNT", "100"]).entries.iter().filter(|e| e.1 == "chunk") {
+        total += e.2.len();
+        assert_eq!(e.0, format!("1-{total}"));
+    }
 }
 
 #[test]
@@ -249,7 +255,7 @@ fn a_blocking_read_is_woken_by_an_append_and_by_the_end() {
     append(&mut c, "q", &id, &token, &[b"hello"]).unwrap();
     let r = recv(&rx).unwrap();
     assert!(start.elapsed() < Duration::from_secs(2), "woken at once, not by its timeout");
-    assert_eq!(r.kinds(), [("1-0".into(), "attempt".into()), ("1-1".into(), "chunk".into())]);
+    assert_eq!(r.kinds(), [("1-0".into(), "attempt".into()), ("1-5".into(), "chunk".into())]);
     assert!(!r.ended);
 
     // woken by the end
@@ -257,7 +263,7 @@ fn a_blocking_read_is_woken_by_an_append_and_by_the_end() {
     wait_blocked(&mut c, 1);
     done(&mut c, "q", &id, &token);
     let r = recv(&rx).unwrap();
-    assert_eq!(r.kinds(), [("1-2".into(), "end".into())]);
+    assert_eq!(r.kinds(), [("1-6".into(), "end".into())]);
     assert_eq!((r.ended, r.status.as_str()), (true, "done"));
     assert_eq!(blocked_readers(&mut c), 0);
 
@@ -337,7 +343,7 @@ fn restart_puts_a_boundary_before_a_fallbacks_output() {
     let rx = read_blocked(&srv.url(), "q", &id, &r.next);
     wait_blocked(&mut c, 1);
     let restarted = ok(&mut c, &["JOB.APPEND", "q", &id, "TOKEN", &token, "RESTART", "DATA", "OpenAI says: hi"]);
-    assert_eq!(s(&restarted), "2-1");
+    assert_eq!(s(&restarted), "2-15");
     let woken = recv(&rx).unwrap();
     assert_eq!(woken.entries[0], ("2-0".to_string(), "attempt".to_string(), b"1".to_vec()), "the same attempt");
     assert_eq!(woken.chunks(), b"OpenAI says: hi");
@@ -353,18 +359,18 @@ fn caps_are_enforced_per_attempt() {
     assert_eq!(s(&array(&ok(&mut c, &["CONFIG", "GET", "aijob.stream-max-bytes"]))[1]), "12");
     let id = create(&mut c, "q", &[]);
     let (_, token) = claim(&mut c, "q", &[]).unwrap();
-    assert_eq!(s(&append(&mut c, "q", &id, &token, &[b"abc", b"def"]).unwrap()), "1-2");
+    assert_eq!(s(&append(&mut c, "q", &id, &token, &[b"abc", b"def"]).unwrap()), "1-6");
     let before = digest(&mut c);
     let e = error_text(&append(&mut c, "q", &id, &token, &[b"g", b"h", b"i"]).unwrap_err());
     assert!(e.starts_with("TOOBIG") && e.contains("stream-max-chunks 4"), "{e}");
     let e = error_text(&append(&mut c, "q", &id, &token, &[b"0123456789"]).unwrap_err());
     assert!(e.starts_with("TOOBIG") && e.contains("stream-max-bytes 12"), "{e}");
     assert_eq!(digest(&mut c), before, "past a cap nothing is written");
-    assert_eq!(s(&append(&mut c, "q", &id, &token, &[b"012345"]).unwrap()), "1-3", "up to the cap is fine");
+    assert_eq!(s(&append(&mut c, "q", &id, &token, &[b"012345"]).unwrap()), "1-12", "up to the cap is fine");
     // the next attempt (the job given back, and claimed again) starts with the whole budget
     ok(&mut c, &["JOB.RELEASE", "q", &id, "TOKEN", &token]);
     let (_, again) = claim(&mut c, "q", &[]).unwrap();
-    assert_eq!(s(&append(&mut c, "q", &id, &again, &[b"0123456789ab"]).unwrap()), "2-1");
+    assert_eq!(s(&append(&mut c, "q", &id, &again, &[b"0123456789ab"]).unwrap()), "2-12");
     // a CONFIG out of its range is refused by Redis
     assert!(cmd(&mut c, &["CONFIG", "SET", "aijob.stream-max-chunks", "0"]).is_err());
 }
@@ -423,7 +429,7 @@ fn a_replica_and_an_aof_reload_hold_the_same_streams() {
     assert_eq!((j1.entries[0].0.as_str(), j1.chunks()), ("2-0", b"retried".to_vec()), "read on the replica");
 
     // a read blocked on the replica wakes when the master's append reaches it
-    let rx = read_blocked(&replica.url(), "s", "j3", "1-2");
+    let rx = read_blocked(&replica.url(), "s", "j3", "1-5");
     wait_blocked(&mut r, 1);
     let t3 = s(&ok(&mut m, &["HGET", "aijob:{s}:job:j3", "_token"]));
     append(&mut m, "s", "j3", &t3, &[b" more"]).unwrap();

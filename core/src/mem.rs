@@ -254,6 +254,11 @@ impl Store for MemStore {
         Ok(s.iter().filter(|(id, _)| *id >= from).take(count).cloned().collect())
     }
 
+    fn xtail(&mut self, key: &[u8]) -> Result<Option<(i64, StreamId)>> {
+        let Some(s) = self.stream(key)? else { return Ok(None) };
+        Ok(s.last().map(|(id, _)| (s.len() as i64, *id)))
+    }
+
     fn apply(&mut self, ops: Vec<Op>) -> Result<()> {
         for op in &ops {
             if let Some((k, kind)) = op.target() {

@@ -184,6 +184,9 @@ pub trait Store {
     /// Up to `count` entries of the stream at `key` from `from` on (inclusive), oldest
     /// first; none when the key does not exist.
     fn xrange(&mut self, key: &[u8], from: StreamId, count: usize) -> Result<Vec<StreamEntry>>;
+    /// The stream's length and its last entry's id; None when the key does not exist (or
+    /// the stream is empty).
+    fn xtail(&mut self, key: &[u8]) -> Result<Option<(i64, StreamId)>>;
     /// Checks every target's type first, then writes: a refused batch changes nothing.
     fn apply(&mut self, ops: Vec<Op>) -> Result<()>;
 }

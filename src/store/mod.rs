@@ -160,6 +160,13 @@ impl Store for RedisStore {
         }
     }
 
+    fn xtail(&mut self, key: &[u8]) -> Result<Option<(i64, StreamId)>> {
+        match self.read_typed(key, ffi::KEYTYPE_STREAM)? {
+            Some(k) => Ok(k.stream_last_id()?.map(|last| (k.len().unwrap_or(0) as i64, last))),
+            None => Ok(None),
+        }
+    }
+
     fn apply(&mut self, ops: Vec<Op>) -> Result<()> {
         // a write may create, change or delete what a kept read handle points at
         self.reads.clear();

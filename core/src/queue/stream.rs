@@ -2,20 +2,22 @@
 //! `aijob:{Q}:out:<id>`, fenced by the lease token like JOB.UPDATE; JOB.READ reads them
 //! from any offset.
 //!
-//! Entry ids are `<epoch>-<n>`, chosen here, not by the clock, so the replicated XADD and
-//! every offset a reader holds are exact. Each attempt that has output opens an epoch with
-//! an `attempt` entry (`<epoch>-0`); its chunks follow (`<epoch>-1`, `<epoch>-2`, ...); a
-//! finished job's stream ends with an `end` entry. A new attempt trims the epochs before
-//! its own, so a reader sees the boundary and then the new output, never two attempts mixed.
-//! The record keeps the stream's state in `_stream` (`<epoch> <next> <bytes>`): a step
-//! knows whether the job has a stream from the record it reads anyway.
+//! Entry ids are `<epoch>-<bytes>`, chosen here, not by the clock, so the replicated XADD
+//! and every offset a reader holds are exact. Each attempt that has output opens an epoch
+//! with an `attempt` entry (`<epoch>-0`); a chunk's id counts the epoch's bytes up to and
+//! including it; a finished job's stream ends with an `end` entry just after the last. A new
+//! attempt trims the epochs before its own, so a reader sees the boundary and then the new
+//! output, never two attempts mixed, and the stream holds one epoch: its length and its
+//! last id are the epoch's chunk and byte counts, which the caps need, so an append writes
+//! nothing but its entries. The record keeps the current epoch in `_stream`: a step knows
+//! whether the job has a stream from the record it reads anyway.
 
-use crate::config::EXPIRY_GRACE_MS;
+use crate::config::{Config, EXPIRY_GRACE_MS};
 use crate::error::{AiError, Code, Result};
 use crate::job::Status;
 use crate::json::ObjectWriter;
 use crate::keys::QueueKeys;
-use crate::queue::fence::load_for_worker;
+use crate::queue::fence;
 use crate::queue::tx::{Env, Tally, Tx};
 use crate::record::{self, JobState};
 use crate::store::{Op, Store, StreamAdd, StreamId};
@@ -30,41 +32,17 @@ pub mod field {
     pub const END: &str = "end";
 }
 
-/// The stream's state as the record keeps it: the current epoch, the next entry's number
-/// in it, and the bytes of chunks in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutState {
-    pub epoch: u64,
-    pub next: u64,
-    pub bytes: i64,
+fn parse_epoch(raw: &[u8]) -> Result<u64> {
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|e| *e > 0)
+        .ok_or_else(|| AiError::corrupt("job field _stream"))
 }
 
-impl OutState {
-    fn parse(raw: &[u8]) -> Result<OutState> {
-        let corrupt = || AiError::corrupt("job field _stream");
-        let text = std::str::from_utf8(raw).map_err(|_| corrupt())?;
-        let mut parts = text.split(' ');
-        let mut next_num = || parts.next().and_then(|p| p.parse::<u64>().ok()).ok_or_else(corrupt);
-        let (epoch, next, bytes) = (next_num()?, next_num()?, next_num()?);
-        if epoch == 0 || next == 0 {
-            return Err(corrupt());
-        }
-        Ok(OutState { epoch, next, bytes: i64::try_from(bytes).map_err(|_| corrupt())? })
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        format!("{} {} {}", self.epoch, self.next, self.bytes).into_bytes()
-    }
-
-    /// Chunks in the current epoch (entry 0 is its `attempt` entry).
-    pub fn chunks(&self) -> i64 {
-        i64::try_from(self.next.saturating_sub(1)).unwrap_or(i64::MAX)
-    }
-}
-
-/// The job's stream state; None when it has no stream.
-pub fn state_of(job: &JobState) -> Result<Option<OutState>> {
-    job.stream.as_deref().map(OutState::parse).transpose()
+/// The job's current epoch; None when it has no stream.
+pub fn epoch_of(job: &JobState) -> Result<Option<u64>> {
+    job.stream.as_deref().map(parse_epoch).transpose()
 }
 
 /// What JOB.APPEND asks for, after Q and the id.
@@ -77,6 +55,9 @@ pub struct AppendArgs {
     pub chunks: Vec<Vec<u8>>,
 }
 
+/// The record fields an append reads: far fewer than a job's whole state.
+const APPEND_FIELDS: [&str; 4] = [record::STATUS, record::TOKEN, record::ATTEMPTS, record::STREAM];
+
 /// JOB.APPEND: adds the chunks to the running job's stream; returns the offset of the last.
 pub fn append<S: Store>(
     s: &mut S,
@@ -85,38 +66,53 @@ pub fn append<S: Store>(
     id: &[u8],
     a: &AppendArgs,
 ) -> Result<(StreamId, Tally)> {
-    let job = load_for_worker(s, q, id, a.token.as_deref())?;
-    if job.status != Status::Running {
+    let mut v = s.hmget(&q.job(id), &APPEND_FIELDS)?.into_iter();
+    let (status, token, attempts, epoch) =
+        (v.next().flatten(), v.next().flatten(), v.next().flatten(), v.next().flatten());
+    let status = status.ok_or_else(|| fence::missing(id))?;
+    let status = Status::parse(&status).ok_or_else(|| AiError::corrupt("job status"))?;
+    fence::check(status, token.as_deref(), a.token.as_deref())?;
+    if status != Status::Running {
         return Err(AiError::new(
             Code::BadState,
-            format!("JOB.APPEND needs a running job; this one is {}", job.status.as_str()),
+            format!("JOB.APPEND needs a running job; this one is {}", status.as_str()),
         ));
     }
-    let state = state_of(&job)?;
-    check_caps(state.as_ref().filter(|_| !a.restart), &a.chunks, &env.config)?;
-    let mut tx = Tx::new(s, q, env.now, env.config);
-    let mut st = match state {
-        Some(st) if a.restart => open_epoch(&mut tx, &job, st.epoch.saturating_add(1), job.attempts),
-        Some(st) => st,
-        None => open_epoch(&mut tx, &job, 1, job.attempts),
+    let epoch = epoch.as_deref().map(parse_epoch).transpose()?;
+    // the epoch this append writes in, and its chunks and bytes so far; None: it opens one
+    let current = match epoch {
+        Some(e) if !a.restart => match s.xtail(&q.out(id))? {
+            Some((len, last)) if last.ms == e => Some((e, len.saturating_sub(1), last.seq)),
+            _ => None,
+        },
+        _ => None,
     };
-    let mut last = StreamId::new(st.epoch, 0);
+    let (have_chunks, have_bytes) = current.map_or((0, 0), |(_, n, b)| (n, b));
+    check_caps(have_chunks, have_bytes, &a.chunks, &env.config)?;
+    let mut tx = Tx::new(s, q, env.now, env.config);
+    let (epoch, mut bytes) = match current {
+        Some((e, _, b)) => (e, b),
+        None => {
+            let attempt = attempts.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+            let e = epoch.map_or(1, |e| e.saturating_add(1));
+            open_epoch(&mut tx, id, e, attempt);
+            tx.hset(id, vec![(record::STREAM, e.to_string().into_bytes())]);
+            (e, 0)
+        }
+    };
+    let mut last = StreamId::new(epoch, bytes);
     for chunk in &a.chunks {
-        last = StreamId::new(st.epoch, st.next);
-        let message = chunk_message(q, &job, last, chunk);
-        tx.push(add(q, &job.id, last, field::CHUNK, chunk.clone(), Some(message)));
-        st.next += 1;
-        st.bytes = st.bytes.saturating_add(i64::try_from(chunk.len()).unwrap_or(i64::MAX));
+        bytes = bytes.saturating_add(chunk.len() as u64);
+        last = StreamId::new(epoch, bytes);
+        let message = chunk_message(q, id, last, chunk);
+        tx.push(add(q, id, last, field::CHUNK, chunk.clone(), Some(message)));
     }
-    tx.hset(&job.id, vec![(record::STREAM, st.encode())]);
-    tx.push(Op::Wake(q.out(&job.id)));
+    tx.push(Op::Wake(q.out(id)));
     Ok((last, tx.commit()?))
 }
 
 /// `TOOBIG` when the chunks would take the attempt's output past either cap.
-fn check_caps(state: Option<&OutState>, chunks: &[Vec<u8>], config: &crate::config::Config) -> Result<()> {
-    let (have_chunks, have_bytes) = state.map_or((0, 0), |st| (st.chunks(), st.bytes));
-    let add_bytes = chunks.iter().map(|c| c.len() as i64).fold(0i64, i64::saturating_add);
+fn check_caps(have_chunks: i64, have_bytes: u64, chunks: &[Vec<u8>], config: &Config) -> Result<()> {
     let chunks_after = have_chunks.saturating_add(chunks.len() as i64);
     if chunks_after > config.stream_max_chunks {
         return Err(AiError::new(
@@ -127,8 +123,9 @@ fn check_caps(state: Option<&OutState>, chunks: &[Vec<u8>], config: &crate::conf
             ),
         ));
     }
+    let add_bytes = chunks.iter().map(|c| c.len() as u64).fold(0u64, u64::saturating_add);
     let bytes_after = have_bytes.saturating_add(add_bytes);
-    if bytes_after > config.stream_max_bytes {
+    if bytes_after > config.stream_max_bytes.max(0) as u64 {
         return Err(AiError::new(
             Code::TooBig,
             format!(
@@ -147,33 +144,32 @@ fn add(q: &QueueKeys, job: &[u8], id: StreamId, field: &'static str, value: Vec<
 
 /// The message a chunk publishes on the job's channel: lighter than an event (no status,
 /// progress or instant) and not in the events stream.
-fn chunk_message(q: &QueueKeys, job: &JobState, offset: StreamId, chunk: &[u8]) -> Vec<u8> {
+fn chunk_message(q: &QueueKeys, job: &[u8], offset: StreamId, chunk: &[u8]) -> Vec<u8> {
     let mut w = ObjectWriter::new();
     w.string("type", field::CHUNK.as_bytes())
-        .string(record::ID, &job.id)
+        .string(record::ID, job)
         .string(record::QUEUE, q.name())
-        .int(field::ATTEMPT, job.attempts)
         .string("offset", offset.to_string().as_bytes())
         .string("data", chunk);
     w.finish()
 }
 
 /// Opens epoch `epoch` for attempt `attempt`: its `attempt` entry, and the earlier epochs
-/// trimmed. Returns the state after it.
-fn open_epoch<S: Store>(tx: &mut Tx<S>, job: &JobState, epoch: u64, attempt: i64) -> OutState {
+/// trimmed. The caller records the epoch in `_stream`.
+fn open_epoch<S: Store>(tx: &mut Tx<S>, job: &[u8], epoch: u64, attempt: i64) {
     let id = StreamId::new(epoch, 0);
     let mut w = ObjectWriter::new();
     w.string("type", field::ATTEMPT.as_bytes())
-        .string(record::ID, &job.id)
+        .string(record::ID, job)
         .string(record::QUEUE, tx.q.name())
         .int(field::ATTEMPT, attempt)
         .string("offset", id.to_string().as_bytes());
-    let entry = add(tx.q, &job.id, id, field::ATTEMPT, attempt.to_string().into_bytes(), Some(w.finish()));
+    let entry = add(tx.q, job, id, field::ATTEMPT, attempt.to_string().into_bytes(), Some(w.finish()));
     tx.push(entry);
     if epoch > 1 {
-        tx.push(Op::XTrimMinId(tx.q.out(&job.id), id));
+        tx.push(Op::XTrimMinId(tx.q.out(job), id));
     }
-    OutState { epoch, next: 1, bytes: 0 }
+    tx.push(Op::Wake(tx.q.out(job)));
 }
 
 /// A new attempt starts (a claim, or STATUS running): when the job has a stream from an
@@ -185,36 +181,31 @@ pub fn new_attempt<S: Store>(
     attempt: i64,
     fields: &mut Vec<(&'static str, Vec<u8>)>,
 ) -> Result<()> {
-    let Some(st) = state_of(job)? else { return Ok(()) };
-    let st = open_epoch(tx, job, st.epoch.saturating_add(1), attempt);
-    fields.push((record::STREAM, st.encode()));
-    tx.push(Op::Wake(tx.q.out(&job.id)));
+    let Some(e) = epoch_of(job)? else { return Ok(()) };
+    let e = e.saturating_add(1);
+    open_epoch(tx, &job.id, e, attempt);
+    fields.push((record::STREAM, e.to_string().into_bytes()));
     Ok(())
 }
 
 /// The job finishes in `to`, retained until `until`: a blocked reader wakes; a stream
 /// gets its `end` entry and expires with the record.
-pub fn finished<S: Store>(
-    tx: &mut Tx<S>,
-    job: &JobState,
-    to: Status,
-    until: i64,
-    fields: &mut Vec<(&'static str, Vec<u8>)>,
-) -> Result<()> {
+pub fn finished<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, until: i64) -> Result<()> {
     tx.push(Op::Wake(tx.q.job(&job.id)));
-    let Some(mut st) = state_of(job)? else { return Ok(()) };
-    let id = StreamId::new(st.epoch, st.next);
-    tx.push(add(tx.q, &job.id, id, field::END, to.as_str().as_bytes().to_vec(), None));
-    st.next += 1;
-    fields.push((record::STREAM, st.encode()));
-    tx.push(Op::PExpireAt(tx.q.out(&job.id), until.saturating_add(EXPIRY_GRACE_MS)));
+    if epoch_of(job)?.is_none() {
+        return Ok(());
+    }
+    let out = tx.q.out(&job.id);
+    let Some(end) = tx.s.xtail(&out)?.and_then(|(_, last)| last.successor()) else { return Ok(()) };
+    tx.push(add(tx.q, &job.id, end, field::END, to.as_str().as_bytes().to_vec(), None));
+    tx.push(Op::PExpireAt(out, until.saturating_add(EXPIRY_GRACE_MS)));
     Ok(())
 }
 
 /// A finished job is live again (JOB.RETRY): its stream no longer expires. The next
 /// attempt's `attempt` entry follows the `end` entry.
 pub fn reopened<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
-    if state_of(job)?.is_some() {
+    if epoch_of(job)?.is_some() {
         tx.push(Op::Persist(tx.q.out(&job.id)));
     }
     Ok(())

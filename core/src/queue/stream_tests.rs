@@ -107,22 +107,22 @@ fn appends_open_the_stream_with_the_attempt_and_answer_the_last_offset() {
     let job = w.create(JobSpec::new(b"{}".to_vec()));
     let c = w.claim(30_000);
     assert!(!w.out_exists(&job), "no stream until the first append");
-    assert_eq!(w.append(&job, Some(&c.token), &["Hel", "lo"]).unwrap(), id(1, 2));
-    assert_eq!(w.append(&job, Some(&c.token), &[", world"]).unwrap(), id(1, 3));
+    assert_eq!(w.append(&job, Some(&c.token), &["Hel", "lo"]).unwrap(), id(1, 5), "offsets count the bytes");
+    assert_eq!(w.append(&job, Some(&c.token), &[", world"]).unwrap(), id(1, 12));
 
     let r = w.read(&job, StreamId::ZERO, 100).unwrap();
     assert_eq!(
         text(&r.entries),
         [
             row("1-0", "attempt", "1"),
-            row("1-1", "chunk", "Hel"),
-            row("1-2", "chunk", "lo"),
-            row("1-3", "chunk", ", world")
+            row("1-3", "chunk", "Hel"),
+            row("1-5", "chunk", "lo"),
+            row("1-12", "chunk", ", world")
         ]
     );
-    assert_eq!((r.next, r.ended, r.status), (id(1, 3), false, Status::Running));
+    assert_eq!((r.next, r.ended, r.status), (id(1, 12), false, Status::Running));
     let rec = w.s.hgetall_for_test(&w.q.job(&job));
-    assert_eq!(rec.get(&b"_stream"[..]).map(Vec::as_slice), Some(&b"1 4 12"[..]), "epoch, next entry, bytes");
+    assert_eq!(rec.get(&b"_stream"[..]).map(Vec::as_slice), Some(&b"1"[..]), "the epoch");
 
     // each chunk is published on the job's channel, lighter than an event
     let chunks: Vec<serde_json::Value> =
@@ -133,9 +133,8 @@ fn appends_open_the_stream_with_the_attempt_and_answer_the_last_offset() {
             .filter(|m: &serde_json::Value| m["type"] == "chunk")
             .collect();
     assert_eq!(chunks.len(), 3);
-    assert_eq!(chunks[1]["offset"], "1-2");
+    assert_eq!(chunks[1]["offset"], "1-5");
     assert_eq!(chunks[1]["data"], "lo");
-    assert_eq!(chunks[1]["attempt"], 1);
     assert!(chunks[0].get("status").is_none() && chunks[0].get("at").is_none());
     let events = w.s.keys.get(&w.q.events()).map(|(v, _)| format!("{v:?}")).unwrap();
     assert!(!events.contains("chunk"), "chunks stay out of the events stream");
@@ -171,7 +170,7 @@ fn a_reader_resumes_from_its_offset_with_nothing_lost_and_nothing_twice() {
         got.push_str(std::str::from_utf8(&e.data).unwrap());
     }
     assert_eq!(got, words.concat());
-    assert_eq!(text(&rest.entries).last().unwrap(), &row("1-26", "end", "done"));
+    assert_eq!(text(&rest.entries).last().unwrap(), &row("1-91", "end", "done"), "just after the 90 bytes");
     assert!(rest.ended);
     // read to its end, a finished stream answers nothing more, and says so
     let after_end = w.read(&job, rest.next, 10).unwrap();
@@ -234,7 +233,7 @@ fn a_leaseless_job_appends_without_a_token() {
     let job = w.create(JobSpec::new(b"{}".to_vec()));
     let start = UpdateArgs { status: Some(UpdateStatus::Running), ..Default::default() };
     w.update(&job, start).unwrap();
-    assert_eq!(w.append(&job, None, &["own worker"]).unwrap(), id(1, 1));
+    assert_eq!(w.append(&job, None, &["own worker"]).unwrap(), id(1, 10));
     assert_eq!(w.append(&job, Some("forged"), &["x"]).unwrap_err().code, Code::LeaseLost);
 }
 
@@ -245,7 +244,7 @@ fn a_new_attempt_is_a_visible_boundary_and_the_old_output_goes() {
     let first = w.claim(1_000);
     w.append(&job, Some(&first.token), &["half an ans"]).unwrap();
     let seen = w.read(&job, StreamId::ZERO, 100).unwrap();
-    assert_eq!(seen.next, id(1, 1));
+    assert_eq!(seen.next, id(1, 11));
 
     // the worker dies; the lease runs out; another worker takes the job
     w.s.now += 1_001;
@@ -257,11 +256,11 @@ fn a_new_attempt_is_a_visible_boundary_and_the_old_output_goes() {
     assert_eq!(text(&r.entries), [row("2-0", "attempt", "2")], "the reader sees the boundary first");
     w.append(&job, Some(&second.token), &["a whole answer"]).unwrap();
     let r = w.read(&job, r.next, 100).unwrap();
-    assert_eq!(text(&r.entries), [row("2-1", "chunk", "a whole answer")]);
+    assert_eq!(text(&r.entries), [row("2-14", "chunk", "a whole answer")]);
 
     // a reader that starts now sees only the attempt that counts
     let fresh = w.read(&job, StreamId::ZERO, 100).unwrap();
-    assert_eq!(text(&fresh.entries), [row("2-0", "attempt", "2"), row("2-1", "chunk", "a whole answer")]);
+    assert_eq!(text(&fresh.entries), [row("2-0", "attempt", "2"), row("2-14", "chunk", "a whole answer")]);
     let boundary: Vec<serde_json::Value> =
         w.s.published
             .iter()
@@ -407,15 +406,15 @@ fn restart_starts_the_attempts_output_over_behind_a_boundary() {
     assert_eq!(restart(&mut w, Some(&c.token), &["a", "b", "c", "d"]).unwrap_err().code, Code::TooBig);
     assert_eq!(w.s.keys, before, "refused: nothing written");
     // a fallback: the same attempt, its output started over; the caps count from zero
-    assert_eq!(restart(&mut w, Some(&c.token), &["from openai", " all", " of it"]).unwrap(), id(2, 3));
+    assert_eq!(restart(&mut w, Some(&c.token), &["from openai", " all", " of it"]).unwrap(), id(2, 21));
     let r = w.read(&job, seen.next, 100).unwrap();
     assert_eq!(
         text(&r.entries),
         [
             row("2-0", "attempt", "1"),
-            row("2-1", "chunk", "from openai"),
-            row("2-2", "chunk", " all"),
-            row("2-3", "chunk", " of it")
+            row("2-11", "chunk", "from openai"),
+            row("2-15", "chunk", " all"),
+            row("2-21", "chunk", " of it")
         ]
     );
     let fresh = w.read(&job, StreamId::ZERO, 100).unwrap();

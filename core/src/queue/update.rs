@@ -225,7 +225,7 @@ pub fn finish<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, mut fields: 
         (record::UPDATED_AT, n(now)),
         (record::EXPIRE_AT, n(until)),
     ]);
-    stream::finished(tx, job, to, until, &mut fields)?;
+    stream::finished(tx, job, to, until)?;
     // a finished job keeps no lease: a late worker's update is LEASELOST
     tx.hdel(&job.id, &[record::LEASE_UNTIL, record::TOKEN, record::LEASE_MS]);
     tx.hset(&job.id, fields);
