@@ -387,18 +387,21 @@ fn offset_and_digest(c: &mut Connection, offset_field: &str) -> (i64, String) {
 }
 
 /// The DEBUG DIGEST of the master and of its replica at one replication offset: the
-/// master's digest at some offset, then the replica's once it has applied exactly that much
-/// (tried again if the master wrote more meanwhile, e.g. its timer moved a job).
+/// replica's once it has applied all the master had sent, then the master's, kept only if
+/// the master wrote nothing meanwhile (else tried again: the module's timer writes on its
+/// own). The master is read last because a digest of a large dataset holds its event loop,
+/// and the timer catches up with a write right after.
 pub fn digests_at_one_offset(master: &Server, replica: &Server) -> (String, String) {
     let mut m = master.conn();
     let mut r = replica.conn();
-    wait_until(Duration::from_secs(60), "the replica to reach the master's offset", || {
-        let (at, master_digest) = offset_and_digest(&mut m, "master_repl_offset");
+    wait_until(Duration::from_secs(120), "a moment the master writes nothing while both digests are read", || {
+        let at = offset(&s(&ok(&mut m, &["INFO", "replication"])), "master_repl_offset")?;
         wait_until(Duration::from_secs(20), "the replica offset to catch up", || {
             (offset(&s(&ok(&mut r, &["INFO", "replication"])), "slave_repl_offset")? >= at).then_some(())
         });
         let (replica_at, replica_digest) = offset_and_digest(&mut r, "slave_repl_offset");
-        (replica_at == at).then_some((master_digest, replica_digest))
+        let (master_at, master_digest) = offset_and_digest(&mut m, "master_repl_offset");
+        (replica_at == at && master_at == at).then_some((master_digest, replica_digest))
     })
 }
 
