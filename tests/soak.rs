@@ -1084,6 +1084,7 @@ fn settled_memory(c: &mut Connection) -> i64 {
 fn memory_breakdown(c: &mut Connection) -> String {
     let fields = [
         "used_memory",
+        "used_memory_peak",
         "used_memory_dataset",
         "mem_replication_backlog",
         "mem_clients_normal",
