@@ -24,6 +24,7 @@ mod repair;
 mod reply;
 mod store;
 mod timer;
+mod waiters;
 
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
@@ -74,7 +75,7 @@ redis_module! {
 fn info_section(ctx: &redis_module::InfoContext, _for_crash_report: bool) {
     let mut extra = vec![
         ("repair_sweeping", u8::from(repair::sweeping()).to_string()),
-        ("readers_blocked", readers::blocked().to_string()),
+        ("readers_blocked", waiters::blocked().to_string()),
     ];
     extra.extend(eviction::info_fields());
     info::section(ctx, extra);

@@ -284,7 +284,7 @@ impl<'a> Batch<'a> {
         let name = match self.slots.iter().find(|s| s.key == key) {
             Some(s) => {
                 if s.handle.key_type()? == ffi::KEYTYPE_EMPTY {
-                    crate::readers::key_gone(self.ctx, key);
+                    crate::waiters::key_gone(self.ctx, key);
                 }
                 &s.name
             }

@@ -66,34 +66,14 @@ pub fn append<S: Store>(
     id: &[u8],
     a: &AppendArgs,
 ) -> Result<(StreamId, Tally)> {
-    let mut v = s.hmget(&q.job(id), &APPEND_FIELDS)?.into_iter();
-    let (status, token, attempts, epoch) =
-        (v.next().flatten(), v.next().flatten(), v.next().flatten(), v.next().flatten());
-    let status = status.ok_or_else(|| fence::missing(id))?;
-    let status = Status::parse(&status).ok_or_else(|| AiError::corrupt("job status"))?;
-    fence::check(status, token.as_deref(), a.token.as_deref())?;
-    if status != Status::Running {
-        return Err(AiError::new(
-            Code::BadState,
-            format!("JOB.APPEND needs a running job; this one is {}", status.as_str()),
-        ));
-    }
-    let epoch = epoch.as_deref().map(parse_epoch).transpose()?;
-    // the epoch this append writes in, and its chunks and bytes so far; None: it opens one
-    let current = match epoch {
-        Some(e) if !a.restart => match s.xtail(&q.out(id))? {
-            Some((len, last)) if last.ms == e => Some((e, len.saturating_sub(1), last.seq)),
-            _ => None,
-        },
-        _ => None,
-    };
+    let (attempt, epoch) = load_for_append(s, q, id, a.token.as_deref())?;
+    let current = if a.restart { None } else { current_epoch(s, q, id, epoch)? };
     let (have_chunks, have_bytes) = current.map_or((0, 0), |(_, n, b)| (n, b));
     check_caps(have_chunks, have_bytes, &a.chunks, &env.config)?;
     let mut tx = Tx::new(s, q, env.now, env.config);
     let (epoch, mut bytes) = match current {
         Some((e, _, b)) => (e, b),
         None => {
-            let attempt = attempts.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
             let e = epoch.map_or(1, |e| e.saturating_add(1));
             open_epoch(&mut tx, id, e, attempt);
             tx.hset(id, vec![(record::STREAM, e.to_string().into_bytes())]);
@@ -109,6 +89,36 @@ pub fn append<S: Store>(
     }
     tx.push(Op::Wake(q.out(id)));
     Ok((last, tx.commit()?))
+}
+
+/// The four record fields an append needs, fenced by the token: the attempt's number and
+/// the stream's epoch (None: no stream yet). Only a running job takes appends.
+fn load_for_append<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8], token: Option<&[u8]>) -> Result<(i64, Option<u64>)> {
+    let mut v = s.hmget(&q.job(id), &APPEND_FIELDS)?.into_iter();
+    let mut next = || v.next().flatten();
+    let (status, held, attempts, epoch) = (next(), next(), next(), next());
+    let status = status.ok_or_else(|| fence::missing(id))?;
+    let status = Status::parse(&status).ok_or_else(|| AiError::corrupt("job status"))?;
+    fence::check(status, held.as_deref(), token)?;
+    if status != Status::Running {
+        return Err(AiError::new(
+            Code::BadState,
+            format!("JOB.APPEND needs a running job; this one is {}", status.as_str()),
+        ));
+    }
+    let attempt = attempts.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+    Ok((attempt, epoch.as_deref().map(parse_epoch).transpose()?))
+}
+
+/// The epoch an append goes on writing in, with its chunks and bytes so far (the stream
+/// holds that epoch only: its length less the `attempt` entry, and its last id); None when
+/// the append must open one (no stream, or a stream that lost its epoch).
+fn current_epoch<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8], epoch: Option<u64>) -> Result<Option<(u64, i64, u64)>> {
+    let Some(e) = epoch else { return Ok(None) };
+    Ok(match s.xtail(&q.out(id))? {
+        Some((len, last)) if last.ms == e => Some((e, len.saturating_sub(1), last.seq)),
+        _ => None,
+    })
 }
 
 /// `TOOBIG` when the chunks would take the attempt's output past either cap.
