@@ -8,6 +8,7 @@ mod common;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::cluster::{cok, Cluster};
 use common::*;
 
 /// One JOB.READ reply.
@@ -501,4 +502,33 @@ fn bad_input_is_refused_and_writes_nothing() {
     // the command's key is the queue: COMMAND GETKEYS and ACL patterns see Q
     let k = array(&ok(&mut c, &["COMMAND", "GETKEYS", "JOB.READ", "q", &id, "AFTER", "0"]));
     assert_eq!(k.iter().map(s).collect::<Vec<_>>(), ["q"]);
+}
+
+#[test]
+fn on_a_cluster_the_stream_lives_in_the_queues_slot() {
+    let mut cl = Cluster::start();
+    let mut c = cl.client();
+    let id = s(&cok(&mut c, &["JOB.CREATE", "chat", "PAYLOAD", "{}"]));
+    let job = array(&cok(&mut c, &["JOB.CLAIM", "chat"]));
+    let token = fs(&job[0], "token");
+    let owner = cl.master_of("chat");
+    let mut sub = cl.nodes[owner].conn();
+    sub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let channel = format!("aijob:{{chat}}:job:{id}");
+    redis::cmd("SSUBSCRIBE").arg(&channel).exec(&mut sub).unwrap();
+    assert_eq!(s(&cok(&mut c, &["JOB.APPEND", "chat", &id, "TOKEN", &token, "DATA", "hi"])), "1-2");
+    let r = Read::parse(&cok(&mut c, &["JOB.READ", "chat", &id]));
+    assert_eq!(r.chunks(), b"hi");
+    // the raw key routes to the queue's node: its hash tag is the queue's
+    let raw = array(&cok(&mut c, &["XRANGE", &format!("aijob:{{chat}}:out:{id}"), "-", "+"]));
+    assert_eq!(raw.len(), 2);
+    let chunk = loop {
+        let msg = array(&sub.recv_response().unwrap());
+        assert_eq!((s(&msg[0]).as_str(), s(&msg[1])), ("smessage", channel.clone()));
+        let m: serde_json::Value = serde_json::from_str(&s(&msg[2])).unwrap();
+        if m["type"] == "chunk" {
+            break m;
+        }
+    };
+    assert_eq!((chunk["offset"].as_str(), chunk["data"].as_str()), (Some("1-2"), Some("hi")));
 }
