@@ -499,6 +499,12 @@ fn bad_input_is_refused_and_writes_nothing() {
     // RESP3: the reply is a map
     let mut c3 = srv.conn3();
     assert!(matches!(ok(&mut c3, &["JOB.READ", "q", &id]), Value::Map(_)));
+    // appends grow memory: refused by Redis while memory is full; reads are reads
+    let flags = |c: &mut Connection, name: &str| -> Vec<String> {
+        array(&array(&array(&ok(c, &["COMMAND", "INFO", name]))[0])[2]).iter().map(s).collect()
+    };
+    assert!(flags(&mut c, "job.append").contains(&"denyoom".to_string()));
+    assert!(flags(&mut c, "job.read").contains(&"readonly".to_string()));
     // the command's key is the queue: COMMAND GETKEYS and ACL patterns see Q
     let k = array(&ok(&mut c, &["COMMAND", "GETKEYS", "JOB.READ", "q", &id, "AFTER", "0"]));
     assert_eq!(k.iter().map(s).collect::<Vec<_>>(), ["q"]);
