@@ -9,7 +9,8 @@
 use std::cell::RefCell;
 use std::ffi::CStr;
 
-use aijob_core::store::{KeyKind, Op, Score, StreamAdd, StreamId};
+use aijob_core::store::{KeyKind, Op, Score};
+use aijob_core::store::{StreamAdd, StreamId};
 use aijob_core::{AiError, Result};
 use redis_module::raw;
 
@@ -247,38 +248,14 @@ impl<'a> Batch<'a> {
         self.replicate(c"XADD", &slot.name, &args)
     }
 
-    /// Appends a job's output entry with the id the logic chose, replicated as the XADD
-    /// with that id; then publishes its message.
-    fn xadd_id(&self, slot: &Slot, a: &StreamAdd) -> Result<()> {
-        let (f, v) = (ffi::field(self.ctx, a.field.as_bytes())?, self.s(&a.value)?);
-        let mut pair = [f.ptr(), v.ptr];
-        slot.handle.stream_add_id(a.id, &mut pair)?;
-        let id = self.s(a.id.to_string().as_bytes())?;
-        self.replicate(c"XADD", &slot.name, &[id.ptr, pair[0], pair[1]])?;
-        match &a.publish {
-            Some((channel, message)) => self.publish(channel, message),
-            None => Ok(()),
-        }
-    }
-
-    /// Drops the entries before `id`, replicated as `XTRIM key MINID = id` when any went.
-    fn xtrim_before(&self, slot: &Slot, id: StreamId) -> Result<()> {
-        if slot.handle.key_type()? != ffi::KEYTYPE_STREAM || slot.handle.stream_trim_before(id)? == 0 {
-            return Ok(());
-        }
-        let args = [self.s(b"MINID")?, self.s(b"=")?, self.s(id.to_string().as_bytes())?];
-        let ptrs: Vec<_> = args.iter().map(|a| a.ptr).collect();
-        self.replicate(c"XTRIM", &slot.name, &ptrs)
-    }
-
     fn publish(&self, channel: &[u8], message: &[u8]) -> Result<()> {
         let (ch, msg) = (self.s(channel)?, self.s(message)?);
         ffi::publish(self.ctx, &ch, &msg)
     }
 
-    /// Wakes the clients blocked on `key` (JOB.CLAIM ... BLOCK, JOB.READ ... BLOCK). Redis
-    /// 7.0 serves no waiter on a key that is gone: the readers of a deleted job are
-    /// released here instead.
+    /// Wakes the clients blocked on `key` (JOB.CLAIM ... BLOCK).
+    /// And JOB.READ ... BLOCK: Redis 7.0 serves no waiter on a key that is gone, so the
+    /// readers of a deleted job are released here instead.
     fn wake(&self, key: &[u8]) -> Result<()> {
         let owned;
         let name = match self.slots.iter().find(|s| s.key == key) {
@@ -294,6 +271,30 @@ impl<'a> Batch<'a> {
             }
         };
         ffi::signal_key_as_ready(self.ctx, name)
+    }
+
+    /// Appends a job's output entry with the id the logic chose, replicated as the XADD
+    /// with that id; then publishes its message.
+    fn xadd_id(&self, slot: &Slot, a: &StreamAdd) -> Result<()> {
+        let (f, v) = (ffi::field(self.ctx, a.field.as_bytes())?, self.s(&a.value)?);
+        let mut pair = [f.ptr(), v.ptr];
+        slot.handle.stream_add_id(a.id, &mut pair)?;
+        let id = self.s(a.id.to_string().as_bytes())?;
+        self.replicate(c"XADD", &slot.name, &[id.ptr, pair[0], pair[1]])?;
+        match &a.publish {
+            Some((channel, message)) => ffi::publish(self.ctx, &self.s(channel)?, &self.s(message)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the entries before `id`, replicated as `XTRIM key MINID = id` when any went.
+    fn xtrim_before(&self, slot: &Slot, id: StreamId) -> Result<()> {
+        if slot.handle.key_type()? != ffi::KEYTYPE_STREAM || slot.handle.stream_trim_before(id)? == 0 {
+            return Ok(());
+        }
+        let args = [self.s(b"MINID")?, self.s(b"=")?, self.s(id.to_string().as_bytes())?];
+        let ptrs: Vec<_> = args.iter().map(|a| a.ptr).collect();
+        self.replicate(c"XTRIM", &slot.name, &ptrs)
     }
 }
 
