@@ -11,8 +11,10 @@ pub enum Value {
     Hash(BTreeMap<Vec<u8>, Vec<u8>>),
     ZSet(BTreeMap<Vec<u8>, f64>),
     Str(Vec<u8>),
-    /// Entries by id, oldest first.
-    Stream(Vec<StreamEntry>),
+    Stream(Vec<Vec<(Vec<u8>, Vec<u8>)>>),
+    /// A stream whose entry ids are read back (a job's output), oldest first; the events
+    /// stream keeps none (nothing reads it back here).
+    Entries(Vec<StreamEntry>),
 }
 
 #[derive(Debug, Default, Clone)]
@@ -44,10 +46,10 @@ impl MemStore {
         }
     }
 
-    fn stream(&mut self, key: &[u8]) -> Result<Option<&mut Vec<StreamEntry>>> {
+    fn entries(&mut self, key: &[u8]) -> Result<Option<&mut Vec<StreamEntry>>> {
         match self.live(key) {
             None => Ok(None),
-            Some(Value::Stream(s)) => Ok(Some(s)),
+            Some(Value::Entries(s)) => Ok(Some(s)),
             Some(_) => Err(AiError::wrong_type()),
         }
     }
@@ -67,7 +69,7 @@ impl MemStore {
                 | (_, KeyKind::Any | KeyKind::String)
                 | (Some(Value::Hash(_)), KeyKind::Hash)
                 | (Some(Value::ZSet(_)), KeyKind::ZSet)
-                | (Some(Value::Stream(_)), KeyKind::Stream)
+                | (Some(Value::Stream(_) | Value::Entries(_)), KeyKind::Stream)
         )
     }
 
@@ -93,6 +95,24 @@ impl MemStore {
 
     fn apply_one(&mut self, op: Op) {
         match op {
+            Op::XAddId(a) => {
+                if self.live(&a.key).is_none() {
+                    self.keys.insert(a.key.clone(), (Value::Entries(Vec::new()), None));
+                }
+                if let Some((Value::Entries(s), _)) = self.keys.get_mut(&a.key) {
+                    // Redis refuses an id not above the last one; the logic must never make one
+                    assert!(s.last().is_none_or(|(last, _)| *last < a.id), "XADD id {} not above the last", a.id);
+                    s.push((a.id, vec![(a.field.as_bytes().to_vec(), a.value)]));
+                }
+                if let Some(message) = a.publish {
+                    self.published.push(message);
+                }
+            }
+            Op::XTrimMinId(k, min) => {
+                if let Ok(Some(s)) = self.entries(&k) {
+                    s.retain(|(id, _)| *id >= min);
+                }
+            }
             Op::HSet(k, fields) => {
                 if self.live(&k).is_none() {
                     self.keys.insert(k.clone(), (Value::Hash(BTreeMap::new()), None));
@@ -158,29 +178,10 @@ impl MemStore {
                 if self.live(&k).is_none() {
                     self.keys.insert(k.clone(), (Value::Stream(Vec::new()), None));
                 }
-                let now = self.now;
                 if let Some((Value::Stream(s), _)) = self.keys.get_mut(&k) {
-                    s.push((auto_id(s, now), fields));
+                    s.push(fields);
                     let excess = s.len().saturating_sub(maxlen as usize);
                     s.drain(..excess);
-                }
-            }
-            Op::XAddId(a) => {
-                if self.live(&a.key).is_none() {
-                    self.keys.insert(a.key.clone(), (Value::Stream(Vec::new()), None));
-                }
-                if let Some((Value::Stream(s), _)) = self.keys.get_mut(&a.key) {
-                    // Redis refuses an id not above the last one; the logic must never make one
-                    assert!(s.last().is_none_or(|(last, _)| *last < a.id), "XADD id {} not above the last", a.id);
-                    s.push((a.id, vec![(a.field.as_bytes().to_vec(), a.value)]));
-                }
-                if let Some(message) = a.publish {
-                    self.published.push(message);
-                }
-            }
-            Op::XTrimMinId(k, min) => {
-                if let Ok(Some(s)) = self.stream(&k) {
-                    s.retain(|(id, _)| *id >= min);
                 }
             }
             Op::Publish(ch, msg) => self.published.push((ch, msg)),
@@ -250,12 +251,12 @@ impl Store for MemStore {
     }
 
     fn xrange(&mut self, key: &[u8], from: StreamId, count: usize) -> Result<Vec<StreamEntry>> {
-        let Some(s) = self.stream(key)? else { return Ok(vec![]) };
+        let Some(s) = self.entries(key)? else { return Ok(vec![]) };
         Ok(s.iter().filter(|(id, _)| *id >= from).take(count).cloned().collect())
     }
 
     fn xtail(&mut self, key: &[u8]) -> Result<Option<(i64, StreamId)>> {
-        let Some(s) = self.stream(key)? else { return Ok(None) };
+        let Some(s) = self.entries(key)? else { return Ok(None) };
         Ok(s.last().map(|(id, _)| (s.len() as i64, *id)))
     }
 
@@ -278,15 +279,5 @@ impl MemStore {
     /// A hash's fields as a map (empty when absent), for assertions.
     pub fn hgetall_for_test(&mut self, key: &[u8]) -> BTreeMap<Vec<u8>, Vec<u8>> {
         self.hash(key).ok().flatten().cloned().unwrap_or_default()
-    }
-}
-
-/// The id Redis gives an entry added with `*`: the clock's ms, or just above the last id
-/// when the clock is behind it.
-fn auto_id(s: &[StreamEntry], now: i64) -> StreamId {
-    let now = StreamId::new(now.max(0) as u64, 0);
-    match s.last() {
-        Some((last, _)) if *last >= now => last.successor().unwrap_or(*last),
-        _ => now,
     }
 }

@@ -10,7 +10,6 @@ use std::cell::RefCell;
 use std::ffi::CStr;
 
 use aijob_core::store::{KeyKind, Op, Score};
-use aijob_core::store::{StreamAdd, StreamId};
 use aijob_core::{AiError, Result};
 use redis_module::raw;
 
@@ -275,7 +274,7 @@ impl<'a> Batch<'a> {
 
     /// Appends a job's output entry with the id the logic chose, replicated as the XADD
     /// with that id; then publishes its message.
-    fn xadd_id(&self, slot: &Slot, a: &StreamAdd) -> Result<()> {
+    fn xadd_id(&self, slot: &Slot, a: &aijob_core::store::StreamAdd) -> Result<()> {
         let (f, v) = (ffi::field(self.ctx, a.field.as_bytes())?, self.s(&a.value)?);
         let mut pair = [f.ptr(), v.ptr];
         slot.handle.stream_add_id(a.id, &mut pair)?;
@@ -288,7 +287,7 @@ impl<'a> Batch<'a> {
     }
 
     /// Drops the entries before `id`, replicated as `XTRIM key MINID = id` when any went.
-    fn xtrim_before(&self, slot: &Slot, id: StreamId) -> Result<()> {
+    fn xtrim_before(&self, slot: &Slot, id: aijob_core::store::StreamId) -> Result<()> {
         if slot.handle.key_type()? != ffi::KEYTYPE_STREAM || slot.handle.stream_trim_before(id)? == 0 {
             return Ok(());
         }
