@@ -9,6 +9,7 @@
 
 const Redis = require('ioredis');
 const { Queue, Worker } = require('bullmq');
+const { commandStats } = require('./server');
 
 const BATCH = 100;
 const RESULT = '{"ok":true}';
@@ -94,4 +95,71 @@ async function bullmq(port, n, c, payload) {
   return n / secs(start, end);
 }
 
-module.exports = { aijob, bullmq };
+/**
+ * Server time of one job's life the way workers really run: `retained` finished jobs of
+ * an earlier round stay in the queue (default retention), `n` jobs (1 KB payload) are
+ * created ahead of the workers, then `c` workers drain the queue with blocking claims and
+ * finish each job with a 1 KB result. INFO commandstats is reset once before the creates:
+ * the usec of every JOB.* command, divided by `n`, is the job's life in server µs.
+ * Returns { perJob, by: { 'job.create': usPerJob, ... }, calls: { name: callsPerJob } }.
+ */
+async function jobLife(admin, port, { n, c, retained, payload, result }) {
+  const q = `life${serial++}`;
+  const conn = new Redis({ port });
+  const workers = Array.from({ length: c }, () => new Redis({ port }));
+  await Promise.all([conn, ...workers].map((r) => r.ping()));
+  const createAll = async (count) => {
+    for (let i = 0; i < count; i += 1000) {
+      const p = conn.pipeline();
+      for (let j = i; j < Math.min(count, i + 1000); j++) p.call('JOB.CREATE', q, 'PAYLOAD', payload);
+      for (const [err] of await p.exec()) if (err) throw err;
+    }
+  };
+  // an earlier round, finished and retained
+  await createAll(retained);
+  for (let left = retained; left > 0;) {
+    const got = await conn.call('JOB.CLAIM', q, 'WORKER', 'w', 'COUNT', String(Math.min(1000, left)));
+    if (!got.length) throw new Error('job life: the retained round ran dry');
+    const p = conn.pipeline();
+    for (const rec of got) {
+      p.call('JOB.UPDATE', q, field(rec, 'id'), 'TOKEN', field(rec, 'token'), 'STATUS', 'done', 'RESULT', result);
+    }
+    for (const [err] of await p.exec()) if (err) throw err;
+    left -= got.length;
+  }
+  await admin.call('CONFIG', 'RESETSTAT');
+  await createAll(n);
+  let done = 0;
+  const work = async (w, i) => {
+    while (done < n) {
+      let got;
+      try {
+        got = await w.call('JOB.CLAIM', q, 'WORKER', `w${i}`, 'BLOCK', '1000');
+      } catch (e) {
+        if (done >= n) return;
+        throw e;
+      }
+      if (!got || !got.length) continue;
+      const rec = got[0];
+      await w.call('JOB.UPDATE', q, field(rec, 'id'), 'TOKEN', field(rec, 'token'), 'STATUS', 'done',
+        'RESULT', result);
+      if (++done === n) for (const x of workers) x.disconnect();
+    }
+  };
+  await Promise.all(workers.map(work));
+  conn.disconnect();
+  const stats = await commandStats(admin);
+  const by = {};
+  const calls = {};
+  let perJob = 0;
+  for (const [name, s] of Object.entries(stats)) {
+    if (!name.startsWith('job.')) continue;
+    if (s.failed > 0) throw new Error(`job life: ${s.failed} ${name} calls answered an error`);
+    by[name] = s.usec / n;
+    calls[name] = s.calls / n;
+    perJob += s.usec / n;
+  }
+  return { perJob, by, calls };
+}
+
+module.exports = { aijob, bullmq, jobLife };
