@@ -145,6 +145,23 @@ fn string_bytes<'a>(s: *const raw::RedisModuleString) -> Result<&'a [u8]> {
     Ok(unsafe { std::slice::from_raw_parts(p as *const u8, len) })
 }
 
+/// The arguments of the call being served, as Redis passed them (the command name first).
+/// Valid until the entry point returns, which is why nothing may keep them: the
+/// lifetime is the caller's promise.
+pub fn call_args<'a>(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> &'a [*mut raw::RedisModuleString] {
+    if argv.is_null() || argc <= 0 {
+        return &[];
+    }
+    // SAFETY: Redis passes `argc` live argument strings in `argv`, which it keeps alive
+    // (and unchanged) until the command's entry point returns.
+    unsafe { std::slice::from_raw_parts(argv, argc as usize) }
+}
+
+/// The bytes of one argument of [`call_args`], borrowed for the same call.
+pub fn arg_bytes<'a>(arg: *mut raw::RedisModuleString) -> &'a [u8] {
+    string_bytes(arg).unwrap_or(&[])
+}
+
 /// The bytes of a module string (copied).
 pub fn bytes_of(s: *const raw::RedisModuleString) -> Result<Vec<u8>> {
     Ok(string_bytes(s)?.to_vec())
@@ -737,6 +754,13 @@ pub fn reply_error(ctx: *mut raw::RedisModuleCtx, line: &str) {
     let (Some(f), Ok(c)) = (optional!(RedisModule_ReplyWithError), CString::new(line)) else { return };
     // SAFETY: a C string that outlives the call.
     unsafe { f(ctx, c.as_ptr()) };
+}
+
+pub fn reply_wrong_arity(ctx: *mut raw::RedisModuleCtx) {
+    if let Some(f) = optional!(RedisModule_WrongArity) {
+        // SAFETY: a live context.
+        unsafe { f(ctx) };
+    }
 }
 
 pub fn reply_null(ctx: *mut raw::RedisModuleCtx) {

@@ -36,7 +36,7 @@ fn stats(c: &mut Call, q: QueueKeys) -> Result<Out> {
         meta::COALESCED => v + coalesced,
         _ => v,
     };
-    Ok(Out::Map(fields.into_iter().map(|(k, v)| (k.to_string(), Out::Int(add(k, v)))).collect()))
+    Ok(Out::Map(fields.into_iter().map(|(k, v)| (k, Out::Int(add(k, v)))).collect()))
 }
 
 /// QUEUE.PAUSE Q
@@ -130,10 +130,10 @@ fn groups(c: &mut Call, (q, cursor, count): (QueueKeys, i64, i64)) -> Result<Out
         .into_iter()
         .map(|g| {
             Out::Map(vec![
-                ("group".into(), Out::Bytes(g.group)),
-                ("queued".into(), Out::Int(g.queued)),
-                ("running".into(), Out::Int(g.running)),
-                ("cap".into(), Out::Int(g.cap)),
+                ("group", Out::Bytes(g.group)),
+                ("queued", Out::Int(g.queued)),
+                ("running", Out::Int(g.running)),
+                ("cap", Out::Int(g.cap)),
             ])
         })
         .collect();
