@@ -15,6 +15,7 @@
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_long, c_longlong, c_void};
 use std::ptr;
@@ -192,7 +193,32 @@ thread_local! {
     /// Shared field-name strings, made without a context so they outlive every command:
     /// a job step reads and writes some 20 fields, and each module string costs an
     /// allocation. Redis only reads a field name it is given (HashGet, HashSet copy it).
-    static FIELDS: RefCell<Vec<(Vec<u8>, *mut raw::RedisModuleString)>> = const { RefCell::new(Vec::new()) };
+    static FIELDS: RefCell<HashMap<Box<[u8]>, *mut raw::RedisModuleString, Fnv>> =
+        RefCell::new(HashMap::with_capacity_and_hasher(FIELDS_KEPT, Fnv));
+}
+
+/// FNV-1a: the shared names are a few bytes long, where SipHash costs more than the lookup.
+#[derive(Default, Clone, Copy)]
+struct Fnv;
+
+struct FnvHasher(u64);
+
+impl std::hash::BuildHasher for Fnv {
+    type Hasher = FnvHasher;
+    fn build_hasher(&self) -> FnvHasher {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 pub fn field(ctx: *mut raw::RedisModuleCtx, name: &[u8]) -> Result<Field> {
@@ -207,7 +233,7 @@ pub fn field(ctx: *mut raw::RedisModuleCtx, name: &[u8]) -> Result<Field> {
 fn shared_field(name: &[u8]) -> Option<*mut raw::RedisModuleString> {
     FIELDS.with(|f| {
         let mut f = f.try_borrow_mut().ok()?;
-        if let Some((_, p)) = f.iter().find(|(n, _)| n.as_slice() == name) {
+        if let Some(p) = f.get(name) {
             return Some(*p);
         }
         if f.len() >= FIELDS_KEPT {
@@ -220,7 +246,7 @@ fn shared_field(name: &[u8]) -> Option<*mut raw::RedisModuleString> {
         if p.is_null() {
             return None;
         }
-        f.push((name.to_vec(), p));
+        f.insert(name.into(), p);
         Some(p)
     })
 }

@@ -555,7 +555,14 @@ impl Default for ObjectWriter {
 
 impl ObjectWriter {
     pub fn new() -> Self {
-        ObjectWriter { out: b"{".to_vec(), first: true }
+        Self::with_capacity(64)
+    }
+
+    /// A writer whose buffer holds `bytes` before it grows (a known size saves reallocations).
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut out = Vec::with_capacity(bytes.max(2));
+        out.push(b'{');
+        ObjectWriter { out, first: true }
     }
 
     fn key(&mut self, key: &str) {

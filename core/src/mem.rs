@@ -145,17 +145,19 @@ impl MemStore {
             Op::Set(k, v, at) => {
                 self.keys.insert(k, (Value::Str(v), at));
             }
-            Op::XAdd(k, maxlen, fields) => {
-                if self.live(&k).is_none() {
-                    self.keys.insert(k.clone(), (Value::Stream(Vec::new()), None));
+            Op::Event(e) => {
+                if let Some((k, maxlen)) = &e.stream {
+                    if self.live(k).is_none() {
+                        self.keys.insert(k.clone(), (Value::Stream(Vec::new()), None));
+                    }
+                    if let Some((Value::Stream(s), _)) = self.keys.get_mut(k) {
+                        s.push(e.fields().iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect());
+                        let excess = s.len().saturating_sub(*maxlen as usize);
+                        s.drain(..excess);
+                    }
                 }
-                if let Some((Value::Stream(s), _)) = self.keys.get_mut(&k) {
-                    s.push(fields);
-                    let excess = s.len().saturating_sub(maxlen as usize);
-                    s.drain(..excess);
-                }
+                self.published.push((e.channel, e.doc));
             }
-            Op::Publish(ch, msg) => self.published.push((ch, msg)),
             Op::Wake(_) => self.wakes += 1,
         }
     }

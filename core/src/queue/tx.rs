@@ -9,7 +9,7 @@ use crate::json::ObjectWriter;
 use crate::keys::{Key, QueueKeys};
 use crate::record::{self, JobState};
 use crate::rng::Entropy;
-use crate::store::{Op, Score, Store};
+use crate::store::{Event, Op, Score, Store};
 
 /// What the logic gets from the shell besides the store: the clock read once, the
 /// configs, and randomness.
@@ -485,8 +485,10 @@ impl<'a, S: Store> Tx<'a, S> {
     }
 
     /// Publishes a job event and appends it to the queue's stream.
-    pub fn event(&mut self, job: &JobState, kind: &str, status: Status, extra: &[(&str, &[u8], bool)]) {
-        let mut w = ObjectWriter::new();
+    pub fn event(&mut self, job: &JobState, kind: &'static str, status: Status, extra: &[(&str, &[u8], bool)]) {
+        // the fixed fields take about 160 bytes, with a queue name and progress text
+        let size = 160 + self.q.name().len() + job.progress.as_ref().map_or(0, Vec::len);
+        let mut w = ObjectWriter::with_capacity(size + extra.iter().map(|(n, v, _)| n.len() + v.len() + 8).sum::<usize>());
         w.string("type", kind.as_bytes())
             .string(record::ID, &job.id)
             .string(record::QUEUE, self.q.name())
@@ -503,20 +505,14 @@ impl<'a, S: Store> Tx<'a, S> {
                 w.string(name, value);
             }
         }
-        let doc = w.finish();
         let maxlen = self.config.events_maxlen;
-        if maxlen > 0 {
-            self.ops.push(Op::XAdd(
-                self.q.events(),
-                maxlen,
-                vec![
-                    (b"type".to_vec(), kind.as_bytes().to_vec()),
-                    (b"id".to_vec(), job.id.clone()),
-                    (b"data".to_vec(), doc.clone()),
-                ],
-            ));
-        }
-        self.ops.push(Op::Publish(self.q.job_channel(&job.id), doc));
+        self.ops.push(Op::Event(Event {
+            stream: (maxlen > 0).then(|| (self.q.events(), maxlen)),
+            channel: self.q.job_channel(&job.id),
+            kind,
+            id: job.id.clone(),
+            doc: w.finish(),
+        }));
     }
 
     /// Wakes the clients blocked in JOB.CLAIM on this queue.
