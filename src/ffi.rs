@@ -835,26 +835,58 @@ pub fn reply_map(ctx: *mut raw::RedisModuleCtx, len: usize) -> bool {
 
 /// The callbacks of a client blocked on a key.
 pub trait Blocked {
+    /// What the blocking command leaves for its later reply; dropped when the client is
+    /// unblocked.
+    type Private: 'static;
     /// The key was signalled: reply and return true, or return false to stay blocked.
     /// `args` is the blocked command's arguments, its name first.
-    fn on_ready(ctx: *mut raw::RedisModuleCtx, args: &[Vec<u8>]) -> bool;
+    fn on_ready(ctx: *mut raw::RedisModuleCtx, args: &[Vec<u8>], private: Option<&Self::Private>) -> bool;
     /// The timeout passed: reply.
-    fn on_timeout(ctx: *mut raw::RedisModuleCtx);
+    fn on_timeout(ctx: *mut raw::RedisModuleCtx, private: Option<&Self::Private>);
 }
 
-/// Blocks the calling client on `key` for `timeout_ms` (0: forever) with `B`'s callbacks.
-pub fn block_on_key<B: Blocked>(ctx: *mut raw::RedisModuleCtx, key: &RStr, timeout_ms: i64) -> Result<()> {
+/// Blocks the calling client on `key` for `timeout_ms` (0: forever) with `B`'s callbacks,
+/// which get `private` back.
+pub fn block_on_key<B: Blocked>(
+    ctx: *mut raw::RedisModuleCtx,
+    key: &RStr,
+    timeout_ms: i64,
+    private: B::Private,
+) -> Result<()> {
     let block = required!(RedisModule_BlockClientOnKeys);
     let mut keys = [key.ptr];
+    let data = Box::into_raw(Box::new(private)) as *mut c_void;
     // SAFETY: a live context of a command being served, one live key name (Redis copies
-    // it), callbacks with the signature Redis calls, and no private data.
+    // it), callbacks with the signature Redis calls, and private data Redis hands back to
+    // them and to `free_private::<B>`, which frees it once, when the client is unblocked.
     let bc = unsafe {
-        block(ctx, Some(ready::<B>), Some(timed_out::<B>), None, timeout_ms, keys.as_mut_ptr(), 1, ptr::null_mut())
+        block(
+            ctx,
+            Some(ready::<B>),
+            Some(timed_out::<B>),
+            Some(free_private::<B>),
+            timeout_ms,
+            keys.as_mut_ptr(),
+            1,
+            data,
+        )
     };
     if bc.is_null() {
+        // SAFETY: Redis did not take the data; it is ours to free, once, here.
+        drop(unsafe { Box::from_raw(data as *mut B::Private) });
         return Err(AiError::syntax("could not block the client"));
     }
     Ok(())
+}
+
+/// The private data of the blocked client being served, as `block_on_key::<B>` left it.
+fn private<'a, B: Blocked>(ctx: *mut raw::RedisModuleCtx) -> Option<&'a B::Private> {
+    let get = optional!(RedisModule_GetBlockedClientPrivateData)?;
+    // SAFETY: called from `B`'s callbacks with the blocked client's context.
+    let p = unsafe { get(ctx) } as *const B::Private;
+    // SAFETY: non-null, it is the box `block_on_key::<B>` made, alive until
+    // `free_private::<B>` runs after the callbacks.
+    (!p.is_null()).then(|| unsafe { &*p })
 }
 
 unsafe extern "C" fn ready<B: Blocked>(
@@ -864,7 +896,7 @@ unsafe extern "C" fn ready<B: Blocked>(
 ) -> c_int {
     // SAFETY: Redis passes the blocked command's `argc` live argument strings in `argv`.
     let args = unsafe { copy_args(argv, argc) };
-    if B::on_ready(ctx, &args) {
+    if B::on_ready(ctx, &args, private::<B>(ctx)) {
         OK
     } else {
         ERR
@@ -876,8 +908,15 @@ unsafe extern "C" fn timed_out<B: Blocked>(
     _argv: *mut *mut raw::RedisModuleString,
     _argc: c_int,
 ) -> c_int {
-    B::on_timeout(ctx);
+    B::on_timeout(ctx, private::<B>(ctx));
     OK
+}
+
+unsafe extern "C" fn free_private<B: Blocked>(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
+    if !data.is_null() {
+        // SAFETY: `data` is the box `block_on_key::<B>` made; Redis calls this once.
+        drop(unsafe { Box::from_raw(data as *mut B::Private) });
+    }
 }
 
 /// # Safety

@@ -2,7 +2,9 @@
 
 use aijob_core::grammar;
 use aijob_core::keys::QueueKeys;
-use aijob_core::queue::claim::ClaimArgs;
+use aijob_core::queue::charge::ChargeGate;
+use aijob_core::queue::claim::{self, ClaimArgs};
+use aijob_core::queue::next::finish_and_claim;
 use aijob_core::queue::create::JobSpec;
 use aijob_core::queue::read::ListArgs;
 use aijob_core::queue::update::{ReleaseArgs, UpdateArgs};
@@ -12,7 +14,7 @@ use aijob_core::Result;
 
 use crate::command::arg::*;
 use crate::command::key;
-use crate::command::{Call, Command, Info, Keys};
+use crate::command::{Arg, Call, Command, Info, Keys};
 use crate::commands::claim_ready::claim_now;
 use crate::reply::Out;
 
@@ -74,6 +76,15 @@ fn get(c: &mut Call, (q, id, as_json): (QueueKeys, Vec<u8>, bool)) -> Result<Out
     })
 }
 
+const CHARGE: Arg =
+    block("charge", &[s("key"), oneof("by", &[pure("REQUESTS", "requests"), pure("COST", "cost")]), WINDOW])
+        .token("CHARGE")
+        .opt()
+        .multi_token();
+
+/// JOB.CLAIM's options after Q, which JOB.UPDATE takes after NEXT.
+const CLAIM_OPTIONS: &[Arg] = &[ts("WORKER", "name").opt(), ti("LEASE", "ms").opt(), ti("BLOCK", "ms").opt(), COUNT, CHARGE];
+
 /// JOB.CLAIM Q [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key REQUESTS|COST LIMIT n PERIOD ms ...]
 pub const CLAIM: Command<(QueueKeys, ClaimArgs)> = Command {
     info: Info {
@@ -89,10 +100,7 @@ pub const CLAIM: Command<(QueueKeys, ClaimArgs)> = Command {
             ti("LEASE", "ms").opt(),
             ti("BLOCK", "ms").opt(),
             COUNT,
-            block("charge", &[s("key"), oneof("by", &[pure("REQUESTS", "requests"), pure("COST", "cost")]), WINDOW])
-                .token("CHARGE")
-                .opt()
-                .multi_token(),
+            CHARGE,
         ],
     },
     parse: |words, _| grammar::job::claim(words),
@@ -118,14 +126,15 @@ fn claim(c: &mut Call, (q, a): (QueueKeys, ClaimArgs)) -> Result<Out> {
 
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
 /// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
-pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
+/// [NEXT [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key ...]]
+pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)> = Command {
     info: Info {
         name: "job.update",
         flags: "write deny-oom",
         arity: -3,
-        summary: "Moves a job forward: progress and heartbeat, or STATUS running, done or error.",
-        complexity: "O(log N) with N the jobs of the queue",
-        keys: Keys::Queue(key::RW | key::UPDATE),
+        summary: "Moves a job forward: progress and heartbeat, or STATUS running, done or error; NEXT claims the next job in the same step.",
+        complexity: "O(log N) with N the jobs of the queue (and JOB.CLAIM's with NEXT)",
+        keys: Keys::QueueAndFound(key::RW | key::UPDATE, grammar::job::update_key_positions),
         args: &[
             Q,
             ID,
@@ -143,15 +152,39 @@ pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs)> = Command {
             META,
             ti("USAGE", "n").opt(),
             ti("DELAY", "ms").opt(),
+            block("next", CLAIM_OPTIONS).token("NEXT").opt(),
         ],
     },
     parse: |words, config| grammar::job::update(words, config.json_limits()),
     handle: update,
 };
 
-fn update(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, UpdateArgs)) -> Result<Out> {
-    let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
-    Ok(Out::bytes(status.as_str()))
+fn update(c: &mut Call, (q, id, a, next): (QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)) -> Result<Out> {
+    let Some(next) = next else {
+        let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
+        return Ok(Out::bytes(status.as_str()));
+    };
+    let (status, claimed) = c.with(&q, |s, env| {
+        let r = if next.charges.is_empty() {
+            finish_and_claim(s, &q, env, &id, &a, &next, &mut claim::Open)?
+        } else {
+            finish_and_claim(s, &q, env, &id, &a, &next, &mut ChargeGate { charges: &next.charges })?
+        };
+        let tally = r.1.tally;
+        Ok((r, tally))
+    })?;
+    let status = status.as_str();
+    if claimed.jobs.is_empty() {
+        if let Some(timeout) = next.block_ms.filter(|_| crate::blocking::may_block(c.ctx)) {
+            crate::blocking::block_next(c.ctx, &q, timeout, status)?;
+            if let Some(wait) = claimed.denied_for_ms {
+                crate::blocking::wake_later(c.ctx, &q, c.now, wait);
+            }
+            return Ok(Out::Blocked);
+        }
+    }
+    let jobs = claimed.jobs.into_iter().map(|job| Out::record(job.record)).collect();
+    Ok(crate::blocking::next_reply(status, Out::Array(jobs)))
 }
 
 /// JOB.RELEASE Q id TOKEN t [DELAY ms]

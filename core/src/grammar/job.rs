@@ -75,6 +75,11 @@ pub fn id_only(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>)> {
 pub fn claim(args: &[&[u8]]) -> Result<(QueueKeys, ClaimArgs)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
+    Ok((q, claim_options(&mut c)?))
+}
+
+/// JOB.CLAIM's options, to the end of the words (also after JOB.UPDATE's NEXT).
+fn claim_options(c: &mut Cursor) -> Result<ClaimArgs> {
     let mut a = ClaimArgs { count: 1, ..Default::default() };
     while let Some(kw) = c.keyword() {
         match kw.as_str() {
@@ -99,11 +104,11 @@ pub fn claim(args: &[&[u8]]) -> Result<(QueueKeys, ClaimArgs)> {
                     return Err(AiError::arg("COUNT", "must be at most 1000"));
                 }
             }
-            "CHARGE" => a.charges.push(charge(&mut c)?),
+            "CHARGE" => a.charges.push(charge(c)?),
             _ => return Err(unknown(&kw)),
         }
     }
-    Ok((q, a))
+    Ok(a)
 }
 
 /// Where JOB.CLAIM's keys are, counted in the arguments after the command name: Q and
@@ -149,12 +154,20 @@ fn charge(c: &mut Cursor) -> Result<Charge> {
 
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
 /// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
-pub fn update(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Vec<u8>, UpdateArgs)> {
+/// [NEXT [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE ...]]
+///
+/// Everything after NEXT is the claim that follows the finish (JOB.CLAIM's options).
+pub fn update(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let id = job_id(&mut c)?.to_vec();
     let mut a = UpdateArgs::default();
+    let mut next = None;
     while let Some(kw) = c.keyword() {
+        if kw == "NEXT" {
+            next = Some(claim_options(&mut c)?);
+            break;
+        }
         let known = lease_option(&mut a, &kw, &mut c)?
             || report_option(&mut a, &kw, &mut c, limits)?
             || outcome_option(&mut a, &kw, &mut c, limits)?;
@@ -163,7 +176,46 @@ pub fn update(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Vec<u8>, Upd
         }
     }
     check_update(&a)?;
-    Ok((q, id, a))
+    if next.is_some() && !matches!(a.status, Some(UpdateStatus::Done | UpdateStatus::Error)) {
+        return Err(AiError::arg("NEXT", "is only allowed with STATUS done or error"));
+    }
+    Ok((q, id, a, next))
+}
+
+/// The claim of JOB.UPDATE ... NEXT, with its queue: what a blocked JOB.UPDATE ... NEXT runs
+/// again when it is woken. None without NEXT.
+pub fn next_claim(args: &[&[u8]]) -> Result<Option<(QueueKeys, ClaimArgs)>> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let Some(rest) = next_at(args).and_then(|at| args.get(at + 1..)) else { return Ok(None) };
+    Ok(Some((q, claim_options(&mut Cursor::new(rest))?)))
+}
+
+/// Where JOB.UPDATE's keys are, counted in the arguments after the command name: Q and, after
+/// NEXT, every CHARGE key of the claim.
+pub fn update_key_positions(args: &[&[u8]]) -> Vec<usize> {
+    let mut positions = vec![0];
+    let Some(at) = next_at(args) else { return positions };
+    // the claim's words as JOB.CLAIM's, with NEXT standing where Q stands
+    if let Some(rest) = args.get(at..) {
+        positions.extend(claim_key_positions(rest).into_iter().skip(1).map(|p| p + at));
+    }
+    positions
+}
+
+/// The position of NEXT among JOB.UPDATE's words, walking them as `update` parses them: Q
+/// and the id, then every option but NORETRY takes one value.
+fn next_at(args: &[&[u8]]) -> Option<usize> {
+    let mut i = 2;
+    while let Some(word) = args.get(i) {
+        let kw = Kw::new(word);
+        i += match kw.as_str() {
+            "NEXT" => return Some(i),
+            "NORETRY" => 1,
+            _ => 2,
+        };
+    }
+    None
 }
 
 /// TOKEN, STATUS and LEASE: who moves the job, to where, for how long.
@@ -389,9 +441,46 @@ mod tests {
             assert!(e.message.contains(arg), "{line}: {}", e.message);
         }
         let v = a("q j STATUS error ERROR boom CLASS 429 DELAY 100 TOKEN t");
-        let (_, id, u) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
+        let (_, id, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
         assert_eq!(id, b"j");
         assert_eq!(u.delay_ms, Some(100));
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn update_next_takes_the_claims_options() {
+        let line = "q j TOKEN t STATUS done RESULT {} LEASE 7 NEXT WORKER w LEASE 100 BLOCK 0 COUNT 2 CHARGE rl:{q} COST LIMIT 10 PERIOD 1000";
+        let v = a(line);
+        let (q, id, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
+        assert_eq!((q.name(), id.as_slice(), u.lease_ms), (&b"q"[..], &b"j"[..], Some(7)));
+        let next = next.unwrap();
+        assert_eq!((next.worker.as_deref(), next.lease_ms, next.block_ms, next.count), (Some(&b"w"[..]), Some(100), Some(0), 2));
+        assert_eq!(next.charges.len(), 1);
+        // the claim's CHARGE key is declared, at its place after the command name
+        assert_eq!(update_key_positions(&refs(&v)), vec![0, 20]);
+        assert_eq!(v[20], b"rl:{q}");
+        let (nq, nc) = next_claim(&refs(&v)).unwrap().unwrap();
+        assert_eq!((nq.name(), nc.count), (&b"q"[..], 2));
+        // NEXT alone claims one job, with the claim's defaults
+        let v = a("q j STATUS error ERROR e NEXT");
+        let (_, _, _, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
+        assert_eq!(next, Some(ClaimArgs { count: 1, ..Default::default() }));
+        // a value that reads NEXT is still a value
+        let v = a("q j PROGRESS NEXT STATUS done RESULT {}");
+        let (_, _, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
+        assert_eq!((u.progress.as_deref(), next), (Some(&b"NEXT"[..]), None));
+        assert_eq!(update_key_positions(&refs(&v)), vec![0]);
+        for (bad, arg) in [
+            ("q j NEXT", "NEXT"),
+            ("q j TOKEN t NEXT COUNT 1", "NEXT"),
+            ("q j STATUS running NEXT", "NEXT"),
+            ("q j STATUS done RESULT {} NEXT COUNT 0", "COUNT"),
+            ("q j STATUS done RESULT {} NEXT RESULT {}", "RESULT"),
+        ] {
+            let v = a(bad);
+            let e = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap_err();
+            assert!(e.message.contains(arg), "{bad}: {}", e.message);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod charge;
 pub mod claim;
 pub mod clock;
 pub mod create;
+pub mod next;
 pub mod pending;
 pub mod read;
 pub mod schedule;

@@ -115,6 +115,9 @@ struct GroupView {
     registered: Option<bool>,
     queued: [Option<i64>; 3],
     in_turns: [Option<bool>; 3],
+    /// `running`, `parked` and `cap` as read: a step that moves them back (a job finished
+    /// and the next claimed in one step) writes nothing.
+    stored: (i64, bool, Option<i64>),
 }
 
 fn pidx(p: Priority) -> usize {
@@ -152,6 +155,9 @@ pub struct Tx<'a, S: Store> {
     ops: Vec<Op>,
     meta: MetaView,
     groups: Vec<GroupView>,
+    /// A turn set or a group's queued jobs changed in this step: what a claim would read
+    /// from the store is no longer what the step sees.
+    claim_order_changed: bool,
 }
 
 impl<'a, S: Store> Tx<'a, S> {
@@ -162,10 +168,16 @@ impl<'a, S: Store> Tx<'a, S> {
             now,
             config,
             tally: Tally::default(),
-            ops: Vec::new(),
+            ops: Vec::with_capacity(16),
             meta: MetaView::default(),
             groups: Vec::new(),
+            claim_order_changed: false,
         }
+    }
+
+    /// Whether this step changed a turn set or a group's queued jobs (see `claim::claim_into`).
+    pub fn claim_order_changed(&self) -> bool {
+        self.claim_order_changed
     }
 
     pub fn push(&mut self, op: Op) {
@@ -262,6 +274,7 @@ impl<'a, S: Store> Tx<'a, S> {
         g.cap = cap.filter(|c| *c > 0);
         g.had_cap = g.cap.is_some();
         g.parked = parked.unwrap_or(0) == 1;
+        g.stored = (g.running, g.parked, g.cap);
         Ok(())
     }
 
@@ -310,6 +323,7 @@ impl<'a, S: Store> Tx<'a, S> {
     }
 
     fn set_turn(&mut self, gi: usize, p: Priority, member: bool) -> Result<()> {
+        self.claim_order_changed = true;
         let name = self.groups[gi].name.clone();
         if member {
             let t = self.next_turn()?;
@@ -350,6 +364,7 @@ impl<'a, S: Store> Tx<'a, S> {
         self.ops.push(Op::ZAdd(self.q.status(to), Score::At(job.seq), id.clone()));
         match to {
             Status::Queued => {
+                self.claim_order_changed = true;
                 let gi = self.group(&job.group);
                 let p = job.priority;
                 self.ops.push(Op::ZAdd(self.q.queued(p, &job.group), Score::At(job.seq), id.clone()));
@@ -402,6 +417,7 @@ impl<'a, S: Store> Tx<'a, S> {
         self.ops.push(Op::ZRem(self.q.status(from), id.clone()));
         match from {
             Status::Queued => {
+                self.claim_order_changed = true;
                 let gi = self.group(&job.group);
                 let p = job.priority;
                 let n = (self.queued_in(gi, p)? - 1).max(0);
@@ -530,22 +546,22 @@ impl<'a, S: Store> Tx<'a, S> {
                 continue;
             }
             let idle = g.loaded && g.running == 0 && g.cap.is_none();
-            let key: Key = self.q.group(&g.name);
             if g.maybe_empty && idle {
                 let mut queued = 0;
                 for p in Priority::ORDER {
                     queued += self.queued_in(gi, p)?;
                 }
                 if queued == 0 {
-                    ops.push(Op::Del(key));
+                    ops.push(Op::Del(self.q.group(&self.groups[gi].name)));
                     ops.push(Op::ZRem(self.q.groups(), self.groups[gi].name.clone()));
                     continue;
                 }
             }
             let g = &self.groups[gi];
-            if !g.changed {
+            if !g.changed || g.stored == (g.running, g.parked, g.cap) {
                 continue;
             }
+            let key: Key = self.q.group(&g.name);
             let mut fields = vec![
                 (group_field::RUNNING.as_bytes().to_vec(), g.running.to_string().into_bytes()),
                 (group_field::PARKED.as_bytes().to_vec(), (g.parked as i64).to_string().into_bytes()),
