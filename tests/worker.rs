@@ -231,7 +231,8 @@ fn tokens_fence_every_worker_move() {
     let srv = Server::start();
     let mut c = srv.conn();
     let id = create(&mut c, "q", &[]);
-    let (_, tok) = claim(&mut c, "q", &["LEASE", "300"]).unwrap();
+    // a lease long enough that a starved test thread never loses it by accident
+    let (_, tok) = claim(&mut c, "q", &["LEASE", "5000"]).unwrap();
     let before = digest(&mut c);
     for words in [
         vec!["JOB.UPDATE", "q", &id, "PROGRESS", "x"],
@@ -242,10 +243,15 @@ fn tokens_fence_every_worker_move() {
         assert!(err(&mut c, &words).starts_with("LEASELOST"), "{words:?}");
     }
     assert_eq!(digest(&mut c), before, "refused updates change nothing");
-    // heartbeats extend the lease beyond its first end
-    for _ in 0..4 {
-        thread::sleep(Duration::from_millis(150));
+    // each heartbeat extends the lease by the claim's LEASE from its own instant
+    let lease_until = |c: &mut Connection| fi(&ok(c, &["JOB.GET", "q", &id]), "lease_until");
+    let mut last = lease_until(&mut c);
+    for _ in 0..3 {
+        thread::sleep(Duration::from_millis(20));
         ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "PERCENT", "10"]);
+        let now = lease_until(&mut c);
+        assert!(now > last, "a heartbeat moved lease_until from {last} to {now}");
+        last = now;
     }
     assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &id]), "status"), "running");
     ok(&mut c, &["JOB.UPDATE", "q", &id, "TOKEN", &tok, "LEASE", "100"]);
@@ -336,8 +342,10 @@ fn deadlines_end_unclaimed_jobs() {
     let delayed = create(&mut c, "q", &["DEADLINE", "150", "DELAY", "10000"]);
     let taken = create(&mut c, "q2", &["DEADLINE", "150"]);
     claim(&mut c, "q2", &[]).unwrap();
-    wait_until(Duration::from_secs(3), "the deadline to pass", || {
-        (fs(&ok(&mut c, &["JOB.GET", "q", &late]), "status") == "error").then_some(())
+    // both deadlines pass, maybe in two ticks: wait for both, not for the first only
+    wait_until(Duration::from_secs(3), "the deadlines to pass", || {
+        let status = |c: &mut Connection, id: &str| fs(&ok(c, &["JOB.GET", "q", id]), "status");
+        (status(&mut c, &late) == "error" && status(&mut c, &delayed) == "error").then_some(())
     });
     let rec = ok(&mut c, &["JOB.GET", "q", &late]);
     assert_eq!(fs(&rec, "error_class"), "deadline");
@@ -487,10 +495,13 @@ fn digests_match_after_leases_retries_and_delays() {
             }
         }
     }
+    // until nothing moves any more. How many end queued depends on the machine: on a slow
+    // one a lease runs out during the loop above and a later claim takes that job again.
     wait_until(Duration::from_secs(5), "leases to expire and retries to come due", || {
-        (stat(&mut m, "w", "running") == 0 && stat(&mut m, "w", "delayed") == 0 && stat(&mut m, "w", "queued") == 20)
-            .then_some(())
+        (stat(&mut m, "w", "running") == 0 && stat(&mut m, "w", "delayed") == 0).then_some(())
     });
+    let settled: i64 = ["queued", "done", "error"].iter().map(|s| stat(&mut m, "w", s)).sum();
+    assert_eq!(settled, 30);
     wait_synced(&master, &replica);
     let mut r = replica.conn();
     let d = digest(&mut m);
@@ -544,7 +555,9 @@ fn a_large_backlog_coming_due_never_stalls_the_server() {
     };
     let (most_moves, longest_us) = (counter("aijob_timer_max_tick_moves:"), counter("aijob_timer_max_tick_us:"));
     eprintln!("{N} due jobs moved; {samples} PINGs, slowest {worst:?}; busiest tick {most_moves} moves, longest {longest_us} us");
-    assert!(samples > 20, "the drain took several ticks");
+    // that the drain took many ticks is shown by the busiest tick's moves below (a count
+    // of PINGs would depend on how the machine schedules this test's threads)
+    assert!(samples > 0);
     // the work of one tick is bounded (2000 moves, and in practice the 10 ms budget stops
     // it far earlier); wall time is only checked against a stall, since a starved machine
     // stretches any tick

@@ -238,9 +238,12 @@ fn echo_only_says_so_and_runs_echo_jobs() {
     let r = wait_finished(&mut c, "demo", &id, T);
     assert_eq!(fs(&r, "status"), "done");
     assert_eq!(job_json(&mut c, "demo", &id)["result"]["text"], "hey");
-    let logs = f.logs();
+    // the log line follows the job's JOB.UPDATE: wait for it
+    let logs = wait_until(Duration::from_secs(5), "the job's log line", || {
+        let logs = f.logs();
+        (logs.contains("job finished") && logs.contains(&id)).then_some(logs)
+    });
     assert!(logs.contains("echo only: no API keys set"), "{logs}");
-    assert!(logs.contains("job finished") && logs.contains(&id), "one line per job outcome: {logs}");
 }
 
 #[test]

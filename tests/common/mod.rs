@@ -189,7 +189,12 @@ impl Drop for Server {
 }
 
 /// Polls `f` until it returns Some, or panics after `timeout` with `what`.
+///
+/// The timeout is stretched by `AIJOB_TEST_TIMEOUT_SCALE` (default 3): a wait ends as soon
+/// as its condition holds, so a long timeout costs a passing test nothing, while a starved
+/// machine (a shared CI runner, parallel builds) stretches every tick and every reply.
 pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let timeout = timeout * timeout_scale();
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -200,6 +205,11 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// How much longer than written every wait may take (`AIJOB_TEST_TIMEOUT_SCALE`, default 3).
+pub fn timeout_scale() -> u32 {
+    std::env::var("AIJOB_TEST_TIMEOUT_SCALE").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(3)
 }
 
 /// Runs a command given as words.

@@ -57,6 +57,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    let timeout = timeout * timeout_scale();
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f().await {
