@@ -206,20 +206,49 @@ function claimRows(ctx, depth) {
         '1795802400000']] },
     ],
   };
+  // JOB.UPDATE ... NEXT: every operation finishes a held job and takes the next one, so
+  // the workers hold CLIENTS x P jobs throughout (claimed ahead, in `prepare`)
+  const held = [];
+  const nextFlow = {
+    init: () => held.pop(),
+    steps: [
+      { send: (s) => [['JOB.UPDATE', 'next', s.id, 'TOKEN', s.token, 'STATUS', 'done', 'RESULT', payloads.RESULT_1K,
+        'NEXT', 'WORKER', 'w', 'LEASE', '3600000']],
+        recv: (s, [[status, got]]) => {
+          if (status !== 'done' || !got.length) throw new Error('next row: the queue ran dry');
+          held.push({ id: field(got[0], 'id'), token: field(got[0], 'token') });
+        } },
+    ],
+  };
+  const holdAhead = async (n) => {
+    const ahead = CLIENTS * depth;
+    await prefill(pool[0], n + ahead - held.length, () => ['JOB.CREATE', 'next', 'PAYLOAD', payloads.PAYLOAD_1K]);
+    while (held.length < ahead) {
+      const got = await pool[0].call('JOB.CLAIM', 'next', 'WORKER', 'w', 'LEASE', '3600000',
+        'COUNT', String(Math.min(1000, ahead - held.length)));
+      for (const rec of got) held.push({ id: field(rec, 'id'), token: field(rec, 'token') });
+    }
+  };
   const jobJson = (i) => `{"id":"${(uniq + i).toString(16).padStart(16, '0')}","payload":${payloads.PAYLOAD_1K}}`;
+  const plain = () => flowSide(pool, depth, 'LMOVE+HSET', plainFlow, {
+    counts: ['lmove', 'hset'],
+    prepare: async (n) => {
+      await prefill(pool[0], n, (i) => ['LPUSH', 'rq', jobJson(i)]);
+      uniq += n;
+    },
+  });
   return [{
     row: 'JOB.CLAIM + JOB.UPDATE done (1 KB payload, 1 KB result) vs LMOVE + HSET', depth,
     A: flowSide(pool, depth, 'CLAIM+UPDATE', moduleFlow, {
       counts: ['job.claim', 'job.update'],
       prepare: (n) => prefill(pool[0], n, () => ['JOB.CREATE', 'work', 'PAYLOAD', payloads.PAYLOAD_1K]),
     }),
-    B: flowSide(pool, depth, 'LMOVE+HSET', plainFlow, {
-      counts: ['lmove', 'hset'],
-      prepare: async (n) => {
-        await prefill(pool[0], n, (i) => ['LPUSH', 'rq', jobJson(i)]);
-        uniq += n;
-      },
-    }),
+    B: plain(),
+    target: null,
+  }, {
+    row: 'JOB.UPDATE done ... NEXT (finish + claim in one command, 1 KB payload, 1 KB result) vs LMOVE + HSET', depth,
+    A: flowSide(pool, depth, 'UPDATE NEXT', nextFlow, { counts: ['job.update'], prepare: holdAhead }),
+    B: plain(),
     target: null,
   }];
 }
@@ -328,19 +357,22 @@ async function runE2E(ctx, lines, notes, log) {
 
 async function runJobLife(ctx, lines, notes, log) {
   const retained = QUICK ? 5000 : 40000;
-  await ctx.admin.call('FLUSHALL');
-  await server.sleep(200);
-  const m = await e2e.jobLife(ctx.admin, ctx.port, { n: PLAN.e2eN, c: E2E_WORKERS, retained,
-    payload: payloads.PAYLOAD_1K, result: payloads.RESULT_1K });
-  const target = 15;
-  const line = `| job life: server µs per job (every JOB.* command), N=${PLAN.e2eN} created ahead, ` +
-    `C=${E2E_WORKERS} blocking workers, ${retained} finished jobs retained, 1 KB payload + 1 KB result | - | - | - | - | ` +
-    `${fmtUs(m.perJob)} | <= ${target} µs | ${m.perJob <= target ? 'yes' : '**no**'} |`;
-  lines.push(line);
-  log(line);
-  const parts = Object.entries(m.by).sort((a, b) => b[1] - a[1])
-    .map(([name, us]) => `${name} ${fmtUs(us)} µs (${m.calls[name].toFixed(2)} calls)`);
-  notes.push(`Job life: per job, ${parts.join(', ')}.`);
+  for (const next of [true, false]) {
+    await ctx.admin.call('FLUSHALL');
+    await server.sleep(200);
+    const m = await e2e.jobLife(ctx.admin, ctx.port, { n: PLAN.e2eN, c: E2E_WORKERS, retained,
+      payload: payloads.PAYLOAD_1K, result: payloads.RESULT_1K, next });
+    const target = 15;
+    const how = next ? 'JOB.UPDATE ... NEXT' : 'JOB.CLAIM + JOB.UPDATE';
+    const line = `| job life, ${how}: server µs per job (every JOB.* command), N=${PLAN.e2eN} created ahead, ` +
+      `C=${E2E_WORKERS} blocking workers, ${retained} finished jobs retained, 1 KB payload + 1 KB result | - | - | - | - | ` +
+      `${fmtUs(m.perJob)} | <= ${target} µs | ${m.perJob <= target ? 'yes' : '**no**'} |`;
+    lines.push(line);
+    log(line);
+    const parts = Object.entries(m.by).sort((a, b) => b[1] - a[1])
+      .map(([name, us]) => `${name} ${fmtUs(us)} µs (${m.calls[name].toFixed(2)} calls)`);
+    notes.push(`Job life with ${how}: per job, ${parts.join(', ')}.`);
+  }
 }
 
 async function runMemory(ctx, lines, notes, log) {

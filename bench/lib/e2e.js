@@ -23,32 +23,54 @@ function field(rec, name) {
   return undefined;
 }
 
+/**
+ * One worker's loop until `state.done` reaches `n`: JOB.CLAIM ... BLOCK 1000 for a first
+ * job, then (`next`) JOB.UPDATE ... STATUS done ... NEXT ... BLOCK 1000, which finishes it
+ * and hands back the next one, or (without `next`) JOB.UPDATE ... STATUS done and a new
+ * claim. Calls `onDone` after each finish.
+ */
+async function workLoop(conn, { q, worker, result, n, state, next, onDone }) {
+  let job = null;
+  const claimArgs = ['WORKER', worker, 'BLOCK', '1000'];
+  while (state.done < n) {
+    try {
+      if (!job) {
+        const got = await conn.call('JOB.CLAIM', q, ...claimArgs);
+        if (!got || !got.length) continue;
+        [job] = got;
+      }
+      const finish = ['JOB.UPDATE', q, field(job, 'id'), 'TOKEN', field(job, 'token'), 'STATUS', 'done',
+        'RESULT', result];
+      if (next) {
+        const [, got] = await conn.call(...finish, 'NEXT', ...claimArgs);
+        job = got && got.length ? got[0] : null;
+      } else {
+        await conn.call(...finish);
+        job = null;
+      }
+    } catch (e) {
+      if (state.done >= n) return; // disconnected at the end
+      throw e;
+    }
+    state.done += 1;
+    onDone();
+  }
+}
+
 async function aijob(port, n, c, payload) {
   const q = `e2e${serial++}`;
   const producer = new Redis({ port });
   const workers = Array.from({ length: c }, () => new Redis({ port }));
   await Promise.all([producer, ...workers].map((r) => r.ping()));
-  let done = 0;
+  const state = { done: 0 };
   let end = null;
-  const work = async (conn, i) => {
-    while (done < n) {
-      let got;
-      try {
-        got = await conn.call('JOB.CLAIM', q, 'WORKER', `w${i}`, 'BLOCK', '1000');
-      } catch (e) {
-        if (done >= n) return; // disconnected at the end
-        throw e;
-      }
-      if (!got || !got.length) continue;
-      const rec = got[0];
-      await conn.call('JOB.UPDATE', q, field(rec, 'id'), 'TOKEN', field(rec, 'token'), 'STATUS', 'done',
-        'RESULT', RESULT);
-      if (++done === n) {
+  const work = (conn, i) => workLoop(conn, { q, worker: `w${i}`, result: RESULT, n, state, next: true,
+    onDone: () => {
+      if (state.done === n) {
         end = now();
         for (const w of workers) w.disconnect(); // wakes the others out of BLOCK
       }
-    }
-  };
+    } });
   const produce = async () => {
     for (let i = 0; i < n; i += BATCH) {
       const p = producer.pipeline();
@@ -99,11 +121,12 @@ async function bullmq(port, n, c, payload) {
  * Server time of one job's life the way workers really run: `retained` finished jobs of
  * an earlier round stay in the queue (default retention), `n` jobs (1 KB payload) are
  * created ahead of the workers, then `c` workers drain the queue with blocking claims and
- * finish each job with a 1 KB result. INFO commandstats is reset once before the creates:
+ * finish each job with a 1 KB result (`next`: with JOB.UPDATE ... NEXT, else with JOB.CLAIM
+ * and JOB.UPDATE). INFO commandstats is reset once before the creates:
  * the usec of every JOB.* command, divided by `n`, is the job's life in server µs.
  * Returns { perJob, by: { 'job.create': usPerJob, ... }, calls: { name: callsPerJob } }.
  */
-async function jobLife(admin, port, { n, c, retained, payload, result }) {
+async function jobLife(admin, port, { n, c, retained, payload, result, next }) {
   const q = `life${serial++}`;
   const conn = new Redis({ port });
   const workers = Array.from({ length: c }, () => new Redis({ port }));
@@ -129,23 +152,11 @@ async function jobLife(admin, port, { n, c, retained, payload, result }) {
   }
   await admin.call('CONFIG', 'RESETSTAT');
   await createAll(n);
-  let done = 0;
-  const work = async (w, i) => {
-    while (done < n) {
-      let got;
-      try {
-        got = await w.call('JOB.CLAIM', q, 'WORKER', `w${i}`, 'BLOCK', '1000');
-      } catch (e) {
-        if (done >= n) return;
-        throw e;
-      }
-      if (!got || !got.length) continue;
-      const rec = got[0];
-      await w.call('JOB.UPDATE', q, field(rec, 'id'), 'TOKEN', field(rec, 'token'), 'STATUS', 'done',
-        'RESULT', result);
-      if (++done === n) for (const x of workers) x.disconnect();
-    }
-  };
+  const state = { done: 0 };
+  const work = (w, i) => workLoop(w, { q, worker: `w${i}`, result, n, state, next,
+    onDone: () => {
+      if (state.done === n) for (const x of workers) x.disconnect();
+    } });
   await Promise.all(workers.map(work));
   conn.disconnect();
   const stats = await commandStats(admin);
