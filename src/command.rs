@@ -107,6 +107,18 @@ pub fn run(ctx: *mut raw::RedisModuleCtx, argv: &[*mut raw::RedisModuleString], 
     }
 }
 
+/// While used memory is over `maxmemory`, checks what would start new work against the
+/// rules of `aijob_core::oom` (Redis's own `deny-oom` check covers only whole commands, and
+/// not a blocked claim's wake-up): a refusal is counted in `INFO aijob`.
+pub fn when_memory_full(ctx: *mut raw::RedisModuleCtx, rule: impl FnOnce() -> Result<()>) -> Result<()> {
+    if !ffi::memory_full(ctx) {
+        return Ok(());
+    }
+    rule().inspect_err(|_| {
+        crate::info::c::oom_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
+}
+
 /// An error reply's text: one line of printable ASCII. Echoed arguments can hold any byte,
 /// and the crate's reply path truncates non-ASCII characters to single bytes (invalid UTF-8
 /// that clients refuse to parse), so anything else becomes `?`.

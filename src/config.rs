@@ -1,9 +1,9 @@
 //! The module configs (`CONFIG SET aijob.<name>`), backed by atomics and read once per
 //! command into the core's `Config`.
 
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering::Relaxed};
 
-use aijob_core::config::Config;
+use aijob_core::config::{Config, MemoryPolicy};
 
 pub static RETENTION_MS: AtomicI64 = AtomicI64::new(3_600_000);
 pub static CACHE_TTL_MS: AtomicI64 = AtomicI64::new(86_400_000);
@@ -15,6 +15,23 @@ pub static MAX_PAYLOAD_BYTES: AtomicI64 = AtomicI64::new(16 * 1024 * 1024);
 pub static EVENTS_MAXLEN: AtomicI64 = AtomicI64::new(10_000);
 pub static JSON_MAX_DEPTH: AtomicI64 = AtomicI64::new(128);
 pub static EVENT_RESULT_MAX_BYTES: AtomicI64 = AtomicI64::new(4096);
+pub static MAX_USAGE: AtomicI64 = AtomicI64::new(100_000_000);
+/// `aijob.allow-eviction`: the operator accepts that an eviction policy may lose jobs.
+pub static ALLOW_EVICTION: AtomicBool = AtomicBool::new(false);
+
+/// The `maxmemory-policy` (`MemoryPolicy::code`) under which this server may evict aijob's
+/// keys, or `NO_EVICTION_RISK`; kept by `eviction.rs`.
+pub static EVICTION_RISK: AtomicU8 = AtomicU8::new(NO_EVICTION_RISK);
+pub const NO_EVICTION_RISK: u8 = u8::MAX;
+
+/// The policy new work is refused under: the risk stands and the operator did not accept it.
+pub fn eviction_guard() -> Option<MemoryPolicy> {
+    match EVICTION_RISK.load(Relaxed) {
+        NO_EVICTION_RISK => None,
+        _ if ALLOW_EVICTION.load(Relaxed) => None,
+        code => Some(MemoryPolicy::from_code(code)),
+    }
+}
 
 pub fn snapshot() -> Config {
     Config {
@@ -28,5 +45,7 @@ pub fn snapshot() -> Config {
         events_maxlen: EVENTS_MAXLEN.load(Relaxed),
         json_max_depth: JSON_MAX_DEPTH.load(Relaxed),
         event_result_max_bytes: EVENT_RESULT_MAX_BYTES.load(Relaxed),
+        max_usage: MAX_USAGE.load(Relaxed),
+        eviction_guard: eviction_guard(),
     }
 }

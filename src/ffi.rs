@@ -9,14 +9,17 @@
 //!
 //! The rule that makes these wrappers safe: a raw `RedisModuleCtx` or `RedisModuleString`
 //! pointer handed to them is one Redis gave the module for the call being served (a
-//! context, a command argument) or one an [`RStr`] or [`Field`] owns. The module makes no
-//! such pointer any other way.
+//! context, a command argument) or one an [`RStr`], [`Field`] or [`HeldArg`] owns. The
+//! module makes no such pointer any other way. Worker threads (offload.rs) call only the
+//! two thread-safe functions of [`BlockedClient`], read the bytes of a [`HeldArg`], and
+//! lower their own priority.
 
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
 use std::os::raw::{c_char, c_int, c_long, c_longlong, c_void};
 use std::ptr;
 
@@ -41,7 +44,14 @@ pub const KEYTYPE_STREAM: c_int = 7;
 pub const FLAG_LUA: c_int = 1 << 0;
 pub const FLAG_MULTI: c_int = 1 << 1;
 pub const FLAG_MASTER: c_int = 1 << 2;
+/// A replica that refuses writes.
+pub const FLAG_READONLY: c_int = 1 << 4;
 pub const FLAG_CLUSTER: c_int = 1 << 5;
+/// Used memory is above `maxmemory`.
+pub const FLAG_OOM: c_int = 1 << 10;
+/// `maxmemory` is set (and this node enforces it), and its policy may evict keys.
+pub const FLAG_MAXMEMORY: c_int = raw::REDISMODULE_CTX_FLAGS_MAXMEMORY as c_int;
+pub const FLAG_EVICT: c_int = raw::REDISMODULE_CTX_FLAGS_EVICT as c_int;
 pub const FLAG_LOADING: c_int = 1 << 13;
 pub const FLAG_DENY_BLOCKING: c_int = 1 << 21;
 
@@ -605,6 +615,12 @@ pub fn context_flags(ctx: *mut raw::RedisModuleCtx) -> c_int {
     }
 }
 
+/// Whether used memory is over `maxmemory` now, by Redis's own test: the one that refuses
+/// commands flagged `deny-oom` (`getMaxmemoryState`, read live, not as the command began).
+pub fn memory_full(ctx: *mut raw::RedisModuleCtx) -> bool {
+    context_flags(ctx) & FLAG_OOM != 0
+}
+
 /// The db the context works on.
 pub fn selected_db(ctx: *mut raw::RedisModuleCtx) -> c_int {
     match optional!(RedisModule_GetSelectedDb) {
@@ -749,6 +765,73 @@ pub fn log(ctx: *mut raw::RedisModuleCtx, level: &CStr, line: &str) {
     // SAFETY: a live (or null: logged without the module's name) context and C strings
     // that outlive the call; "%s" consumes exactly the one argument given.
     unsafe { log(ctx, level.as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
+}
+
+// ---- server settings and events ----
+
+/// The server's `maxmemory` (bytes, 0 for none) and `maxmemory-policy`, read from its
+/// `INFO memory` section (no command call; Redis 6.0+).
+pub fn memory_settings(ctx: *mut raw::RedisModuleCtx) -> Result<(u64, Vec<u8>)> {
+    let (get, free) = (required!(RedisModule_GetServerInfo), required!(RedisModule_FreeServerInfo));
+    let (text, unsigned) =
+        (required!(RedisModule_ServerInfoGetFieldC), required!(RedisModule_ServerInfoGetFieldUnsigned));
+    // SAFETY: a live context (the module's pointer rule) and a C string; the data is freed below.
+    let info = unsafe { get(ctx, c"memory".as_ptr()) };
+    if info.is_null() {
+        return Err(AiError::syntax("INFO memory could not be read"));
+    }
+    let mut failed: c_int = 0;
+    // SAFETY: live info data and C strings; `failed` is ours.
+    let maxmemory = unsafe { unsigned(info, c"maxmemory".as_ptr(), &mut failed) };
+    // SAFETY: live info data; the C string it returns lives until the data is freed, and
+    // is copied before that.
+    let policy = unsafe {
+        let p = text(info, c"maxmemory_policy".as_ptr());
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_bytes().to_vec())
+    };
+    // SAFETY: frees the data made above, once; nothing borrowed from it is kept.
+    unsafe { free(ctx, info) };
+    match (failed, policy) {
+        (0, Some(policy)) => Ok((maxmemory as u64, policy)),
+        _ => Err(AiError::syntax("INFO memory lacks maxmemory or maxmemory_policy")),
+    }
+}
+
+thread_local! {
+    /// What `config_changed` calls (set once, by `on_config_change`).
+    static CONFIG_HANDLER: std::cell::Cell<Option<fn(*mut raw::RedisModuleCtx)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Calls `handler` after every CONFIG SET, with the server's context (the server event
+/// `RedisModuleEvent_Config`, Redis 7.0+). An error where the server lacks the event: the
+/// caller then watches another way.
+pub fn on_config_change(ctx: *mut raw::RedisModuleCtx, handler: fn(*mut raw::RedisModuleCtx)) -> Result<()> {
+    let subscribe = required!(RedisModule_SubscribeToServerEvent);
+    let event = raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_CONFIG, dataver: 1 };
+    if let Some(supported) = optional!(RedisModule_IsSubEventSupported) {
+        // SAFETY: takes plain values only.
+        if unsafe { supported(event, raw::REDISMODULE_SUBEVENT_CONFIG_CHANGE) } == 0 {
+            return Err(missing("RedisModuleEvent_Config"));
+        }
+    }
+    CONFIG_HANDLER.with(|h| h.set(Some(handler)));
+    // SAFETY: a live context; `config_changed` has the signature Redis calls and lives for
+    // the process.
+    if unsafe { subscribe(ctx, event, Some(config_changed)) } != OK {
+        return Err(missing("RedisModuleEvent_Config"));
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn config_changed(
+    ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    _sub: u64,
+    _data: *mut c_void,
+) {
+    if let Some(handler) = CONFIG_HANDLER.with(|h| h.get()) {
+        handler(ctx);
+    }
 }
 
 // ---- replies ----
@@ -926,4 +1009,190 @@ unsafe fn copy_args(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Vec<
         // SAFETY: `i < argc`, within the array the caller vouches for.
         .map(|i| bytes_of(unsafe { *argv.add(i) }).unwrap_or_default())
         .collect()
+}
+
+// ---- work handed to a worker thread ----
+//
+// The only calls made off the main thread are RedisModule_UnblockClient and
+// RedisModule_BlockedClientMeasureTimeEnd, which Redis documents for threads; their
+// pointers are read on the main thread, when the client is blocked. A worker otherwise
+// reads the bytes of strings held for it, and nothing else of Redis.
+
+/// A command argument held for a worker thread: its bytes stay alive and unchanged while
+/// this lives, even if the client goes away (Redis changes a string in place only while
+/// no one else holds it). Made and dropped on the main thread only, since Redis's
+/// reference counts are not atomic; in between, any thread may read the bytes.
+pub struct HeldArg {
+    ptr: *mut raw::RedisModuleString,
+    data: *const u8,
+    len: usize,
+}
+
+// SAFETY: what another thread does with a HeldArg is read bytes that no one changes while
+// the string is held; its owner drops it on the main thread (see the type's note).
+unsafe impl Send for HeldArg {}
+
+impl HeldArg {
+    /// Holds `s`, a live module string (an argument of the command being served).
+    pub fn hold(s: *mut raw::RedisModuleString) -> Result<HeldArg> {
+        let hold = required!(RedisModule_HoldString);
+        // SAFETY: a live string; with no context Redis adds a reference of ours (or, for a
+        // string it cannot share, makes a copy), which only FreeString in `drop` releases.
+        let ptr = unsafe { hold(ptr::null_mut(), s) };
+        if ptr.is_null() {
+            return Err(AiError::syntax("out of memory holding an argument"));
+        }
+        let mut held = HeldArg { ptr, data: ptr::null(), len: 0 };
+        let bytes = string_bytes(held.ptr)?;
+        (held.data, held.len) = (bytes.as_ptr(), bytes.len());
+        Ok(held)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        if self.data.is_null() {
+            return &[];
+        }
+        // SAFETY: `data` and `len` are what StringPtrLen said of the held string, which
+        // stays alive and unchanged while `self` holds it.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+impl Drop for HeldArg {
+    fn drop(&mut self) {
+        if let Some(free) = optional!(RedisModule_FreeString) {
+            // SAFETY: releases the reference `hold` took, once, on the main thread.
+            unsafe { free(ptr::null_mut(), self.ptr) };
+        }
+    }
+}
+
+/// Makes the calling thread nicer by `by` (Linux: nice values are per thread), so that it
+/// yields the CPU to Redis's main thread whenever both want it. Best effort: a thread left
+/// at the normal priority works the same, without the preference.
+pub fn lower_thread_priority(by: c_int) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid takes nothing; setpriority with PRIO_PROCESS and a thread id changes
+    // that one thread's nice value and reports a failure by its return value.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, by);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = by;
+}
+
+/// What a client blocked by [`block_client`] gets back from its worker thread. Redis calls
+/// these on the main thread.
+pub trait Unblocked: Send + Sized + 'static {
+    /// The worker is done and the client is still connected: reply. `result` is None when
+    /// the worker's handle was dropped without a result (a bug).
+    fn reply(result: Option<&mut Self>, ctx: *mut raw::RedisModuleCtx);
+    /// The last use of the result, whether `reply` ran or the client had gone.
+    fn release(self, ctx: *mut raw::RedisModuleCtx);
+    /// CLIENT UNBLOCK ended the wait before the worker was done: reply. The worker's
+    /// result, when it comes, is only released.
+    fn unblocked_early(ctx: *mut raw::RedisModuleCtx);
+}
+
+type UnblockFn = unsafe extern "C" fn(*mut raw::RedisModuleBlockedClient, *mut c_void) -> c_int;
+type MeasureFn = unsafe extern "C" fn(*mut raw::RedisModuleBlockedClient) -> c_int;
+
+/// A client blocked until a worker thread hands back a `T`. Dropped without `unblock`, it
+/// unblocks the client with no result, so no client ever waits forever.
+pub struct BlockedClient<T: Unblocked> {
+    ptr: *mut raw::RedisModuleBlockedClient,
+    unblock: UnblockFn,
+    measure_end: Option<MeasureFn>,
+    result: PhantomData<fn(T)>,
+}
+
+// SAFETY: another thread only calls UnblockClient and BlockedClientMeasureTimeEnd on the
+// handle (both made for threads, through pointers read on the main thread), once.
+unsafe impl<T: Unblocked> Send for BlockedClient<T> {}
+
+/// Blocks the calling client until a worker hands back a `T`, with no timeout (CLIENT
+/// UNBLOCK may still end the wait). The caller checked that this context may block
+/// (not inside MULTI, a script, or a call that denies blocking).
+pub fn block_client<T: Unblocked>(ctx: *mut raw::RedisModuleCtx) -> Result<BlockedClient<T>> {
+    let block = required!(RedisModule_BlockClient);
+    let unblock = required!(RedisModule_UnblockClient);
+    required!(RedisModule_GetBlockedClientPrivateData);
+    // SAFETY: the live context of a command being served, where blocking is allowed (the
+    // caller's promise); callbacks with the signatures Redis calls; 0: no timeout.
+    let ptr = unsafe { block(ctx, Some(reply_with::<T>), Some(unblocked_early::<T>), Some(release::<T>), 0) };
+    if ptr.is_null() {
+        return Err(AiError::syntax("could not block the client"));
+    }
+    if let Some(start) = optional!(RedisModule_BlockedClientMeasureTimeStart) {
+        // SAFETY: a live blocked-client handle; this only starts its clock, so the
+        // worker's time shows in the command's stats and the slowlog.
+        unsafe { start(ptr) };
+    }
+    let measure_end = optional!(RedisModule_BlockedClientMeasureTimeEnd);
+    Ok(BlockedClient { ptr, unblock, measure_end, result: PhantomData })
+}
+
+impl<T: Unblocked> BlockedClient<T> {
+    /// Ends the block with `result`, from any thread: Redis then calls `T::reply` (if the
+    /// client is still there) and `T::release` on the main thread.
+    pub fn unblock(mut self, result: T) {
+        let privdata = Box::into_raw(Box::new(result)) as *mut c_void;
+        self.finish(privdata);
+    }
+
+    fn finish(&mut self, privdata: *mut c_void) {
+        let bc = std::mem::replace(&mut self.ptr, ptr::null_mut());
+        if bc.is_null() {
+            return;
+        }
+        if let Some(end) = self.measure_end {
+            // SAFETY: the live handle, whose clock `block_client` started.
+            unsafe { end(bc) };
+        }
+        // SAFETY: the live handle, unblocked once (`ptr` is null from here on); Redis owns
+        // `privdata` until it hands it to `release`.
+        unsafe { (self.unblock)(bc, privdata) };
+    }
+}
+
+impl<T: Unblocked> Drop for BlockedClient<T> {
+    fn drop(&mut self) {
+        self.finish(ptr::null_mut());
+    }
+}
+
+unsafe extern "C" fn reply_with<T: Unblocked>(
+    ctx: *mut raw::RedisModuleCtx,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    let result = match optional!(RedisModule_GetBlockedClientPrivateData) {
+        // SAFETY: the reply callback's context, which carries what `unblock` passed: a
+        // `Box<T>` turned into a pointer, or null.
+        Some(get) => (unsafe { get(ctx) }) as *mut T,
+        None => ptr::null_mut(),
+    };
+    // SAFETY: a non-null pointer is the live `Box<T>` of `unblock`, freed only in
+    // `release`, after this callback; nothing else uses it meanwhile.
+    T::reply(unsafe { result.as_mut() }, ctx);
+    OK
+}
+
+unsafe extern "C" fn release<T: Unblocked>(ctx: *mut raw::RedisModuleCtx, privdata: *mut c_void) {
+    if privdata.is_null() {
+        return;
+    }
+    // SAFETY: `privdata` is the `Box<T>` `unblock` made; Redis hands it here once.
+    let result = unsafe { Box::from_raw(privdata as *mut T) };
+    result.release(ctx);
+}
+
+unsafe extern "C" fn unblocked_early<T: Unblocked>(
+    ctx: *mut raw::RedisModuleCtx,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    T::unblocked_early(ctx);
+    OK
 }

@@ -33,6 +33,7 @@ counters!(
     ratelimit_denied,
     charges_denied,
     usage_settled,
+    usage_unsettled,
     schedule_runs,
     timer_ticks,
     timer_moves,
@@ -40,6 +41,17 @@ counters!(
     timer_max_tick_moves,
     known_queues,
     panics,
+    oom_refusals,
+    timer_paused_oom,
+    oom_lease_renewals,
+    index_entries_dropped,
+    records_reindexed,
+    repair_passes,
+    repair_counters_set,
+    repair_sweeps,
+    repair_max_tick_us,
+    offloaded,
+    offload_inflight,
 );
 
 pub fn add(t: &Tally) {
@@ -57,6 +69,9 @@ pub fn add(t: &Tally) {
         (&c::schedule_runs, t.schedule_runs),
         (&c::charges_denied, t.charges_denied),
         (&c::usage_settled, t.usage_settled),
+        (&c::usage_unsettled, t.usage_unsettled),
+        (&c::index_entries_dropped, t.index_entries_dropped),
+        (&c::records_reindexed, t.records_reindexed),
     ];
     for (counter, n) in pairs {
         if n > 0 {
@@ -65,11 +80,16 @@ pub fn add(t: &Tally) {
     }
 }
 
-pub fn info(ctx: &InfoContext, _for_crash_report: bool) {
+/// Writes the `aijob` INFO section: the counters, then `extra` (the state other parts
+/// report, handed in by lib.rs so this file depends on none of them).
+pub fn section(ctx: &InfoContext, extra: Vec<(&'static str, String)>) {
     let build = || -> redis_module::RedisResult<()> {
         let mut section = ctx.builder().add_section("stats");
         for (name, value) in fields() {
             section = section.field(name, value.to_string())?;
+        }
+        for (name, value) in extra {
+            section = section.field(name, value)?;
         }
         section.build_section()?.build_info()?;
         Ok(())

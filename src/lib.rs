@@ -12,16 +12,18 @@ mod command;
 mod commands;
 mod config;
 mod entropy;
+mod eviction;
 mod ffi;
 mod guard;
 mod info;
 mod logging;
+mod offload;
 mod register;
+mod repair;
 mod reply;
 mod store;
 mod timer;
 
-use info::info as info_section;
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
@@ -29,6 +31,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     if register::register(ctx) == Status::Err {
         return Status::Err;
     }
+    eviction::watch(ctx.ctx);
     timer::start(ctx);
     Status::Ok
 }
@@ -53,10 +56,20 @@ redis_module! {
             ["events-maxlen", &config::EVENTS_MAXLEN, 10_000, 0, 1_000_000_000, ConfigurationFlags::DEFAULT, None],
             ["json-max-depth", &config::JSON_MAX_DEPTH, 128, 1, 100_000, ConfigurationFlags::DEFAULT, None],
             ["event-result-max-bytes", &config::EVENT_RESULT_MAX_BYTES, 4096, 0, 536_870_912, ConfigurationFlags::DEFAULT, None],
+            ["max-usage", &config::MAX_USAGE, 100_000_000, 1, 1_000_000_000_000_000, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
-        bool: [],
+        bool: [
+            ["allow-eviction", &config::ALLOW_EVICTION, false, ConfigurationFlags::DEFAULT, None],
+        ],
         enum: [],
         module_args_as_configuration: true,
     ]
+}
+
+/// INFO aijob: the counters, the repair's sweep and the eviction watch.
+fn info_section(ctx: &redis_module::InfoContext, _for_crash_report: bool) {
+    let mut extra = vec![("repair_sweeping", u8::from(repair::sweeping()).to_string())];
+    extra.extend(eviction::info_fields());
+    info::section(ctx, extra);
 }

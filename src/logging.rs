@@ -18,6 +18,15 @@ thread_local! {
 /// Logs the line `line` makes at warning level, unless a line of `kind` was logged less
 /// than 10 s ago (then `line` is not even made).
 pub fn warn(ctx: *mut raw::RedisModuleCtx, kind: &'static str, line: impl FnOnce() -> String) {
+    log(ctx, c"warning", kind, line);
+}
+
+/// Like `warn`, at notice level: news for the operator that is no fault.
+pub fn notice(ctx: *mut raw::RedisModuleCtx, kind: &'static str, line: impl FnOnce() -> String) {
+    log(ctx, c"notice", kind, line);
+}
+
+fn log(ctx: *mut raw::RedisModuleCtx, level: &std::ffi::CStr, kind: &'static str, line: impl FnOnce() -> String) {
     let admitted = GATE.with(|g| {
         let mut g = g.try_borrow_mut().ok()?;
         Some((g.admit(kind, Instant::now())?, g.quiet()))
@@ -27,5 +36,5 @@ pub fn warn(ctx: *mut raw::RedisModuleCtx, kind: &'static str, line: impl FnOnce
     if held > 0 {
         text.push_str(&format!(" ({held} more like it in the last {} s not logged)", quiet.as_secs()));
     }
-    ffi::log(ctx, c"warning", &text);
+    ffi::log(ctx, level, &text);
 }

@@ -10,6 +10,7 @@ use std::os::raw::c_int;
 use std::time::{Duration, Instant};
 
 use aijob_core::keys::{queue_of_key, QueueKeys};
+use aijob_core::oom::{ClockMove, Pressure};
 use aijob_core::queue::clock;
 use aijob_core::queue::tx::Env;
 use redis_module::{raw, Context};
@@ -29,7 +30,7 @@ const TIME_PER_TICK: Duration = Duration::from_millis(10);
 const SCAN_STEPS_PER_TICK: usize = 2_000;
 
 /// A known queue: its db and name.
-type QueueId = (c_int, Vec<u8>);
+pub use crate::repair::QueueId;
 
 #[derive(Default)]
 struct Clock {
@@ -43,6 +44,9 @@ struct Clock {
     /// The queue the last command touched, and in which tick: touching it again before
     /// the next tick changes nothing, so the common case skips the map (and the key copy).
     last_touch: Option<(c_int, Vec<u8>, u64)>,
+    /// The last tick that found used memory over `maxmemory`, and whether the previous one did.
+    full_seen_at: Option<i64>,
+    was_full: bool,
 }
 
 /// Cache hits and coalesced requests per queue, not yet added to its `meta`: the hit path
@@ -168,6 +172,11 @@ pub fn with_queue_names<T>(ctx: *mut raw::RedisModuleCtx, f: impl FnOnce(&mut dy
     })
 }
 
+/// Every known queue (the repair's rounds visit them).
+pub fn queue_ids() -> Vec<QueueId> {
+    CLOCK.with(|c| c.borrow().queues.keys().cloned().collect())
+}
+
 pub fn start(ctx: &Context) {
     ctx.create_timer(TICK, on_tick, ());
 }
@@ -187,6 +196,12 @@ fn on_tick(ctx: &Context, _: ()) {
         });
         let took = started.elapsed().as_micros() as u64;
         crate::info::c::timer_max_tick_us.fetch_max(took, std::sync::atomic::Ordering::Relaxed);
+    }
+    crate::eviction::on_tick(raw_ctx);
+    if master {
+        let known = crate::repair::Known { ids: queue_ids, touch };
+        let risky = crate::eviction::risk().is_some();
+        crate::guard::guard(raw_ctx, "the repair", || crate::repair::on_tick(raw_ctx, risky, known));
     }
     CLOCK.with(|c| {
         let mut c = c.borrow_mut();
@@ -259,6 +274,7 @@ fn select_home(ctx: *mut raw::RedisModuleCtx, home: c_int) {
 /// Runs the moves of every queue whose next look has come; true when work is left over.
 fn run_due(ctx: *mut raw::RedisModuleCtx) -> bool {
     let now = ffi::now_ms();
+    let pressure = observe_memory(ctx, now);
     let due: Vec<QueueId> =
         CLOCK.with(|c| c.borrow().queues.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect());
     if due.is_empty() {
@@ -274,7 +290,7 @@ fn run_due(ctx: *mut raw::RedisModuleCtx) -> bool {
             backlog = true;
             break;
         }
-        let next = tick_queue(ctx, &id, now, config, &mut budget, started);
+        let next = tick_queue(ctx, &id, now, config, &pressure, &mut budget, started);
         backlog |= next.is_some_and(|at| at <= now);
         CLOCK.with(|c| {
             let mut c = c.borrow_mut();
@@ -294,6 +310,26 @@ fn run_due(ctx: *mut raw::RedisModuleCtx) -> bool {
     backlog
 }
 
+/// Whether used memory is over `maxmemory` this tick, and when it last was. While it is,
+/// the timer only frees memory (`aijob_core::oom`); when it stops being, every known queue
+/// is looked at again, as the moves held back were left out of its next look.
+fn observe_memory(ctx: *mut raw::RedisModuleCtx, now: i64) -> Pressure {
+    let full = ffi::memory_full(ctx);
+    if full {
+        crate::info::c::timer_paused_oom.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    CLOCK.with(|c| {
+        let mut c = c.borrow_mut();
+        if full {
+            c.full_seen_at = Some(now);
+        } else if c.was_full {
+            c.queues.values_mut().for_each(|at| *at = 0);
+        }
+        c.was_full = full;
+        Pressure { full, full_seen_at: c.full_seen_at }
+    })
+}
+
 /// Moves per call of the core's tick: small, so the time budget is checked often.
 const MOVES_PER_CHUNK: usize = 32;
 
@@ -304,6 +340,7 @@ fn tick_queue(
     (db, name): &QueueId,
     now: i64,
     config: aijob_core::config::Config,
+    pressure: &Pressure,
     budget: &mut usize,
     started: Instant,
 ) -> Option<i64> {
@@ -320,11 +357,13 @@ fn tick_queue(
         return None;
     }
     let mut store = RedisStore::new(ctx, now);
-    flush_cache_counts(ctx, &mut store, &id, &q);
+    if pressure.allows(ClockMove::FlushCacheCounts) {
+        flush_cache_counts(ctx, &mut store, &id, &q);
+    }
     let mut entropy = OsEntropy;
     let mut env = Env { now, config, entropy: &mut entropy };
     loop {
-        let report = match clock::tick(&mut store, &q, &mut env, (*budget).min(MOVES_PER_CHUNK)) {
+        let report = match clock::tick_under(&mut store, &q, &mut env, (*budget).min(MOVES_PER_CHUNK), pressure) {
             Ok(r) => r,
             Err(e) => {
                 report(ctx, "timer moves", &id, "moves not made, next try in 1 s", &e);
@@ -334,6 +373,8 @@ fn tick_queue(
         *budget = budget.saturating_sub(report.moves);
         crate::info::add(&report.tally);
         crate::info::c::timer_moves.fetch_add(report.moves as u64, std::sync::atomic::Ordering::Relaxed);
+        crate::info::c::oom_lease_renewals
+            .fetch_add(report.renewed_leases as u64, std::sync::atomic::Ordering::Relaxed);
         if report.more {
             if *budget == 0 || started.elapsed() > TIME_PER_TICK {
                 return Some(now);
@@ -342,7 +383,7 @@ fn tick_queue(
         }
         break;
     }
-    match clock::next_due(&mut store, &q) {
+    match clock::next_due_under(&mut store, &q, pressure) {
         Ok(Some(at)) => Some(at),
         Ok(None) => {
             use aijob_core::store::Store;

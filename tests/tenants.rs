@@ -206,9 +206,13 @@ fn usage_settles_the_charged_window_down_and_up() {
     assert_eq!(peek(&mut c, "tpm:{q}", "100000"), 1000);
     let (a, ta) = (fs(&got[0], "id"), fs(&got[0], "token"));
     let (b, tb) = (fs(&got[1], "id"), fs(&got[1], "token"));
-    ok(&mut c, &["JOB.UPDATE", "q", &a, "TOKEN", &ta, "STATUS", "done", "RESULT", "1", "USAGE", "120"]);
+    ok(
+        &mut c,
+        &["JOB.UPDATE", "q", &a, "TOKEN", &ta, "STATUS", "done", "RESULT", "1", "USAGE", "120", "CHARGE", "tpm:{q}"],
+    );
     assert_eq!(peek(&mut c, "tpm:{q}", "100000"), 620);
-    ok(&mut c, &["JOB.UPDATE", "q", &b, "TOKEN", &tb, "STATUS", "error", "ERROR", "x", "NORETRY", "USAGE", "3000"]);
+    let error = ["STATUS", "error", "ERROR", "x", "NORETRY", "USAGE", "3000", "CHARGE", "tpm:{q}"];
+    ok(&mut c, &[&["JOB.UPDATE", "q", &b, "TOKEN", &tb][..], &error].concat());
     assert_eq!(peek(&mut c, "tpm:{q}", "100000"), 3120);
     assert_eq!(fi(&ok(&mut c, &["JOB.GET", "q", &b]), "usage"), 3000);
     assert!(s(&ok(&mut c, &["INFO", "aijob"])).contains("aijob_usage_settled:2"));
@@ -248,6 +252,8 @@ fn digests_match_after_a_charged_workload() {
                     "1",
                     "USAGE",
                     &usage,
+                    "CHARGE",
+                    "tpm:{q}",
                 ],
             );
         }

@@ -19,6 +19,10 @@ pub enum Code {
     Exists,
     /// A key holds a value of another type than the module expects.
     WrongType,
+    /// Used memory is over `maxmemory`: new work waits (`crate::oom`).
+    Oom,
+    /// New work refused: the server's maxmemory-policy may evict aijob's keys.
+    Eviction,
 }
 
 impl Code {
@@ -32,6 +36,8 @@ impl Code {
             Code::TooBig => "TOOBIG",
             Code::Exists => "EXISTS",
             Code::WrongType => "WRONGTYPE",
+            Code::Oom => "OOM",
+            Code::Eviction => "EVICTION",
         }
     }
 }

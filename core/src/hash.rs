@@ -8,13 +8,17 @@ use crate::jcs;
 use crate::json::Limits;
 use crate::rng::hex;
 
+/// Each KEY part is hashed after its length, this many bytes.
+pub const PART_LENGTH_BYTES: usize = 8;
+
 /// SHA-256 of the parts, each prefixed by its length as 8 bytes big-endian, so that
 /// ("a:b", "") and ("a", ":b") differ.
 pub fn of_parts<P: AsRef<[u8]>>(parts: &[P]) -> String {
     let mut h = Sha256::new();
     for part in parts {
         let part = part.as_ref();
-        h.update((part.len() as u64).to_be_bytes());
+        let length: [u8; PART_LENGTH_BYTES] = (part.len() as u64).to_be_bytes();
+        h.update(length);
         h.update(part);
     }
     hex(&h.finalize())

@@ -22,6 +22,13 @@ use hashbrown::HashTable;
 
 use crate::error::{AiError, Result};
 
+/// A command whose arguments total more than this is parsed (its JSON validated,
+/// canonicalized, hashed) on a worker thread rather than on Redis's main thread, where
+/// it could do that; see the module's `offload.rs`. Set by measurement (docs/cache.md):
+/// at the slowest rate found, an object of many one-digit members, this much takes about
+/// 2 ms in a release build, while the hand-off to a thread and back costs some 50 µs.
+pub const INLINE_MAX_BYTES: usize = 16 * 1024;
+
 /// The limits every JSON input is held to (configs `max-payload-bytes`, `json-max-depth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -154,6 +154,22 @@ pub fn queue_of_key(key: &[u8]) -> Option<&[u8]> {
     Some(name)
 }
 
+/// The queue and job id of a job record's key, `aijob:{Q}:job:<id>`; None for any other key.
+pub fn job_of_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let queue = queue_of_key(key)?;
+    let rest = key.get(OPEN.len() + queue.len() + CLOSE.len()..)?;
+    let id = rest.strip_prefix(b"job:")?;
+    (!id.is_empty()).then_some((queue, id))
+}
+
+/// The queue and schedule name of a schedule's key, `aijob:{Q}:sched:<name>`.
+pub fn schedule_of_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let queue = queue_of_key(key)?;
+    let rest = key.get(OPEN.len() + queue.len() + CLOSE.len()..)?;
+    let name = rest.strip_prefix(b"sched:")?;
+    (!name.is_empty()).then_some((queue, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +201,18 @@ mod tests {
             assert_eq!(queue_of_key(&key), Some(&b"sketch"[..]));
         }
         assert_eq!(k.queued(Priority::Normal, b"").as_slice(), b"aijob:{sketch}:q:normal:");
+    }
+
+    #[test]
+    fn job_of_key_finds_records_only() {
+        let k = QueueKeys::new(b"sketch").unwrap();
+        assert_eq!(job_of_key(&k.job(b"a:b")), Some((&b"sketch"[..], &b"a:b"[..])));
+        for other in [k.meta(), k.status(Status::Queued), k.job(b""), b"job:1".to_vec(), b"aijob:{q}:jobs".to_vec()] {
+            assert_eq!(job_of_key(&other), None, "{}", String::from_utf8_lossy(&other));
+        }
+        assert_eq!(schedule_of_key(&k.schedule(b"daily")), Some((&b"sketch"[..], &b"daily"[..])));
+        assert_eq!(schedule_of_key(&k.schedules()), None);
+        assert_eq!(schedule_of_key(&k.job(b"x")), None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod json;
 pub mod keys;
 pub mod limiter;
 pub mod names;
+pub mod oom;
 pub mod queue;
 pub mod queues;
 pub mod ratelimit;

@@ -284,6 +284,17 @@ impl Limits {
     pub fn settle_usage(&self, usage: &Usage) -> u64 {
         usage.total()
     }
+
+    /// The keys the final update names with `CHARGE` after its USAGE: the token budget a
+    /// charged claim took on `queue` for `charged`. The module settles only the keys an
+    /// update names (they are its declared keys, checked by ACL and routed on a cluster).
+    pub fn settle_keys(&self, queue: &str, charged: Option<ProviderName>) -> Vec<String> {
+        let Some(provider) = charged else { return Vec::new() };
+        match self.tpm.for_provider(provider) {
+            Some(_) => vec![self.key(queue, provider, Budget::Tpm)],
+            None => Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +345,10 @@ mod tests {
         assert!(l.refuse_charges("chat"));
         assert!(!l.refuse_charges("chat"));
         assert_eq!(l.charge_plan("chat"), None);
+        // The final update names the token budget the claim charged, and only that.
+        assert_eq!(l.settle_keys("sketch-3", Some(ProviderName::Gemini)), ["aijob-rl:{gemini}:tpm"]);
+        assert!(l.settle_keys("chat", Some(ProviderName::OpenAi)).is_empty(), "openai has no --tpm here");
+        assert!(l.settle_keys("other", None).is_empty());
 
         // A cluster: per-provider keys live in another slot; per-queue keys in the queue's.
         let l = limits(&[&bound[..], &["--cluster"]].concat());

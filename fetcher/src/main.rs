@@ -1,6 +1,8 @@
 //! aijob-fetcher: flags and wiring. The work is in `worker`.
 
 mod config;
+mod cooldown;
+mod fallback;
 mod limits;
 mod metrics;
 mod outcome;

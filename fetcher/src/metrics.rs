@@ -8,6 +8,11 @@
 //! - `aijob_fetcher_ratelimit_waits_total{provider,limit}`: denied RATELIMIT.HITs waited out.
 //! - `aijob_fetcher_redis_up`: 1 when the last Redis command got an answer.
 //! - `aijob_fetcher_claims_total{queue}`: jobs claimed.
+//! - `aijob_fetcher_fallbacks_total{from,to,class}`: moves from one leg of a job's plan to
+//!   the next (`class`: why the leg left did not answer, `cooldown` when it was skipped).
+//! - `aijob_fetcher_cooldowns_total{provider}`: cooldowns this fetcher started.
+//! - `aijob_fetcher_cooldown_skips_total{provider}`: calls not made because the provider was
+//!   cooled down.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +26,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::outcome::Outcome;
-use crate::providers::ProviderName;
+use crate::providers::{ErrorClass, ProviderName};
 
 /// The Content-Type of [`Metrics::render`].
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -47,6 +52,13 @@ struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    from: &'static str,
+    to: &'static str,
+    class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WaitLabels {
     provider: &'static str,
     limit: &'static str,
@@ -62,6 +74,9 @@ pub struct Metrics {
     claims: Family<QueueLabels, Counter>,
     calls: Family<ProviderLabels, Histogram, fn() -> Histogram>,
     rl_waits: Family<WaitLabels, Counter>,
+    fallbacks: Family<FallbackLabels, Counter>,
+    cooldowns: Family<ProviderLabels, Counter>,
+    cooldown_skips: Family<ProviderLabels, Counter>,
     in_flight: Gauge,
     redis_up_gauge: Gauge,
     /// Set by the Redis link on every answer or failure; read when rendering.
@@ -76,6 +91,9 @@ impl Default for Metrics {
             claims: Family::default(),
             calls: Family::new_with_constructor(call_histogram as fn() -> Histogram),
             rl_waits: Family::default(),
+            fallbacks: Family::default(),
+            cooldowns: Family::default(),
+            cooldown_skips: Family::default(),
             in_flight: Gauge::default(),
             redis_up_gauge: Gauge::default(),
             redis_up: Arc::default(),
@@ -92,6 +110,13 @@ impl Metrics {
         r.register("aijob_fetcher_call_seconds", "Provider call latency", self.calls.clone());
         r.register("aijob_fetcher_in_flight", "Jobs held by this fetcher now", self.in_flight.clone());
         r.register("aijob_fetcher_ratelimit_waits", "Calls held back by a denied RATELIMIT.HIT", self.rl_waits.clone());
+        r.register("aijob_fetcher_fallbacks", "Moves to a job's next provider", self.fallbacks.clone());
+        r.register("aijob_fetcher_cooldowns", "Provider cooldowns this fetcher started", self.cooldowns.clone());
+        r.register(
+            "aijob_fetcher_cooldown_skips",
+            "Calls not made: the provider was cooled down",
+            self.cooldown_skips.clone(),
+        );
         r.register(
             "aijob_fetcher_redis_up",
             "1 when the last Redis command got an answer",
@@ -122,6 +147,20 @@ impl Metrics {
         self.rl_waits.get_or_create(&WaitLabels { provider: provider.as_str(), limit }).inc();
     }
 
+    /// A job moved on from a leg of `from` (that ended with `class`) to a leg of `to`.
+    pub fn fallback(&self, from: ProviderName, to: ProviderName, class: &ErrorClass) {
+        let labels = FallbackLabels { from: from.as_str(), to: to.as_str(), class: class.as_str().to_string() };
+        self.fallbacks.get_or_create(&labels).inc();
+    }
+
+    pub fn cooldown_started(&self, provider: ProviderName) {
+        self.cooldowns.get_or_create(&ProviderLabels { provider: provider.as_str() }).inc();
+    }
+
+    pub fn cooldown_skip(&self, provider: ProviderName) {
+        self.cooldown_skips.get_or_create(&ProviderLabels { provider: provider.as_str() }).inc();
+    }
+
     /// One more job held; the count drops when the guard does.
     pub fn holding(&self) -> HeldJob<'_> {
         self.in_flight.inc();
@@ -150,7 +189,6 @@ impl Drop for HeldJob<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::ErrorClass;
     use reqwest::StatusCode;
 
     #[test]
@@ -163,6 +201,12 @@ mod tests {
         m.claimed("q", 3);
         m.call(ProviderName::Gemini, Duration::from_millis(300));
         m.ratelimit_wait(ProviderName::Gemini, "rpm");
+        m.fallback(ProviderName::Gemini, ProviderName::OpenAi, &ErrorClass::Status(StatusCode::SERVICE_UNAVAILABLE));
+        m.fallback(ProviderName::Gemini, ProviderName::Echo, &ErrorClass::Cooldown);
+        m.cooldown_started(ProviderName::Gemini);
+        m.cooldown_skip(ProviderName::Gemini);
+        m.cooldown_skip(ProviderName::Gemini);
+        m.job("q", Some(ProviderName::Gemini), &Outcome::Deferred(ErrorClass::Cooldown));
         let (_a, _b) = (m.holding(), m.holding());
         {
             let _c = m.holding();
@@ -180,6 +224,11 @@ mod tests {
             "aijob_fetcher_in_flight 2",
             "aijob_fetcher_ratelimit_waits_total{provider=\"gemini\",limit=\"rpm\"} 1",
             "aijob_fetcher_redis_up 0",
+            "aijob_fetcher_fallbacks_total{from=\"gemini\",to=\"openai\",class=\"503\"} 1",
+            "aijob_fetcher_fallbacks_total{from=\"gemini\",to=\"echo\",class=\"cooldown\"} 1",
+            "aijob_fetcher_cooldowns_total{provider=\"gemini\"} 1",
+            "aijob_fetcher_cooldown_skips_total{provider=\"gemini\"} 2",
+            "aijob_fetcher_jobs_total{queue=\"q\",provider=\"gemini\",outcome=\"deferred\",class=\"cooldown\"} 1",
         ] {
             assert!(t.contains(want), "{want} not in:\n{t}");
         }

@@ -13,6 +13,9 @@ pub enum Outcome {
     Failed(ErrorClass),
     /// Given back on shutdown (the attempt does not count).
     Released,
+    /// Given back with a delay, no call made (the attempt does not count): every provider
+    /// of its plan is cooled down (class `cooldown`).
+    Deferred(ErrorClass),
     /// Nothing was written: the job was no longer ours, or Redis stayed away.
     Lost(LostReason),
 }
@@ -24,6 +27,7 @@ impl Outcome {
             Outcome::Retry(_) => "retry",
             Outcome::Failed(_) => "failed",
             Outcome::Released => "released",
+            Outcome::Deferred(_) => "deferred",
             Outcome::Lost(_) => "lost",
         }
     }
@@ -32,7 +36,7 @@ impl Outcome {
     pub fn class(&self) -> &str {
         match self {
             Outcome::Done | Outcome::Released => "",
-            Outcome::Retry(c) | Outcome::Failed(c) => c.as_str(),
+            Outcome::Retry(c) | Outcome::Failed(c) | Outcome::Deferred(c) => c.as_str(),
             Outcome::Lost(why) => why.as_str(),
         }
     }
@@ -109,6 +113,7 @@ mod tests {
         let cases = [
             (Outcome::Done, "done", ""),
             (Outcome::Released, "released", ""),
+            (Outcome::Deferred(ErrorClass::Cooldown), "deferred", "cooldown"),
             (Outcome::Retry(ErrorClass::Timeout), "retry", "timeout"),
             (Outcome::Failed(ErrorClass::Payload), "failed", "payload"),
             (Outcome::Lost(LostReason::Refused(Refusal::Canceled)), "lost", "canceled"),

@@ -114,8 +114,11 @@ fn no_secret_in_logs_records_events_or_metrics() {
     assert!(events.contains("\"status\":\"done\""), "the subscriber saw the events: {events}");
     let stored = dump_keys(&mut c);
     assert!(stored.contains("[redacted]"));
-    let logs = f.logs();
-    assert!(logs.contains("job finished"));
+    // the log line follows the job's final update
+    let logs = wait_until(T, "the job's log line", || {
+        let logs = f.logs();
+        logs.contains("job finished").then_some(logs)
+    });
 
     for secret in [GKEY, OKEY, REDIS_PW] {
         assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");

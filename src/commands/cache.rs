@@ -2,25 +2,28 @@
 
 use aijob_core::grammar;
 use aijob_core::keys::QueueKeys;
-use aijob_core::queue::cache::{self, EntryWrite, Lookup};
-use aijob_core::queue::create::JobSpec;
+use aijob_core::queue::cache::{self, EntryWrite, Lookup, Request};
 use aijob_core::queue::tx::Tally;
-use aijob_core::Result;
+use aijob_core::{oom, Result};
 
 use crate::command::arg::*;
 use crate::command::key;
 use crate::command::{Call, Command, Info, Keys};
+use crate::offload::Offloaded;
 use crate::reply::Out;
 
 /// CACHE.GETORQUEUE Q PAYLOAD json [HASH hex] [PRIORITY p] [MAXATTEMPTS n] [RETENTION ms]
 /// [CACHETTL ms] [DEADLINE ms] [META json] [GROUP g] [COST n] [KEY part ...]
-pub const GET_OR_QUEUE: Command<(QueueKeys, JobSpec)> = Command {
+///
+/// Offloaded: a large input is parsed and hashed on a worker thread, then the lookup and
+/// any write run on the main thread.
+pub const GET_OR_QUEUE: Offloaded<(QueueKeys, Request)> = Offloaded(Command {
     info: Info {
         name: "cache.getorqueue",
-        flags: "write deny-oom",
+        flags: "write",
         arity: -4,
         summary: "The cached result, or the id of the job computing it, or a new job: one atomic step.",
-        complexity: "O(1) on a hit; O(log N) when it creates a job",
+        complexity: "O(size of the input) to parse and hash it, off the main thread above 16 KB; then O(1) on a hit, O(log N) when it creates a job",
         keys: Keys::Queue(key::RW | key::ACCESS | key::INSERT),
         args: &[
             Q,
@@ -39,10 +42,20 @@ pub const GET_OR_QUEUE: Command<(QueueKeys, JobSpec)> = Command {
     },
     parse: |words, config| grammar::cache::get_or_queue(words, config.json_limits()),
     handle: get_or_queue,
-};
+});
 
-fn get_or_queue(c: &mut Call, (q, spec): (QueueKeys, JobSpec)) -> Result<Out> {
-    let found = c.with(&q, |s, env| cache::get_or_queue(s, &q, env, &spec))?;
+/// No `deny-oom`: while used memory is over `maxmemory` a hit or a pending job still
+/// answers, and only a miss, which would queue a new job, is refused.
+fn get_or_queue(c: &mut Call, (q, req): (QueueKeys, Request)) -> Result<Out> {
+    let mut answered = None;
+    crate::command::when_memory_full(c.ctx, || {
+        answered = c.with(&q, |s, _| cache::lookup(s, &q, &req.spec))?;
+        answered.as_ref().map(|_| ()).ok_or_else(|| oom::refused("a cache miss would queue a new job"))
+    })?;
+    let found = match answered {
+        Some(found) => found,
+        None => c.with(&q, |s, env| cache::get_or_queue(s, &q, env, &req))?,
+    };
     // hits and coalesced answers write nothing: the timer flushes their counters
     match &found {
         Lookup::Hit(_) => crate::timer::count_cache(c.ctx, &q, 1, 0),
@@ -58,19 +71,21 @@ fn get_or_queue(c: &mut Call, (q, spec): (QueueKeys, JobSpec)) -> Result<Out> {
 }
 
 /// CACHE.HASH [KEY part ...] | [PAYLOAD json]
-pub const HASH_OF: Command<String> = Command {
+///
+/// Offloaded: all its work is the parse. Not `fast`: it is linear in its input.
+pub const HASH_OF: Offloaded<String> = Offloaded(Command {
     info: Info {
         name: "cache.hash",
-        flags: "readonly fast",
+        flags: "readonly",
         arity: -2,
         summary: "The content hash CACHE.GETORQUEUE would use for these KEY parts or this PAYLOAD.",
-        complexity: "O(size of the input)",
+        complexity: "O(size of the input), off the main thread above 16 KB",
         keys: Keys::None,
         args: &[oneof("input", &[KEY_PARTS, PAYLOAD])],
     },
     parse: |words, config| grammar::cache::hash(words, config.json_limits()),
     handle: |_, hash| Ok(Out::bytes(hash)),
-};
+});
 
 /// CACHE.GET Q hash [WITHETAG]
 pub const GET: Command<(QueueKeys, String, bool)> = Command {
@@ -96,13 +111,15 @@ fn get(c: &mut Call, (q, h, withetag): (QueueKeys, String, bool)) -> Result<Out>
 }
 
 /// CACHE.SET Q hash json [TTL ms] [IFMATCH etag | IFNONE]
-pub const SET: Command<(QueueKeys, EntryWrite)> = Command {
+///
+/// Offloaded: a large json is validated on a worker thread, then written on the main thread.
+pub const SET: Offloaded<(QueueKeys, EntryWrite)> = Offloaded(Command {
     info: Info {
         name: "cache.set",
         flags: "write deny-oom",
         arity: -4,
         summary: "Writes a cache entry, optionally only if its etag matches or none exists.",
-        complexity: "O(log N) with N the entries of the queue",
+        complexity: "O(size of the json) to validate it, off the main thread above 16 KB; then O(log N) with N the entries of the queue",
         keys: Keys::Queue(key::RW | key::UPDATE),
         args: &[
             Q,
@@ -114,7 +131,7 @@ pub const SET: Command<(QueueKeys, EntryWrite)> = Command {
     },
     parse: |words, config| grammar::cache::set(words, config.json_limits()),
     handle: set,
-};
+});
 
 fn set(c: &mut Call, (q, w): (QueueKeys, EntryWrite)) -> Result<Out> {
     let etag = c.with(&q, |s, env| cache::set(s, &q, env, w.hash.as_bytes(), &w.value, w.ttl_ms, &w.condition))?;

@@ -9,18 +9,22 @@ use aijob_core::queue::create::JobSpec;
 use aijob_core::queue::read::ListArgs;
 use aijob_core::queue::update::{ReleaseArgs, UpdateArgs};
 use aijob_core::queue::{admin, create, read, update};
-use aijob_core::record;
 use aijob_core::Result;
+use aijob_core::{oom, record};
 
 use crate::command::arg::*;
 use crate::command::key;
 use crate::command::{Arg, Call, Command, Info, Keys};
 use crate::commands::claim_ready::claim_now;
+use crate::offload::Offloaded;
 use crate::reply::Out;
 
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY high|normal|low] [DELAY ms | AT unix_ms]
 /// [MAXATTEMPTS n] [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
-pub const CREATE: Command<(QueueKeys, JobSpec)> = Command {
+///
+/// Offloaded: a large PAYLOAD or META is validated on a worker thread, the job made on the
+/// main thread.
+pub const CREATE: Offloaded<(QueueKeys, JobSpec)> = Offloaded(Command {
     info: Info {
         name: "job.create",
         flags: "write deny-oom",
@@ -45,7 +49,7 @@ pub const CREATE: Command<(QueueKeys, JobSpec)> = Command {
     },
     parse: |words, config| grammar::job::create(words, config.json_limits()),
     handle: create,
-};
+});
 
 fn create(c: &mut Call, (q, spec): (QueueKeys, JobSpec)) -> Result<Out> {
     let id = c.with(&q, |s, env| create::create(s, &q, env, &spec))?;
@@ -125,12 +129,16 @@ fn claim(c: &mut Call, (q, a): (QueueKeys, ClaimArgs)) -> Result<Out> {
 }
 
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
-/// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
+/// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json]
+/// [USAGE n [CHARGE key] ...] [DELAY ms]
 /// [NEXT [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key ...]]
-pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)> = Command {
+///
+/// Offloaded: a large RESULT or META is validated on a worker thread, the update (and its
+/// lease check) applied on the main thread.
+pub const UPDATE: Offloaded<(QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)> = Offloaded(Command {
     info: Info {
         name: "job.update",
-        flags: "write deny-oom",
+        flags: "write",
         arity: -3,
         summary: "Moves a job forward: progress and heartbeat, or STATUS running, done or error; NEXT claims the next job in the same step.",
         complexity: "O(log N) with N the jobs of the queue (and JOB.CLAIM's with NEXT)",
@@ -150,35 +158,61 @@ pub const UPDATE: Command<(QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)> =
             pure("NORETRY", "noretry").opt(),
             ti("LEASE", "ms").opt(),
             META,
-            ti("USAGE", "n").opt(),
+            block("usage", &[ti("USAGE", "n"), ts("CHARGE", "key").opt().multi_token()]).opt(),
             ti("DELAY", "ms").opt(),
             block("next", CLAIM_OPTIONS).token("NEXT").opt(),
         ],
     },
-    parse: |words, config| grammar::job::update(words, config.json_limits()),
+    parse: |words, config| grammar::job::update(words, config.json_limits(), config.max_usage),
     handle: update,
-};
+});
 
+/// Runs when used memory is over `maxmemory` (no `deny-oom`): a worker can always report,
+/// within the bounds of `oom::admit_update`; NEXT then claims nothing (a claim would start
+/// new work).
 fn update(c: &mut Call, (q, id, a, next): (QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)) -> Result<Out> {
-    let Some(next) = next else {
-        let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
-        return Ok(Out::bytes(status.as_str()));
+    crate::command::when_memory_full(c.ctx, || oom::admit_update(&a))?;
+    let left_before = c.tally.usage_unsettled;
+    let out = match next {
+        Some(next) if !crate::ffi::memory_full(c.ctx) => update_next(c, &q, &id, &a, &next)?,
+        Some(_) => {
+            let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
+            crate::blocking::next_reply(status.as_str(), Out::Array(Vec::new()))
+        }
+        None => Out::bytes(c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?.as_str()),
     };
-    let (status, claimed) = c.with(&q, |s, env| {
+    let left = c.tally.usage_unsettled - left_before;
+    if left > 0 {
+        crate::logging::warn(c.ctx, "usage-unsettled", || {
+            format!(
+                "JOB.UPDATE on queue {}: USAGE left {left} COST charge(s) as taken, their keys not named with CHARGE",
+                String::from_utf8_lossy(q.name())
+            )
+        });
+    }
+    Ok(out)
+}
+
+/// JOB.UPDATE ... NEXT: the finish and the claim in one step; blocks like JOB.CLAIM when
+/// nothing is ready and BLOCK says so (not when run after an offloaded parse: that client
+/// was blocked once already and is answered now).
+fn update_next(c: &mut Call, q: &QueueKeys, id: &[u8], a: &UpdateArgs, next: &ClaimArgs) -> Result<Out> {
+    let (status, claimed) = c.with(q, |s, env| {
         let r = if next.charges.is_empty() {
-            finish_and_claim(s, &q, env, &id, &a, &next, &mut claim::Open)?
+            finish_and_claim(s, q, env, id, a, next, &mut claim::Open)?
         } else {
-            finish_and_claim(s, &q, env, &id, &a, &next, &mut ChargeGate { charges: &next.charges })?
+            finish_and_claim(s, q, env, id, a, next, &mut ChargeGate { charges: &next.charges })?
         };
         let tally = r.1.tally;
         Ok((r, tally))
     })?;
     let status = status.as_str();
-    if claimed.jobs.is_empty() {
+    let from_client = !c.raw_args.is_empty();
+    if claimed.jobs.is_empty() && from_client {
         if let Some(timeout) = next.block_ms.filter(|_| crate::blocking::may_block(c.ctx)) {
-            crate::blocking::block_next(c.ctx, &q, timeout, status)?;
+            crate::blocking::block_next(c.ctx, q, timeout, status)?;
             if let Some(wait) = claimed.denied_for_ms {
-                crate::blocking::wake_later(c.ctx, &q, c.now, wait);
+                crate::blocking::wake_later(c.ctx, q, c.now, wait);
             }
             return Ok(Out::Blocked);
         }
@@ -191,7 +225,7 @@ fn update(c: &mut Call, (q, id, a, next): (QueueKeys, Vec<u8>, UpdateArgs, Optio
 pub const RELEASE: Command<(QueueKeys, Vec<u8>, ReleaseArgs)> = Command {
     info: Info {
         name: "job.release",
-        flags: "write deny-oom",
+        flags: "write",
         arity: -5,
         summary: "Gives a claimed job back to the queue; the attempt does not count.",
         complexity: "O(log N) with N the jobs of the queue",
@@ -211,7 +245,7 @@ fn release(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, ReleaseArgs)) -> Resul
 pub const CANCEL: Command<(QueueKeys, Vec<u8>)> = Command {
     info: Info {
         name: "job.cancel",
-        flags: "write deny-oom",
+        flags: "write",
         arity: -3,
         summary: "Cancels a live job: 1, or 0 when it had already finished.",
         complexity: "O(log N) with N the jobs of the queue",

@@ -33,6 +33,7 @@ pub const ALL: &[&dyn Registered] = &[
     &queue::PURGE,
     &queue::GROUPCAP,
     &queue::GROUPS,
+    &queue::REPAIR,
     &queue::LIST,
     &cache::GET_OR_QUEUE,
     &cache::HASH_OF,

@@ -4,7 +4,7 @@ use aijob_core::grammar;
 use aijob_core::job::{Priority, Status};
 use aijob_core::keys::QueueKeys;
 use aijob_core::queue::tx::meta;
-use aijob_core::queue::{admin, read};
+use aijob_core::queue::{admin, read, repair};
 use aijob_core::queues;
 use aijob_core::Result;
 
@@ -138,6 +138,43 @@ fn groups(c: &mut Call, (q, cursor, count): (QueueKeys, i64, i64)) -> Result<Out
         })
         .collect();
     Ok(Out::Array(vec![Out::bytes(next.to_string()), Out::Array(entries)]))
+}
+
+/// QUEUE.REPAIR Q [COUNT n]
+pub const REPAIR: Command<(QueueKeys, usize)> = Command {
+    info: Info {
+        name: "queue.repair",
+        flags: "write",
+        arity: -2,
+        summary:
+            "Goes on with the queue's repair pass: drops index entries of gone jobs, re-indexes records an index lost.",
+        complexity: "O(COUNT log N) with N the jobs of the queue",
+        keys: Keys::Queue(key::RW | key::UPDATE),
+        args: &[Q, COUNT],
+    },
+    parse: |words, _| grammar::queue::repair(words),
+    handle: repair,
+};
+
+fn repair(c: &mut Call, (q, count): (QueueKeys, usize)) -> Result<Out> {
+    let report = c.with(&q, |s, env| Ok((repair::repair(s, &q, env, count)?, Default::default())))?;
+    crate::repair::account(&report);
+    if report.found_damage() {
+        crate::timer::touch(c.ctx, &q);
+    }
+    if report.done {
+        // records no index names are found by the keyspace sweep, which no command runs
+        crate::repair::request_sweep();
+    }
+    let n = |v: u64| Out::Int(v as i64);
+    Ok(Out::Map(vec![
+        ("checked".into(), Out::Int(report.checked as i64)),
+        ("dropped".into(), n(report.tally.index_entries_dropped)),
+        ("reindexed".into(), n(report.tally.records_reindexed)),
+        ("counters".into(), n(report.counters)),
+        ("skipped".into(), n(report.skipped)),
+        ("done".into(), Out::Int(i64::from(report.done))),
+    ]))
 }
 
 /// QUEUE.LIST [MATCH pattern] [AFTER name] [COUNT n]

@@ -9,11 +9,14 @@ use aijob_core::Result;
 use crate::command::arg::*;
 use crate::command::key;
 use crate::command::{Call, Command, Info, Keys};
+use crate::offload::Offloaded;
 use crate::reply::Out;
 
 /// SCHEDULE.SET Q name (EVERY ms | CRON expr) PAYLOAD json [PRIORITY p] [MAXATTEMPTS n]
 /// [RETENTION ms] [DEADLINE ms] [META json] [GROUP g] [COST n] [OVERLAP skip|allow] [START unix_ms]
-pub const SET: Command<(QueueKeys, ScheduleSpec)> = Command {
+///
+/// Offloaded: a large PAYLOAD or META is validated on a worker thread.
+pub const SET: Offloaded<(QueueKeys, ScheduleSpec)> = Offloaded(Command {
     info: Info {
         name: "schedule.set",
         flags: "write deny-oom",
@@ -39,7 +42,7 @@ pub const SET: Command<(QueueKeys, ScheduleSpec)> = Command {
     },
     parse: |words, config| grammar::schedule::set(words, config.json_limits()),
     handle: |c, (q, spec)| Ok(Out::Int(c.with(&q, |s, env| schedule::set(s, &q, env, &spec))?)),
-};
+});
 
 /// SCHEDULE.GET Q name
 pub const GET: Command<(QueueKeys, Vec<u8>)> = Command {

@@ -153,20 +153,32 @@ fn charge(c: &mut Cursor) -> Result<Charge> {
 }
 
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
-/// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json] [USAGE n] [DELAY ms]
+/// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json]
+/// [USAGE n [CHARGE key] ...] [DELAY ms]
 /// [NEXT [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE ...]]
 ///
-/// Everything after NEXT is the claim that follows the finish (JOB.CLAIM's options).
-pub fn update(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)> {
+/// USAGE is at most `max_usage` (the config `max-usage`). Everything after NEXT is the
+/// claim that follows the finish (JOB.CLAIM's options).
+pub fn update(
+    args: &[&[u8]],
+    limits: Limits,
+    max_usage: i64,
+) -> Result<(QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let id = job_id(&mut c)?.to_vec();
     let mut a = UpdateArgs::default();
+    let mut charges_named = 0;
     let mut next = None;
     while let Some(kw) = c.keyword() {
         if kw == "NEXT" {
             next = Some(claim_options(&mut c)?);
             break;
+        }
+        if kw == "CHARGE" {
+            c.value("CHARGE")?;
+            charges_named += 1;
+            continue;
         }
         let known = lease_option(&mut a, &kw, &mut c)?
             || report_option(&mut a, &kw, &mut c, limits)?
@@ -175,7 +187,8 @@ pub fn update(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Vec<u8>, Upd
             return Err(unknown(&kw));
         }
     }
-    check_update(&a)?;
+    a.charge_keys = declared_charge_keys(args, charges_named)?;
+    check_update(&a, max_usage)?;
     if next.is_some() && !matches!(a.status, Some(UpdateStatus::Done | UpdateStatus::Error)) {
         return Err(AiError::arg("NEXT", "is only allowed with STATUS done or error"));
     }
@@ -187,35 +200,57 @@ pub fn update(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Vec<u8>, Upd
 pub fn next_claim(args: &[&[u8]]) -> Result<Option<(QueueKeys, ClaimArgs)>> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
-    let Some(rest) = next_at(args).and_then(|at| args.get(at + 1..)) else { return Ok(None) };
+    let Some(rest) = usage_key_positions(args).1.and_then(|at| args.get(at + 1..)) else { return Ok(None) };
     Ok(Some((q, claim_options(&mut Cursor::new(rest))?)))
 }
 
-/// Where JOB.UPDATE's keys are, counted in the arguments after the command name: Q and, after
-/// NEXT, every CHARGE key of the claim.
+/// The CHARGE keys of JOB.UPDATE, taken from the very positions `update_key_positions`
+/// declares: whatever the parse read, settling can write only a declared key.
+fn declared_charge_keys(args: &[&[u8]], named: usize) -> Result<Vec<Vec<u8>>> {
+    let keys: Vec<Vec<u8>> =
+        usage_key_positions(args).0.into_iter().skip(1).filter_map(|p| args.get(p)).map(|k| k.to_vec()).collect();
+    if keys.len() != named {
+        return Err(AiError::arg("CHARGE", "could not be told apart from the other arguments"));
+    }
+    Ok(keys)
+}
+
+/// Where JOB.UPDATE's keys are, counted in the arguments after the command name: Q, the key
+/// after every CHARGE of USAGE (the rate-limit keys it settles), and after NEXT every CHARGE
+/// key of the claim.
 pub fn update_key_positions(args: &[&[u8]]) -> Vec<usize> {
-    let mut positions = vec![0];
-    let Some(at) = next_at(args) else { return positions };
+    let (mut positions, next) = usage_key_positions(args);
     // the claim's words as JOB.CLAIM's, with NEXT standing where Q stands
-    if let Some(rest) = args.get(at..) {
-        positions.extend(claim_key_positions(rest).into_iter().skip(1).map(|p| p + at));
+    if let Some(rest) = next.and_then(|at| Some((at, args.get(at..)?))) {
+        positions.extend(claim_key_positions(rest.1).into_iter().skip(1).map(|p| p + rest.0));
     }
     positions
 }
 
-/// The position of NEXT among JOB.UPDATE's words, walking them as `update` parses them: Q
-/// and the id, then every option but NORETRY takes one value.
-fn next_at(args: &[&[u8]]) -> Option<usize> {
+/// Q and the key after every CHARGE up to NEXT, and where NEXT is. Walks the words as
+/// `update` parses them: every option but NORETRY takes one value.
+fn usage_key_positions(args: &[&[u8]]) -> (Vec<usize>, Option<usize>) {
+    let mut positions = vec![0];
+    // Q and the id come first
     let mut i = 2;
     while let Some(word) = args.get(i) {
         let kw = Kw::new(word);
         i += match kw.as_str() {
-            "NEXT" => return Some(i),
+            "NEXT" => return (positions, Some(i)),
             "NORETRY" => 1,
-            _ => 2,
+            "CHARGE" => {
+                if i + 1 < args.len() {
+                    positions.push(i + 1);
+                }
+                2
+            }
+            "TOKEN" | "STATUS" | "PROGRESS" | "PERCENT" | "RESULT" | "ERROR" | "CLASS" | "LEASE" | "META" | "USAGE"
+            | "DELAY" => 2,
+            // the parse refuses an unknown word: nothing is written
+            _ => 1,
         };
     }
-    None
+    (positions, None)
 }
 
 /// TOKEN, STATUS and LEASE: who moves the job, to where, for how long.
@@ -304,8 +339,8 @@ fn outcome_option(a: &mut UpdateArgs, kw: &str, c: &mut Cursor, limits: Limits) 
     Ok(true)
 }
 
-/// The options of JOB.UPDATE that only make sense with one STATUS.
-fn check_update(a: &UpdateArgs) -> Result<()> {
+/// The options of JOB.UPDATE that only make sense with one STATUS, and USAGE's bound.
+fn check_update(a: &UpdateArgs, max_usage: i64) -> Result<()> {
     let st = a.status;
     let only = |given: bool, opt: &str, needs: UpdateStatus, name: &str| -> Result<()> {
         if given && st != Some(needs) {
@@ -320,6 +355,12 @@ fn check_update(a: &UpdateArgs) -> Result<()> {
     only(a.delay_ms.is_some(), "DELAY", UpdateStatus::Error, "error")?;
     if a.usage.is_some() && !matches!(st, Some(UpdateStatus::Done | UpdateStatus::Error)) {
         return Err(AiError::arg("USAGE", "is only allowed with STATUS done or error"));
+    }
+    if let Some(u) = a.usage.filter(|&u| u > max_usage) {
+        return Err(AiError::arg("USAGE", format!("must be at most max-usage {max_usage}, got {u}")));
+    }
+    if !a.charge_keys.is_empty() && a.usage.is_none() {
+        return Err(AiError::arg("CHARGE", "is only allowed with USAGE"));
     }
     if st == Some(UpdateStatus::Done) && a.result.is_none() {
         return Err(AiError::arg("RESULT", "is required with STATUS done"));
@@ -435,13 +476,16 @@ mod tests {
             ("q j PERCENT 101", "PERCENT"),
             ("q j STATUS queued", "STATUS"),
             ("q j USAGE 5", "USAGE"),
+            ("q j STATUS done RESULT {} USAGE 1001", "USAGE"),
+            ("q j STATUS done RESULT {} CHARGE k", "CHARGE"),
+            ("q j STATUS done RESULT {} USAGE 5 CHARGE", "CHARGE"),
         ] {
             let v = a(line);
-            let e = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap_err();
+            let e = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap_err();
             assert!(e.message.contains(arg), "{line}: {}", e.message);
         }
         let v = a("q j STATUS error ERROR boom CLASS 429 DELAY 100 TOKEN t");
-        let (_, id, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
+        let (_, id, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
         assert_eq!(id, b"j");
         assert_eq!(u.delay_ms, Some(100));
         assert_eq!(next, None);
@@ -451,7 +495,7 @@ mod tests {
     fn update_next_takes_the_claims_options() {
         let line = "q j TOKEN t STATUS done RESULT {} LEASE 7 NEXT WORKER w LEASE 100 BLOCK 0 COUNT 2 CHARGE rl:{q} COST LIMIT 10 PERIOD 1000";
         let v = a(line);
-        let (q, id, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
+        let (q, id, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
         assert_eq!((q.name(), id.as_slice(), u.lease_ms), (&b"q"[..], &b"j"[..], Some(7)));
         let next = next.unwrap();
         assert_eq!((next.worker.as_deref(), next.lease_ms, next.block_ms, next.count), (Some(&b"w"[..]), Some(100), Some(0), 2));
@@ -460,14 +504,21 @@ mod tests {
         assert_eq!(update_key_positions(&refs(&v)), vec![0, 20]);
         assert_eq!(v[20], b"rl:{q}");
         let (nq, nc) = next_claim(&refs(&v)).unwrap().unwrap();
+        // USAGE's CHARGE keys come before NEXT, the claim's after: both declared, each its own
+        let both = "q j TOKEN t STATUS done RESULT {} USAGE 5 CHARGE tpm:{q} NEXT CHARGE rpm:{q} REQUESTS LIMIT 1 PERIOD 10";
+        let w = a(both);
+        assert_eq!(update_key_positions(&refs(&w)), vec![0, 11, 14]);
+        let (_, _, u, n) = update(&refs(&w), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
+        assert_eq!(u.charge_keys, vec![b"tpm:{q}".to_vec()]);
+        assert_eq!(n.unwrap().charges[0].key, b"rpm:{q}");
         assert_eq!((nq.name(), nc.count), (&b"q"[..], 2));
         // NEXT alone claims one job, with the claim's defaults
         let v = a("q j STATUS error ERROR e NEXT");
-        let (_, _, _, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
+        let (_, _, _, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
         assert_eq!(next, Some(ClaimArgs { count: 1, ..Default::default() }));
         // a value that reads NEXT is still a value
         let v = a("q j PROGRESS NEXT STATUS done RESULT {}");
-        let (_, _, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
+        let (_, _, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
         assert_eq!((u.progress.as_deref(), next), (Some(&b"NEXT"[..]), None));
         assert_eq!(update_key_positions(&refs(&v)), vec![0]);
         for (bad, arg) in [
@@ -478,8 +529,44 @@ mod tests {
             ("q j STATUS done RESULT {} NEXT RESULT {}", "RESULT"),
         ] {
             let v = a(bad);
-            let e = update(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap_err();
+            let e = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap_err();
             assert!(e.message.contains(arg), "{bad}: {}", e.message);
+        }
+    }
+
+    const MAX_USAGE: i64 = 1000;
+
+    fn parse_update(line: &str) -> Result<UpdateArgs> {
+        let v = a(line);
+        update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).map(|(_, _, u, _)| u)
+    }
+
+    #[test]
+    fn update_declares_its_charge_keys() {
+        let v = a("q j TOKEN t STATUS done RESULT {} USAGE 1000 CHARGE tpm:{q} charge rpm:{q}");
+        assert_eq!(update_key_positions(&refs(&v)), vec![0, 11, 13]);
+        let u = parse_update("q j TOKEN t STATUS done RESULT {} USAGE 1000 CHARGE tpm:{q} charge rpm:{q}").unwrap();
+        assert_eq!(u.usage, Some(1000));
+        assert_eq!(u.charge_keys, vec![b"tpm:{q}".to_vec(), b"rpm:{q}".to_vec()]);
+        let v = a("q j TOKEN t STATUS done RESULT {} USAGE 7");
+        assert_eq!(update_key_positions(&refs(&v)), vec![0]);
+    }
+
+    #[test]
+    fn update_key_positions_agree_with_the_parse() {
+        // a value that reads like an option is still a value, to the parse and to the walk
+        for line in [
+            "q j PROGRESS CHARGE STATUS error ERROR CHARGE CLASS CHARGE USAGE 3 CHARGE k1",
+            "q CHARGE NORETRY STATUS error ERROR e USAGE 0 CHARGE NORETRY CHARGE CHARGE",
+            "q j META {} TOKEN CHARGE LEASE 5 PERCENT 5 STATUS done RESULT \"CHARGE\" USAGE 1 CHARGE x CHARGE y",
+            "q j STATUS error ERROR x DELAY 5 NORETRY USAGE 2 CHARGE a:{q}",
+        ] {
+            let v = a(line);
+            let words = refs(&v);
+            let u = parse_update(line).unwrap_or_else(|e| panic!("{line}: {}", e.message));
+            let at: Vec<Vec<u8>> = update_key_positions(&words).iter().skip(1).map(|&p| words[p].to_vec()).collect();
+            assert_eq!(u.charge_keys, at, "{line}");
+            assert!(!u.charge_keys.is_empty(), "{line}");
         }
     }
 

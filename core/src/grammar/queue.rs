@@ -1,6 +1,6 @@
 //! The grammar of the QUEUE.* commands.
 
-use crate::args::{non_negative, positive, priority, queue, status, unknown, Cursor};
+use crate::args::{non_negative, once, positive, priority, queue, status, unknown, Cursor};
 use crate::error::{AiError, Result};
 use crate::job::{Priority, Status};
 use crate::keys::QueueKeys;
@@ -65,6 +65,30 @@ pub fn groups(args: &[&[u8]]) -> Result<(QueueKeys, i64, i64)> {
     Ok((q, cursor, count))
 }
 
+/// Entries one QUEUE.REPAIR looks at without COUNT, and at most.
+pub const REPAIR_COUNT: i64 = 1_000;
+pub const REPAIR_COUNT_MAX: i64 = 100_000;
+
+/// QUEUE.REPAIR Q [COUNT n]: (queue, entries to look at). COUNT is 1 to 100000.
+pub fn repair(args: &[&[u8]]) -> Result<(QueueKeys, usize)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let mut count = None;
+    while let Some(kw) = c.keyword() {
+        match kw.as_str() {
+            "COUNT" => {
+                let n = positive("COUNT", c.value("COUNT")?)?;
+                if n > REPAIR_COUNT_MAX {
+                    return Err(AiError::arg("COUNT", format!("must be at most {REPAIR_COUNT_MAX}")));
+                }
+                once(&mut count, "COUNT", n)?
+            }
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    Ok((q, count.unwrap_or(REPAIR_COUNT) as usize))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +112,29 @@ mod tests {
         assert_eq!(groups(&refs(&v)).unwrap().1..groups(&refs(&v)).unwrap().2, 5..10_000);
         let v = a("q COUNT 0");
         assert!(groups(&refs(&v)).unwrap_err().message.contains("COUNT"));
+    }
+
+    #[test]
+    fn repair_takes_a_count_of_one_to_a_hundred_thousand() {
+        let v = a("q");
+        assert_eq!(repair(&refs(&v)).unwrap().1, 1_000);
+        let v = a("q count 7");
+        assert_eq!(repair(&refs(&v)).unwrap().1, 7);
+        let v = a("q COUNT 100000");
+        assert_eq!(repair(&refs(&v)).unwrap().1, 100_000);
+        for (line, arg) in [
+            ("q COUNT 0", "COUNT"),
+            ("q COUNT -1", "COUNT"),
+            ("q COUNT x", "COUNT"),
+            ("q COUNT", "COUNT"),
+            ("q COUNT 100001", "COUNT"),
+            ("q COUNT 1 COUNT 2", "COUNT"),
+            ("q EXTRA", "EXTRA"),
+            ("a{b}", "Q"),
+        ] {
+            let v = a(line);
+            let e = repair(&refs(&v)).unwrap_err();
+            assert!(e.message.contains(arg), "{line}: {}", e.message);
+        }
     }
 }

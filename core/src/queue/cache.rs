@@ -46,27 +46,41 @@ pub enum Lookup<B> {
     Queued(Vec<u8>),
 }
 
+/// What CACHE.GETORQUEUE asks for: the job to make on a miss (`spec.hash` set), and what
+/// the parse already knows of its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub spec: JobSpec,
+    pub payload: Payload,
+}
+
+/// The payload's verdict. It is needed only when a job is made, so a hit or a pending
+/// answer does not read the payload; but the parse judges it when it hashed the payload
+/// anyway, or when the payload is large (`json::INLINE_MAX_BYTES`: such a parse runs off
+/// Redis's main thread), so the lookup on the main thread never reads a large input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Unjudged,
+    Judged(Result<()>),
+}
+
 /// CACHE.GETORQUEUE: the cached result, or the live job computing it, or a new job.
-/// `spec.hash` must be set.
 pub fn get_or_queue<S: Store>(
     s: &mut S,
     q: &QueueKeys,
     env: &mut Env,
-    spec: &JobSpec,
+    req: &Request,
 ) -> Result<(Lookup<S::Blob>, Tally)> {
+    let spec = &req.spec;
+    if let (Some(found), tally) = lookup(s, q, spec)? {
+        return Ok((found, tally));
+    }
     let hash = spec.hash.as_deref().ok_or_else(|| AiError::arg("HASH", "is required"))?.as_bytes();
-    let mut tally = Tally::default();
-    let key = q.cache(generation(s, q)?, hash);
-    if let Some(v) = s.hget_blob(&key, VALUE.as_bytes())? {
-        tally.cache_hits += 1;
-        return Ok((Lookup::Hit(v), tally));
-    }
-    if let Some(id) = live_holder(s, q, hash)? {
-        tally.coalesced += 1;
-        return Ok((Lookup::Pending(id), tally));
-    }
     // a job is made: now the payload must be JSON (a hit or a pending answer never reads it)
-    crate::json::validate("PAYLOAD", &spec.payload, env.config.json_limits())?;
+    match &req.payload {
+        Payload::Judged(verdict) => verdict.clone()?,
+        Payload::Unjudged => crate::json::validate("PAYLOAD", &spec.payload, env.config.json_limits())?,
+    }
     let stale = pending_job(s, q, hash)?.is_some();
     let id = rng::uuid7(env.now, env.entropy).into_bytes();
     let mut tx = Tx::new(s, q, env.now, env.config);
@@ -78,6 +92,23 @@ pub fn get_or_queue<S: Store>(
     tx.incr_meta(meta::MISSES, 1)?;
     tx.tally.cache_misses += 1;
     Ok((Lookup::Queued(id), tx.commit()?))
+}
+
+/// The answer of CACHE.GETORQUEUE that writes nothing: the cached result, or the live job
+/// computing it; None when only a new job would answer (a miss). `spec.hash` must be set.
+pub fn lookup<S: Store>(s: &mut S, q: &QueueKeys, spec: &JobSpec) -> Result<(Option<Lookup<S::Blob>>, Tally)> {
+    let hash = spec.hash.as_deref().ok_or_else(|| AiError::arg("HASH", "is required"))?.as_bytes();
+    let mut tally = Tally::default();
+    let key = q.cache(generation(s, q)?, hash);
+    if let Some(v) = s.hget_blob(&key, VALUE.as_bytes())? {
+        tally.cache_hits += 1;
+        return Ok((Some(Lookup::Hit(v)), tally));
+    }
+    if let Some(id) = live_holder(s, q, hash)? {
+        tally.coalesced += 1;
+        return Ok((Some(Lookup::Pending(id)), tally));
+    }
+    Ok((None, tally))
 }
 
 /// The job holding `hash`, when it is still live (a holder that went away without

@@ -76,17 +76,33 @@ impl<S: Store> Gate<S> for ChargeGate<'_> {
     }
 }
 
-/// Moves every COST charge of `job` to its real `usage`; returns how many it settled.
-pub fn settle<S: Store>(tx: &mut Tx<S>, job: &JobState, usage: i64) -> Result<u64> {
-    let Some(raw) = &job.charges else { return Ok(0) };
-    let mut settled = 0;
+/// What a USAGE did with the COST charges of the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settled {
+    /// Charges moved to the real usage.
+    pub settled: u64,
+    /// Charges on a key the update did not declare, left as taken.
+    pub left: u64,
+}
+
+/// Moves every COST charge of `job` on a key of `declared` (the update's CHARGE keys) to
+/// its real `usage`. A command writes only the keys it declares, so ACL key patterns and
+/// cluster routing see every write: a charge naming any other key (one the caller did not
+/// name, or a `_charges` field written by hand) is left as it is and counted in `left`.
+pub fn settle<S: Store>(tx: &mut Tx<S>, job: &JobState, usage: i64, declared: &[Vec<u8>]) -> Result<Settled> {
+    let mut out = Settled::default();
+    let Some(raw) = &job.charges else { return Ok(out) };
     for t in decode(raw).into_iter().filter(|t| t.by_cost) {
+        if !declared.contains(&t.key) {
+            out.left += 1;
+            continue;
+        }
         let mut state = limiter::load(tx.s, &t.key)?;
-        state.settle(&t.periods, t.at, usage - t.amount, tx.now);
+        state.settle(&t.periods, t.at, usage.saturating_sub(t.amount), tx.now);
         tx.push(limiter::store_op(&t.key, &state, tx.now));
-        settled += 1;
+        out.settled += 1;
     }
-    Ok(settled)
+    Ok(out)
 }
 
 /// One line per charge: `c|r at amount p1,p2 hexkey`.

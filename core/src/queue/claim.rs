@@ -71,6 +71,7 @@ pub fn claim<S: Store, G: Gate<S>>(
     args: &ClaimArgs,
     gate: &mut G,
 ) -> Result<ClaimResult> {
+    env.config.admit_new_work()?;
     let mut out = ClaimResult::default();
     if is_paused(s, q)? {
         return Ok(out);
@@ -110,7 +111,7 @@ pub fn claim_into<S: Store, G: Gate<S>>(
     gate: &mut G,
     out: &mut ClaimResult,
 ) -> Result<bool> {
-    let Some((job, mut fields)) = next_claimable(tx.s, tx.q)? else { return Ok(false) };
+    let Some((job, mut fields)) = next_claimable(tx.s, tx.q, &mut out.tally)? else { return Ok(false) };
     if let Err(wait) = gate.admit(tx, &job)? {
         out.denied_for_ms = Some(wait);
         out.tally.charges_denied += 1;
@@ -146,8 +147,13 @@ pub fn load_job_with_fields<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8]) -> Re
     Ok(Some((JobState::from_fields(id, state)?, fields)))
 }
 
-/// The job the next claim would take (its state and record), without taking it.
-pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<(JobState, StoredFields)>> {
+/// The job the next claim would take (its state and record), without taking it. Stale
+/// entries met on the way (a job gone or no longer queued) are dropped and counted.
+pub fn next_claimable<S: Store>(
+    s: &mut S,
+    q: &QueueKeys,
+    tally: &mut Tally,
+) -> Result<Option<(JobState, StoredFields)>> {
     for p in Priority::ORDER {
         // A turn set only holds groups with jobs at this priority and room under their
         // cap; the loop only runs again to mend an entry that broke that rule.
@@ -165,6 +171,7 @@ pub fn next_claimable<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<(JobS
                 _ => {
                     // An id without a queued record: drop the stale entry.
                     s.apply(vec![Op::ZRem(q.queued(p, &group), id)])?;
+                    tally.index_entries_dropped += 1;
                 }
             }
         }

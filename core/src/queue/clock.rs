@@ -6,12 +6,13 @@
 use crate::error::Result;
 use crate::job::{transition, Status, Trigger};
 use crate::keys::QueueKeys;
+use crate::oom::{lapsed_lease, ClockMove, LeaseEnd, Pressure};
 use crate::queue::admin::remove;
 use crate::queue::tx::{load_job, Env, Tally, Tx};
 use crate::queue::update::{fail_tally, finish, requeue};
 use crate::queue::{cache, schedule};
 use crate::record;
-use crate::store::{Op, Store, ZRange};
+use crate::store::{Op, Score, Store, ZRange};
 
 /// What one tick of one queue did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -20,16 +21,31 @@ pub struct TickReport {
     /// True when work was left for the next tick because the budget ran out.
     pub more: bool,
     pub tally: Tally,
+    /// Leases renewed instead of expired because the server was full (`crate::oom`).
+    pub renewed_leases: usize,
 }
 
-/// One move of the clock on one job: its index entry came due.
-type Step<S> = fn(&mut S, &QueueKeys, &mut Env, &[u8]) -> Result<Tally>;
-
 pub fn tick<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize) -> Result<TickReport> {
+    tick_under(s, q, env, budget, &Pressure::default())
+}
+
+/// A tick under memory pressure: while the server is full, only the moves that free
+/// memory run (`Pressure::allows`); the others wait in their indexes.
+pub fn tick_under<S: Store>(
+    s: &mut S,
+    q: &QueueKeys,
+    env: &mut Env,
+    budget: usize,
+    p: &Pressure,
+) -> Result<TickReport> {
     let mut r = TickReport::default();
-    let steps: [Step<S>; 4] = [come_due, expire_lease, pass_deadline, end_retention];
-    let indexes = [q.delayed(), q.leases(), q.deadlines(), q.expiry()];
-    for (step, index) in steps.iter().zip(indexes.iter()) {
+    let indexed = [
+        (ClockMove::ComeDue, q.delayed()),
+        (ClockMove::ExpireLease, q.leases()),
+        (ClockMove::PassDeadline, q.deadlines()),
+        (ClockMove::EndRetention, q.expiry()),
+    ];
+    for (kind, index) in indexed.iter().filter(|(kind, _)| p.allows(*kind)) {
         let left = budget.saturating_sub(r.moves);
         if left == 0 {
             r.more = true;
@@ -39,24 +55,37 @@ pub fn tick<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize) ->
         if due.len() > left {
             r.more = true;
         }
-        for (id, _) in due.into_iter().take(left) {
-            let t = step(s, q, env, &id)?;
+        for (id, score) in due.into_iter().take(left) {
+            let t = match kind {
+                ClockMove::ComeDue => come_due(s, q, env, &id)?,
+                ClockMove::ExpireLease => match expire_lease(s, q, env, &id, score as i64, p)? {
+                    Some(t) => t,
+                    None => {
+                        r.renewed_leases += 1;
+                        Tally::default()
+                    }
+                },
+                ClockMove::PassDeadline => pass_deadline(s, q, env, &id)?,
+                ClockMove::EndRetention => end_retention(s, q, env, &id)?,
+                // the moves of no index
+                _ => continue,
+            };
             r.tally.add(&t);
             r.moves += 1;
         }
     }
     let left = budget.saturating_sub(r.moves);
-    if left > 0 {
+    if left > 0 && p.allows(ClockMove::FireSchedule) {
         let (fired, tally) = schedule::fire_due(s, q, env, left)?;
         r.moves += fired;
         r.tally.add(&tally);
     }
     let left = budget.saturating_sub(r.moves);
-    if left > 0 {
+    if left > 0 && p.allows(ClockMove::DropCacheIndex) {
         r.moves += drop_expired_cache_index(s, q, env.now, left)?;
     }
     let left = budget.saturating_sub(r.moves);
-    if left > 0 {
+    if left > 0 && p.allows(ClockMove::FreeCleared) {
         r.moves += cache::free_cleared(s, q, left)?;
     }
     if s.zcard(&q.cache_drops())? > 0 {
@@ -65,10 +94,11 @@ pub fn tick<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize) ->
     Ok(r)
 }
 
-/// Drops a stale index entry (the job is gone or moved on).
+/// Drops a stale index entry (the job is gone or moved on: its key was evicted or deleted,
+/// or an index kept an entry it should not have), counted in INFO.
 fn drop_entry<S: Store>(s: &mut S, index: Vec<u8>, id: &[u8]) -> Result<Tally> {
     s.apply(vec![Op::ZRem(index, id.to_vec())])?;
-    Ok(Tally::default())
+    Ok(Tally { index_entries_dropped: 1, ..Tally::default() })
 }
 
 fn come_due<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Result<Tally> {
@@ -82,11 +112,26 @@ fn come_due<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Res
     tx.commit()
 }
 
-fn expire_lease<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Result<Tally> {
+/// The lease of a running job ran out at `lease_until`: None when it was renewed instead
+/// (the server was full near that time, `oom::lapsed_lease`).
+fn expire_lease<S: Store>(
+    s: &mut S,
+    q: &QueueKeys,
+    env: &mut Env,
+    id: &[u8],
+    lease_until: i64,
+    p: &Pressure,
+) -> Result<Option<Tally>> {
     let Some(job) = load_job(s, q, id)?.filter(|j| j.status == Status::Running) else {
-        return drop_entry(s, q.leases(), id);
+        return drop_entry(s, q.leases(), id).map(Some);
     };
     let mut tx = Tx::new(s, q, env.now, env.config);
+    if let LeaseEnd::Renew { until } = lapsed_lease(env.now, lease_until, job.lease_ms, p) {
+        tx.hset(id, vec![(record::LEASE_UNTIL, until.to_string().into_bytes())]);
+        tx.push(Op::ZAdd(q.leases(), Score::At(until), id.to_vec()));
+        tx.commit()?;
+        return Ok(None);
+    }
     tx.tally.expired_leases += 1;
     if job.attempts < job.max_attempts {
         let to = transition(job.status, Trigger::LeaseExpired)?;
@@ -106,7 +151,7 @@ fn expire_lease<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) ->
         fail_tally(&mut tx)?;
         tx.event(&job, "error", to, &[(record::ERROR, &msg, false)]);
     }
-    tx.commit()
+    tx.commit().map(Some)
 }
 
 fn pass_deadline<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Result<Tally> {
@@ -137,7 +182,7 @@ fn end_retention<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -
                 ops.push(Op::ZRem(q.status(st), id.to_vec()));
             }
             s.apply(ops)?;
-            Ok(Tally::default())
+            Ok(Tally { index_entries_dropped: 1, ..Tally::default() })
         }
     }
 }
@@ -157,11 +202,23 @@ fn drop_expired_cache_index<S: Store>(s: &mut S, q: &QueueKeys, now: i64, budget
 /// The earliest instant any of this queue's clock-driven work comes due (for the
 /// shell's scheduling); None when there is none.
 pub fn next_due<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Option<i64>> {
+    next_due_under(s, q, &Pressure::default())
+}
+
+/// `next_due` of the work `p` allows: while the server is full, the held-back moves do not
+/// count (the shell looks at every queue again once it is not).
+pub fn next_due_under<S: Store>(s: &mut S, q: &QueueKeys, p: &Pressure) -> Result<Option<i64>> {
     let mut best: Option<f64> = None;
-    let indexes =
-        [q.delayed(), q.leases(), q.deadlines(), q.expiry(), q.schedules(), q.cache_index(cache::generation(s, q)?)];
-    for index in indexes {
-        if let Some((_, score)) = s.zrange(&index, ZRange::first(1))?.into_iter().next() {
+    let indexes = [
+        (ClockMove::ComeDue, q.delayed()),
+        (ClockMove::ExpireLease, q.leases()),
+        (ClockMove::PassDeadline, q.deadlines()),
+        (ClockMove::EndRetention, q.expiry()),
+        (ClockMove::FireSchedule, q.schedules()),
+        (ClockMove::DropCacheIndex, q.cache_index(cache::generation(s, q)?)),
+    ];
+    for (_, index) in indexes.iter().filter(|(kind, _)| p.allows(*kind)) {
+        if let Some((_, score)) = s.zrange(index, ZRange::first(1))?.into_iter().next() {
             if score.is_finite() {
                 best = Some(best.map_or(score, |b: f64| b.min(score)));
             }

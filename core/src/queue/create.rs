@@ -77,6 +77,7 @@ pub fn create<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, spec: &JobSpec)
 /// Writes a new job into `tx`: the record, its indexes, its hash claim, its event.
 /// Shared by JOB.CREATE, CACHE.GETORQUEUE and schedules, so every job is made the same way.
 pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<JobState> {
+    tx.config.admit_new_work()?;
     let now = tx.now;
     let seq = tx.next_seq()?;
     let (status, run_at) = match spec.start {

@@ -10,6 +10,7 @@ pub mod create;
 pub mod next;
 pub mod pending;
 pub mod read;
+pub mod repair;
 pub mod schedule;
 pub mod tx;
 pub mod update;

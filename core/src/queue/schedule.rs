@@ -213,7 +213,10 @@ pub fn fire_due<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize
             continue;
         };
         let mut tx = Tx::new(s, q, env.now, env.config);
-        if run_once(&mut tx, env, &sc)?.is_none() {
+        // a run the eviction guard refuses is skipped like an OVERLAP skip: the timetable
+        // goes on, and the clock keeps finishing the work in progress
+        let refused = env.config.admit_new_work().is_err();
+        if refused || run_once(&mut tx, env, &sc)?.is_none() {
             tx.push(Op::HIncrBy(q.schedule(&name), field::SKIPPED.as_bytes().to_vec(), 1));
         }
         let next = next_run(&sc.timetable, sc.start, env.now);
@@ -230,6 +233,8 @@ pub fn fire_due<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, budget: usize
 
 /// SCHEDULE.RUN: a run now, outside the timetable; the job id, or None when held back.
 pub fn run_now<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, name: &[u8]) -> Result<(Option<Vec<u8>>, Tally)> {
+    // refused under the eviction guard even when OVERLAP skip would hold the run back
+    env.config.admit_new_work()?;
     let sc = load(s, q, name)?
         .ok_or_else(|| AiError::not_found(format!("no schedule {}", String::from_utf8_lossy(name))))?;
     let mut tx = Tx::new(s, q, env.now, env.config);

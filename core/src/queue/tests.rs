@@ -532,8 +532,8 @@ mod cache_flows {
     fn goq(w: &mut World, payload: &str) -> Lookup<Vec<u8>> {
         let words: Vec<Vec<u8>> = vec![b"q".to_vec(), b"PAYLOAD".to_vec(), payload.as_bytes().to_vec()];
         let refs: Vec<&[u8]> = words.iter().map(|x| x.as_slice()).collect();
-        let (_, spec) = crate::grammar::cache::get_or_queue(&refs, crate::json::Limits::bytes(1 << 20)).unwrap();
-        w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &spec).unwrap().0)
+        let (_, req) = crate::grammar::cache::get_or_queue(&refs, crate::json::Limits::bytes(1 << 20)).unwrap();
+        w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &req).unwrap().0)
     }
 
     #[test]
@@ -562,6 +562,23 @@ mod cache_flows {
         w.fail(&c, true);
         let Lookup::Queued(id2) = goq(&mut w, "[1]") else { panic!("the hash is free again") };
         assert_ne!(id, id2);
+    }
+
+    #[test]
+    fn a_judged_payload_is_refused_only_where_a_job_is_made() {
+        use crate::queue::cache::{Payload, Request};
+        let mut w = World::new();
+        let mut spec = JobSpec::new(b"{".to_vec());
+        spec.hash = Some("ab".repeat(32));
+        let bad = crate::json::validate("PAYLOAD", b"{", crate::json::Limits::default());
+        let req = Request { spec, payload: Payload::Judged(bad.clone()) };
+        let e = w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &req).unwrap_err());
+        assert_eq!(Err(e), bad, "a miss refuses with the parse's verdict");
+        assert!(w.s.key_names().is_empty(), "and writes nothing");
+        let h = "ab".repeat(32);
+        w.with_env(|s, q, env| cache::set(s, q, env, h.as_bytes(), b"1", None, &Condition::Always).unwrap());
+        let hit = w.with_env(|s, q, env| cache::get_or_queue(s, q, env, &req).unwrap().0);
+        assert_eq!(hit, Lookup::Hit(b"1".to_vec()), "a hit never reads the payload");
     }
 
     #[test]
@@ -770,6 +787,7 @@ mod charged_claims {
                 status: Some(UpdateStatus::Done),
                 result: Some(b"1".to_vec()),
                 usage: Some(usage),
+                charge_keys: vec![b"tpm:{q}".to_vec()],
                 ..Default::default()
             };
             w.with_env(|s, q, env| update::update(s, q, env, &c.id, &u).unwrap().1)
@@ -780,6 +798,32 @@ mod charged_claims {
         done(&mut w, &b, 2_400);
         assert_eq!(held(&mut w, b"tpm:{q}", 10_000), 2_520, "and up to 2400");
         assert_eq!(w.field(&b.id, "usage"), Some(Value::Int(2_400)));
+    }
+
+    #[test]
+    fn usage_settles_only_the_keys_the_update_declares() {
+        let mut w = World::new();
+        costly(&mut w, 500);
+        let c = claim_charged(&mut w, vec![tpm(10_000)]).jobs.remove(0);
+        // a hand-written charge on a key no one declares goes with the claim's own
+        let key = w.q.job(&c.id);
+        let mut charges = w.s.hgetall_for_test(&key).remove(crate::record::CHARGES.as_bytes()).expect("_charges");
+        charges.extend_from_slice(b"c 0 1 60000 6576696c\n");
+        let forge = crate::store::Op::HSet(key, vec![(crate::record::CHARGES.as_bytes().to_vec(), charges)]);
+        crate::store::Store::apply(&mut w.s, vec![forge]).unwrap();
+        let u = UpdateArgs {
+            token: Some(c.token.as_bytes().to_vec()),
+            status: Some(UpdateStatus::Done),
+            result: Some(b"1".to_vec()),
+            usage: Some(100),
+            charge_keys: vec![b"tpm:{q}".to_vec(), b"unused:{q}".to_vec()],
+            ..Default::default()
+        };
+        let t = w.with_env(|s, q, env| update::update(s, q, env, &c.id, &u).unwrap().1);
+        assert_eq!((t.usage_settled, t.usage_unsettled), (1, 1));
+        assert_eq!(held(&mut w, b"tpm:{q}", 10_000), 100);
+        assert!(!w.s.keys.contains_key(&b"evil"[..]), "the forged key is not written");
+        assert!(!w.s.keys.contains_key(&b"unused:{q}"[..]), "a declared key with no charge is not written");
     }
 
     #[test]
@@ -1021,10 +1065,527 @@ fn work_per_step() {
     w.create(hashed.clone());
     let c = w.claim_n(1).remove(0);
     w.done(&c);
-    let (found, hit) = step(&mut w, |w| w.with_env(|s, q, env| crate::queue::cache::get_or_queue(s, q, env, &hashed).unwrap().0));
+    let req = crate::queue::cache::Request { spec: hashed, payload: crate::queue::cache::Payload::Unjudged };
+    let (found, hit) = step(&mut w, |w| w.with_env(|s, q, env| crate::queue::cache::get_or_queue(s, q, env, &req).unwrap().0));
     assert!(matches!(found, crate::queue::cache::Lookup::Hit(_)));
     assert_eq!(
         [("create", create), ("claim", claim), ("done", done), ("done + claim (NEXT)", next), ("cache hit", hit)],
         [("create", (7, 5)), ("claim", (14, 8)), ("done", (14, 10)), ("done + claim (NEXT)", (18, 16)), ("cache hit", (2, 0))]
     );
+}
+
+/// The clock while the server is full (`crate::oom`): only deletes run, and a lease that
+/// ran out meanwhile is renewed instead of burning its attempt.
+mod memory_pressure {
+    use super::*;
+    use crate::oom::Pressure;
+    use crate::queue::create::Start;
+
+    const FULL: Pressure = Pressure { full: true, full_seen_at: None };
+
+    fn tick_under(w: &mut World, p: Pressure) -> clock::TickReport {
+        w.with_env(|s, q, env| clock::tick_under(s, q, env, 1000, &p).unwrap())
+    }
+
+    fn single_attempt(w: &mut World) -> Claimed {
+        let mut s = JobSpec::new(b"{}".to_vec());
+        s.max_attempts = Some(1);
+        w.create(s);
+        w.claim_n(1).remove(0)
+    }
+
+    #[test]
+    fn a_full_server_only_deletes() {
+        let mut w = World::new();
+        let mut finished = JobSpec::new(b"{}".to_vec());
+        finished.retention_ms = Some(1000);
+        w.create(finished);
+        let done = w.claim_n(1).remove(0);
+        w.done(&done);
+        let leased = single_attempt(&mut w);
+        let mut later = JobSpec::new(b"{}".to_vec());
+        later.start = Start::Delay(1000);
+        let delayed = w.create(later);
+        let mut hurried = JobSpec::new(b"{}".to_vec());
+        hurried.deadline_ms = Some(1000);
+        let hurried = w.create(hurried);
+        w.s.now += 40_000;
+        let before = w.s.keys.clone();
+        let r = tick_under(&mut w, FULL);
+        assert_eq!(r.moves, 1, "only the finished job's retention ended");
+        assert!(w.status(&done.id).is_none());
+        assert_eq!(w.status(&delayed).as_deref(), Some("delayed"));
+        assert_eq!(w.status(&hurried).as_deref(), Some("queued"));
+        assert_eq!(w.status(&leased.id).as_deref(), Some("running"));
+        assert!(w.s.keys.keys().all(|k| before.contains_key(k)), "no key was made");
+        let due = w.with_env(|s, q, _| clock::next_due_under(s, q, &FULL).unwrap());
+        assert_eq!(due, None, "held-back work does not keep the timer busy");
+        // memory freed: the held-back moves run
+        let seen = w.s.now;
+        tick_under(&mut w, Pressure { full: false, full_seen_at: Some(seen) });
+        assert_eq!(w.status(&delayed).as_deref(), Some("queued"));
+        assert_eq!(w.status(&hurried).as_deref(), Some("error"));
+    }
+
+    #[test]
+    fn a_schedule_waits_while_full_and_fires_once_after() {
+        let mut w = World::new();
+        let words: Vec<&[u8]> = vec![b"q", b"s", b"EVERY", b"1000", b"PAYLOAD", b"{}", b"OVERLAP", b"allow"];
+        let (_, spec) = crate::grammar::schedule::set(&words, crate::json::Limits::bytes(1 << 20)).unwrap();
+        w.with_env(|s, q, env| crate::queue::schedule::set(s, q, env, &spec).unwrap());
+        w.s.now += 5_500;
+        tick_under(&mut w, FULL);
+        assert_eq!(w.stat("created"), 0);
+        tick_under(&mut w, Pressure::default());
+        assert_eq!(w.stat("created"), 1, "one catch-up run, not five");
+    }
+
+    #[test]
+    fn a_lease_that_ran_out_while_full_is_renewed_not_burned() {
+        let mut w = World::new();
+        let c = single_attempt(&mut w);
+        let lease = 30_000;
+        w.s.now += lease + 5_000;
+        tick_under(&mut w, FULL);
+        assert_eq!(w.status(&c.id).as_deref(), Some("running"), "no lease expires while full");
+        let seen = w.s.now;
+        w.s.now += 100;
+        let r = tick_under(&mut w, Pressure { full: false, full_seen_at: Some(seen) });
+        assert_eq!((r.renewed_leases, r.tally.expired_leases), (1, 0));
+        assert_eq!(w.status(&c.id).as_deref(), Some("running"));
+        assert_eq!(w.field(&c.id, "attempts"), Some(Value::Int(1)));
+        assert_eq!(w.field(&c.id, "lease_until"), Some(Value::Int(w.s.now + lease)));
+        // the worker reports within its renewed lease: the single attempt ends done
+        assert_eq!(w.done(&c), Status::Done);
+    }
+
+    #[test]
+    fn a_renewed_lease_nobody_keeps_expires_one_lease_later() {
+        let mut w = World::new();
+        let c = single_attempt(&mut w);
+        w.s.now += 31_000;
+        let seen = w.s.now;
+        let after = Pressure { full: false, full_seen_at: Some(seen) };
+        assert_eq!(tick_under(&mut w, after).renewed_leases, 1);
+        w.s.now += 30_000;
+        let r = tick_under(&mut w, after);
+        assert_eq!((r.renewed_leases, r.tally.expired_leases), (0, 1));
+        assert_eq!(w.status(&c.id).as_deref(), Some("error"));
+    }
+}
+
+// ---- eviction: the guard on new work, and repair after keys went missing ----
+
+mod repair {
+    use super::*;
+    use crate::config::MemoryPolicy;
+    use crate::queue::repair::{self, RepairReport};
+    use crate::queue::schedule::{self, ScheduleSpec, Timetable};
+    use crate::store::{Op, Store};
+
+    fn del(w: &mut World, key: Vec<u8>) {
+        w.s.apply(vec![Op::Del(key)]).unwrap();
+    }
+
+    fn repair_all(w: &mut World, count: usize) -> Vec<RepairReport> {
+        let mut calls = Vec::new();
+        loop {
+            let r = w.with_env(|s, q, env| repair::repair(s, q, env, count).unwrap());
+            calls.push(r);
+            if r.done {
+                return calls;
+            }
+            assert!(calls.len() < 1000, "the pass never ends");
+        }
+    }
+
+    fn dropped(calls: &[RepairReport]) -> u64 {
+        calls.iter().map(|r| r.tally.index_entries_dropped).sum()
+    }
+
+    fn reindexed(calls: &[RepairReport]) -> u64 {
+        calls.iter().map(|r| r.tally.records_reindexed).sum()
+    }
+
+    fn healthy(w: &mut World) -> bool {
+        let q = w.q.clone();
+        !repair::health(&mut w.s, &q).unwrap().broken()
+    }
+
+    #[test]
+    fn the_guard_refuses_new_jobs_and_claims_but_not_work_in_progress() {
+        let mut w = World::new();
+        let id = w.job("{}");
+        let waiting = w.job("{}");
+        let c = w.claim_n(1).pop().unwrap();
+        assert_eq!(c.id, id);
+        w.config.eviction_guard = Some(MemoryPolicy::AllKeysLru);
+        let e = w.with_env(|s, q, env| create::create(s, q, env, &JobSpec::new(b"{}".to_vec())).unwrap_err());
+        assert_eq!(e.code, Code::Eviction);
+        let args = ClaimArgs { count: 1, ..Default::default() };
+        let e = w.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap_err());
+        assert_eq!(e.code, Code::Eviction);
+        assert_eq!(w.stat("queued"), 1, "nothing was written");
+        assert_eq!(w.status(&waiting).as_deref(), Some("queued"));
+        // the worker still finishes; a waiting job can still be canceled
+        assert_eq!(w.done(&c), Status::Done);
+        w.with_env(|s, q, env| admin::cancel(s, q, env, &waiting).unwrap());
+        assert_eq!(w.status(&waiting).as_deref(), Some("canceled"));
+    }
+
+    #[test]
+    fn a_guarded_schedule_run_is_skipped_and_its_timetable_goes_on() {
+        let mut w = World::new();
+        let sc = ScheduleSpec {
+            name: b"tick".to_vec(),
+            timetable: Timetable::Every(1000),
+            start: None,
+            overlap_allow: true,
+            job: JobSpec::new(b"{}".to_vec()),
+        };
+        w.with_env(|s, q, env| schedule::set(s, q, env, &sc).unwrap());
+        w.config.eviction_guard = Some(MemoryPolicy::VolatileTtl);
+        w.s.now += 1000;
+        let r = w.tick();
+        assert_eq!(r.tally.schedule_runs, 0);
+        assert_eq!(w.stat("created"), 0);
+        let got = w.with_env(|s, q, _| schedule::get(s, q, b"tick").unwrap().unwrap());
+        let field = |name: &str| got.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        assert_eq!(field("skipped"), Some(Value::Int(1)));
+        assert_eq!(field("next_run_at"), Some(Value::Int(1_002_000)));
+        w.config.eviction_guard = None;
+        w.s.now += 1000;
+        assert_eq!(w.tick().tally.schedule_runs, 1);
+    }
+
+    #[test]
+    fn a_running_job_whose_leases_key_went_is_found_and_its_lease_expires() {
+        let mut w = World::new();
+        let id = w.job("{}");
+        let args = ClaimArgs { count: 1, lease_ms: Some(500), ..Default::default() };
+        w.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap());
+        let leases = w.q.leases();
+        del(&mut w, leases);
+        assert!(!healthy(&mut w));
+        w.s.now += 2000;
+        w.tick();
+        assert_eq!(w.status(&id).as_deref(), Some("running"), "lost: no lease to expire");
+        let calls = repair_all(&mut w, 100);
+        assert_eq!((dropped(&calls), reindexed(&calls)), (0, 1));
+        assert!(healthy(&mut w));
+        assert_eq!(w.tick().tally.expired_leases, 1);
+        assert_eq!(w.status(&id).as_deref(), Some("queued"));
+        assert_eq!(w.claim_n(1)[0].id, id);
+    }
+
+    #[test]
+    fn a_delayed_job_whose_delayed_key_went_fires() {
+        let mut w = World::new();
+        let mut sp = JobSpec::new(b"{}".to_vec());
+        sp.start = Start::Delay(300);
+        let id = w.create(sp);
+        let delayed = w.q.delayed();
+        del(&mut w, delayed);
+        w.s.now += 1000;
+        w.tick();
+        assert_eq!(w.status(&id).as_deref(), Some("delayed"));
+        let calls = repair_all(&mut w, 100);
+        assert_eq!(reindexed(&calls), 1);
+        w.tick();
+        assert_eq!(w.status(&id).as_deref(), Some("queued"));
+        assert_eq!(w.claim_n(1)[0].id, id);
+    }
+
+    #[test]
+    fn entries_of_gone_jobs_are_dropped_and_counted() {
+        let mut w = World::new();
+        let keep = w.job("{}");
+        let gone = w.job("{}");
+        let mut sp = JobSpec::new(b"{}".to_vec());
+        sp.start = Start::Delay(60_000);
+        let gone_delayed = w.create(sp);
+        let jobs = [w.q.job(&gone), w.q.job(&gone_delayed)];
+        for key in jobs {
+            del(&mut w, key);
+        }
+        assert_eq!(w.stat("queued"), 2, "QUEUE.STATS still counts the lost job");
+        let calls = repair_all(&mut w, 100);
+        assert_eq!(dropped(&calls), 2);
+        assert_eq!((w.stat("queued"), w.stat("delayed"), w.stat("queued_normal")), (1, 0, 1));
+        let q = w.q.clone();
+        assert_eq!(w.s.zcard(&q.delayed()).unwrap(), 0);
+        assert!(healthy(&mut w));
+        // the ready index's entry is dropped by the claim that meets it
+        let got = w.with_env(|s, q, env| claim(s, q, env, &ClaimArgs { count: 5, ..Default::default() }, &mut Open));
+        let got = got.unwrap();
+        assert_eq!(got.jobs.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![keep]);
+        assert_eq!(got.tally.index_entries_dropped, 1);
+    }
+
+    #[test]
+    fn the_clock_drops_and_counts_due_entries_of_gone_jobs() {
+        let mut w = World::new();
+        let mut sp = JobSpec::new(b"{}".to_vec());
+        sp.start = Start::Delay(100);
+        let delayed = w.create(sp);
+        w.job("{}");
+        let args = ClaimArgs { count: 1, lease_ms: Some(100), ..Default::default() };
+        let running = w.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap()).jobs[0].id.clone();
+        for id in [delayed, running] {
+            let key = w.q.job(&id);
+            del(&mut w, key);
+        }
+        w.s.now += 200;
+        let r = w.tick();
+        assert_eq!((r.tally.index_entries_dropped, r.tally.expired_leases), (2, 0));
+        let q = w.q.clone();
+        assert_eq!((w.s.zcard(&q.delayed()).unwrap(), w.s.zcard(&q.leases()).unwrap()), (0, 0));
+    }
+
+    #[test]
+    fn lost_meta_keeps_the_claim_order_and_the_counters_come_back() {
+        let mut w = World::new();
+        let a = w.create(spec(Priority::High, None));
+        let b = w.job("{}");
+        let c = w.create(spec(Priority::Low, Some("g")));
+        let meta = w.q.meta();
+        del(&mut w, meta);
+        // a job made after the loss still sorts after the old ones
+        let d = w.job("{}");
+        assert!(!healthy(&mut w));
+        let calls = repair_all(&mut w, 100);
+        assert!(calls.last().unwrap().counters >= 2, "{calls:?}");
+        assert_eq!(
+            (w.stat("queued_high"), w.stat("queued_normal"), w.stat("queued_low"), w.stat("queued")),
+            (1, 2, 1, 4)
+        );
+        assert!(healthy(&mut w));
+        let got: Vec<Vec<u8>> = w.claim_n(4).into_iter().map(|c| c.id).collect();
+        assert_eq!(got, vec![a, b, d, c]);
+    }
+
+    #[test]
+    fn a_lost_turn_set_is_rebuilt_so_claims_find_the_jobs_again() {
+        let mut w = World::new();
+        let ids: Vec<Vec<u8>> = ["A", "B"].iter().map(|g| w.create(spec(Priority::Normal, Some(g)))).collect();
+        let turns = w.q.turns(Priority::Normal);
+        let groups = w.q.groups();
+        del(&mut w, turns);
+        del(&mut w, groups);
+        assert!(w.claim_n(2).is_empty(), "lost without repair");
+        assert!(!healthy(&mut w));
+        let calls = repair_all(&mut w, 100);
+        assert_eq!(reindexed(&calls), 4, "two turns and two group listings");
+        assert_eq!(w.stat("groups"), 2);
+        let mut got: Vec<Vec<u8>> = w.claim_n(2).into_iter().map(|c| c.id).collect();
+        got.sort();
+        let mut want = ids;
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_pass_of_many_small_calls_keeps_its_place_in_meta() {
+        let mut w = World::new();
+        let ids: Vec<Vec<u8>> = (0..10).map(|_| w.job("{}")).collect();
+        for id in &ids[..5] {
+            w.with_env(|s, q, env| admin::cancel(s, q, env, id).unwrap());
+        }
+        let queued: Vec<Vec<u8>> = ids[5..].to_vec();
+        let index = w.q.queued(Priority::Normal, b"");
+        del(&mut w, index);
+        let calls = repair_all(&mut w, 3);
+        assert!(calls.len() >= 4, "{}", calls.len());
+        assert_eq!(calls.iter().map(|r| r.checked).sum::<usize>(), 10);
+        assert_eq!(reindexed(&calls), 5);
+        let meta = w.q.meta();
+        assert_eq!(w.s.hget(&meta, repair::CURSOR.as_bytes()).unwrap(), None, "no cursor between passes");
+        let got: Vec<Vec<u8>> = w.claim_n(10).into_iter().map(|c| c.id).collect();
+        assert_eq!(got, queued);
+        // a cursor edited by hand starts a new pass instead of failing
+        w.s.apply(vec![Op::HSet(meta.clone(), vec![(repair::CURSOR.into(), b"9:x".to_vec())])]).unwrap();
+        assert!(repair_all(&mut w, 100).len() == 1);
+    }
+
+    #[test]
+    fn the_sweep_heals_a_record_no_status_index_names() {
+        let mut w = World::new();
+        let id = w.job("{}");
+        for key in [w.q.status(Status::Queued), w.q.queued(Priority::Normal, b"")] {
+            del(&mut w, key);
+        }
+        assert_eq!(repair_all(&mut w, 100).iter().map(|r| r.checked).sum::<usize>(), 0, "no index names it");
+        let t = w.with_env(|s, q, env| repair::heal_job(s, q, env, &id).unwrap());
+        assert_eq!(t.records_reindexed, 2);
+        let again = w.with_env(|s, q, env| repair::heal_job(s, q, env, &id).unwrap());
+        assert_eq!(again.records_reindexed, 0);
+        repair_all(&mut w, 100);
+        assert_eq!((w.stat("queued"), w.stat("queued_normal")), (1, 1));
+        assert_eq!(w.claim_n(1)[0].id, id);
+    }
+
+    #[test]
+    fn a_requeued_job_keeps_its_group_listed_so_a_pass_finds_nothing() {
+        let mut w = World::new();
+        w.create(spec(Priority::Normal, Some("g")));
+        let args = ClaimArgs { count: 1, lease_ms: Some(100), ..Default::default() };
+        w.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap());
+        w.s.now += 200;
+        assert_eq!(w.tick().tally.expired_leases, 1);
+        assert_eq!(w.stat("groups"), 1);
+        let calls = repair_all(&mut w, 100);
+        assert_eq!((dropped(&calls), reindexed(&calls)), (0, 0));
+        assert!(healthy(&mut w));
+    }
+
+    #[test]
+    fn a_queue_whose_groups_are_all_at_their_cap_is_healthy() {
+        let mut w = World::new();
+        for _ in 0..3 {
+            w.create(spec(Priority::Normal, Some("g")));
+        }
+        w.with_env(|s, q, env| admin::set_group_cap(s, q, env, b"g", 1).unwrap());
+        assert_eq!(w.claim_n(3).len(), 1);
+        assert!(healthy(&mut w), "no turns at normal, but g is parked at its cap");
+        let calls = repair_all(&mut w, 100);
+        assert_eq!((dropped(&calls), reindexed(&calls)), (0, 0));
+    }
+
+    /// Whatever the commands and the clock do, the indexes stay exact: a pass over a queue
+    /// nobody damaged finds nothing to fix, and its health numbers agree.
+    #[test]
+    fn a_pass_finds_nothing_after_any_mix_of_moves() {
+        use crate::rng::Entropy;
+        let mut w = World::new();
+        let mut dice = SplitMix(7);
+        let mut claimed: Vec<Claimed> = Vec::new();
+        let mut ids: Vec<Vec<u8>> = Vec::new();
+        for step in 0..3000 {
+            let roll = dice.next_u64();
+            let pick = (roll >> 8) as usize;
+            match roll % 12 {
+                0..=2 => {
+                    let prio = Priority::ORDER[pick % 3];
+                    let mut sp = spec(prio, ["a", "b", ""].get(pick % 4).copied());
+                    if pick.is_multiple_of(5) {
+                        sp.start = Start::Delay(((pick % 7) * 100) as i64);
+                    }
+                    if pick.is_multiple_of(6) {
+                        sp.deadline_ms = Some(((pick % 9) * 100 + 1) as i64);
+                    }
+                    if pick % 4 == 1 {
+                        sp.hash = Some(format!("{:064x}", pick % 3));
+                    }
+                    ids.push(w.create(sp));
+                }
+                3 | 4 => {
+                    let args = ClaimArgs { count: 1 + (pick % 3) as i64, lease_ms: Some(150), ..Default::default() };
+                    claimed.extend(w.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap().jobs));
+                }
+                5 if !claimed.is_empty() => {
+                    let c = claimed.swap_remove(pick % claimed.len());
+                    let _ = w.with_env(|s, q, env| {
+                        let a = UpdateArgs {
+                            token: Some(c.token.as_bytes().to_vec()),
+                            status: Some(UpdateStatus::Done),
+                            result: Some(b"{}".to_vec()),
+                            ..Default::default()
+                        };
+                        update::update(s, q, env, &c.id, &a)
+                    });
+                }
+                6 if !claimed.is_empty() => {
+                    let c = claimed.swap_remove(pick % claimed.len());
+                    let a = UpdateArgs {
+                        token: Some(c.token.as_bytes().to_vec()),
+                        status: Some(UpdateStatus::Error),
+                        noretry: pick.is_multiple_of(2),
+                        ..Default::default()
+                    };
+                    let _ = w.update(&c.id, a);
+                }
+                7 if !claimed.is_empty() => {
+                    let c = claimed.swap_remove(pick % claimed.len());
+                    let delay = (pick.is_multiple_of(2)).then_some(100);
+                    let _ = w.with_env(|s, q, env| update::release(s, q, env, &c.id, c.token.as_bytes(), delay));
+                }
+                8 if !ids.is_empty() => {
+                    let id = ids[pick % ids.len()].clone();
+                    let _ = w.with_env(|s, q, env| match pick % 3 {
+                        0 => admin::cancel(s, q, env, &id),
+                        1 => admin::retry(s, q, env, &id),
+                        _ => admin::delete(s, q, env, &id),
+                    });
+                }
+                9 => {
+                    let group: &[u8] = if pick.is_multiple_of(2) { b"a" } else { b"*" };
+                    w.with_env(|s, q, env| admin::set_group_cap(s, q, env, group, (pick % 3) as i64).unwrap());
+                }
+                _ => {
+                    w.s.now += (pick % 200) as i64;
+                    w.tick();
+                }
+            }
+            if step % 100 == 99 {
+                assert!(healthy(&mut w), "step {step}: {:?}", repair::health(&mut w.s, &w.q.clone()));
+                let calls = repair_all(&mut w, 1000);
+                let counters: u64 = calls.iter().map(|r| r.counters).sum();
+                assert_eq!((dropped(&calls), reindexed(&calls), counters), (0, 0, 0), "step {step}");
+            }
+        }
+        assert!(w.stat("done") + w.stat("error") + w.stat("canceled") > 0);
+    }
+
+    #[test]
+    fn a_job_the_sweep_puts_back_behind_the_cursor_is_counted_by_the_pass() {
+        let mut w = World::new();
+        let ids: Vec<Vec<u8>> = (0..6).map(|_| w.job("{}")).collect();
+        let index = w.q.status(Status::Queued);
+        w.s.apply(vec![Op::ZRem(index, ids[1].clone())]).unwrap();
+        // the pass walks the queued jobs in two calls; between them the sweep finds the
+        // job the index lost, behind the cursor
+        let first = w.with_env(|s, q, env| repair::repair(s, q, env, 3).unwrap());
+        assert!(!first.done);
+        let t = w.with_env(|s, q, env| repair::heal_job(s, q, env, &ids[1]).unwrap());
+        assert_eq!(t.records_reindexed, 1);
+        let meta = w.q.meta();
+        w.s.apply(vec![Op::HSet(meta, vec![(b"queued_normal".to_vec(), b"9".to_vec())])]).unwrap();
+        let calls = repair_all(&mut w, 3);
+        assert_eq!(calls.last().unwrap().counters, 1);
+        assert_eq!((w.stat("queued"), w.stat("queued_normal")), (6, 6));
+    }
+
+    #[test]
+    fn the_sweep_puts_back_a_schedule_its_index_lost() {
+        let mut w = World::new();
+        let sc = ScheduleSpec {
+            name: b"tick".to_vec(),
+            timetable: Timetable::Every(1000),
+            start: None,
+            overlap_allow: true,
+            job: JobSpec::new(b"{}".to_vec()),
+        };
+        w.with_env(|s, q, env| schedule::set(s, q, env, &sc).unwrap());
+        let schedules = w.q.schedules();
+        del(&mut w, schedules);
+        w.s.now += 1000;
+        assert_eq!(w.tick().tally.schedule_runs, 0, "lost without repair");
+        let q = w.q.clone();
+        assert_eq!(repair::heal_schedule(&mut w.s, &q, b"tick").unwrap().records_reindexed, 1);
+        assert_eq!(repair::heal_schedule(&mut w.s, &q, b"tick").unwrap().records_reindexed, 0);
+        assert_eq!(w.tick().tally.schedule_runs, 1);
+    }
+
+    #[test]
+    fn a_job_in_two_status_indexes_keeps_the_one_of_its_record() {
+        let mut w = World::new();
+        let id = w.job("{}");
+        let c = w.claim_n(1).pop().unwrap();
+        w.done(&c);
+        let stale = w.q.status(Status::Queued);
+        w.s.apply(vec![Op::ZAdd(stale, crate::store::Score::At(1), id.clone())]).unwrap();
+        let calls = repair_all(&mut w, 100);
+        assert_eq!((dropped(&calls), reindexed(&calls)), (1, 0));
+        assert_eq!((w.stat("queued"), w.stat("done")), (0, 1));
+    }
 }

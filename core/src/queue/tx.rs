@@ -9,7 +9,7 @@ use crate::json::ObjectWriter;
 use crate::keys::{Key, QueueKeys};
 use crate::record::{self, JobState};
 use crate::rng::Entropy;
-use crate::store::{Event, Op, Score, Store};
+use crate::store::{Event, Op, Score, Store, ZRange};
 
 /// What the logic gets from the shell besides the store: the clock read once, the
 /// configs, and randomness.
@@ -35,6 +35,12 @@ pub struct Tally {
     pub schedule_runs: u64,
     pub charges_denied: u64,
     pub usage_settled: u64,
+    /// COST charges a USAGE left as taken: their key was not declared with CHARGE.
+    pub usage_unsettled: u64,
+    /// Index entries dropped because they named a job that is gone or in another status.
+    pub index_entries_dropped: u64,
+    /// Index entries put back for a job record an index had lost.
+    pub records_reindexed: u64,
 }
 
 impl Tally {
@@ -52,6 +58,9 @@ impl Tally {
         self.schedule_runs += o.schedule_runs;
         self.charges_denied += o.charges_denied;
         self.usage_settled += o.usage_settled;
+        self.usage_unsettled += o.usage_unsettled;
+        self.index_entries_dropped += o.index_entries_dropped;
+        self.records_reindexed += o.records_reindexed;
     }
 }
 
@@ -234,13 +243,35 @@ impl<'a, S: Store> Tx<'a, S> {
 
     /// The next creation sequence of the queue (orders JOB.LIST, FIFO within a group).
     pub fn next_seq(&mut self) -> Result<i64> {
+        if self.meta_i64(meta::SEQ)? == 0 {
+            let mut indexes: Vec<Key> = Status::ALL.iter().map(|st| self.q.status(*st)).collect();
+            indexes.push(self.q.groups());
+            self.restore_counter(meta::SEQ, &indexes)?;
+        }
         self.incr_meta(meta::SEQ, 1)?;
         self.meta_i64(meta::SEQ)
     }
 
     fn next_turn(&mut self) -> Result<i64> {
+        if self.meta_i64(meta::TURN)? == 0 {
+            let indexes: Vec<Key> = Priority::ORDER.iter().map(|p| self.q.turns(*p)).collect();
+            self.restore_counter(meta::TURN, &indexes)?;
+        }
         self.incr_meta(meta::TURN, 1)?;
         self.meta_i64(meta::TURN)
+    }
+
+    /// A counter of `meta` that reads 0 while indexes scored by it hold entries was lost
+    /// (`meta` evicted or deleted): it goes on from the highest score, so new entries still
+    /// sort after old ones. Costs a few reads while the counter is 0 (a queue's first job).
+    /// True when the counter was raised.
+    pub fn restore_counter(&mut self, field: &str, indexes: &[Key]) -> Result<bool> {
+        let top = highest_score(self.s, indexes)?;
+        if top <= self.meta_i64(field)? {
+            return Ok(false);
+        }
+        self.meta_set(field, top)?;
+        Ok(true)
     }
 
     fn default_cap(&mut self) -> Result<i64> {
@@ -371,14 +402,10 @@ impl<'a, S: Store> Tx<'a, S> {
                 if let Some(n) = self.groups[gi].queued[pidx(p)] {
                     self.groups[gi].queued[pidx(p)] = Some(n + 1);
                 }
-                // a group already taking turns at this priority is listed and not parked
-                if !self.in_turns(gi, p)? {
-                    self.load_group(gi)?;
-                    self.register_group(gi)?;
-                    if !self.groups[gi].parked {
-                        self.set_turn(gi, p, true)?;
-                    }
-                }
+                self.take_turns(gi, p)?;
+                // a job queued now keeps its group listed, whatever left it in this step
+                // (a requeued job's lease: running went to 0 before its queued count is known)
+                self.groups[gi].maybe_empty = false;
                 self.incr_meta(meta::queued(p), 1)?;
                 self.place_deadline(job);
             }
@@ -402,6 +429,34 @@ impl<'a, S: Store> Tx<'a, S> {
             }
         }
         Ok(())
+    }
+
+    /// A group with a job queued at `p` takes turns there unless it is at its cap; true
+    /// when it was not taking turns and now does.
+    fn take_turns(&mut self, gi: usize, p: Priority) -> Result<bool> {
+        // a group already taking turns at this priority is listed and not parked
+        if self.in_turns(gi, p)? {
+            return Ok(false);
+        }
+        self.load_group(gi)?;
+        self.register_group(gi)?;
+        if self.groups[gi].parked {
+            return Ok(false);
+        }
+        self.set_turn(gi, p, true)?;
+        Ok(true)
+    }
+
+    /// Repair: the group of a queued job is listed in `groups` and takes turns at the job's
+    /// priority (unless parked at its cap); the count of entries this put back.
+    pub fn restore_turns(&mut self, group: &[u8], p: Priority) -> Result<u64> {
+        let gi = self.group(group);
+        let listed = self.groups[gi].registered == Some(true) || self.s.zscore(&self.q.groups(), group)?.is_some();
+        let turned = self.take_turns(gi, p)?;
+        if !listed {
+            self.register_group(gi)?;
+        }
+        Ok(u64::from(!listed) + u64::from(turned))
     }
 
     fn place_deadline(&mut self, job: &JobState) {
@@ -596,6 +651,20 @@ impl<'a, S: Store> Tx<'a, S> {
         }
         Ok(self.tally)
     }
+}
+
+/// The highest finite score in any of `indexes` (0 when they are all empty).
+fn highest_score<S: Store>(s: &mut S, indexes: &[Key]) -> Result<i64> {
+    let mut top = 0i64;
+    for key in indexes {
+        let last = ZRange { reverse: true, max: f64::MAX, ..ZRange::first(1) };
+        if let Some((_, score)) = s.zrange(key, last)?.into_iter().next() {
+            if score.is_finite() {
+                top = top.max(score as i64);
+            }
+        }
+    }
+    Ok(top)
 }
 
 /// When a finished job's retention ends.

@@ -31,6 +31,9 @@ pub struct UpdateArgs {
     pub lease_ms: Option<i64>,
     pub meta: Option<Vec<u8>>,
     pub usage: Option<i64>,
+    /// The keys named by CHARGE, which the command declares (ACL, cluster routing): the
+    /// only rate-limit keys USAGE may settle.
+    pub charge_keys: Vec<Vec<u8>>,
     /// With STATUS error: wait exactly this long before the retry instead of the backoff.
     pub delay_ms: Option<i64>,
 }
@@ -213,10 +216,13 @@ fn settle_usage(fields: &mut Fields, a: &UpdateArgs) {
     }
 }
 
-/// USAGE moves the job's COST charges to what it really used.
+/// USAGE moves the job's COST charges on the keys CHARGE names to what it really used;
+/// a charge on any other key is left as taken, and counted.
 fn settle_charges<S: Store>(tx: &mut Tx<S>, job: &JobState, a: &UpdateArgs) -> Result<()> {
     if let Some(u) = a.usage {
-        tx.tally.usage_settled += crate::queue::charge::settle(tx, job, u)?;
+        let s = crate::queue::charge::settle(tx, job, u, &a.charge_keys)?;
+        tx.tally.usage_settled += s.settled;
+        tx.tally.usage_unsettled += s.left;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use clap::builder::RangedU64ValueParser;
 use clap::{value_parser, Parser};
 
 use super::parse::{base_url, endpoint, rl_prefix, seconds, worker_name};
-use super::parse::{Binding, LimitSpec, Listen, LogFormat, LogLevel, QueueList, Scope};
+use super::parse::{Binding, FallbackRule, LimitSpec, Listen, LogFormat, LogLevel, QueueList, Scope};
 
 #[derive(Parser)]
 #[command(
@@ -104,6 +104,39 @@ pub struct Args {
     #[arg(long, env = "AIJOB_RL_PERIOD_MS", default_value_t = 60_000, value_name = "MS",
           value_parser = value_parser!(u64).range(1..))]
     pub rl_period: u64,
+
+    /// A fallback for a provider's jobs, `provider=target` (repeatable, or comma separated; a
+    /// provider's targets are tried in the order given). A target is `gemini:<model>`,
+    /// `openai:<model>`, `http:<endpoint>` or `echo`: `gemini=openai:gpt-4o-mini`. When a call
+    /// fails on the provider's side (timeout, connection, 5xx, a 429 past --fallback-429-wait)
+    /// the next is called within the same attempt, with the job's request rewritten for it
+    /// (text chats between gemini and openai). A payload's own "fallback" list replaces these.
+    #[arg(long = "fallback", env = "AIJOB_FALLBACK", value_delimiter = ',', value_name = "PROVIDER=TARGET",
+          value_parser = FallbackRule::parse)]
+    pub fallback: Vec<Option<FallbackRule>>,
+
+    /// A 429 whose Retry-After is at most this many ms ends the attempt and the job is retried
+    /// after it on the same provider; a longer one, or none, moves on to the next fallback.
+    #[arg(long = "fallback-429-wait", env = "AIJOB_FALLBACK_429_WAIT_MS", default_value_t = 5000, value_name = "MS",
+          value_parser = value_parser!(u64).range(0..=86_400_000))]
+    pub fallback_429_wait: u64,
+
+    /// Cool a provider down for this many ms after --cooldown-failures failures (timeouts,
+    /// connection errors, 5xx, 429) within --cooldown-window: no fetcher on this Redis calls it
+    /// meanwhile (state in RATELIMIT keys `<rl-prefix>:{<provider>}:cooldown|failures`); its
+    /// jobs go to their fallbacks, or back to the queue until it ends. Unset: no cooldown.
+    #[arg(long, env = "AIJOB_COOLDOWN_MS", value_name = "MS", value_parser = value_parser!(u64).range(1..=86_400_000))]
+    pub cooldown: Option<u64>,
+
+    /// How many provider failures within --cooldown-window start a cooldown.
+    #[arg(long, env = "AIJOB_COOLDOWN_FAILURES", default_value_t = 5, value_name = "N", requires = "cooldown",
+          value_parser = value_parser!(u64).range(1..=1_000_000))]
+    pub cooldown_failures: u64,
+
+    /// The window --cooldown-failures are counted over, in ms.
+    #[arg(long, env = "AIJOB_COOLDOWN_WINDOW_MS", default_value_t = 10_000, value_name = "MS", requires = "cooldown",
+          value_parser = value_parser!(u64).range(1..=86_400_000))]
+    pub cooldown_window: u64,
 
     /// `host:port` to serve /healthz and /metrics (Prometheus text) on. Unset: no server.
     #[arg(long, env = "AIJOB_LISTEN", value_name = "HOST:PORT", value_parser = Listen::parse)]

@@ -13,7 +13,7 @@ use anyhow::Result;
 pub use args::Args;
 pub use parse::{Binding, LimitSpec, LogFormat, Scope};
 
-use crate::providers::ProviderSettings;
+use crate::providers::{FallbackRules, ProviderName, ProviderSettings, Target, MAX_FALLBACKS};
 use crate::queues::Entry;
 use crate::redis_url::RedisUrl;
 use crate::secret::Secret;
@@ -36,6 +36,11 @@ pub struct Config {
     pub tpm: LimitSpec,
     pub rl_prefix: String,
     pub rl_period_ms: u64,
+    /// `--fallback`: each provider's fallbacks, in order.
+    pub fallback: FallbackRules,
+    pub fallback_429_wait_ms: u64,
+    /// `--cooldown`: the shared circuit breaker, when on.
+    pub cooldown: Option<CooldownSpec>,
     pub listen: Option<SocketAddr>,
     pub providers: ProviderSettings,
     pub worker: String,
@@ -44,10 +49,27 @@ pub struct Config {
     pub log_level: tracing::Level,
 }
 
+/// `--cooldown MS --cooldown-failures N --cooldown-window MS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CooldownSpec {
+    pub cool_ms: u64,
+    pub failures: u64,
+    pub window_ms: u64,
+}
+
 impl Config {
     pub fn from_args(a: Args) -> Result<Config> {
         let redis = RedisUrl::parse(&a.redis_url).map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?;
-        Ok(Config {
+        let mut fallback = FallbackRules::new();
+        for rule in a.fallback.into_iter().flatten() {
+            fallback.entry(rule.from).or_default().push(rule.to);
+        }
+        let cooldown = a.cooldown.map(|cool_ms| CooldownSpec {
+            cool_ms,
+            failures: a.cooldown_failures,
+            window_ms: a.cooldown_window,
+        });
+        let cfg = Config {
             cluster: a.cluster || redis.cluster,
             redis,
             queues: a.queues.0,
@@ -62,6 +84,9 @@ impl Config {
             tpm: a.tpm.unwrap_or_default(),
             rl_prefix: a.rl_prefix,
             rl_period_ms: a.rl_period,
+            fallback,
+            fallback_429_wait_ms: a.fallback_429_wait,
+            cooldown,
             listen: a.listen.and_then(|l| l.0),
             providers: ProviderSettings {
                 gemini_key: non_empty_key(a.gemini_api_key),
@@ -74,7 +99,40 @@ impl Config {
             claim_block_ms: a.claim_block,
             log_format: a.log_format,
             log_level: a.log_level.into(),
-        })
+        };
+        cfg.check_fallbacks()?;
+        Ok(cfg)
+    }
+
+    /// Every `--fallback` target is one this fetcher can call, at most MAX_FALLBACKS a provider.
+    fn check_fallbacks(&self) -> Result<()> {
+        for (from, targets) in &self.fallback {
+            if targets.len() > MAX_FALLBACKS {
+                anyhow::bail!("--fallback: {from} has more than {MAX_FALLBACKS} fallbacks");
+            }
+            for t in targets {
+                if let Some(why) = self.cannot_call(t) {
+                    anyhow::bail!("--fallback {from}={t}: {why}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn cannot_call(&self, t: &Target) -> Option<&'static str> {
+        let p = &self.providers;
+        match t.provider {
+            ProviderName::Gemini if p.gemini_key.is_none() => {
+                Some("no Gemini API key is configured (set GEMINI_API_KEY)")
+            }
+            ProviderName::OpenAi if p.openai_key.is_none() => {
+                Some("no OpenAI API key is configured (set OPENAI_API_KEY)")
+            }
+            ProviderName::Http if !t.endpoint.as_ref().is_some_and(|e| p.http_endpoints.contains_key(e)) => {
+                Some("no such --http-endpoint")
+            }
+            _ => None,
+        }
     }
 
     /// Every secret the process holds, for the redactor.
@@ -134,6 +192,11 @@ mod tests {
             ("tpm", "AIJOB_TPM"),
             ("rl-prefix", "AIJOB_RL_PREFIX"),
             ("rl-period", "AIJOB_RL_PERIOD_MS"),
+            ("fallback", "AIJOB_FALLBACK"),
+            ("fallback-429-wait", "AIJOB_FALLBACK_429_WAIT_MS"),
+            ("cooldown", "AIJOB_COOLDOWN_MS"),
+            ("cooldown-failures", "AIJOB_COOLDOWN_FAILURES"),
+            ("cooldown-window", "AIJOB_COOLDOWN_WINDOW_MS"),
             ("listen", "AIJOB_LISTEN"),
             ("gemini-api-key", "GEMINI_API_KEY"),
             ("gemini-base-url", "GEMINI_BASE_URL"),
@@ -170,6 +233,64 @@ mod tests {
         assert_eq!((c.rl_scope, c.log_format, c.log_level), (Scope::Provider, LogFormat::Text, tracing::Level::INFO));
         assert_eq!(c.redis.seeds, vec!["redis://127.0.0.1:6379"]);
         assert!(!c.cluster && c.listen.is_none() && c.lease_ms.is_none());
+        assert!(c.fallback.is_empty() && c.cooldown.is_none());
+        assert_eq!(c.fallback_429_wait_ms, 5000);
+    }
+
+    #[test]
+    fn fallbacks_keep_their_order_per_provider() {
+        let keys = ["--gemini-api-key", "gk-123456", "--openai-api-key", "sk-123456"];
+        let c = parse(
+            &[
+                &keys[..],
+                &["--http-endpoint", "sum=http://h", "--fallback", "gemini=openai:gpt-4o-mini,openai=gemini:g2"],
+                &["--fallback", "gemini=http:sum", "--fallback", "gemini=echo", "--fallback-429-wait", "0"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let of = |p: ProviderName| c.fallback[&p].iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        assert_eq!(of(ProviderName::Gemini), ["openai:gpt-4o-mini", "http:sum", "echo"]);
+        assert_eq!(of(ProviderName::OpenAi), ["gemini:g2"]);
+        assert_eq!(c.fallback_429_wait_ms, 0);
+    }
+
+    #[test]
+    fn fallbacks_must_be_callable_by_this_fetcher() {
+        for (args, why) in [
+            (
+                &["--fallback", "gemini=openai:gpt-4o-mini"][..],
+                "--fallback gemini=openai:gpt-4o-mini: no OpenAI API key",
+            ),
+            (&["--fallback", "openai=gemini:g"], "GEMINI_API_KEY"),
+            (&["--fallback", "echo=http:nope", "--http-endpoint", "sum=http://h"], "no such --http-endpoint"),
+            (&["--fallback", &"gemini=echo,".repeat(9)], "more than 8"),
+        ] {
+            let e = format!("{:#}", parse(args).unwrap_err());
+            assert!(e.contains(why), "{args:?}: {e}");
+        }
+        assert!(parse(&["--fallback", "gemini=echo,echo=http:sum", "--http-endpoint", "sum=http://h"]).is_ok());
+    }
+
+    #[test]
+    fn cooldown_flags() {
+        let c = parse(&["--cooldown", "30000", "--cooldown-failures", "3", "--cooldown-window", "5000"]).unwrap();
+        assert_eq!(c.cooldown, Some(CooldownSpec { cool_ms: 30000, failures: 3, window_ms: 5000 }));
+        let c = parse(&["--cooldown", "1000"]).unwrap();
+        assert_eq!(c.cooldown, Some(CooldownSpec { cool_ms: 1000, failures: 5, window_ms: 10000 }));
+        for bad in [
+            &["--cooldown", "0"][..],
+            &["--cooldown", "86400001"],
+            &["--cooldown", "1000", "--cooldown-failures", "0"],
+            &["--cooldown", "1000", "--cooldown-window", "0"],
+            &["--cooldown-failures", "3"],
+            &["--cooldown-window", "3000"],
+            &["--fallback-429-wait", "-1"],
+            &["--fallback", "gemini"],
+            &["--fallback", "gemini=openai"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::providers::ProviderName;
+use crate::providers::{ProviderName, Target};
 use crate::queues::{self, Entry, Sel};
 
 /// `--queues`: the entries, checked as a whole (no queue twice, at least one).
@@ -35,6 +35,30 @@ impl Binding {
         let provider = p.trim().parse::<ProviderName>()?;
         let sel = queues::parse_sel(q.trim()).map_err(|e| format!("{e:#}"))?;
         Ok(Some(Binding { sel, provider }))
+    }
+}
+
+/// `--fallback provider=target`: one more fallback for the jobs of a provider, after those
+/// given before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackRule {
+    pub from: ProviderName,
+    pub to: Target,
+}
+
+impl FallbackRule {
+    /// None for an empty item.
+    pub fn parse(item: &str) -> Result<Option<FallbackRule>, String> {
+        if item.trim().is_empty() {
+            return Ok(None);
+        }
+        let (from, to) = item.trim().split_once('=').ok_or("not provider=target (e.g. gemini=openai:gpt-4o-mini)")?;
+        let from = from.trim().parse::<ProviderName>()?;
+        let to = Target::parse(to)?;
+        if to.provider == from && to.model.is_none() && to.endpoint.is_none() {
+            return Err(format!("{from} falls back to itself"));
+        }
+        Ok(Some(FallbackRule { from, to }))
     }
 }
 
@@ -181,6 +205,28 @@ mod tests {
         assert_eq!(Binding::parse(" "), Ok(None));
         for bad in ["sketch", "sketch=nope", "b{a}d=gemini"] {
             assert!(Binding::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fallback_rules() {
+        let r = FallbackRule::parse(" gemini = openai:gpt-4o-mini ").unwrap().unwrap();
+        assert_eq!((r.from, r.to.to_string()), (ProviderName::Gemini, "openai:gpt-4o-mini".to_string()));
+        assert_eq!(
+            FallbackRule::parse("gemini=gemini:gemini-1.5-flash").unwrap().unwrap().to.provider,
+            ProviderName::Gemini
+        );
+        assert_eq!(FallbackRule::parse(""), Ok(None));
+        for (bad, why) in [
+            ("gemini", "not provider=target"),
+            ("gemini:openai", "not provider=target"),
+            ("nope=echo", "unknown provider"),
+            ("gemini=openai", "openai needs a model"),
+            ("echo=echo", "falls back to itself"),
+            ("gemini=http", "endpoint"),
+        ] {
+            let e = FallbackRule::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
         }
     }
 

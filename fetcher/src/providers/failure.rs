@@ -24,6 +24,8 @@ pub enum ErrorClass {
     TooBig,
     /// RATELIMIT.* answered an error.
     RateLimit,
+    /// No call was made: the provider is cooled down (`--cooldown`, shared in Redis).
+    Cooldown,
 }
 
 impl ErrorClass {
@@ -39,6 +41,21 @@ impl ErrorClass {
             ErrorClass::Payload => "payload",
             ErrorClass::TooBig => "toobig",
             ErrorClass::RateLimit => "ratelimit",
+            ErrorClass::Cooldown => "cooldown",
+        }
+    }
+
+    /// The provider itself is unwell: it did not answer in time, could not be reached, broke
+    /// the link, answered 5xx or 429, or answered a 2xx that is not JSON. These failures move
+    /// a call on to its next fallback and count towards the provider's cooldown. Everything
+    /// else is about the job or this fetcher (a 4xx, the payload, a key, the result's size,
+    /// Redis) and would fail the same way on the next try.
+    pub fn is_provider_failure(&self) -> bool {
+        match self {
+            ErrorClass::Timeout | ErrorClass::Connect | ErrorClass::Network | ErrorClass::Response => true,
+            ErrorClass::Status(s) => s.as_u16() == 429 || s.is_server_error(),
+            ErrorClass::Config | ErrorClass::Payload | ErrorClass::TooBig | ErrorClass::RateLimit => false,
+            ErrorClass::Cooldown => false,
         }
     }
 }
@@ -87,6 +104,26 @@ mod tests {
         assert_eq!(ErrorClass::TooBig.as_str(), "toobig");
         assert_eq!(ErrorClass::RateLimit.as_str(), "ratelimit");
         assert_eq!(ErrorClass::Status(status(503)).as_str(), "503");
+        assert_eq!(ErrorClass::Cooldown.as_str(), "cooldown");
+    }
+
+    #[test]
+    fn provider_failures_are_the_retryable_answers_of_the_provider() {
+        for c in [ErrorClass::Timeout, ErrorClass::Connect, ErrorClass::Network, ErrorClass::Response] {
+            assert!(c.is_provider_failure(), "{c:?}");
+        }
+        for n in [429, 500, 502, 503, 504, 599] {
+            assert!(ErrorClass::Status(status(n)).is_provider_failure(), "{n}");
+            assert!(Failure::of_status(status(n), String::new(), None).retry, "a provider failure is retryable: {n}");
+        }
+        for n in [400, 401, 403, 404, 409, 422, 302] {
+            assert!(!ErrorClass::Status(status(n)).is_provider_failure(), "{n}");
+        }
+        for c in
+            [ErrorClass::Config, ErrorClass::Payload, ErrorClass::TooBig, ErrorClass::RateLimit, ErrorClass::Cooldown]
+        {
+            assert!(!c.is_provider_failure(), "{c:?}");
+        }
     }
 
     #[test]

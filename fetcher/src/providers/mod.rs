@@ -12,9 +12,12 @@ pub mod gemini;
 pub mod http;
 mod name;
 pub mod openai;
+mod plan;
 mod registry;
+mod translate;
 
-pub use call::{parse_payload, result_json, Call, Provider, Success, Usage};
+pub use call::{result_json, Call, Provider, Success, Usage};
 pub use failure::{ErrorClass, Failure};
 pub use name::ProviderName;
+pub use plan::{parse_plan, FallbackRules, Plan, Target, MAX_FALLBACKS};
 pub use registry::{ProviderSettings, Providers};

@@ -1,7 +1,7 @@
 //! The commands a worker sends about its jobs, built without sending them.
 
 use crate::limits::ChargePlan;
-use crate::providers::Failure;
+use crate::providers::{ErrorClass, Failure, ProviderName};
 use crate::secret::Redactor;
 
 use super::job::Job;
@@ -41,6 +41,26 @@ pub fn update(job: &Job) -> redis::Cmd {
     cmd
 }
 
+/// `calling gemini gemini-2.0-flash`: what the job is waiting on.
+pub fn announce_text(provider: Option<ProviderName>, model: Option<&str>) -> String {
+    let provider = ProviderName::label(provider);
+    match model {
+        Some(m) => format!("calling {provider} {m}"),
+        None => format!("calling {provider}"),
+    }
+}
+
+/// `calling openai gpt-4o-mini (fallback 1, after gemini: 503)`.
+pub fn fallback_text(
+    index: usize,
+    from: ProviderName,
+    class: &ErrorClass,
+    to: ProviderName,
+    model: Option<&str>,
+) -> String {
+    format!("{} (fallback {index}, after {from}: {})", announce_text(Some(to), model), class.as_str())
+}
+
 /// The PROGRESS update sent before the call.
 pub fn progress(job: &Job, text: &str) -> redis::Cmd {
     let mut cmd = update(job);
@@ -48,10 +68,14 @@ pub fn progress(job: &Job, text: &str) -> redis::Cmd {
     cmd
 }
 
-/// The final update of a call that answered: its result and the tokens it used.
-pub fn done(job: &Job, result: &str, usage: u64) -> redis::Cmd {
+/// The final update of a call that answered: its result and the tokens it used, settled
+/// against the charges the claim took on `charges` (the keys, named with CHARGE).
+pub fn done(job: &Job, result: &str, usage: u64, charges: &[String]) -> redis::Cmd {
     let mut cmd = update(job);
     cmd.arg("STATUS").arg("done").arg("RESULT").arg(result).arg("USAGE").arg(usage);
+    for key in charges {
+        cmd.arg("CHARGE").arg(key);
+    }
     cmd
 }
 
@@ -92,6 +116,13 @@ pub fn release(job: &Job) -> redis::Cmd {
     cmd
 }
 
+/// Gives the job back, due again in `delay_ms` (at least 1), without counting the attempt.
+pub fn release_for(job: &Job, delay_ms: u64) -> redis::Cmd {
+    let mut cmd = release(job);
+    cmd.arg("DELAY").arg(delay_ms.max(1));
+    cmd
+}
+
 #[cfg(test)]
 pub fn words(cmd: &redis::Cmd) -> String {
     let word = |a: redis::Arg<&[u8]>| match a {
@@ -104,7 +135,6 @@ pub fn words(cmd: &redis::Cmd) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::{ErrorClass, ProviderName};
     use crate::secret::Secret;
 
     fn job() -> Job {
@@ -133,13 +163,34 @@ mod tests {
     fn updates_are_fenced_by_the_token() {
         assert_eq!(words(&update(&job())), "JOB.UPDATE q j TOKEN t");
         assert_eq!(words(&progress(&job(), "calling echo")), "JOB.UPDATE q j TOKEN t PROGRESS calling echo");
-        assert_eq!(words(&done(&job(), "{}", 12)), "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12");
+        assert_eq!(words(&done(&job(), "{}", 12, &[])), "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12");
+        assert_eq!(
+            words(&done(&job(), "{}", 12, &["tpm:{q}".to_string()])),
+            "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12 CHARGE tpm:{q}"
+        );
         assert_eq!(words(&release(&job())), "JOB.RELEASE q j TOKEN t");
         let next = then_next(done(&job(), "{}", 12), NextAsk { worker: "w", lease_ms: 900 }, None);
         assert_eq!(words(&next), "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12 NEXT WORKER w LEASE 900");
         let plan = ChargePlan { provider: ProviderName::Echo, args: vec!["CHARGE".into(), "k".into()] };
         let next = then_next(release(&job()), NextAsk { worker: "w", lease_ms: 900 }, Some(&plan));
         assert!(words(&next).ends_with("NEXT WORKER w LEASE 900 CHARGE k"));
+        assert_eq!(words(&release_for(&job(), 2500)), "JOB.RELEASE q j TOKEN t DELAY 2500");
+        assert_eq!(words(&release_for(&job(), 0)), "JOB.RELEASE q j TOKEN t DELAY 1");
+    }
+
+    #[test]
+    fn progress_texts_name_provider_model_and_why_it_fell_back() {
+        assert_eq!(announce_text(Some(ProviderName::Gemini), Some("g-2")), "calling gemini g-2");
+        assert_eq!(announce_text(None, None), "calling unknown");
+        let class = ErrorClass::Status(reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            fallback_text(1, ProviderName::Gemini, &class, ProviderName::OpenAi, Some("gpt-4o-mini")),
+            "calling openai gpt-4o-mini (fallback 1, after gemini: 503)"
+        );
+        assert_eq!(
+            fallback_text(2, ProviderName::OpenAi, &ErrorClass::Cooldown, ProviderName::Echo, None),
+            "calling echo (fallback 2, after openai: cooldown)"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! - `startup`: the lease, the checks and the start lines;
 //! - `discovery`: the queues of the --queues patterns, looked up again and again;
 //! - `claim`: the claim loop (weighted, then blocking) and the slots of --concurrency;
-//! - `task`: one job: the call (`call`: budgets, timeout) with heartbeats beside it;
+//! - `task`: one job: its calls (`call`: the legs of its plan, cooldowns, budgets, timeout)
+//!   with heartbeats beside it;
 //! - `report`: the final update or release, sent until it lands, and the outcome;
 //! - `drain`: the shutdown's grace and deadlines;
 //! - `commands` and `job`: the job commands and the claimed job, pure;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Config;
+use crate::cooldown::Breaker;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
@@ -61,6 +63,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, force: CancellationTo
     let links = Links::new(&cfg, &metrics)?;
     let providers = Providers::new(&cfg.providers, cfg.timeout, redactor.clone())?;
     let limits = Limits::new(links.main.clone(), &cfg, metrics.clone());
+    let breaker = Breaker::new(links.main.clone(), &cfg, metrics.clone());
     startup::log_providers(&providers, &limits);
     let server = server::Running::start(cfg.listen, &metrics, &links.main, &redactor);
 
@@ -69,16 +72,29 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, force: CancellationTo
         server.stop().await;
         return Ok(());
     };
-    if limits.any() {
+    if limits.any() || breaker.enabled() {
         startup::check_ratelimit_commands(&links.main).await?;
     }
     startup::log_started(&cfg, lease_ms, &limits);
+    startup::log_fallbacks(&cfg);
     let discovery = discovery::Discovery::start(&cfg, &links.main, &limits, &shutdown).await;
 
     let (abort, hard) = (CancellationToken::new(), CancellationToken::new());
     let (stop_claims, sole_queue) = (shutdown.clone(), std::sync::Mutex::new(None));
-    let shared =
-        Shared { cfg, redis: links.main, providers, limits, metrics, redactor, lease_ms, abort, hard, stop_claims, sole_queue };
+    let shared = Shared {
+        cfg,
+        redis: links.main,
+        providers,
+        limits,
+        breaker,
+        metrics,
+        redactor,
+        lease_ms,
+        abort,
+        hard,
+        stop_claims,
+        sole_queue,
+    };
     let shared = Arc::new(shared);
     let mut tasks = JoinSet::new();
     claim::claim_loop(&shared, &links.claims, &mut tasks, discovery.found.clone(), &shutdown).await;

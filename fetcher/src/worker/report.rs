@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::fallback::{self, End, Tried};
 use crate::outcome::{LostReason, Outcome, Refusal};
-use crate::providers::{self, Call, ErrorClass, Failure, ProviderName, Success};
+use crate::providers::{Call, ErrorClass, Failure, Plan, ProviderName, Success};
 use crate::rconn::{self, Backoff, Record};
 
 use super::commands;
@@ -27,9 +28,10 @@ pub enum Landed {
     GaveUp,
 }
 
-/// Sends `cmd` until it lands or Redis refuses it for good; a lost link is retried with
-/// backoff (100 ms doubling to 1 s: a restarted Redis should get the result before its timer
-/// expires the lease) until the shutdown's last deadline.
+/// Sends `cmd` until it lands or Redis refuses it for good; a lost link, or a full server
+/// (`OOM`: it keeps the lease of a refused report), is retried with backoff (100 ms
+/// doubling to 1 s: a restarted Redis should get the result before its timer expires the
+/// lease) until the shutdown's last deadline.
 pub async fn until_landed(sh: &Shared, job: &Job, what: &str, cmd: &redis::Cmd) -> Landed {
     let mut backoff = Backoff::new(Duration::from_secs(1));
     let mut failed_before = false;
@@ -41,11 +43,12 @@ pub async fn until_landed(sh: &Shared, job: &Job, what: &str, cmd: &redis::Cmd) 
                 }
                 return landed(&v);
             }
-            Err(e) if !rconn::is_transport(&e) => return refused(job, what, &e, failed_before),
+            Err(e) if !sends_again(&e) => return refused(job, what, &e, failed_before),
             Err(e) => e,
         };
         let wait = backoff.next_delay();
-        warn!(queue = %job.queue, id = %job.id, what, error = %rconn::describe(&e), retry_in_ms = wait.as_millis() as u64, "Redis unreachable; retrying");
+        let why = if rconn::is_transport(&e) { "Redis unreachable" } else { "Redis is out of memory" };
+        warn!(queue = %job.queue, id = %job.id, what, error = %rconn::describe(&e), retry_in_ms = wait.as_millis() as u64, "{why}; retrying");
         failed_before = true;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -65,6 +68,11 @@ pub fn landed(v: &redis::Value) -> Landed {
     }
 }
 
+/// A lost link, or a server over `maxmemory` that refused the report and kept its lease.
+fn sends_again(e: &redis::RedisError) -> bool {
+    rconn::is_transport(e) || rconn::code(e) == Some("OOM")
+}
+
 fn refused(job: &Job, what: &str, e: &redis::RedisError, failed_before: bool) -> Landed {
     let refusal = Refusal::from_code(rconn::code(e).unwrap_or("ERR"));
     if failed_before && matches!(refusal, Refusal::LeaseLost | Refusal::BadState) {
@@ -82,13 +90,15 @@ pub struct Report {
     pub status: Option<String>,
     /// The error text of a failed call or a refused command.
     pub error: Option<String>,
+    /// The provider and model that answered, when a fallback did.
+    pub answered_by: Option<String>,
     /// The job the final update claimed next (JOB.UPDATE ... NEXT), for this task to run.
     pub next: Option<Job>,
 }
 
 impl Report {
     pub fn of(outcome: Outcome) -> Report {
-        Report { outcome, status: None, error: None, next: None }
+        Report { outcome, status: None, error: None, answered_by: None, next: None }
     }
 }
 
@@ -110,15 +120,18 @@ fn next_job(sh: &Shared, queue: &str, landed: &Landed, charged: Option<ProviderN
     Some(job)
 }
 
-/// The final update of a finished call, and what it came to.
-pub async fn finish(sh: &Shared, job: &Job, call: Option<&Call>, r: Result<Success, Failure>) -> Report {
-    let f = match (call, r) {
-        (Some(call), Ok(s)) => match report_done(sh, job, call, &s).await {
-            Ok(report) => return report,
-            Err(f) => f,
+/// The final update of an attempt's calls, and what it came to.
+pub async fn finish(sh: &Shared, job: &Job, plan: Option<&Plan>, end: End) -> Report {
+    let f = match end {
+        End::Answered { leg, success, tried } => match plan.and_then(|p| p.legs.get(leg)) {
+            Some(call) => match report_done(sh, job, call, &success, &tried).await {
+                Ok(report) => return report,
+                Err(f) => f,
+            },
+            None => Failure::fatal(ErrorClass::Payload, "the payload could not be read"),
         },
-        (None, Ok(_)) => Failure::fatal(ErrorClass::Payload, "the payload could not be read"),
-        (_, Err(f)) => f,
+        End::Failed(failure) => failure,
+        End::Cooled { delay_ms } => return defer(sh, job, delay_ms).await,
     };
     let f = Failure { message: sh.redactor.scrub(&f.message), ..f };
     let (cmd, charged) = final_update(sh, job, commands::error(job, &f, &sh.redactor));
@@ -128,17 +141,37 @@ pub async fn finish(sh: &Shared, job: &Job, call: Option<&Call>, r: Result<Succe
 }
 
 /// Stores the result. A result too big to store is the failure to report instead.
-async fn report_done(sh: &Shared, job: &Job, call: &Call, s: &Success) -> Result<Report, Failure> {
-    let result = sh.redactor.scrub_json(providers::result_json(call, s)).to_string();
-    let (cmd, charged) = final_update(sh, job, commands::done(job, &result, sh.limits.settle_usage(&s.usage)));
+async fn report_done(sh: &Shared, job: &Job, call: &Call, s: &Success, tried: &[Tried]) -> Result<Report, Failure> {
+    let result = sh.redactor.scrub_json(fallback::result_json(call, s, tried)).to_string();
+    let charges = sh.limits.settle_keys(&job.queue, job.charged);
+    let done = commands::done(job, &result, sh.limits.settle_usage(&s.usage), &charges);
+    let (cmd, charged) = final_update(sh, job, done);
     match until_landed(sh, job, "final update", &cmd).await {
         Landed::Refused(Refusal::TooBig, detail) => {
             Err(Failure::fatal(ErrorClass::TooBig, format!("the result could not be stored: {detail}")))
         }
         landed => {
             let next = next_job(sh, &job.queue, &landed, charged);
-            Ok(Report { next, ..after_done(landed) })
+            let mut report = Report { next, ..after_done(landed) };
+            if !tried.is_empty() {
+                let model = call.model.as_deref().map(|m| format!(" {m}")).unwrap_or_default();
+                report.answered_by = Some(format!("{}{model}", call.provider));
+            }
+            Ok(report)
         }
+    }
+}
+
+/// Every provider of the plan is cooled down and nothing was called: the job goes back to
+/// its queue until the first cooldown ends, and the attempt does not count.
+async fn defer(sh: &Shared, job: &Job, delay_ms: u64) -> Report {
+    let outcome = Outcome::Deferred(ErrorClass::Cooldown);
+    match until_landed(sh, job, "release", &commands::release_for(job, delay_ms)).await {
+        Landed::Status(st) | Landed::Next(st, _) => {
+            info!(queue = %job.queue, id = %job.id, delay_ms, "every provider is cooled down; given back");
+            Report { status: Some(st), ..Report::of(outcome) }
+        }
+        other => lost(other),
     }
 }
 
@@ -156,7 +189,7 @@ pub fn after_error(landed: Landed, f: Failure) -> Report {
     match landed {
         Landed::Status(st) | Landed::Next(st, _) => {
             let outcome = if st == "error" { Outcome::Failed(f.class) } else { Outcome::Retry(f.class) };
-            Report { outcome, status: Some(st), error: Some(f.message), next: None }
+            Report { status: Some(st), error: Some(f.message), ..Report::of(outcome) }
         }
         other => lost(other),
     }
@@ -192,6 +225,21 @@ pub async fn release(sh: &Shared, job: &Job) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error reply as the client reads it off the wire.
+    fn server_error(line: &str) -> redis::RedisError {
+        let value = redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
+        value.extract_error().unwrap_err()
+    }
+
+    #[test]
+    fn a_report_refused_by_a_full_server_is_sent_again() {
+        assert!(sends_again(&server_error("OOM command not allowed when used memory > 'maxmemory'.")));
+        assert!(sends_again(&redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "r"))));
+        for final_reply in ["LEASELOST the token", "CANCELED the job", "TOOBIG RESULT", "ERR bad"] {
+            assert!(!sends_again(&server_error(final_reply)), "{final_reply}");
+        }
+    }
 
     #[test]
     fn a_stored_error_is_a_retry_unless_it_ended_the_job() {

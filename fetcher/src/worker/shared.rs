@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::cooldown::Breaker;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
@@ -17,6 +18,7 @@ pub struct Shared {
     pub(super) redis: Redis,
     pub(super) providers: Providers,
     pub(super) limits: Limits,
+    pub(super) breaker: Breaker,
     pub(super) metrics: Arc<Metrics>,
     pub(super) redactor: Redactor,
     pub(super) lease_ms: u64,

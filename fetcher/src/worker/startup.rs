@@ -60,7 +60,7 @@ pub fn lease_of_reply(v: &Value) -> Result<u64, &'static str> {
         .ok_or("aijob.lease-ms is not a positive number")
 }
 
-/// --rpm/--tpm need RATELIMIT.HIT and RATELIMIT.PEEK: refuse to start without them rather
+/// --rpm/--tpm/--cooldown need RATELIMIT.HIT and RATELIMIT.PEEK: refuse to start without them rather
 /// than fail every job.
 pub async fn check_ratelimit_commands(redis: &Redis) -> Result<()> {
     let v = redis
@@ -68,7 +68,7 @@ pub async fn check_ratelimit_commands(redis: &Redis) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("COMMAND INFO failed: {}", rconn::describe(&e)))?;
     if !both_known(&v) {
-        anyhow::bail!("--rpm/--tpm need RATELIMIT.HIT and RATELIMIT.PEEK, which this Redis does not have (is the aijob module loaded, and recent enough?)");
+        anyhow::bail!("--rpm/--tpm/--cooldown need RATELIMIT.HIT and RATELIMIT.PEEK, which this Redis does not have (is the aijob module loaded, and recent enough?)");
     }
     Ok(())
 }
@@ -113,6 +113,22 @@ pub fn log_started(cfg: &Config, lease_ms: u64, limits: &Limits) {
     });
     for q in named.flatten() {
         info!(queue = %q, mode = %limits.charge_mode(q), "rate limits");
+    }
+}
+
+/// Each provider's --fallback list, and the cooldown.
+pub fn log_fallbacks(cfg: &Config) {
+    for (from, targets) in &cfg.fallback {
+        let to: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+        info!(provider = %from, fallbacks = ?to, "fallbacks");
+    }
+    if let Some(c) = cfg.cooldown {
+        info!(
+            failures = c.failures,
+            window_ms = c.window_ms,
+            cooldown_ms = c.cool_ms,
+            "providers cool down after repeated failures"
+        );
     }
 }
 

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
+use crate::fallback::End;
 use crate::outcome::{LostReason, Outcome, Refusal};
-use crate::providers::{self, Call, Failure, ProviderName, Success};
+use crate::providers::{self, Failure, Plan, ProviderName};
 use crate::rconn;
 
 use super::job::Job;
@@ -38,12 +39,12 @@ pub async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
 async fn run_one(sh: &Shared, job: Job) -> Option<Job> {
     let _held = sh.metrics.holding();
     let started = Instant::now();
-    let parsed = providers::parse_payload(&job.payload);
-    let (provider, model) = match &parsed {
-        Ok(c) => (Some(c.provider), c.model.clone()),
-        Err(_) => (None, None),
+    let parsed = providers::parse_plan(&job.payload, &sh.cfg.fallback);
+    let (provider, model) = match parsed.as_ref().ok().and_then(|p| p.primary()) {
+        Some(c) => (Some(c.provider), c.model.clone()),
+        None => (None, None),
     };
-    announce(sh, &job, &announce_text(provider, model.as_deref())).await;
+    announce(sh, &job, &commands::announce_text(provider, model.as_deref())).await;
     let mut report = hold(sh, &job, parsed).await;
     sh.metrics.job(&job.queue, provider, &report.outcome);
     log_end(&job, provider, model.as_deref(), &report, started.elapsed());
@@ -51,13 +52,13 @@ async fn run_one(sh: &Shared, job: Job) -> Option<Job> {
 }
 
 enum Step {
-    Called(Box<(Option<Call>, Result<Success, Failure>)>),
+    Called(Box<(Option<Plan>, End)>),
     Lost(Refusal),
     Aborted,
 }
 
 /// The call while heartbeats keep the lease, then the report of how it ended.
-async fn hold(sh: &Shared, job: &Job, parsed: Result<Call, Failure>) -> Report {
+async fn hold(sh: &Shared, job: &Job, parsed: Result<Plan, Failure>) -> Report {
     let step = tokio::select! {
         r = call::execute(sh, parsed, job) => Step::Called(Box::new(r)),
         refusal = heartbeat(sh, job) => Step::Lost(refusal),
@@ -65,20 +66,11 @@ async fn hold(sh: &Shared, job: &Job, parsed: Result<Call, Failure>) -> Report {
     };
     match step {
         Step::Called(b) => {
-            let (call, r) = *b;
-            report::finish(sh, job, call.as_ref(), r).await
+            let (plan, end) = *b;
+            report::finish(sh, job, plan.as_ref(), end).await
         }
         Step::Lost(refusal) => Report::of(Outcome::Lost(LostReason::Refused(refusal))),
         Step::Aborted => report::release(sh, job).await,
-    }
-}
-
-/// `calling gemini gemini-2.0-flash`: what the job is waiting on.
-pub fn announce_text(provider: Option<ProviderName>, model: Option<&str>) -> String {
-    let provider = ProviderName::label(provider);
-    match model {
-        Some(m) => format!("calling {provider} {m}"),
-        None => format!("calling {provider}"),
     }
 }
 
@@ -131,7 +123,12 @@ fn log_end(job: &Job, provider: Option<ProviderName>, model: Option<&str>, r: &R
     let (status, ms, attempt) = (r.status.as_deref().unwrap_or(""), took.as_millis() as u64, job.attempts);
     let (queue, id) = (&job.queue, &job.id);
     match (&r.outcome, &r.error) {
-        (Outcome::Done, _) => info!(%queue, %id, provider, model, attempt, outcome, status, ms, "job finished"),
+        (Outcome::Done, _) => match &r.answered_by {
+            Some(by) => {
+                info!(%queue, %id, provider, model, attempt, outcome, status, ms, answered_by = %by, "job finished")
+            }
+            None => info!(%queue, %id, provider, model, attempt, outcome, status, ms, "job finished"),
+        },
         (_, Some(error)) => {
             let max_attempts = job.max_attempts;
             warn!(%queue, %id, provider, model, attempt, max_attempts, outcome, class, status, ms, %error, "job finished")
@@ -150,11 +147,5 @@ mod tests {
         assert_eq!(heartbeat_every(30), Duration::from_millis(20));
         assert_eq!(after_failed_heartbeat(Duration::from_secs(9)), Duration::from_secs(3));
         assert_eq!(after_failed_heartbeat(Duration::from_millis(30)), Duration::from_millis(20));
-    }
-
-    #[test]
-    fn the_announcement_names_provider_and_model() {
-        assert_eq!(announce_text(Some(ProviderName::Gemini), Some("g-2")), "calling gemini g-2");
-        assert_eq!(announce_text(None, None), "calling unknown");
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{free_port, wait_until, Server, TempDir};
 
 /// Variables of the fetcher that the test environment must not leak into a test.
-const ENV: [&str; 24] = [
+const ENV: [&str; 29] = [
     "REDIS_URL",
     "AIJOB_CLUSTER",
     "AIJOB_DISCOVER_MS",
@@ -26,6 +26,11 @@ const ENV: [&str; 24] = [
     "AIJOB_TPM",
     "AIJOB_RL_PREFIX",
     "AIJOB_RL_PERIOD_MS",
+    "AIJOB_FALLBACK",
+    "AIJOB_FALLBACK_429_WAIT_MS",
+    "AIJOB_COOLDOWN_MS",
+    "AIJOB_COOLDOWN_FAILURES",
+    "AIJOB_COOLDOWN_WINDOW_MS",
     "AIJOB_LISTEN",
     "GEMINI_API_KEY",
     "GEMINI_BASE_URL",
