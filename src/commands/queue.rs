@@ -168,12 +168,12 @@ fn repair(c: &mut Call, (q, count): (QueueKeys, usize)) -> Result<Out> {
     }
     let n = |v: u64| Out::Int(v as i64);
     Ok(Out::Map(vec![
-        ("checked".into(), Out::Int(report.checked as i64)),
-        ("dropped".into(), n(report.tally.index_entries_dropped)),
-        ("reindexed".into(), n(report.tally.records_reindexed)),
-        ("counters".into(), n(report.counters)),
-        ("skipped".into(), n(report.skipped)),
-        ("done".into(), Out::Int(i64::from(report.done))),
+        ("checked", Out::Int(report.checked as i64)),
+        ("dropped", n(report.tally.index_entries_dropped)),
+        ("reindexed", n(report.tally.records_reindexed)),
+        ("counters", n(report.counters)),
+        ("skipped", n(report.skipped)),
+        ("done", Out::Int(i64::from(report.done))),
     ]))
 }
 

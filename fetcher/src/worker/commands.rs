@@ -169,7 +169,7 @@ mod tests {
             "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12 CHARGE tpm:{q}"
         );
         assert_eq!(words(&release(&job())), "JOB.RELEASE q j TOKEN t");
-        let next = then_next(done(&job(), "{}", 12), NextAsk { worker: "w", lease_ms: 900 }, None);
+        let next = then_next(done(&job(), "{}", 12, &[]), NextAsk { worker: "w", lease_ms: 900 }, None);
         assert_eq!(words(&next), "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12 NEXT WORKER w LEASE 900");
         let plan = ChargePlan { provider: ProviderName::Echo, args: vec!["CHARGE".into(), "k".into()] };
         let next = then_next(release(&job()), NextAsk { worker: "w", lease_ms: 900 }, Some(&plan));
