@@ -1,7 +1,9 @@
 // End to end: N jobs through create -> claim -> done with C concurrent workers, from the
 // first create to the last completion, in one Node process with ioredis on both sides.
 // aijob: a producer pipelines JOB.CREATE in batches of 100 while C workers, each on its
-// own connection, loop JOB.CLAIM BLOCK 1000 + JOB.UPDATE STATUS done.
+// own connection, loop JOB.UPDATE ... STATUS done ... NEXT BLOCK 1000 (finish and claim in one
+// command; JOB.CLAIM BLOCK 1000 for a first job and after an empty hand), or, against a
+// module without NEXT, JOB.CLAIM BLOCK 1000 + JOB.UPDATE STATUS done.
 // BullMQ: Queue.addBulk in batches of 100, one Worker with concurrency C and a no-op
 // processor that returns the same small result.
 
@@ -57,14 +59,14 @@ async function workLoop(conn, { q, worker, result, n, state, next, onDone }) {
   }
 }
 
-async function aijob(port, n, c, payload) {
+async function aijob(port, n, c, payload, next = true) {
   const q = `e2e${serial++}`;
   const producer = new Redis({ port });
   const workers = Array.from({ length: c }, () => new Redis({ port }));
   await Promise.all([producer, ...workers].map((r) => r.ping()));
   const state = { done: 0 };
   let end = null;
-  const work = (conn, i) => workLoop(conn, { q, worker: `w${i}`, result: RESULT, n, state, next: true,
+  const work = (conn, i) => workLoop(conn, { q, worker: `w${i}`, result: RESULT, n, state, next,
     onDone: () => {
       if (state.done === n) {
         end = now();
