@@ -383,8 +383,7 @@ impl<'a> Reader<'a> {
         let mut escaped = false;
         loop {
             // Skip plain bytes in one pass: most of a large payload is string contents.
-            let rest = self.input.get(i..).unwrap_or_default();
-            i += rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
+            i += plain_run(self.input.get(i..).unwrap_or_default());
             match self.input.get(i).copied() {
                 None => return Err(Problem::new(Kind::Expected("'\"'"), i)),
                 Some(b'"') => break,
@@ -548,6 +547,31 @@ fn name_hash(hasher: &RandomState, object: u32, name: &[u8]) -> u64 {
     h.finish()
 }
 
+/// How many bytes at the start of `bytes` need no look in a string: neither `"`, nor `\`,
+/// nor a control character. Eight bytes at a time (a word-wide test that is exact for
+/// whether a word holds such a byte), then byte by byte in the word that does.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_byte = |w: u64, b: u8| {
+        let x = w ^ (ONES * u64::from(b));
+        x.wrapping_sub(ONES) & !x & HIGH != 0
+    };
+    let mut done = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_ne_bytes(word);
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        if control || has_byte(w, b'"') || has_byte(w, b'\\') {
+            break;
+        }
+        done += 8;
+    }
+    let rest = bytes.get(done..).unwrap_or_default();
+    done + rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len())
+}
+
 /// Builds one JSON object, field by field.
 pub struct ObjectWriter {
     out: Vec<u8>,
@@ -641,6 +665,23 @@ pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_runs_stop_at_the_first_byte_a_string_must_look_at() {
+        for special in [b'"', b'\\', 0x00, 0x1f] {
+            for at in 0..40 {
+                let mut bytes = vec![b'a'; 40];
+                bytes[at] = special;
+                // bytes that read like the special one in other lanes change nothing
+                bytes.iter_mut().skip(at + 1).for_each(|b| *b = 0x20);
+                assert_eq!(plain_run(&bytes), at, "{special:#x} at {at}");
+            }
+        }
+        for plain in [0x20u8, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff] {
+            assert_eq!(plain_run(&[plain; 37]), 37, "{plain:#x}");
+        }
+        assert_eq!(plain_run(b""), 0);
+    }
 
     fn check(json: &[u8]) -> Result<()> {
         validate("PAYLOAD", json, Limits::default())
