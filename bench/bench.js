@@ -301,13 +301,15 @@ function tableLine(c, m) {
   const target = c.target ? `>= ${c.target.min}x` : '';
   const met = c.target ? (m.ratio >= c.target.min ? 'yes' : '**no**') : '';
   const ratio = `${m.ratio.toFixed(2)}x (${m.lo.toFixed(2)}-${m.hi.toFixed(2)})`;
+  const cpu = m.cpuRatio ? `${fmtUs(m.a.cpu)} vs ${fmtUs(m.b.cpu)} (${m.cpuRatio.toFixed(2)}x)` : '-';
   return `| ${c.row} | ${c.depth} | ${fmtRate(m.a.rate)} | ${fmtRate(m.b.rate)} | ${ratio} | ` +
-    `${fmtUs(m.a.usec)} vs ${fmtUs(m.b.usec)} | ${target} | ${met} |`;
+    `${fmtUs(m.a.usec)} vs ${fmtUs(m.b.usec)} | ${cpu} | ${target} | ${met} |`;
 }
 
 const HEADER = [
-  '| row | P | aijob ops/s | baseline ops/s | ratio (per-round range) | server µs/op (aijob vs baseline) | target | met? |',
-  '|---|---|---|---|---|---|---|---|',
+  '| row | P | aijob ops/s | baseline ops/s | ratio (per-round range) | server µs/op (aijob vs baseline) | ' +
+    'server CPU µs/op (aijob vs baseline, ratio) | target | met? |',
+  '|---|---|---|---|---|---|---|---|---|',
 ];
 
 function machine() {
@@ -336,7 +338,7 @@ async function runComparisons(ctx, lines, log) {
         await ctx.admin.call('FLUSHALL');
         await server.sleep(200); // the module's timer forgets flushed queues
         if (c.setup) await c.setup();
-        const m = await pair(ctx.admin, c.A, c.B, PLAN);
+        const m = await pair(ctx.admin, c.A, c.B, PLAN, ctx.pid);
         const line = tableLine(c, m);
         lines.push(line);
         log(line);
@@ -372,12 +374,12 @@ async function runJobLife(ctx, lines, notes, log) {
     await ctx.admin.call('FLUSHALL');
     await server.sleep(200);
     const m = await e2e.jobLife(ctx.admin, ctx.port, { n: PLAN.e2eN, c: E2E_WORKERS, retained,
-      payload: payloads.PAYLOAD_1K, result: payloads.RESULT_1K, next });
+      payload: payloads.PAYLOAD_1K, result: payloads.RESULT_1K, next, pid: ctx.pid });
     const target = 15;
     const how = next ? 'JOB.UPDATE ... NEXT' : 'JOB.CLAIM + JOB.UPDATE';
     const line = `| job life, ${how}: server µs per job (every JOB.* command), N=${PLAN.e2eN} created ahead, ` +
       `C=${E2E_WORKERS} blocking workers, ${retained} finished jobs retained, 1 KB payload + 1 KB result | - | - | - | - | ` +
-      `${fmtUs(m.perJob)} | <= ${target} µs | ${m.perJob <= target ? 'yes' : '**no**'} |`;
+      `${fmtUs(m.perJob)} | ${fmtUs(m.cpuPerJob)} (all the server did) | <= ${target} µs | ${m.perJob <= target ? 'yes' : '**no**'} |`;
     lines.push(line);
     log(line);
     const parts = Object.entries(m.by).sort((a, b) => b[1] - a[1])
@@ -389,7 +391,7 @@ async function runJobLife(ctx, lines, notes, log) {
 async function runMemory(ctx, lines, notes, log) {
   const m = await memory.perJob(ctx.admin, ctx.pool[0], PLAN.memN, payloads.PAYLOAD_1K, payloads.RESULT_1K);
   const line = `| memory per finished job (1 KB payload + 1 KB result), ${m.n} jobs | - | ${Math.round(m.bytes)} B/job | ` +
-    `${m.raw} B raw | ${m.ratio.toFixed(2)}x (${m.ratioNoStream.toFixed(2)}x without the events stream) | - | ` +
+    `${m.raw} B raw | ${m.ratio.toFixed(2)}x (${m.ratioNoStream.toFixed(2)}x without the events stream) | - | - | ` +
     `<= 1.3x | ${m.ratio <= 1.3 ? 'yes' : '**no**'} |`;
   lines.push(line);
   log(line);
@@ -405,7 +407,8 @@ async function main() {
   process.on('SIGINT', () => { stop().finally(() => process.exit(130)); });
   const log = (s) => process.stderr.write(`${s}\n`);
   const pool = Array.from({ length: CLIENTS }, () => new Redis({ port: srv.port }));
-  const ctx = { port: srv.port, admin: srv.admin, pool, sha: await loadScripts(srv.admin), next: await knowsNext(srv.admin) };
+  const ctx = { port: srv.port, pid: srv.pid, admin: srv.admin, pool, sha: await loadScripts(srv.admin),
+    next: await knowsNext(srv.admin) };
   if (!ctx.next) log('bench: this module has no JOB.UPDATE ... NEXT: its rows are left out, workers claim and update');
   log(`bench: redis-server ${srv.version} (pid ${srv.pid}) on port ${srv.port}, module ${MODULE}`);
   log(`bench: --save "" --appendonly no (no persistence, no replicas), ${srv.settings || 'default data settings'} ` +

@@ -11,7 +11,7 @@
 
 const Redis = require('ioredis');
 const { Queue, Worker } = require('bullmq');
-const { commandStats } = require('./server');
+const { commandStats, cpuMicros } = require('./server');
 
 const BATCH = 100;
 const RESULT = '{"ok":true}';
@@ -126,9 +126,10 @@ async function bullmq(port, n, c, payload) {
  * finish each job with a 1 KB result (`next`: with JOB.UPDATE ... NEXT, else with JOB.CLAIM
  * and JOB.UPDATE). INFO commandstats is reset once before the creates:
  * the usec of every JOB.* command, divided by `n`, is the job's life in server µs.
- * Returns { perJob, by: { 'job.create': usPerJob, ... }, calls: { name: callsPerJob } }.
+ * Returns { perJob, by: { 'job.create': usPerJob, ... }, calls: { name: callsPerJob }, cpuPerJob }, the
+ * last the server's main-thread CPU time per job over the same span (commands, I/O, all).
  */
-async function jobLife(admin, port, { n, c, retained, payload, result, next }) {
+async function jobLife(admin, port, { n, c, retained, payload, result, next, pid }) {
   const q = `life${serial++}`;
   const conn = new Redis({ port });
   const workers = Array.from({ length: c }, () => new Redis({ port }));
@@ -153,6 +154,7 @@ async function jobLife(admin, port, { n, c, retained, payload, result, next }) {
     left -= got.length;
   }
   await admin.call('CONFIG', 'RESETSTAT');
+  const cpu0 = cpuMicros(pid);
   await createAll(n);
   const state = { done: 0 };
   const work = (w, i) => workLoop(w, { q, worker: `w${i}`, result, n, state, next,
@@ -160,6 +162,7 @@ async function jobLife(admin, port, { n, c, retained, payload, result, next }) {
       if (state.done === n) for (const x of workers) x.disconnect();
     } });
   await Promise.all(workers.map(work));
+  const cpuPerJob = (cpuMicros(pid) - cpu0) / n;
   conn.disconnect();
   const stats = await commandStats(admin);
   const by = {};
@@ -172,7 +175,7 @@ async function jobLife(admin, port, { n, c, retained, payload, result, next }) {
     calls[name] = s.calls / n;
     perJob += s.usec / n;
   }
-  return { perJob, by, calls };
+  return { perJob, by, calls, cpuPerJob };
 }
 
 module.exports = { aijob, bullmq, jobLife };
