@@ -199,12 +199,25 @@ impl Field {
 const FIELD_MAX_LEN: usize = 24;
 const FIELDS_KEPT: usize = 128;
 
+/// The shared field-name strings: found by name in `by_name`; and, since the logic's names
+/// are constants whose bytes stay at one address, found first by that address in `recent`
+/// (a direct-mapped cache, its hit checked against the name's bytes, so a name at a reused
+/// address is never mistaken).
+struct Fields {
+    by_name: HashMap<Box<[u8]>, *mut raw::RedisModuleString, Fnv>,
+    recent: [(usize, *mut raw::RedisModuleString); RECENT_SLOTS],
+}
+
+const RECENT_SLOTS: usize = 64;
+
 thread_local! {
     /// Shared field-name strings, made without a context so they outlive every command:
     /// a job step reads and writes some 20 fields, and each module string costs an
     /// allocation. Redis only reads a field name it is given (HashGet, HashSet copy it).
-    static FIELDS: RefCell<HashMap<Box<[u8]>, *mut raw::RedisModuleString, Fnv>> =
-        RefCell::new(HashMap::with_capacity_and_hasher(FIELDS_KEPT, Fnv));
+    static FIELDS: RefCell<Fields> = RefCell::new(Fields {
+        by_name: HashMap::with_capacity_and_hasher(FIELDS_KEPT, Fnv),
+        recent: [(0, ptr::null_mut()); RECENT_SLOTS],
+    });
 }
 
 /// FNV-1a: the shared names are a few bytes long, where SipHash costs more than the lookup.
@@ -241,22 +254,35 @@ pub fn field(ctx: *mut raw::RedisModuleCtx, name: &[u8]) -> Result<Field> {
 }
 
 fn shared_field(name: &[u8]) -> Option<*mut raw::RedisModuleString> {
+    let at = name.as_ptr() as usize;
+    let slot = (at >> 3 ^ at >> 9) % RECENT_SLOTS;
     FIELDS.with(|f| {
         let mut f = f.try_borrow_mut().ok()?;
-        if let Some(p) = f.get(name) {
-            return Some(*p);
+        if let Some(&(seen, p)) = f.recent.get(slot) {
+            if seen == at && !p.is_null() && string_bytes(p).ok() == Some(name) {
+                return Some(p);
+            }
         }
-        if f.len() >= FIELDS_KEPT {
-            return None;
+        let p = match f.by_name.get(name) {
+            Some(p) => *p,
+            None => {
+                if f.by_name.len() >= FIELDS_KEPT {
+                    return None;
+                }
+                let create = optional!(RedisModule_CreateString)?;
+                // SAFETY: a null context makes a string no command frees automatically (kept
+                // for the process's life); `name` is valid for `len` bytes and copied.
+                let p = unsafe { create(ptr::null_mut(), name.as_ptr() as *const c_char, name.len()) };
+                if p.is_null() {
+                    return None;
+                }
+                f.by_name.insert(name.into(), p);
+                p
+            }
+        };
+        if let Some(r) = f.recent.get_mut(slot) {
+            *r = (at, p);
         }
-        let create = optional!(RedisModule_CreateString)?;
-        // SAFETY: a null context makes a string no command frees automatically (kept for
-        // the process's life); `name` is valid for `len` bytes and copied.
-        let p = unsafe { create(ptr::null_mut(), name.as_ptr() as *const c_char, name.len()) };
-        if p.is_null() {
-            return None;
-        }
-        f.insert(name.into(), p);
         Some(p)
     })
 }

@@ -640,24 +640,25 @@ impl ObjectWriter {
 /// Appends `bytes` as a JSON string literal.
 pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
+    let mut rest = text.as_bytes();
+    out.reserve(rest.len() + 2);
     out.push(b'"');
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    // runs that need no escape are copied whole (valid UTF-8 stays as it is)
+    while !rest.is_empty() {
+        let run = plain_run(rest);
+        out.extend_from_slice(rest.get(..run).unwrap_or_default());
+        let Some(&b) = rest.get(run) else { break };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            c => out.extend_from_slice(format!("\\u{c:04x}").as_bytes()),
         }
+        rest = rest.get(run + 1..).unwrap_or_default();
     }
     out.push(b'"');
 }
@@ -665,6 +666,27 @@ pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_written_escaped_and_as_utf8() {
+        let cases: [(&[u8], &str); 5] = [
+            (b"plain text", r#""plain text""#),
+            (b"q\"b\\n\nr\rt\tb\x08f\x0c\x01", r#""q\"b\\n\nr\rt\tb\bf\f\u0001""#),
+            ("caf\u{e9} \u{1f600}".as_bytes(), "\"caf\u{e9} \u{1f600}\""),
+            (b"bad \xff byte", "\"bad \u{fffd} byte\""),
+            (b"", "\"\""),
+        ];
+        for (input, want) in cases {
+            let mut out = Vec::new();
+            write_string(&mut out, input);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{input:?}");
+        }
+        let long = "x".repeat(100) + "\"" + &"y".repeat(50);
+        let mut out = Vec::new();
+        write_string(&mut out, long.as_bytes());
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, long);
+    }
 
     #[test]
     fn plain_runs_stop_at_the_first_byte_a_string_must_look_at() {
