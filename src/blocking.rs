@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aijob_core::grammar;
 use aijob_core::keys::QueueKeys;
+use aijob_core::queue::claim::ClaimArgs;
 use aijob_core::{AiError, Result};
 use redis_module::{raw, Context};
 
@@ -23,38 +24,93 @@ pub fn may_block(ctx: *mut raw::RedisModuleCtx) -> bool {
 
 pub fn block(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, timeout_ms: i64) -> Result<()> {
     let key = RStr::new(ctx, &q.meta())?;
-    ffi::block_on_key::<BlockedClaim>(ctx, &key, timeout_ms)
+    ffi::block_on_key::<BlockedClaim>(ctx, &key, timeout_ms, ())
+}
+
+/// Blocks a JOB.UPDATE ... NEXT whose finish is done (`status` is the job's new status) and
+/// whose claim found nothing: it waits like JOB.CLAIM ... BLOCK.
+pub fn block_next(ctx: *mut raw::RedisModuleCtx, q: &QueueKeys, timeout_ms: i64, status: &'static str) -> Result<()> {
+    let key = RStr::new(ctx, &q.meta())?;
+    ffi::block_on_key::<BlockedNext>(ctx, &key, timeout_ms, status)
+}
+
+/// Reads the claim a blocked command asked for from its words (after the command name).
+type ClaimParser = fn(&[&[u8]]) -> Result<(QueueKeys, ClaimArgs)>;
+
+/// Runs a woken claim: its records, or None to stay blocked (nothing to claim yet).
+fn claim_again(
+    ctx: *mut raw::RedisModuleCtx,
+    owned: &[Vec<u8>],
+    parse: ClaimParser,
+) -> Option<std::result::Result<Vec<Out>, String>> {
+    let outcome = crate::guard::guard(ctx, "a blocked claim", || {
+        let slices: Vec<&[u8]> = owned.iter().skip(1).map(|a| a.as_slice()).collect();
+        let mut call = Call::new(ctx, slices);
+        let (q, a) = parse(&call.args)?;
+        let (got, denied_for) = crate::commands::claim_ready::claim_now(&mut call, &q, &a)?;
+        crate::info::add(&call.tally);
+        if let (true, Some(wait)) = (got.is_empty(), denied_for) {
+            wake_later(ctx, &q, call.now, wait);
+        }
+        Ok::<_, AiError>(got)
+    });
+    match outcome {
+        Some(Ok(got)) if got.is_empty() => None,
+        Some(Ok(got)) => Some(Ok(got)),
+        Some(Err(e)) => Some(Err(crate::command::error_line(&e.to_string()))),
+        None => Some(Err(crate::guard::INTERNAL_ERROR.to_string())),
+    }
 }
 
 /// The callbacks of a blocked JOB.CLAIM.
 struct BlockedClaim;
 
 impl ffi::Blocked for BlockedClaim {
+    type Private = ();
+
     /// The queue was signalled: claim now and reply, or stay blocked (false).
-    fn on_ready(ctx: *mut raw::RedisModuleCtx, owned: &[Vec<u8>]) -> bool {
-        let outcome = crate::guard::guard(ctx, "a blocked claim", || {
-            let slices: Vec<&[u8]> = owned.iter().skip(1).map(|a| a.as_slice()).collect();
-            let mut call = Call::new(ctx, slices);
-            let (q, a) = grammar::job::claim(&call.args)?;
-            let (got, denied_for) = crate::commands::claim_ready::claim_now(&mut call, &q, &a)?;
-            crate::info::add(&call.tally);
-            if let (true, Some(wait)) = (got.is_empty(), denied_for) {
-                wake_later(ctx, &q, call.now, wait);
-            }
-            Ok::<_, AiError>(got)
-        });
-        match outcome {
-            Some(Ok(got)) if got.is_empty() => return false,
+    fn on_ready(ctx: *mut raw::RedisModuleCtx, owned: &[Vec<u8>], _: Option<&()>) -> bool {
+        match claim_again(ctx, owned, grammar::job::claim) {
+            None => return false,
             Some(Ok(got)) => Out::Array(got).emit(ctx),
-            Some(Err(e)) => ffi::reply_error(ctx, &crate::command::error_line(&e.to_string())),
-            None => ffi::reply_error(ctx, crate::guard::INTERNAL_ERROR),
+            Some(Err(line)) => ffi::reply_error(ctx, &line),
         }
         true
     }
 
-    fn on_timeout(ctx: *mut raw::RedisModuleCtx) {
+    fn on_timeout(ctx: *mut raw::RedisModuleCtx, _: Option<&()>) {
         Out::NullArray.emit(ctx);
     }
+}
+
+/// The callbacks of a blocked JOB.UPDATE ... NEXT: the reply is `[status, jobs]`, the
+/// status the finish left, the jobs as JOB.CLAIM's.
+struct BlockedNext;
+
+fn next_claim(args: &[&[u8]]) -> Result<(QueueKeys, ClaimArgs)> {
+    grammar::job::next_claim(args)?.ok_or_else(|| AiError::syntax("a blocked JOB.UPDATE without NEXT"))
+}
+
+impl ffi::Blocked for BlockedNext {
+    type Private = &'static str;
+
+    fn on_ready(ctx: *mut raw::RedisModuleCtx, owned: &[Vec<u8>], status: Option<&&'static str>) -> bool {
+        match claim_again(ctx, owned, next_claim) {
+            None => return false,
+            Some(Ok(got)) => next_reply(status.copied().unwrap_or_default(), Out::Array(got)).emit(ctx),
+            Some(Err(line)) => ffi::reply_error(ctx, &line),
+        }
+        true
+    }
+
+    fn on_timeout(ctx: *mut raw::RedisModuleCtx, status: Option<&&'static str>) {
+        next_reply(status.copied().unwrap_or_default(), Out::NullArray).emit(ctx);
+    }
+}
+
+/// JOB.UPDATE ... NEXT's reply: the finished job's status, then what the claim gave.
+pub fn next_reply(status: &'static str, jobs: Out) -> Out {
+    Out::Array(vec![Out::Static(status.as_bytes()), jobs])
 }
 
 thread_local! {

@@ -12,8 +12,8 @@
 use aijob_core::config::Config;
 use aijob_core::keys::QueueKeys;
 use aijob_core::queue::tx::{Env, Tally};
-use aijob_core::{AiError, Result};
-use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
+use aijob_core::Result;
+use redis_module::raw;
 
 use crate::entropy::OsEntropy;
 use crate::ffi;
@@ -26,7 +26,7 @@ pub struct Call<'a> {
     pub args: Vec<&'a [u8]>,
     /// The same arguments as Redis's own strings, when the command came from a client
     /// (empty for a blocked claim re-run from its callback): fast paths open keys by them.
-    pub raw_args: &'a [RedisString],
+    pub raw_args: &'a [*mut raw::RedisModuleString],
     pub now: i64,
     pub config: Config,
     pub store: RedisStore,
@@ -69,7 +69,7 @@ impl Call<'_> {
     /// is one, else a fresh copy (kept alive by `hold`).
     pub fn arg_str(&self, i: usize, hold: &mut Option<crate::ffi::RStr>) -> Result<*mut raw::RedisModuleString> {
         if let Some(a) = self.raw_args.get(i) {
-            return Ok(a.inner);
+            return Ok(*a);
         }
         let bytes = self.args.get(i).copied().unwrap_or_default();
         let s = crate::ffi::RStr::new(self.ctx, bytes)?;
@@ -79,17 +79,19 @@ impl Call<'_> {
     }
 }
 
-/// Runs `cmd` in the panic guard and replies. Redis checks the arity from the command's
-/// info already; checked again here for a server that took no info.
-pub fn run(ctx: &Context, args: Vec<RedisString>, cmd: &dyn Registered) -> RedisResult {
-    if args.len() < cmd.info().arity.unsigned_abs() as usize {
-        return Err(RedisError::WrongArity);
+/// Runs `cmd` in the panic guard and replies. `argv` is the call's arguments, the command
+/// name first, borrowed from Redis for the call (no copy, no retain). Redis checks the arity
+/// from the command's info already; checked again here for a server that took no info.
+pub fn run(ctx: *mut raw::RedisModuleCtx, argv: &[*mut raw::RedisModuleString], cmd: &dyn Registered) {
+    if argv.len() < cmd.info().arity.unsigned_abs() as usize {
+        ffi::reply_wrong_arity(ctx);
+        return;
     }
-    let slices: Vec<&[u8]> = args.iter().skip(1).map(|a| a.as_slice()).collect();
-    let raw_ctx = ctx.ctx;
-    let outcome = crate::guard::guard(raw_ctx, "a command", || {
-        let mut call = Call::new(raw_ctx, slices);
-        call.raw_args = args.get(1..).unwrap_or(&[]);
+    let raw_args = argv.get(1..).unwrap_or(&[]);
+    let slices: Vec<&[u8]> = raw_args.iter().map(|a| ffi::arg_bytes(*a)).collect();
+    let outcome = crate::guard::guard(ctx, "a command", || {
+        let mut call = Call::new(ctx, slices);
+        call.raw_args = raw_args;
         let out = cmd.run(&mut call);
         (out, call.tally)
     });
@@ -97,12 +99,11 @@ pub fn run(ctx: &Context, args: Vec<RedisString>, cmd: &dyn Registered) -> Redis
         Some((Ok(out), tally)) => {
             crate::info::add(&tally);
             if out != Out::Blocked {
-                out.emit(raw_ctx);
+                out.emit(ctx);
             }
-            Ok(RedisValue::NoReply)
         }
-        Some((Err(e), _)) => Err(error(e)),
-        None => Err(RedisError::Str(crate::guard::INTERNAL_ERROR)),
+        Some((Err(e), _)) => ffi::reply_error(ctx, &error_line(&e.to_string())),
+        None => ffi::reply_error(ctx, crate::guard::INTERNAL_ERROR),
     }
 }
 
@@ -116,11 +117,6 @@ pub fn when_memory_full(ctx: *mut raw::RedisModuleCtx, rule: impl FnOnce() -> Re
     rule().inspect_err(|_| {
         crate::info::c::oom_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     })
-}
-
-/// An error reply: one line, code first.
-pub fn error(e: AiError) -> RedisError {
-    RedisError::String(error_line(&e.to_string()))
 }
 
 /// An error reply's text: one line of printable ASCII. Echoed arguments can hold any byte,

@@ -17,6 +17,7 @@
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
 use std::os::raw::{c_char, c_int, c_long, c_longlong, c_void};
@@ -157,6 +158,23 @@ fn string_bytes<'a>(s: *const raw::RedisModuleString) -> Result<&'a [u8]> {
     Ok(unsafe { std::slice::from_raw_parts(p as *const u8, len) })
 }
 
+/// The arguments of the call being served, as Redis passed them (the command name first).
+/// Valid until the entry point returns, which is why nothing may keep them: the
+/// lifetime is the caller's promise.
+pub fn call_args<'a>(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> &'a [*mut raw::RedisModuleString] {
+    if argv.is_null() || argc <= 0 {
+        return &[];
+    }
+    // SAFETY: Redis passes `argc` live argument strings in `argv`, which it keeps alive
+    // (and unchanged) until the command's entry point returns.
+    unsafe { std::slice::from_raw_parts(argv, argc as usize) }
+}
+
+/// The bytes of one argument of [`call_args`], borrowed for the same call.
+pub fn arg_bytes<'a>(arg: *mut raw::RedisModuleString) -> &'a [u8] {
+    string_bytes(arg).unwrap_or(&[])
+}
+
 /// The bytes of a module string (copied).
 pub fn bytes_of(s: *const raw::RedisModuleString) -> Result<Vec<u8>> {
     Ok(string_bytes(s)?.to_vec())
@@ -183,11 +201,49 @@ impl Field {
 const FIELD_MAX_LEN: usize = 24;
 const FIELDS_KEPT: usize = 128;
 
+/// The shared field-name strings: found by name in `by_name`; and, since the logic's names
+/// are constants whose bytes stay at one address, found first by that address in `recent`
+/// (a direct-mapped cache, its hit checked against the name's bytes, so a name at a reused
+/// address is never mistaken).
+struct Fields {
+    by_name: HashMap<Box<[u8]>, *mut raw::RedisModuleString, Fnv>,
+    recent: [(usize, *mut raw::RedisModuleString); RECENT_SLOTS],
+}
+
+const RECENT_SLOTS: usize = 64;
+
 thread_local! {
     /// Shared field-name strings, made without a context so they outlive every command:
     /// a job step reads and writes some 20 fields, and each module string costs an
     /// allocation. Redis only reads a field name it is given (HashGet, HashSet copy it).
-    static FIELDS: RefCell<Vec<(Vec<u8>, *mut raw::RedisModuleString)>> = const { RefCell::new(Vec::new()) };
+    static FIELDS: RefCell<Fields> = RefCell::new(Fields {
+        by_name: HashMap::with_capacity_and_hasher(FIELDS_KEPT, Fnv),
+        recent: [(0, ptr::null_mut()); RECENT_SLOTS],
+    });
+}
+
+/// FNV-1a: the shared names are a few bytes long, where SipHash costs more than the lookup.
+#[derive(Default, Clone, Copy)]
+struct Fnv;
+
+struct FnvHasher(u64);
+
+impl std::hash::BuildHasher for Fnv {
+    type Hasher = FnvHasher;
+    fn build_hasher(&self) -> FnvHasher {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 pub fn field(ctx: *mut raw::RedisModuleCtx, name: &[u8]) -> Result<Field> {
@@ -200,22 +256,35 @@ pub fn field(ctx: *mut raw::RedisModuleCtx, name: &[u8]) -> Result<Field> {
 }
 
 fn shared_field(name: &[u8]) -> Option<*mut raw::RedisModuleString> {
+    let at = name.as_ptr() as usize;
+    let slot = (at >> 3 ^ at >> 9) % RECENT_SLOTS;
     FIELDS.with(|f| {
         let mut f = f.try_borrow_mut().ok()?;
-        if let Some((_, p)) = f.iter().find(|(n, _)| n.as_slice() == name) {
-            return Some(*p);
+        if let Some(&(seen, p)) = f.recent.get(slot) {
+            if seen == at && !p.is_null() && string_bytes(p).ok() == Some(name) {
+                return Some(p);
+            }
         }
-        if f.len() >= FIELDS_KEPT {
-            return None;
+        let p = match f.by_name.get(name) {
+            Some(p) => *p,
+            None => {
+                if f.by_name.len() >= FIELDS_KEPT {
+                    return None;
+                }
+                let create = optional!(RedisModule_CreateString)?;
+                // SAFETY: a null context makes a string no command frees automatically (kept
+                // for the process's life); `name` is valid for `len` bytes and copied.
+                let p = unsafe { create(ptr::null_mut(), name.as_ptr() as *const c_char, name.len()) };
+                if p.is_null() {
+                    return None;
+                }
+                f.by_name.insert(name.into(), p);
+                p
+            }
+        };
+        if let Some(r) = f.recent.get_mut(slot) {
+            *r = (at, p);
         }
-        let create = optional!(RedisModule_CreateString)?;
-        // SAFETY: a null context makes a string no command frees automatically (kept for
-        // the process's life); `name` is valid for `len` bytes and copied.
-        let p = unsafe { create(ptr::null_mut(), name.as_ptr() as *const c_char, name.len()) };
-        if p.is_null() {
-            return None;
-        }
-        f.push((name.to_vec(), p));
         Some(p)
     })
 }
@@ -920,6 +989,13 @@ pub fn reply_error(ctx: *mut raw::RedisModuleCtx, line: &str) {
     unsafe { f(ctx, c.as_ptr()) };
 }
 
+pub fn reply_wrong_arity(ctx: *mut raw::RedisModuleCtx) {
+    if let Some(f) = optional!(RedisModule_WrongArity) {
+        // SAFETY: a live context.
+        unsafe { f(ctx) };
+    }
+}
+
 pub fn reply_null(ctx: *mut raw::RedisModuleCtx) {
     if let Some(f) = optional!(RedisModule_ReplyWithNull) {
         // SAFETY: a live context.
@@ -966,26 +1042,58 @@ pub fn reply_map(ctx: *mut raw::RedisModuleCtx, len: usize) -> bool {
 
 /// The callbacks of a client blocked on a key.
 pub trait Blocked {
+    /// What the blocking command leaves for its later reply; dropped when the client is
+    /// unblocked.
+    type Private: 'static;
     /// The key was signalled: reply and return true, or return false to stay blocked.
     /// `args` is the blocked command's arguments, its name first.
-    fn on_ready(ctx: *mut raw::RedisModuleCtx, args: &[Vec<u8>]) -> bool;
+    fn on_ready(ctx: *mut raw::RedisModuleCtx, args: &[Vec<u8>], private: Option<&Self::Private>) -> bool;
     /// The timeout passed: reply.
-    fn on_timeout(ctx: *mut raw::RedisModuleCtx);
+    fn on_timeout(ctx: *mut raw::RedisModuleCtx, private: Option<&Self::Private>);
 }
 
-/// Blocks the calling client on `key` for `timeout_ms` (0: forever) with `B`'s callbacks.
-pub fn block_on_key<B: Blocked>(ctx: *mut raw::RedisModuleCtx, key: &RStr, timeout_ms: i64) -> Result<()> {
+/// Blocks the calling client on `key` for `timeout_ms` (0: forever) with `B`'s callbacks,
+/// which get `private` back.
+pub fn block_on_key<B: Blocked>(
+    ctx: *mut raw::RedisModuleCtx,
+    key: &RStr,
+    timeout_ms: i64,
+    private: B::Private,
+) -> Result<()> {
     let block = required!(RedisModule_BlockClientOnKeys);
     let mut keys = [key.ptr];
+    let data = Box::into_raw(Box::new(private)) as *mut c_void;
     // SAFETY: a live context of a command being served, one live key name (Redis copies
-    // it), callbacks with the signature Redis calls, and no private data.
+    // it), callbacks with the signature Redis calls, and private data Redis hands back to
+    // them and to `free_private::<B>`, which frees it once, when the client is unblocked.
     let bc = unsafe {
-        block(ctx, Some(ready::<B>), Some(timed_out::<B>), None, timeout_ms, keys.as_mut_ptr(), 1, ptr::null_mut())
+        block(
+            ctx,
+            Some(ready::<B>),
+            Some(timed_out::<B>),
+            Some(free_private::<B>),
+            timeout_ms,
+            keys.as_mut_ptr(),
+            1,
+            data,
+        )
     };
     if bc.is_null() {
+        // SAFETY: Redis did not take the data; it is ours to free, once, here.
+        drop(unsafe { Box::from_raw(data as *mut B::Private) });
         return Err(AiError::syntax("could not block the client"));
     }
     Ok(())
+}
+
+/// The private data of the blocked client being served, as `block_on_key::<B>` left it.
+fn private<'a, B: Blocked>(ctx: *mut raw::RedisModuleCtx) -> Option<&'a B::Private> {
+    let get = optional!(RedisModule_GetBlockedClientPrivateData)?;
+    // SAFETY: called from `B`'s callbacks with the blocked client's context.
+    let p = unsafe { get(ctx) } as *const B::Private;
+    // SAFETY: non-null, it is the box `block_on_key::<B>` made, alive until
+    // `free_private::<B>` runs after the callbacks.
+    (!p.is_null()).then(|| unsafe { &*p })
 }
 
 unsafe extern "C" fn ready<B: Blocked>(
@@ -995,7 +1103,7 @@ unsafe extern "C" fn ready<B: Blocked>(
 ) -> c_int {
     // SAFETY: Redis passes the blocked command's `argc` live argument strings in `argv`.
     let args = unsafe { copy_args(argv, argc) };
-    if B::on_ready(ctx, &args) {
+    if B::on_ready(ctx, &args, private::<B>(ctx)) {
         OK
     } else {
         ERR
@@ -1007,8 +1115,15 @@ unsafe extern "C" fn timed_out<B: Blocked>(
     _argv: *mut *mut raw::RedisModuleString,
     _argc: c_int,
 ) -> c_int {
-    B::on_timeout(ctx);
+    B::on_timeout(ctx, private::<B>(ctx));
     OK
+}
+
+unsafe extern "C" fn free_private<B: Blocked>(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
+    if !data.is_null() {
+        // SAFETY: `data` is the box `block_on_key::<B>` made; Redis calls this once.
+        drop(unsafe { Box::from_raw(data as *mut B::Private) });
+    }
 }
 
 /// # Safety

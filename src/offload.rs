@@ -25,7 +25,7 @@ use std::thread;
 
 use aijob_core::json::INLINE_MAX_BYTES;
 use aijob_core::Result;
-use redis_module::{raw, RedisString};
+use redis_module::raw;
 
 use crate::command::{error_line, Call, Command, Info, Registered};
 use crate::ffi::{self, HeldArg};
@@ -113,11 +113,11 @@ enum Span {
 }
 
 impl Words {
-    fn new(args: &[&[u8]], raw_args: &[RedisString]) -> Result<Words> {
+    fn new(args: &[&[u8]], raw_args: &[*mut raw::RedisModuleString]) -> Result<Words> {
         let mut w = Words { copied: Vec::new(), held: Vec::new(), spans: Vec::with_capacity(args.len()) };
         for (bytes, raw) in args.iter().zip(raw_args) {
             let span = if bytes.len() >= HOLD_MIN_BYTES {
-                w.held.push(HeldArg::hold(raw.inner)?);
+                w.held.push(HeldArg::hold(*raw)?);
                 Span::Held(w.held.len() - 1)
             } else {
                 let start = w.copied.len();

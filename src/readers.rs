@@ -38,10 +38,10 @@ pub fn reply(r: ReadReply) -> Out {
         .map(|e| Out::Array(vec![Out::bytes(e.offset.to_string()), Out::Bytes(e.kind), Out::Bytes(e.data)]))
         .collect();
     Out::Map(vec![
-        ("entries".to_string(), Out::Array(entries)),
-        ("next".to_string(), Out::bytes(r.next.to_string())),
-        ("ended".to_string(), Out::Int(i64::from(r.ended))),
-        ("status".to_string(), Out::Str(r.status.as_str())),
+        ("entries", Out::Array(entries)),
+        ("next", Out::bytes(r.next.to_string())),
+        ("ended", Out::Int(i64::from(r.ended))),
+        ("status", Out::Str(r.status.as_str())),
     ])
 }
 

@@ -14,7 +14,7 @@
 use std::ffi::{c_char, c_int, CString};
 use std::ptr;
 
-use redis_module::{raw, Context, RedisString, Status};
+use redis_module::{raw, Context, Status};
 
 use crate::command::{key, Arg, Info, Keys, Ty};
 use crate::commands;
@@ -39,16 +39,16 @@ extern "C" fn entry<const I: usize>(
     let Some(cmd) = commands::ALL.get(I).copied() else {
         return raw::REDISMODULE_ERR as c_int;
     };
-    let context = Context::new(ctx);
-    let args = redis_module::decode_args(ctx, argv, argc);
+    // the call's own argument strings, borrowed while Redis runs the call
+    let args = ffi::call_args(argv, argc);
     if let Keys::QueueAndFound(_, find) = cmd.info().keys {
         if ffi::is_keys_position_request(ctx) {
-            report_keys(ctx, &args, find);
+            report_keys(ctx, args, find);
             return raw::REDISMODULE_OK as c_int;
         }
     }
-    let response = crate::command::run(&context, args, cmd);
-    context.reply(response) as c_int
+    crate::command::run(ctx, args, cmd);
+    raw::REDISMODULE_OK as c_int
 }
 
 macro_rules! entries {
@@ -61,8 +61,8 @@ static ENTRIES: [Entry; MAX_COMMANDS] = entries!(
 );
 
 /// Answers COMMAND GETKEYS (and ACL, cluster routing) with the positions `find` reports.
-fn report_keys(ctx: *mut raw::RedisModuleCtx, args: &[RedisString], find: fn(&[&[u8]]) -> Vec<usize>) {
-    let words: Vec<&[u8]> = args.iter().skip(1).map(|a| a.as_slice()).collect();
+fn report_keys(ctx: *mut raw::RedisModuleCtx, args: &[*mut raw::RedisModuleString], find: fn(&[&[u8]]) -> Vec<usize>) {
+    let words: Vec<&[u8]> = args.iter().skip(1).map(|a| ffi::arg_bytes(*a)).collect();
     // `find` reports positions of `words`, which skip the command name (hence + 1)
     for pos in find(&words) {
         ffi::key_at_pos(ctx, pos + 1);

@@ -21,7 +21,8 @@ pub enum Out {
     /// The client was blocked: reply later, from the blocked-client callbacks.
     Blocked,
     Array(Vec<Out>),
-    Map(Vec<(String, Out)>),
+    /// Field names are the core's constants (no allocation per field).
+    Map(Vec<(&'static str, Out)>),
 }
 
 impl Out {
@@ -36,7 +37,7 @@ impl Out {
                 Value::Int(n) => Out::Int(n),
                 Value::Bytes(b) => Out::Bytes(b),
             };
-            (k.to_string(), v)
+            (k, v)
         });
         Out::Map(pairs.collect())
     }

@@ -19,10 +19,22 @@ fn mixed_workload(c: &mut Connection) {
     create(c, "mix", &["HASH", &"b".repeat(64), "RETENTION", "100"]);
     create(c, "mix", &["DELAY", "150"]);
     create(c, "mix", &["DEADLINE", "100", "PRIORITY", "low", "ID", "dl"]);
-    for _ in 0..8 {
-        let (id, tok) = claim(c, "mix", &["WORKER", "w"]).expect("a job");
+    let (mut id, mut tok) = claim(c, "mix", &["WORKER", "w"]).expect("a job");
+    for i in 0..8 {
         ok(c, &["JOB.UPDATE", "mix", &id, "TOKEN", &tok, "PROGRESS", "p", "PERCENT", "10"]);
-        ok(c, &["JOB.UPDATE", "mix", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "{\"r\":1}"]);
+        let done = ["JOB.UPDATE", "mix", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "{\"r\":1}"];
+        if i == 7 {
+            ok(c, &done);
+            break;
+        }
+        // the finish and the next claim in one step (JOB.UPDATE ... NEXT), charged once
+        let mut words = done.to_vec();
+        words.extend(["NEXT", "WORKER", "w"]);
+        if i == 3 {
+            words.extend(["CHARGE", "rl:{mix}", "REQUESTS", "LIMIT", "100", "PERIOD", "60000"]);
+        }
+        let next = array(&array(&ok(c, &words))[1]).remove(0);
+        (id, tok) = (fs(&next, "id"), fs(&next, "token"));
     }
     for _ in 0..3 {
         let (id, tok) = claim(c, "mix", &[]).expect("a job");

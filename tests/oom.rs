@@ -140,6 +140,23 @@ fn a_worker_reports_under_oom_and_a_single_attempt_job_ends_done() {
 }
 
 #[test]
+fn a_finish_with_next_lands_under_oom_and_claims_nothing() {
+    let srv = start();
+    let mut c = srv.conn();
+    let id = create(&mut c, "q", &[]);
+    let waiting = create(&mut c, "q", &[]);
+    let (_, token) = claim(&mut c, "q", &["LEASE", "60000"]).expect("a job to claim");
+    fill(&srv, &mut c);
+    // the finish is work in progress: it lands; the claim would start new work: none
+    let words = ["JOB.UPDATE", "q", &id, "TOKEN", &token, "STATUS", "done", "RESULT", "{}", "NEXT", "BLOCK", "5000"];
+    let r = array(&ok(&mut c, &words));
+    assert_eq!((s(&r[0]), array(&r[1]).len()), ("done".to_string(), 0), "no block, no claim");
+    assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &id]), "status"), "done");
+    assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &waiting]), "status"), "queued");
+    assert!(is_full(&mut c), "the whole test ran with memory full");
+}
+
+#[test]
 fn release_cancel_and_delete_work_under_oom() {
     let srv = start();
     let mut c = srv.conn();

@@ -187,6 +187,30 @@ fn an_offloaded_create_wakes_a_blocked_claim() {
 }
 
 #[test]
+fn an_offloaded_finish_with_next_claims_without_blocking_again() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let id = create(&mut c, "q", &[]);
+    let (_, token) = claim(&mut c, "q", &[]).expect("a job");
+    let next = create(&mut c, "q", &[]);
+    // a RESULT past the inline size is validated on a worker thread; the finish and the
+    // claim run on the main thread when it is done
+    let result = object(40_000);
+    let words = ["JOB.UPDATE", "q", &id, "TOKEN", &token, "STATUS", "done", "RESULT", &result, "NEXT", "BLOCK", "5000"];
+    let r = array(&ok(&mut c, &words));
+    assert_eq!(s(&r[0]), "done");
+    assert_eq!(fs(&array(&r[1])[0], "id"), next);
+    assert!(info_field(&mut c, "offloaded") >= 1, "the parse ran off the main thread");
+    // nothing ready: an offloaded NEXT answers at once instead of blocking a second time
+    let (_, token) = (next.clone(), fs(&array(&r[1])[0], "token"));
+    let words = ["JOB.UPDATE", "q", &next, "TOKEN", &token, "STATUS", "done", "RESULT", &result, "NEXT", "BLOCK", "5000"];
+    let t = std::time::Instant::now();
+    let r = array(&ok(&mut c, &words));
+    assert_eq!((s(&r[0]), array(&r[1]).len()), ("done".to_string(), 0));
+    assert!(t.elapsed() < Duration::from_secs(4), "answered without waiting out BLOCK");
+}
+
+#[test]
 fn key_parts_are_held_to_max_payload_bytes() {
     let _shared = SHARED.read();
     let srv = Server::start();

@@ -107,6 +107,85 @@ fn inside_multi_a_blocking_claim_does_not_block() {
     assert!(t.elapsed() < Duration::from_secs(2));
 }
 
+/// JOB.UPDATE ... NEXT: `[status, jobs]`, the jobs as JOB.CLAIM replies them.
+fn next(c: &mut Connection, q: &str, id: &str, token: &str, claim: &[&str]) -> (String, Value) {
+    let mut w = vec!["JOB.UPDATE", q, id, "TOKEN", token, "STATUS", "done", "RESULT", "{\"ok\":1}", "NEXT"];
+    w.extend_from_slice(claim);
+    let r = array(&ok(c, &w));
+    assert_eq!(r.len(), 2, "{r:?}");
+    (s(&r[0]), r[1].clone())
+}
+
+#[test]
+fn next_finishes_and_claims_in_one_command() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let a = create(&mut c, "q", &[]);
+    let b = create(&mut c, "q", &["PRIORITY", "high"]);
+    let low = create(&mut c, "q", &["PRIORITY", "low"]);
+    let (first, tok) = claim(&mut c, "q", &[]).unwrap();
+    assert_eq!(first, b);
+    let (status, jobs) = next(&mut c, "q", &b, &tok, &["WORKER", "w-2", "LEASE", "5000"]);
+    assert_eq!(status, "done");
+    let rec = array(&jobs).remove(0);
+    assert_eq!((fs(&rec, "id"), fs(&rec, "status"), fs(&rec, "worker")), (a.clone(), "running".into(), "w-2".into()));
+    assert_eq!(fi(&rec, "lease_until") - fi(&rec, "started_at"), 5000);
+    assert_eq!(fs(&rec, "token").len(), 32);
+    assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &b]), "status"), "done");
+    assert_eq!((stat(&mut c, "q", "completed"), stat(&mut c, "q", "running"), stat(&mut c, "q", "queued")), (1, 1, 1));
+    // the new token holds the new job; the old one is spent
+    let e = err(&mut c, &["JOB.UPDATE", "q", &b, "TOKEN", &tok, "STATUS", "done", "RESULT", "{}", "NEXT"]);
+    assert!(e.starts_with("LEASELOST"), "{e}");
+    assert_eq!(stat(&mut c, "q", "queued"), 1, "a refused finish claims nothing");
+    // an error with a retry ahead goes on too; COUNT takes several
+    create(&mut c, "q", &[]);
+    let words = ["JOB.UPDATE", "q", &a, "TOKEN", &fs(&rec, "token"), "STATUS", "error", "ERROR", "x", "NEXT", "COUNT", "5"];
+    let r = array(&ok(&mut c, &words));
+    assert_eq!(s(&r[0]), "delayed");
+    let ids: Vec<String> = array(&r[1]).iter().map(|j| fs(j, "id")).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[1], low, "priority order, as JOB.CLAIM");
+    // NEXT needs a finish
+    let e = err(&mut c, &["JOB.UPDATE", "q", &ids[0], "PROGRESS", "p", "NEXT"]);
+    assert!(e.contains("NEXT"), "{e}");
+}
+
+#[test]
+fn a_blocking_next_waits_like_a_claim() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    let id = create(&mut c, "q", &[]);
+    let (_, tok) = claim(&mut c, "q", &[]).unwrap();
+    // nothing ready: the finish lands, the claim waits and a create wakes it
+    let mut w = srv.conn();
+    let (id2, tok2) = (id.clone(), tok.clone());
+    let waiter = thread::spawn(move || next(&mut w, "q", &id2, &tok2, &["BLOCK", "5000"]));
+    wait_blocked(&mut c, 1);
+    assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &id]), "status"), "done", "finished before it waits");
+    let fresh = create(&mut c, "q", &[]);
+    let (status, jobs) = waiter.join().unwrap();
+    assert_eq!(status, "done");
+    let rec = array(&jobs).remove(0);
+    assert_eq!(fs(&rec, "id"), fresh);
+    // a timeout: the status and nil, as JOB.CLAIM's nil
+    let t = Instant::now();
+    let (status, jobs) = next(&mut c, "q", &fresh, &fs(&rec, "token"), &["BLOCK", "200"]);
+    assert!(t.elapsed() >= Duration::from_millis(180));
+    assert_eq!((status.as_str(), jobs), ("done", Value::Nil));
+    // inside MULTI it does not block
+    create(&mut c, "q", &[]);
+    let (id, tok) = claim(&mut c, "q", &[]).unwrap();
+    let got: Value = redis::pipe()
+        .atomic()
+        .cmd("JOB.UPDATE")
+        .arg(&["q", &id, "TOKEN", &tok, "STATUS", "done", "RESULT", "{}", "NEXT", "BLOCK", "5000"])
+        .query(&mut c)
+        .unwrap();
+    let r = array(&array(&got)[0]);
+    assert_eq!((s(&r[0]), array(&r[1]).len()), ("done".to_string(), 0));
+    assert_eq!(blocked_clients(&mut c), 0);
+}
+
 #[test]
 fn waiters_wake_on_create_retry_release_due_and_expiry() {
     let srv = Server::start();

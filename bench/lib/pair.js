@@ -1,4 +1,6 @@
 // Measures two sides interleaved (A B A B ...) so the machine's drift hits both alike.
+// Besides the rates, each run reads the server's main-thread CPU time (Linux schedstat):
+// the server's work per operation, which time given to other processes does not move.
 // Each side is first calibrated (a short warm-up run), then every round gives each side
 // about `seconds` of work. Rates and server µs per operation (from INFO commandstats,
 // reset before each run) are the medians over the rounds; the ratio is the median of the
@@ -6,7 +8,7 @@
 
 'use strict';
 
-const { commandStats } = require('./server');
+const { commandStats, cpuMicros } = require('./server');
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -49,15 +51,17 @@ async function checkPath(admin, side, before) {
   }
 }
 
-async function measure(admin, side, n) {
+async function measure(admin, side, n, pid) {
   if (side.prepare) await side.prepare(n);
   const before = side.unchanged ? await moduleCounters(admin) : null;
   await admin.call('CONFIG', 'RESETSTAT');
+  const cpu0 = cpuMicros(pid);
   const seconds = await side.run(n);
+  const cpu = (cpuMicros(pid) - cpu0) / n;
   const usec = await usecPerOp(admin, side.label, side.counts, n);
   await checkPath(admin, side, before);
   if (side.after) await side.after(admin);
-  return { rate: n / seconds, usec };
+  return { rate: n / seconds, usec, cpu };
 }
 
 function sizeFor(rate, plan) {
@@ -69,26 +73,30 @@ function sizeFor(rate, plan) {
  * returns { a, b, ratio, lo, hi } with a/b = { rate, usec } medians; lo/hi the range of
  * the per-round ratios.
  */
-async function pair(admin, A, B, plan) {
+async function pair(admin, A, B, plan, pid) {
   const cal = [];
-  for (const side of [A, B]) cal.push((await measure(admin, side, plan.calOps)).rate);
+  for (const side of [A, B]) cal.push((await measure(admin, side, plan.calOps, pid)).rate);
   const runs = [[], []];
   for (let r = 0; r < plan.rounds; r++) {
     for (let s = 0; s < 2; s++) {
       const side = s === 0 ? A : B;
-      runs[s].push(await measure(admin, side, sizeFor(cal[s], plan)));
+      runs[s].push(await measure(admin, side, sizeFor(cal[s], plan), pid));
     }
   }
   const summary = (xs) => ({
     rate: median(xs.map((x) => x.rate)),
     usec: median(xs.map((x) => x.usec)),
+    cpu: median(xs.map((x) => x.cpu)),
   });
   const a = summary(runs[0]);
   const b = summary(runs[1]);
   // each round's A and B ran back to back: their ratio cancels what drifted between
   // rounds, and the median drops a round that a burst of other work hit on one side
   const perRound = runs[0].map((x, i) => x.rate / runs[1][i].rate);
-  return { a, b, ratio: median(perRound), lo: Math.min(...perRound), hi: Math.max(...perRound) };
+  // the server's CPU time per operation, B's over A's: the throughput ratio a server that
+  // is the bottleneck would show, unmoved by time the machine gave to other work
+  const cpuRatio = median(runs[0].map((x, i) => runs[1][i].cpu / x.cpu));
+  return { a, b, ratio: median(perRound), lo: Math.min(...perRound), hi: Math.max(...perRound), cpuRatio };
 }
 
 module.exports = { pair, median };

@@ -92,10 +92,19 @@ async function commandStats(admin) {
   return out;
 }
 
+/** CPU time the server's main thread ran, in µs (Linux: /proc/<pid>/task/<pid>/schedstat); 0 elsewhere */
+function cpuMicros(pid) {
+  try {
+    return Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
+  } catch (_) {
+    return 0;
+  }
+}
+
 /** used_memory in bytes */
 async function usedMemory(admin) {
   const text = await admin.info('memory');
   return Number(text.match(/^used_memory:(\d+)/m)[1]);
 }
 
-module.exports = { start, commandStats, usedMemory, sleep };
+module.exports = { start, commandStats, usedMemory, sleep, cpuMicros };

@@ -383,8 +383,7 @@ impl<'a> Reader<'a> {
         let mut escaped = false;
         loop {
             // Skip plain bytes in one pass: most of a large payload is string contents.
-            let rest = self.input.get(i..).unwrap_or_default();
-            i += rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
+            i += plain_run(self.input.get(i..).unwrap_or_default());
             match self.input.get(i).copied() {
                 None => return Err(Problem::new(Kind::Expected("'\"'"), i)),
                 Some(b'"') => break,
@@ -548,6 +547,31 @@ fn name_hash(hasher: &RandomState, object: u32, name: &[u8]) -> u64 {
     h.finish()
 }
 
+/// How many bytes at the start of `bytes` need no look in a string: neither `"`, nor `\`,
+/// nor a control character. Eight bytes at a time (a word-wide test that is exact for
+/// whether a word holds such a byte), then byte by byte in the word that does.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_byte = |w: u64, b: u8| {
+        let x = w ^ (ONES * u64::from(b));
+        x.wrapping_sub(ONES) & !x & HIGH != 0
+    };
+    let mut done = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_ne_bytes(word);
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        if control || has_byte(w, b'"') || has_byte(w, b'\\') {
+            break;
+        }
+        done += 8;
+    }
+    let rest = bytes.get(done..).unwrap_or_default();
+    done + rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len())
+}
+
 /// Builds one JSON object, field by field.
 pub struct ObjectWriter {
     out: Vec<u8>,
@@ -562,7 +586,14 @@ impl Default for ObjectWriter {
 
 impl ObjectWriter {
     pub fn new() -> Self {
-        ObjectWriter { out: b"{".to_vec(), first: true }
+        Self::with_capacity(64)
+    }
+
+    /// A writer whose buffer holds `bytes` before it grows (a known size saves reallocations).
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut out = Vec::with_capacity(bytes.max(2));
+        out.push(b'{');
+        ObjectWriter { out, first: true }
     }
 
     fn key(&mut self, key: &str) {
@@ -609,24 +640,25 @@ impl ObjectWriter {
 /// Appends `bytes` as a JSON string literal.
 pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
+    let mut rest = text.as_bytes();
+    out.reserve(rest.len() + 2);
     out.push(b'"');
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    // runs that need no escape are copied whole (valid UTF-8 stays as it is)
+    while !rest.is_empty() {
+        let run = plain_run(rest);
+        out.extend_from_slice(rest.get(..run).unwrap_or_default());
+        let Some(&b) = rest.get(run) else { break };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            c => out.extend_from_slice(format!("\\u{c:04x}").as_bytes()),
         }
+        rest = rest.get(run + 1..).unwrap_or_default();
     }
     out.push(b'"');
 }
@@ -634,6 +666,44 @@ pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_written_escaped_and_as_utf8() {
+        let cases: [(&[u8], &str); 5] = [
+            (b"plain text", r#""plain text""#),
+            (b"q\"b\\n\nr\rt\tb\x08f\x0c\x01", r#""q\"b\\n\nr\rt\tb\bf\f\u0001""#),
+            ("caf\u{e9} \u{1f600}".as_bytes(), "\"caf\u{e9} \u{1f600}\""),
+            (b"bad \xff byte", "\"bad \u{fffd} byte\""),
+            (b"", "\"\""),
+        ];
+        for (input, want) in cases {
+            let mut out = Vec::new();
+            write_string(&mut out, input);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{input:?}");
+        }
+        let long = "x".repeat(100) + "\"" + &"y".repeat(50);
+        let mut out = Vec::new();
+        write_string(&mut out, long.as_bytes());
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, long);
+    }
+
+    #[test]
+    fn plain_runs_stop_at_the_first_byte_a_string_must_look_at() {
+        for special in [b'"', b'\\', 0x00, 0x1f] {
+            for at in 0..40 {
+                let mut bytes = vec![b'a'; 40];
+                bytes[at] = special;
+                // bytes that read like the special one in other lanes change nothing
+                bytes.iter_mut().skip(at + 1).for_each(|b| *b = 0x20);
+                assert_eq!(plain_run(&bytes), at, "{special:#x} at {at}");
+            }
+        }
+        for plain in [0x20u8, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff] {
+            assert_eq!(plain_run(&[plain; 37]), 37, "{plain:#x}");
+        }
+        assert_eq!(plain_run(b""), 0);
+    }
 
     fn check(json: &[u8]) -> Result<()> {
         validate("PAYLOAD", json, Limits::default())

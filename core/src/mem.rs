@@ -17,12 +17,28 @@ pub enum Value {
     Entries(Vec<StreamEntry>),
 }
 
+/// The work the module's store (`RedisStore`) does for the same calls: the keys it opens
+/// (a key read is opened once and kept open, up to 16, until the next write; a batch of
+/// writes opens each key it writes once) and the writes it replicates (each op that changes
+/// something, as one native command). Pinned by the tests of docs/benchmarks.md's table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Work {
+    pub opened: usize,
+    pub replicated: usize,
+}
+
+/// How many read keys `RedisStore` keeps open.
+const READS_KEPT: usize = 16;
+
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     pub now: i64,
     pub keys: HashMap<Vec<u8>, (Value, Option<i64>)>,
     pub published: Vec<(Vec<u8>, Vec<u8>)>,
     pub wakes: usize,
+    pub work: Work,
+    /// The keys read since the last write, as `RedisStore` keeps them open.
+    open_reads: Vec<Vec<u8>>,
 }
 
 impl MemStore {
@@ -93,7 +109,40 @@ impl MemStore {
         }
     }
 
+    fn note_read(&mut self, key: &[u8]) {
+        if self.open_reads.iter().any(|k| k.as_slice() == key) {
+            return;
+        }
+        if self.open_reads.len() >= READS_KEPT {
+            self.open_reads.remove(0);
+        }
+        self.open_reads.push(key.to_vec());
+        self.work.opened += 1;
+    }
+
+    /// Whether the module would replicate `op` (it skips the writes that change nothing).
+    fn replicates(&mut self, op: &Op) -> bool {
+        match op {
+            Op::HSet(..) | Op::HIncrBy(..) | Op::ZAdd(..) | Op::Set(..) => true,
+            Op::HDel(k, fields) => {
+                matches!(self.hash(k), Ok(Some(h)) if fields.iter().any(|f| h.contains_key(f)))
+            }
+            Op::ZRem(k, m) => matches!(self.zset(k), Ok(Some(z)) if z.contains_key(m)),
+            Op::Del(k) | Op::PExpireAt(k, _) => self.live(k).is_some(),
+            Op::Persist(k) => self.live(k).is_some() && self.keys.get(k).is_some_and(|(_, at)| at.is_some()),
+            Op::Event(e) => e.stream.is_some(),
+            Op::XAddId(_) => true,
+            Op::XTrimMinId(k, min) => {
+                matches!(self.keys.get(k), Some((Value::Entries(s), _)) if s.first().is_some_and(|(id, _)| id < min))
+            }
+            Op::Wake(_) => false,
+        }
+    }
+
     fn apply_one(&mut self, op: Op) {
+        if self.replicates(&op) {
+            self.work.replicated += 1;
+        }
         match op {
             Op::XAddId(a) => {
                 if self.live(&a.key).is_none() {
@@ -174,17 +223,19 @@ impl MemStore {
             Op::Set(k, v, at) => {
                 self.keys.insert(k, (Value::Str(v), at));
             }
-            Op::XAdd(k, maxlen, fields) => {
-                if self.live(&k).is_none() {
-                    self.keys.insert(k.clone(), (Value::Stream(Vec::new()), None));
+            Op::Event(e) => {
+                if let Some((k, maxlen)) = &e.stream {
+                    if self.live(k).is_none() {
+                        self.keys.insert(k.clone(), (Value::Stream(Vec::new()), None));
+                    }
+                    if let Some((Value::Stream(s), _)) = self.keys.get_mut(k) {
+                        s.push(e.fields().iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect());
+                        let excess = s.len().saturating_sub(*maxlen as usize);
+                        s.drain(..excess);
+                    }
                 }
-                if let Some((Value::Stream(s), _)) = self.keys.get_mut(&k) {
-                    s.push(fields);
-                    let excess = s.len().saturating_sub(maxlen as usize);
-                    s.drain(..excess);
-                }
+                self.published.push((e.channel, e.doc));
             }
-            Op::Publish(ch, msg) => self.published.push((ch, msg)),
             Op::Wake(_) => self.wakes += 1,
         }
     }
@@ -198,27 +249,33 @@ impl Store for MemStore {
     }
 
     fn hget(&mut self, key: &[u8], field: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.note_read(key);
         Ok(self.hash(key)?.and_then(|h| h.get(field).cloned()))
     }
 
     fn hmget(&mut self, key: &[u8], fields: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.note_read(key);
         let h = self.hash(key)?;
         Ok(fields.iter().map(|f| h.as_ref().and_then(|h| h.get(f.as_bytes()).cloned())).collect())
     }
 
     fn hgetall(&mut self, key: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.note_read(key);
         Ok(self.hash(key)?.map(|h| h.clone().into_iter().collect()).unwrap_or_default())
     }
 
     fn zscore(&mut self, key: &[u8], member: &[u8]) -> Result<Option<f64>> {
+        self.note_read(key);
         Ok(self.zset(key)?.and_then(|z| z.get(member).copied()))
     }
 
     fn zcard(&mut self, key: &[u8]) -> Result<i64> {
+        self.note_read(key);
         Ok(self.zset(key)?.map_or(0, |z| z.len() as i64))
     }
 
     fn zrange(&mut self, key: &[u8], r: ZRange) -> Result<Vec<(Vec<u8>, f64)>> {
+        self.note_read(key);
         let Some(z) = self.zset(key)? else { return Ok(vec![]) };
         let mut all: Vec<(Vec<u8>, f64)> =
             z.iter().map(|(m, s)| (m.clone(), *s)).filter(|(_, s)| r.contains(*s)).collect();
@@ -231,6 +288,7 @@ impl Store for MemStore {
     }
 
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.note_read(key);
         match self.live(key) {
             None => Ok(None),
             Some(Value::Str(s)) => Ok(Some(s.clone())),
@@ -239,6 +297,7 @@ impl Store for MemStore {
     }
 
     fn pttl(&mut self, key: &[u8]) -> Result<i64> {
+        self.note_read(key);
         let now = self.now;
         if self.live(key).is_none() {
             return Ok(-2);
@@ -247,6 +306,7 @@ impl Store for MemStore {
     }
 
     fn exists(&mut self, key: &[u8]) -> Result<bool> {
+        self.note_read(key);
         Ok(self.live(key).is_some())
     }
 
@@ -268,6 +328,14 @@ impl Store for MemStore {
                 }
             }
         }
+        self.open_reads.clear();
+        let mut written: Vec<&[u8]> = Vec::new();
+        for (k, _) in ops.iter().filter_map(Op::target) {
+            if !written.contains(&k) {
+                written.push(k);
+            }
+        }
+        self.work.opened += written.len();
         for op in ops {
             self.apply_one(op);
         }

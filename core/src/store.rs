@@ -49,12 +49,31 @@ pub enum Op {
     XTrimMinId(Key, StreamId),
     /// `SET key value [PXAT at]`.
     Set(Key, Vec<u8>, Option<i64>),
-    /// `XADD key MAXLEN ~ maxlen * field value ...`.
-    XAdd(Key, i64, Vec<(Vec<u8>, Vec<u8>)>),
-    /// A pub/sub message (not a key; not replicated).
-    Publish(Vec<u8>, Vec<u8>),
+    /// A job event: one document, appended to the queue's stream and published.
+    Event(Event),
     /// Wake the clients blocked on this key (not a write).
     Wake(Key),
+}
+
+/// A job event (docs/events.md): `XADD stream MAXLEN ~ maxlen * type <kind> id <id> data
+/// <doc>` when the queue keeps a stream, and the same document published on the job's
+/// channel (a channel, not a key: the publish is not replicated). One op, so the store
+/// makes the document's string once for both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The stream and its approximate cap; None: no stream.
+    pub stream: Option<(Key, i64)>,
+    pub channel: Vec<u8>,
+    pub kind: &'static str,
+    pub id: Vec<u8>,
+    pub doc: Vec<u8>,
+}
+
+impl Event {
+    /// The stream entry's fields, in order.
+    pub fn fields(&self) -> [(&'static [u8], &[u8]); 3] {
+        [(b"type", self.kind.as_bytes()), (b"id", &self.id), (b"data", &self.doc)]
+    }
 }
 
 /// The native type an op needs its key to hold (or the key to be absent).
@@ -76,9 +95,9 @@ impl Op {
             Op::XAddId(a) => Some((&a.key, KeyKind::Stream)),
             Op::XTrimMinId(k, _) => Some((k, KeyKind::Stream)),
             Op::Set(k, _, _) => Some((k, KeyKind::String)),
-            Op::XAdd(k, _, _) => Some((k, KeyKind::Stream)),
+            Op::Event(e) => e.stream.as_ref().map(|(k, _)| (k.as_slice(), KeyKind::Stream)),
             Op::Del(k) | Op::PExpireAt(k, _) | Op::Persist(k) => Some((k, KeyKind::Any)),
-            Op::Publish(..) | Op::Wake(_) => None,
+            Op::Wake(_) => None,
         }
     }
 }

@@ -272,7 +272,6 @@ impl Picker {
     }
 
     /// Every queue served now.
-    #[cfg(test)]
     pub fn queues(&self) -> impl Iterator<Item = &String> {
         self.groups.iter().flat_map(|g| g.0.iter())
     }

@@ -264,7 +264,7 @@ impl Backoff {
 }
 
 /// A job record from JOB.CLAIM: RESP3 map or RESP2 flat array of field/value pairs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record(pub HashMap<String, Value>);
 
 impl Record {

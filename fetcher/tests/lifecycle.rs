@@ -16,6 +16,33 @@ fn fetcher(srv: &Server, mock: &MockProvider, extra: &[&str]) -> Fetcher {
     Fetcher::start(srv, extra, &[("GEMINI_API_KEY", "gk-lifecycle-123456"), ("GEMINI_BASE_URL", &url)])
 }
 
+/// INFO commandstats calls of one command since the last CONFIG RESETSTAT.
+fn calls(c: &mut Connection, name: &str) -> i64 {
+    let info = s(&ok(c, &["INFO", "commandstats"]));
+    let line = format!("cmdstat_{name}:calls=");
+    info.lines().find_map(|l| l.strip_prefix(&line)?.split(',').next()?.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn a_finished_job_claims_its_successor_in_the_same_command() {
+    let srv = Server::start();
+    let mock = MockProvider::start();
+    let mut c = srv.conn();
+    let ids: Vec<String> = (0..6).map(|i| create_job(&mut c, "default", &gemini(&format!("ok {i}")), &[])).collect();
+    ok(&mut c, &["CONFIG", "RESETSTAT"]);
+    // one slot, one queue: each final update (JOB.UPDATE ... NEXT) hands over the next job
+    let f = fetcher(&srv, &mock, &["--concurrency", "1"]);
+    for id in &ids {
+        assert_eq!(fs(&wait_finished(&mut c, "default", id, T), "status"), "done", "{}", f.logs());
+    }
+    assert_eq!(mock.count(), 6);
+    // the first job's claim, then the idle loop's (a non-blocking pass and a blocking claim
+    // a second) once the queue ran dry: the final updates claimed the other five
+    let claims = calls(&mut c, "job.claim");
+    assert!(claims < 6, "{claims} JOB.CLAIM calls for 6 jobs: the updates should have claimed the rest");
+    assert_eq!(f.metric("aijob_fetcher_claims_total{queue=\"default\"}"), 6.0, "{}", f.metrics());
+}
+
 #[test]
 fn sigkill_mid_call_a_second_fetcher_finishes_the_job_once() {
     let srv = Server::start();

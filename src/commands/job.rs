@@ -2,7 +2,9 @@
 
 use aijob_core::grammar;
 use aijob_core::keys::QueueKeys;
-use aijob_core::queue::claim::ClaimArgs;
+use aijob_core::queue::charge::ChargeGate;
+use aijob_core::queue::claim::{self, ClaimArgs};
+use aijob_core::queue::next::finish_and_claim;
 use aijob_core::queue::create::JobSpec;
 use aijob_core::queue::read::ListArgs;
 use aijob_core::queue::stream::{self, AppendArgs, ReadArgs};
@@ -13,7 +15,7 @@ use aijob_core::{oom, record};
 
 use crate::command::arg::*;
 use crate::command::key;
-use crate::command::{Call, Command, Info, Keys};
+use crate::command::{Arg, Call, Command, Info, Keys};
 use crate::commands::claim_ready::claim_now;
 use crate::offload::Offloaded;
 use crate::reply::Out;
@@ -79,6 +81,15 @@ fn get(c: &mut Call, (q, id, as_json): (QueueKeys, Vec<u8>, bool)) -> Result<Out
     })
 }
 
+const CHARGE: Arg =
+    block("charge", &[s("key"), oneof("by", &[pure("REQUESTS", "requests"), pure("COST", "cost")]), WINDOW])
+        .token("CHARGE")
+        .opt()
+        .multi_token();
+
+/// JOB.CLAIM's options after Q, which JOB.UPDATE takes after NEXT.
+const CLAIM_OPTIONS: &[Arg] = &[ts("WORKER", "name").opt(), ti("LEASE", "ms").opt(), ti("BLOCK", "ms").opt(), COUNT, CHARGE];
+
 /// JOB.CLAIM Q [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key REQUESTS|COST LIMIT n PERIOD ms ...]
 pub const CLAIM: Command<(QueueKeys, ClaimArgs)> = Command {
     info: Info {
@@ -94,10 +105,7 @@ pub const CLAIM: Command<(QueueKeys, ClaimArgs)> = Command {
             ti("LEASE", "ms").opt(),
             ti("BLOCK", "ms").opt(),
             COUNT,
-            block("charge", &[s("key"), oneof("by", &[pure("REQUESTS", "requests"), pure("COST", "cost")]), WINDOW])
-                .token("CHARGE")
-                .opt()
-                .multi_token(),
+            CHARGE,
         ],
     },
     parse: |words, _| grammar::job::claim(words),
@@ -124,16 +132,17 @@ fn claim(c: &mut Call, (q, a): (QueueKeys, ClaimArgs)) -> Result<Out> {
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
 /// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json]
 /// [USAGE n [CHARGE key] ...] [DELAY ms]
+/// [NEXT [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key ...]]
 ///
 /// Offloaded: a large RESULT or META is validated on a worker thread, the update (and its
 /// lease check) applied on the main thread.
-pub const UPDATE: Offloaded<(QueueKeys, Vec<u8>, UpdateArgs)> = Offloaded(Command {
+pub const UPDATE: Offloaded<(QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)> = Offloaded(Command {
     info: Info {
         name: "job.update",
         flags: "write",
         arity: -3,
-        summary: "Moves a job forward: progress and heartbeat, or STATUS running, done or error.",
-        complexity: "O(log N) with N the jobs of the queue",
+        summary: "Moves a job forward: progress and heartbeat, or STATUS running, done or error; NEXT claims the next job in the same step.",
+        complexity: "O(log N) with N the jobs of the queue (and JOB.CLAIM's with NEXT)",
         keys: Keys::QueueAndFound(key::RW | key::UPDATE, grammar::job::update_key_positions),
         args: &[
             Q,
@@ -152,6 +161,7 @@ pub const UPDATE: Offloaded<(QueueKeys, Vec<u8>, UpdateArgs)> = Offloaded(Comman
             META,
             block("usage", &[ti("USAGE", "n"), ts("CHARGE", "key").opt().multi_token()]).opt(),
             ti("DELAY", "ms").opt(),
+            block("next", CLAIM_OPTIONS).token("NEXT").opt(),
         ],
     },
     parse: |words, config| grammar::job::update(words, config.json_limits(), config.max_usage),
@@ -159,11 +169,19 @@ pub const UPDATE: Offloaded<(QueueKeys, Vec<u8>, UpdateArgs)> = Offloaded(Comman
 });
 
 /// Runs when used memory is over `maxmemory` (no `deny-oom`): a worker can always report,
-/// within the bounds of `oom::admit_update`.
-fn update(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, UpdateArgs)) -> Result<Out> {
+/// within the bounds of `oom::admit_update`; NEXT then claims nothing (a claim would start
+/// new work).
+fn update(c: &mut Call, (q, id, a, next): (QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)) -> Result<Out> {
     crate::command::when_memory_full(c.ctx, || oom::admit_update(&a))?;
     let left_before = c.tally.usage_unsettled;
-    let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
+    let out = match next {
+        Some(next) if !crate::ffi::memory_full(c.ctx) => update_next(c, &q, &id, &a, &next)?,
+        Some(_) => {
+            let status = c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?;
+            crate::blocking::next_reply(status.as_str(), Out::Array(Vec::new()))
+        }
+        None => Out::bytes(c.with(&q, |s, env| update::update(s, &q, env, &id, &a))?.as_str()),
+    };
     let left = c.tally.usage_unsettled - left_before;
     if left > 0 {
         crate::logging::warn(c.ctx, "usage-unsettled", || {
@@ -173,7 +191,35 @@ fn update(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, UpdateArgs)) -> Result<
             )
         });
     }
-    Ok(Out::bytes(status.as_str()))
+    Ok(out)
+}
+
+/// JOB.UPDATE ... NEXT: the finish and the claim in one step; blocks like JOB.CLAIM when
+/// nothing is ready and BLOCK says so (not when run after an offloaded parse: that client
+/// was blocked once already and is answered now).
+fn update_next(c: &mut Call, q: &QueueKeys, id: &[u8], a: &UpdateArgs, next: &ClaimArgs) -> Result<Out> {
+    let (status, claimed) = c.with(q, |s, env| {
+        let r = if next.charges.is_empty() {
+            finish_and_claim(s, q, env, id, a, next, &mut claim::Open)?
+        } else {
+            finish_and_claim(s, q, env, id, a, next, &mut ChargeGate { charges: &next.charges })?
+        };
+        let tally = r.1.tally;
+        Ok((r, tally))
+    })?;
+    let status = status.as_str();
+    let from_client = !c.raw_args.is_empty();
+    if claimed.jobs.is_empty() && from_client {
+        if let Some(timeout) = next.block_ms.filter(|_| crate::blocking::may_block(c.ctx)) {
+            crate::blocking::block_next(c.ctx, q, timeout, status)?;
+            if let Some(wait) = claimed.denied_for_ms {
+                crate::blocking::wake_later(c.ctx, q, c.now, wait);
+            }
+            return Ok(Out::Blocked);
+        }
+    }
+    let jobs = claimed.jobs.into_iter().map(|job| Out::record(job.record)).collect();
+    Ok(crate::blocking::next_reply(status, Out::Array(jobs)))
 }
 
 /// JOB.RELEASE Q id TOKEN t [DELAY ms]

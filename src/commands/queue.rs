@@ -36,7 +36,7 @@ fn stats(c: &mut Call, q: QueueKeys) -> Result<Out> {
         meta::COALESCED => v + coalesced,
         _ => v,
     };
-    Ok(Out::Map(fields.into_iter().map(|(k, v)| (k.to_string(), Out::Int(add(k, v)))).collect()))
+    Ok(Out::Map(fields.into_iter().map(|(k, v)| (k, Out::Int(add(k, v)))).collect()))
 }
 
 /// QUEUE.PAUSE Q
@@ -130,10 +130,10 @@ fn groups(c: &mut Call, (q, cursor, count): (QueueKeys, i64, i64)) -> Result<Out
         .into_iter()
         .map(|g| {
             Out::Map(vec![
-                ("group".into(), Out::Bytes(g.group)),
-                ("queued".into(), Out::Int(g.queued)),
-                ("running".into(), Out::Int(g.running)),
-                ("cap".into(), Out::Int(g.cap)),
+                ("group", Out::Bytes(g.group)),
+                ("queued", Out::Int(g.queued)),
+                ("running", Out::Int(g.running)),
+                ("cap", Out::Int(g.cap)),
             ])
         })
         .collect();
@@ -168,12 +168,12 @@ fn repair(c: &mut Call, (q, count): (QueueKeys, usize)) -> Result<Out> {
     }
     let n = |v: u64| Out::Int(v as i64);
     Ok(Out::Map(vec![
-        ("checked".into(), Out::Int(report.checked as i64)),
-        ("dropped".into(), n(report.tally.index_entries_dropped)),
-        ("reindexed".into(), n(report.tally.records_reindexed)),
-        ("counters".into(), n(report.counters)),
-        ("skipped".into(), n(report.skipped)),
-        ("done".into(), Out::Int(i64::from(report.done))),
+        ("checked", Out::Int(report.checked as i64)),
+        ("dropped", n(report.tally.index_entries_dropped)),
+        ("reindexed", n(report.tally.records_reindexed)),
+        ("counters", n(report.counters)),
+        ("skipped", n(report.skipped)),
+        ("done", Out::Int(i64::from(report.done))),
     ]))
 }
 

@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::ffi::CStr;
 
-use aijob_core::store::{KeyKind, Op, Score};
+use aijob_core::store::{Event, KeyKind, Op, Score};
 use aijob_core::{AiError, Result};
 use redis_module::raw;
 
@@ -34,11 +34,12 @@ pub struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     /// Opens and checks every key `ops` write; fails before any write.
-    pub fn open(ctx: *mut raw::RedisModuleCtx, now: i64, ops: &'a [Op]) -> Result<Batch<'a>> {
+    /// `names`: key names the step already made (its reads'), taken instead of new ones.
+    pub fn open(ctx: *mut raw::RedisModuleCtx, now: i64, ops: &'a [Op], mut names: Vec<RStr>) -> Result<Batch<'a>> {
         let mut b = Batch { ctx, now, slots: Vec::with_capacity(ops.len()), argv: RefCell::new(Vec::new()) };
         for op in ops {
             let Some((key, kind)) = op.target() else { continue };
-            let i = b.slot_index(key)?;
+            let i = b.slot_index(key, &mut names)?;
             check_kind(&b.slots[i].handle, kind)?;
             if let Op::HIncrBy(_, field, _) = op {
                 b.counter(i, field)?;
@@ -55,11 +56,14 @@ impl<'a> Batch<'a> {
     }
 
     /// The slot of `key`, opened now if the batch has not opened it yet.
-    fn slot_index(&mut self, key: &'a [u8]) -> Result<usize> {
+    fn slot_index(&mut self, key: &'a [u8], names: &mut Vec<RStr>) -> Result<usize> {
         if let Some(i) = self.slots.iter().position(|s| s.key == key) {
             return Ok(i);
         }
-        let name = RStr::new(self.ctx, key)?;
+        let name = match names.iter().position(|n| n.as_ref() == key) {
+            Some(i) => names.swap_remove(i),
+            None => RStr::new(self.ctx, key)?,
+        };
         let handle = OpenKey::open(self.ctx, &name, ffi::READ | ffi::WRITE)?
             .ok_or_else(|| AiError::syntax("could not open a key for writing"))?;
         self.slots.push(Slot { key, handle, name });
@@ -94,8 +98,7 @@ impl<'a> Batch<'a> {
             Op::PExpireAt(key, at) => self.pexpireat(self.slot(key)?, *at),
             Op::Persist(key) => self.persist(self.slot(key)?),
             Op::Set(key, value, at) => self.set(self.slot(key)?, value, *at),
-            Op::XAdd(key, maxlen, fields) => self.xadd(self.slot(key)?, *maxlen, fields),
-            Op::Publish(channel, message) => self.publish(channel, message),
+            Op::Event(e) => self.event(e),
             Op::Wake(key) => self.wake(key),
             Op::XAddId(a) => self.xadd_id(self.slot(&a.key)?, a),
             Op::XTrimMinId(key, id) => self.xtrim_before(self.slot(key)?, *id),
@@ -226,30 +229,45 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// Appends the event to its stream (when the queue keeps one) and publishes it, with
+    /// one module string of the document for both.
+    fn event(&self, e: &Event) -> Result<()> {
+        let doc = self.s(&e.doc)?;
+        if let Some((key, maxlen)) = &e.stream {
+            self.xadd(self.slot(key)?, *maxlen, e, &doc)?;
+        }
+        // the channel is the record's key name, open in most steps that make an event
+        let owned;
+        let channel = match self.slots.iter().find(|s| s.key == e.channel.as_slice()) {
+            Some(s) => &s.name,
+            None => {
+                owned = self.s(&e.channel)?;
+                &owned
+            }
+        };
+        ffi::publish(self.ctx, channel, &doc)
+    }
+
     /// Appends with the stream API and replicates what native XADD would: the entry id
     /// Redis made, and the approximate trim rewritten as the exact length it left.
-    fn xadd(&self, slot: &Slot, maxlen: i64, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-        let mut owned: Vec<(Field, RStr)> = Vec::with_capacity(fields.len());
-        for (f, v) in fields {
-            owned.push((ffi::field(self.ctx, f)?, self.s(v)?));
-        }
-        let mut argv: Vec<*mut raw::RedisModuleString> = owned.iter().flat_map(|(f, v)| [f.ptr(), v.ptr]).collect();
-        let (ms, seq) = slot.handle.stream_add(&mut argv)?;
+    fn xadd(&self, slot: &Slot, maxlen: i64, e: &Event, doc: &RStr) -> Result<()> {
+        let id = self.s(&e.id)?;
+        let [type_, id_, data, kind] = [&b"type"[..], b"id", b"data", e.kind.as_bytes()].map(|f| ffi::field(self.ctx, f));
+        let (type_, id_, data, kind) = (type_?, id_?, data?, kind?);
+        let mut entry = [type_.ptr(), kind.ptr(), id_.ptr(), id.ptr, data.ptr(), doc.ptr];
+        let (ms, seq) = slot.handle.stream_add(&mut entry)?;
         if maxlen > 0 {
             slot.handle.stream_trim(maxlen)?;
         }
-        let len = slot.handle.len()?;
-        let head = [self.s(b"MAXLEN")?, self.s(b"=")?, RStr::int(self.ctx, len as i64)?];
-        let id = self.s(format!("{ms}-{seq}").as_bytes())?;
-        let mut args: Vec<_> = head.iter().map(|s| s.ptr).collect();
-        args.push(id.ptr);
-        args.extend_from_slice(&argv);
+        let len = RStr::int(self.ctx, slot.handle.len()? as i64)?;
+        let mut buf = [0u8; 42];
+        let entry_id = self.s(stream_id(&mut buf, ms, seq)?)?;
+        let (maxlen_kw, exact) = (ffi::field(self.ctx, b"MAXLEN")?, ffi::field(self.ctx, b"=")?);
+        let head = [maxlen_kw.ptr(), exact.ptr(), len.ptr, entry_id.ptr];
+        let mut args = [std::ptr::null_mut(); 10];
+        args[..4].copy_from_slice(&head);
+        args[4..].copy_from_slice(&entry);
         self.replicate(c"XADD", &slot.name, &args)
-    }
-
-    fn publish(&self, channel: &[u8], message: &[u8]) -> Result<()> {
-        let (ch, msg) = (self.s(channel)?, self.s(message)?);
-        ffi::publish(self.ctx, &ch, &msg)
     }
 
     /// Wakes the clients blocked on `key` (JOB.CLAIM ... BLOCK).
@@ -306,4 +324,13 @@ fn check_kind(k: &OpenKey, kind: KeyKind) -> Result<()> {
         KeyKind::Any => return Ok(()),
     };
     k.check_type(want).map(|_| ())
+}
+
+/// `<ms>-<seq>`, a stream entry id, written into `buf` (no allocation; 41 bytes at most).
+fn stream_id(buf: &mut [u8; 42], ms: u64, seq: u64) -> Result<&[u8]> {
+    use std::io::Write;
+    let mut rest: &mut [u8] = buf;
+    write!(rest, "{ms}-{seq}").map_err(|_| AiError::syntax("a stream id did not fit"))?;
+    let used = 42 - rest.len();
+    Ok(buf.get(..used).unwrap_or_default())
 }

@@ -168,8 +168,9 @@ impl Store for RedisStore {
     }
 
     fn apply(&mut self, ops: Vec<Op>) -> Result<()> {
-        // a write may create, change or delete what a kept read handle points at
-        self.reads.clear();
-        batch::Batch::open(self.ctx, self.now, &ops)?.run(&ops)
+        // a write may create, change or delete what a kept read handle points at: the
+        // handles close here, their names go on to the batch, which opens most of them again
+        let names: Vec<RStr> = self.reads.drain(..).map(|(_, name)| name).collect();
+        batch::Batch::open(self.ctx, self.now, &ops, names)?.run(&ops)
     }
 }

@@ -77,6 +77,11 @@ pub fn id_only(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>)> {
 pub fn claim(args: &[&[u8]]) -> Result<(QueueKeys, ClaimArgs)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
+    Ok((q, claim_options(&mut c)?))
+}
+
+/// JOB.CLAIM's options, to the end of the words (also after JOB.UPDATE's NEXT).
+fn claim_options(c: &mut Cursor) -> Result<ClaimArgs> {
     let mut a = ClaimArgs { count: 1, ..Default::default() };
     while let Some(kw) = c.keyword() {
         match kw.as_str() {
@@ -101,11 +106,11 @@ pub fn claim(args: &[&[u8]]) -> Result<(QueueKeys, ClaimArgs)> {
                     return Err(AiError::arg("COUNT", "must be at most 1000"));
                 }
             }
-            "CHARGE" => a.charges.push(charge(&mut c)?),
+            "CHARGE" => a.charges.push(charge(c)?),
             _ => return Err(unknown(&kw)),
         }
     }
-    Ok((q, a))
+    Ok(a)
 }
 
 /// Where JOB.CLAIM's keys are, counted in the arguments after the command name: Q and
@@ -152,15 +157,26 @@ fn charge(c: &mut Cursor) -> Result<Charge> {
 /// JOB.UPDATE Q id [TOKEN t] [STATUS running|done|error] [PROGRESS text] [PERCENT n]
 /// [RESULT json] [ERROR text] [CLASS name] [NORETRY] [LEASE ms] [META json]
 /// [USAGE n [CHARGE key] ...] [DELAY ms]
+/// [NEXT [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE ...]]
 ///
-/// USAGE is at most `max_usage` (the config `max-usage`).
-pub fn update(args: &[&[u8]], limits: Limits, max_usage: i64) -> Result<(QueueKeys, Vec<u8>, UpdateArgs)> {
+/// USAGE is at most `max_usage` (the config `max-usage`). Everything after NEXT is the
+/// claim that follows the finish (JOB.CLAIM's options).
+pub fn update(
+    args: &[&[u8]],
+    limits: Limits,
+    max_usage: i64,
+) -> Result<(QueueKeys, Vec<u8>, UpdateArgs, Option<ClaimArgs>)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let id = job_id(&mut c)?.to_vec();
     let mut a = UpdateArgs::default();
     let mut charges_named = 0;
+    let mut next = None;
     while let Some(kw) = c.keyword() {
+        if kw == "NEXT" {
+            next = Some(claim_options(&mut c)?);
+            break;
+        }
         if kw == "CHARGE" {
             c.value("CHARGE")?;
             charges_named += 1;
@@ -175,30 +191,54 @@ pub fn update(args: &[&[u8]], limits: Limits, max_usage: i64) -> Result<(QueueKe
     }
     a.charge_keys = declared_charge_keys(args, charges_named)?;
     check_update(&a, max_usage)?;
-    Ok((q, id, a))
+    if next.is_some() && !matches!(a.status, Some(UpdateStatus::Done | UpdateStatus::Error)) {
+        return Err(AiError::arg("NEXT", "is only allowed with STATUS done or error"));
+    }
+    Ok((q, id, a, next))
+}
+
+/// The claim of JOB.UPDATE ... NEXT, with its queue: what a blocked JOB.UPDATE ... NEXT runs
+/// again when it is woken. None without NEXT.
+pub fn next_claim(args: &[&[u8]]) -> Result<Option<(QueueKeys, ClaimArgs)>> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let Some(rest) = usage_key_positions(args).1.and_then(|at| args.get(at + 1..)) else { return Ok(None) };
+    Ok(Some((q, claim_options(&mut Cursor::new(rest))?)))
 }
 
 /// The CHARGE keys of JOB.UPDATE, taken from the very positions `update_key_positions`
 /// declares: whatever the parse read, settling can write only a declared key.
 fn declared_charge_keys(args: &[&[u8]], named: usize) -> Result<Vec<Vec<u8>>> {
     let keys: Vec<Vec<u8>> =
-        update_key_positions(args).into_iter().skip(1).filter_map(|p| args.get(p)).map(|k| k.to_vec()).collect();
+        usage_key_positions(args).0.into_iter().skip(1).filter_map(|p| args.get(p)).map(|k| k.to_vec()).collect();
     if keys.len() != named {
         return Err(AiError::arg("CHARGE", "could not be told apart from the other arguments"));
     }
     Ok(keys)
 }
 
-/// Where JOB.UPDATE's keys are, counted in the arguments after the command name: Q and
-/// the key after every CHARGE (the rate-limit keys a USAGE settles). Walks the words as
-/// `update` parses them: every option but NORETRY takes one value.
+/// Where JOB.UPDATE's keys are, counted in the arguments after the command name: Q, the key
+/// after every CHARGE of USAGE (the rate-limit keys it settles), and after NEXT every CHARGE
+/// key of the claim.
 pub fn update_key_positions(args: &[&[u8]]) -> Vec<usize> {
+    let (mut positions, next) = usage_key_positions(args);
+    // the claim's words as JOB.CLAIM's, with NEXT standing where Q stands
+    if let Some(rest) = next.and_then(|at| Some((at, args.get(at..)?))) {
+        positions.extend(claim_key_positions(rest.1).into_iter().skip(1).map(|p| p + rest.0));
+    }
+    positions
+}
+
+/// Q and the key after every CHARGE up to NEXT, and where NEXT is. Walks the words as
+/// `update` parses them: every option but NORETRY takes one value.
+fn usage_key_positions(args: &[&[u8]]) -> (Vec<usize>, Option<usize>) {
     let mut positions = vec![0];
     // Q and the id come first
     let mut i = 2;
     while let Some(word) = args.get(i) {
         let kw = Kw::new(word);
         i += match kw.as_str() {
+            "NEXT" => return (positions, Some(i)),
             "NORETRY" => 1,
             "CHARGE" => {
                 if i + 1 < args.len() {
@@ -212,7 +252,7 @@ pub fn update_key_positions(args: &[&[u8]]) -> Vec<usize> {
             _ => 1,
         };
     }
-    positions
+    (positions, None)
 }
 
 /// TOKEN, STATUS and LEASE: who moves the job, to where, for how long.
@@ -518,16 +558,60 @@ mod tests {
             assert!(e.message.contains(arg), "{line}: {}", e.message);
         }
         let v = a("q j STATUS error ERROR boom CLASS 429 DELAY 100 TOKEN t");
-        let (_, id, u) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
+        let (_, id, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
         assert_eq!(id, b"j");
         assert_eq!(u.delay_ms, Some(100));
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn update_next_takes_the_claims_options() {
+        let line = "q j TOKEN t STATUS done RESULT {} LEASE 7 NEXT WORKER w LEASE 100 BLOCK 0 COUNT 2 CHARGE rl:{q} COST LIMIT 10 PERIOD 1000";
+        let v = a(line);
+        let (q, id, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
+        assert_eq!((q.name(), id.as_slice(), u.lease_ms), (&b"q"[..], &b"j"[..], Some(7)));
+        let next = next.unwrap();
+        assert_eq!((next.worker.as_deref(), next.lease_ms, next.block_ms, next.count), (Some(&b"w"[..]), Some(100), Some(0), 2));
+        assert_eq!(next.charges.len(), 1);
+        // the claim's CHARGE key is declared, at its place after the command name
+        assert_eq!(update_key_positions(&refs(&v)), vec![0, 20]);
+        assert_eq!(v[20], b"rl:{q}");
+        let (nq, nc) = next_claim(&refs(&v)).unwrap().unwrap();
+        // USAGE's CHARGE keys come before NEXT, the claim's after: both declared, each its own
+        let both = "q j TOKEN t STATUS done RESULT {} USAGE 5 CHARGE tpm:{q} NEXT CHARGE rpm:{q} REQUESTS LIMIT 1 PERIOD 10";
+        let w = a(both);
+        assert_eq!(update_key_positions(&refs(&w)), vec![0, 11, 14]);
+        let (_, _, u, n) = update(&refs(&w), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
+        assert_eq!(u.charge_keys, vec![b"tpm:{q}".to_vec()]);
+        assert_eq!(n.unwrap().charges[0].key, b"rpm:{q}");
+        assert_eq!((nq.name(), nc.count), (&b"q"[..], 2));
+        // NEXT alone claims one job, with the claim's defaults
+        let v = a("q j STATUS error ERROR e NEXT");
+        let (_, _, _, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
+        assert_eq!(next, Some(ClaimArgs { count: 1, ..Default::default() }));
+        // a value that reads NEXT is still a value
+        let v = a("q j PROGRESS NEXT STATUS done RESULT {}");
+        let (_, _, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
+        assert_eq!((u.progress.as_deref(), next), (Some(&b"NEXT"[..]), None));
+        assert_eq!(update_key_positions(&refs(&v)), vec![0]);
+        for (bad, arg) in [
+            ("q j NEXT", "NEXT"),
+            ("q j TOKEN t NEXT COUNT 1", "NEXT"),
+            ("q j STATUS running NEXT", "NEXT"),
+            ("q j STATUS done RESULT {} NEXT COUNT 0", "COUNT"),
+            ("q j STATUS done RESULT {} NEXT RESULT {}", "RESULT"),
+        ] {
+            let v = a(bad);
+            let e = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap_err();
+            assert!(e.message.contains(arg), "{bad}: {}", e.message);
+        }
     }
 
     const MAX_USAGE: i64 = 1000;
 
     fn parse_update(line: &str) -> Result<UpdateArgs> {
         let v = a(line);
-        update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).map(|(_, _, u)| u)
+        update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).map(|(_, _, u, _)| u)
     }
 
     #[test]

@@ -76,29 +76,59 @@ pub fn claim<S: Store, G: Gate<S>>(
     if is_paused(s, q)? {
         return Ok(out);
     }
-    while (out.jobs.len() as i64) < args.count {
-        let Some((job, mut fields)) = next_claimable(s, q, &mut out.tally)? else { break };
+    claim_more(s, q, env, args, gate, &mut out)?;
+    Ok(out)
+}
+
+/// Claims into `out` until it holds COUNT jobs, nothing is ready or a charge refuses: one
+/// step per job, so each claim sees the one before it.
+pub fn claim_more<S: Store, G: Gate<S>>(
+    s: &mut S,
+    q: &QueueKeys,
+    env: &mut Env,
+    args: &ClaimArgs,
+    gate: &mut G,
+    out: &mut ClaimResult,
+) -> Result<()> {
+    while (out.jobs.len() as i64) < args.count && out.denied_for_ms.is_none() {
         let mut tx = Tx::new(s, q, env.now, env.config);
-        if let Err(wait) = gate.admit(&mut tx, &job)? {
-            out.denied_for_ms = Some(wait);
-            out.tally.charges_denied += 1;
+        if !claim_into(&mut tx, env, args, gate, out)? {
             break;
         }
-        let token = rng::token(env.entropy);
-        let (set, removed) = take(&mut tx, &job, args, &token)?;
         out.tally.add(&tx.commit()?);
-        fields.retain(|(f, _)| {
-            !removed.contains(&f.as_slice()) && !set.iter().any(|(n, _)| n.as_bytes() == f.as_slice())
-        });
-        fields.extend(set.into_iter().map(|(n, v)| (n.as_bytes().to_vec(), v)));
-        let extra = vec![
-            (record::TTL, record::Value::Int(-1)),
-            (record::CLAIM_TOKEN, record::Value::Bytes(token.clone().into_bytes())),
-        ];
-        let record = record::to_reply(&job.id, q.name(), &fields, extra);
-        out.jobs.push(Claimed { id: job.id, token, record });
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Takes the next claimable job in `tx` (not committed) and adds it to `out`; false when
+/// nothing is ready, or when a charge refused it (`out.denied_for_ms` then says how long).
+/// The queue must not be paused, and `tx` must not yet have changed the turns or the
+/// queued jobs (which the search reads from the store).
+pub fn claim_into<S: Store, G: Gate<S>>(
+    tx: &mut Tx<S>,
+    env: &mut Env,
+    args: &ClaimArgs,
+    gate: &mut G,
+    out: &mut ClaimResult,
+) -> Result<bool> {
+    let Some((job, mut fields)) = next_claimable(tx.s, tx.q, &mut out.tally)? else { return Ok(false) };
+    if let Err(wait) = gate.admit(tx, &job)? {
+        out.denied_for_ms = Some(wait);
+        out.tally.charges_denied += 1;
+        return Ok(false);
+    }
+    let token = rng::token(env.entropy);
+    let had_worker = fields.iter().any(|(f, _)| f.as_slice() == record::WORKER.as_bytes());
+    let (set, removed) = take(tx, &job, args, &token, had_worker)?;
+    fields.retain(|(f, _)| !removed.contains(&f.as_slice()) && !set.iter().any(|(n, _)| n.as_bytes() == f.as_slice()));
+    fields.extend(set.into_iter().map(|(n, v)| (n.as_bytes().to_vec(), v)));
+    let extra = vec![
+        (record::TTL, record::Value::Int(-1)),
+        (record::CLAIM_TOKEN, record::Value::Bytes(token.clone().into_bytes())),
+    ];
+    let record = record::to_reply(&job.id, tx.q.name(), &fields, extra);
+    out.jobs.push(Claimed { id: job.id, token, record });
+    Ok(true)
 }
 
 /// A record's stored fields, as `Store::hgetall` returns them.
@@ -153,7 +183,15 @@ pub fn next_claimable<S: Store>(
 pub type FieldChanges = (Vec<(&'static str, Vec<u8>)>, Vec<&'static [u8]>);
 
 /// Moves a queued job to running under a new lease; returns the record fields it changed.
-pub fn take<S: Store>(tx: &mut Tx<S>, job: &JobState, args: &ClaimArgs, token: &str) -> Result<FieldChanges> {
+/// `had_worker`: the record names a worker (of an earlier attempt) that a claim without
+/// WORKER removes.
+pub fn take<S: Store>(
+    tx: &mut Tx<S>,
+    job: &JobState,
+    args: &ClaimArgs,
+    token: &str,
+    had_worker: bool,
+) -> Result<FieldChanges> {
     let to = transition(job.status, Trigger::Claim)?;
     let now = tx.now;
     let lease_ms = args.lease_ms.unwrap_or(tx.config.lease_ms);
@@ -173,10 +211,11 @@ pub fn take<S: Store>(tx: &mut Tx<S>, job: &JobState, args: &ClaimArgs, token: &
     let mut removed: Vec<&'static [u8]> = Vec::new();
     match &args.worker {
         Some(w) => fields.push((record::WORKER, w.clone())),
-        None => {
+        None if had_worker => {
             tx.hdel(&job.id, &[record::WORKER]);
             removed.push(record::WORKER.as_bytes());
         }
+        None => {}
     }
     crate::queue::stream::new_attempt(tx, job, attempts, &mut fields)?;
     tx.hset(&job.id, fields.clone());

@@ -57,13 +57,17 @@ impl JobSpec {
 
 /// Creates the job of `spec` and returns its id. `EXISTS` when the id is taken.
 pub fn create<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, spec: &JobSpec) -> Result<(Vec<u8>, Tally)> {
+    // A made id is a UUIDv7 with 74 random bits, like CACHE.GETORQUEUE's and a schedule's:
+    // only an id the caller chose can be taken already.
     let id = match &spec.id {
-        Some(id) => id.clone(),
+        Some(id) => {
+            if s.exists(&q.job(id))? {
+                return Err(AiError::new(Code::Exists, format!("job {} exists", String::from_utf8_lossy(id))));
+            }
+            id.clone()
+        }
         None => rng::uuid7(env.now, env.entropy).into_bytes(),
     };
-    if s.exists(&q.job(&id))? {
-        return Err(AiError::new(Code::Exists, format!("job {} exists", String::from_utf8_lossy(&id))));
-    }
     let mut tx = Tx::new(s, q, env.now, env.config);
     add_job(&mut tx, &id, spec)?;
     let tally = tx.commit()?;

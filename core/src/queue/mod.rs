@@ -8,6 +8,7 @@ pub mod claim;
 pub mod clock;
 pub mod create;
 pub mod fence;
+pub mod next;
 pub mod pending;
 pub mod read;
 pub mod repair;

@@ -901,6 +901,198 @@ fn done_events_carry_a_large_result_by_reference() {
     }
 }
 
+mod finish_and_claim {
+    //! JOB.UPDATE ... NEXT: the finish of one job and the claim of the next in one command.
+    use super::*;
+    use crate::queue::charge::ChargeGate;
+    use crate::queue::claim::{Charge, ClaimResult};
+    use crate::queue::next;
+    use crate::ratelimit::Window;
+
+    fn done_args(c: &Claimed) -> UpdateArgs {
+        UpdateArgs {
+            token: Some(c.token.as_bytes().to_vec()),
+            status: Some(UpdateStatus::Done),
+            result: Some(b"{}".to_vec()),
+            ..Default::default()
+        }
+    }
+
+    fn next(w: &mut World, c: &Claimed, finish: UpdateArgs, claim: ClaimArgs) -> crate::Result<(Status, ClaimResult)> {
+        w.with_env(|s, q, env| {
+            if claim.charges.is_empty() {
+                next::finish_and_claim(s, q, env, &c.id, &finish, &claim, &mut Open)
+            } else {
+                let charges = claim.charges.clone();
+                next::finish_and_claim(s, q, env, &c.id, &finish, &claim, &mut ChargeGate { charges: &charges })
+            }
+        })
+    }
+
+    fn one() -> ClaimArgs {
+        ClaimArgs { count: 1, ..Default::default() }
+    }
+
+    #[test]
+    fn finishes_then_claims_the_next_by_the_claims_rules() {
+        let mut w = World::new();
+        let low = w.create(spec(Priority::Low, None));
+        let first = w.create(spec(Priority::Normal, None));
+        let high = w.create(spec(Priority::High, None));
+        let c = w.claim_n(1).remove(0);
+        assert_eq!(c.id, high);
+        let (st, got) = next(&mut w, &c, done_args(&c), one()).unwrap();
+        assert_eq!((st, got.jobs.len()), (Status::Done, 1));
+        assert_eq!(got.jobs[0].id, first, "strict priority, then FIFO");
+        assert_eq!(w.status(&high).as_deref(), Some("done"));
+        assert_eq!(w.status(&first).as_deref(), Some("running"));
+        assert_eq!((w.stat("completed"), w.stat("running"), w.stat("queued")), (1, 1, 1));
+        assert_eq!(got.tally.completed, 1);
+        assert_eq!(got.tally.claims, 1);
+        // an error with a retry ahead also goes on to the next job
+        let c = got.jobs[0].clone();
+        let fail = UpdateArgs {
+            token: Some(c.token.as_bytes().to_vec()),
+            status: Some(UpdateStatus::Error),
+            error: Some(b"boom".to_vec()),
+            ..Default::default()
+        };
+        let (st, got) = next(&mut w, &c, fail, ClaimArgs { count: 5, ..Default::default() }).unwrap();
+        assert_eq!(st, Status::Delayed);
+        assert_eq!(got.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![low], "the retried job waits");
+        // the events of both jobs went out, in order
+        let kinds: Vec<String> = w.s.published.iter().rev().take(2).map(|(_, d)| {
+            serde_json::from_slice::<serde_json::Value>(d).unwrap()["type"].as_str().unwrap().to_string()
+        }).collect();
+        assert_eq!(kinds, ["running", "retrying"]);
+    }
+
+    #[test]
+    fn a_stale_token_finishes_nothing_and_claims_nothing() {
+        let mut w = World::new();
+        w.job("{}");
+        let other = w.job("{}");
+        let c = w.claim_n(1).remove(0);
+        let mut stale = done_args(&c);
+        stale.token = Some(b"not-the-token".to_vec());
+        let before = w.s.keys.clone();
+        let e = next(&mut w, &c, stale, one()).unwrap_err();
+        assert_eq!(e.code, Code::LeaseLost);
+        assert_eq!(w.s.keys, before, "nothing written");
+        assert_eq!(w.status(&other).as_deref(), Some("queued"));
+    }
+
+    #[test]
+    fn a_paused_queue_finishes_and_hands_out_nothing() {
+        let mut w = World::new();
+        w.job("{}");
+        let waiting = w.job("{}");
+        let c = w.claim_n(1).remove(0);
+        w.with_env(|s, q, _| admin::set_paused(s, q, true).unwrap());
+        let (st, got) = next(&mut w, &c, done_args(&c), one()).unwrap();
+        assert_eq!((st, got.jobs.len()), (Status::Done, 0));
+        assert_eq!(w.status(&waiting).as_deref(), Some("queued"));
+    }
+
+    #[test]
+    fn caps_hold_and_a_freed_slot_is_taken_in_the_same_command() {
+        let mut w = World::new();
+        for _ in 0..3 {
+            w.create(spec(Priority::Normal, Some("A")));
+        }
+        w.with_env(|s, q, env| admin::set_group_cap(s, q, env, b"A", 1).unwrap());
+        let c = w.claim_n(5).remove(0);
+        assert!(w.claim_n(1).is_empty(), "A is at its cap");
+        // the finish unparks A (its turn set changes), and the claim still sees it
+        let (_, got) = next(&mut w, &c, done_args(&c), ClaimArgs { count: 5, ..Default::default() }).unwrap();
+        assert_eq!(got.jobs.len(), 1, "one slot, one job");
+        let (_, groups) = read::groups(&mut w.s, &w.q.clone(), 0, 10).unwrap();
+        assert_eq!((groups[0].running, groups[0].queued), (1, 1));
+    }
+
+    #[test]
+    fn charges_admit_or_refuse_the_next_job() {
+        let mut w = World::new();
+        for _ in 0..3 {
+            w.job("{}");
+        }
+        let rpm = Charge { key: b"rpm:{q}".to_vec(), by_cost: false, windows: vec![Window { limit: 2, period: 60_000 }] };
+        let charged = ClaimArgs { count: 1, charges: vec![rpm], ..Default::default() };
+        let c = w.claim_n(1).remove(0);
+        let (_, got) = next(&mut w, &c, done_args(&c), charged.clone()).unwrap();
+        assert_eq!(got.jobs.len(), 1);
+        let c = got.jobs[0].clone();
+        let (_, got) = next(&mut w, &c, done_args(&c), charged.clone()).unwrap();
+        assert_eq!(got.jobs.len(), 1, "the second request of the window");
+        let c = got.jobs[0].clone();
+        w.job("{}");
+        let (st, got) = next(&mut w, &c, done_args(&c), charged).unwrap();
+        assert_eq!(st, Status::Done, "the finish stands");
+        assert!(got.jobs.is_empty());
+        assert!(got.denied_for_ms.unwrap() > 59_000);
+        assert_eq!(got.tally.charges_denied, 1);
+    }
+
+    #[test]
+    fn the_group_is_written_only_when_its_count_moves() {
+        let mut w = World::new();
+        for _ in 0..3 {
+            w.job("{}");
+        }
+        let c = w.claim_n(1).remove(0);
+        let group = w.q.group(b"");
+        let before = w.s.keys.get(&group).cloned();
+        assert!(before.is_some(), "one job running");
+        let writes = w.s.work.replicated;
+        let (_, got) = next(&mut w, &c, done_args(&c), one()).unwrap();
+        assert_eq!(got.jobs.len(), 1);
+        assert_eq!(w.s.keys.get(&group).cloned(), before, "one finished, one started: running stays 1");
+        assert!(w.s.work.replicated - writes > 0);
+    }
+}
+
+/// The work of each step, as docs/benchmarks.md's table states it: the keys the module's
+/// store opens and the writes it replicates (one job, the default group, one priority, the
+/// events stream on). A change that moves a number changes the table too.
+#[test]
+fn work_per_step() {
+    fn step<T>(w: &mut World, f: impl FnOnce(&mut World) -> T) -> (T, (usize, usize)) {
+        let before = w.s.work;
+        let out = f(w);
+        (out, (w.s.work.opened - before.opened, w.s.work.replicated - before.replicated))
+    }
+    let mut w = World::new();
+    w.job("{}"); // the queue exists and its group takes turns
+    let (_, create) = step(&mut w, |w| w.job("{}"));
+    let (c, claim) = step(&mut w, |w| w.claim_n(1).remove(0));
+    let (_, done) = step(&mut w, |w| w.done(&c));
+    let c = w.claim_n(1).remove(0);
+    w.job("{}");
+    let (_, next) = step(&mut w, |w| {
+        let finish = UpdateArgs {
+            token: Some(c.token.as_bytes().to_vec()),
+            status: Some(UpdateStatus::Done),
+            result: Some(b"{}".to_vec()),
+            ..Default::default()
+        };
+        let args = ClaimArgs { count: 1, ..Default::default() };
+        w.with_env(|s, q, env| crate::queue::next::finish_and_claim(s, q, env, &c.id, &finish, &args, &mut Open).unwrap())
+    });
+    // a cache hit: the entry a done job with a HASH wrote
+    let mut hashed = JobSpec::new(b"{}".to_vec());
+    hashed.hash = Some("ab".repeat(32));
+    w.create(hashed.clone());
+    let c = w.claim_n(1).remove(0);
+    w.done(&c);
+    let req = crate::queue::cache::Request { spec: hashed, payload: crate::queue::cache::Payload::Unjudged };
+    let (found, hit) = step(&mut w, |w| w.with_env(|s, q, env| crate::queue::cache::get_or_queue(s, q, env, &req).unwrap().0));
+    assert!(matches!(found, crate::queue::cache::Lookup::Hit(_)));
+    assert_eq!(
+        [("create", create), ("claim", claim), ("done", done), ("done + claim (NEXT)", next), ("cache hit", hit)],
+        [("create", (7, 5)), ("claim", (14, 8)), ("done", (14, 10)), ("done + claim (NEXT)", (18, 16)), ("cache hit", (2, 0))]
+    );
+}
+
 /// The clock while the server is full (`crate::oom`): only deletes run, and a lease that
 /// ran out meanwhile is renewed instead of burning its attempt.
 mod memory_pressure {

@@ -9,7 +9,7 @@ use crate::json::ObjectWriter;
 use crate::keys::{Key, QueueKeys};
 use crate::record::{self, JobState};
 use crate::rng::Entropy;
-use crate::store::{Op, Score, Store, ZRange};
+use crate::store::{Event, Op, Score, Store, ZRange};
 
 /// What the logic gets from the shell besides the store: the clock read once, the
 /// configs, and randomness.
@@ -124,6 +124,9 @@ struct GroupView {
     registered: Option<bool>,
     queued: [Option<i64>; 3],
     in_turns: [Option<bool>; 3],
+    /// `running`, `parked` and `cap` as read: a step that moves them back (a job finished
+    /// and the next claimed in one step) writes nothing.
+    stored: (i64, bool, Option<i64>),
 }
 
 fn pidx(p: Priority) -> usize {
@@ -161,6 +164,9 @@ pub struct Tx<'a, S: Store> {
     ops: Vec<Op>,
     meta: MetaView,
     groups: Vec<GroupView>,
+    /// A turn set or a group's queued jobs changed in this step: what a claim would read
+    /// from the store is no longer what the step sees.
+    claim_order_changed: bool,
 }
 
 impl<'a, S: Store> Tx<'a, S> {
@@ -171,10 +177,16 @@ impl<'a, S: Store> Tx<'a, S> {
             now,
             config,
             tally: Tally::default(),
-            ops: Vec::new(),
+            ops: Vec::with_capacity(16),
             meta: MetaView::default(),
             groups: Vec::new(),
+            claim_order_changed: false,
         }
+    }
+
+    /// Whether this step changed a turn set or a group's queued jobs (see `claim::claim_into`).
+    pub fn claim_order_changed(&self) -> bool {
+        self.claim_order_changed
     }
 
     pub fn push(&mut self, op: Op) {
@@ -293,6 +305,7 @@ impl<'a, S: Store> Tx<'a, S> {
         g.cap = cap.filter(|c| *c > 0);
         g.had_cap = g.cap.is_some();
         g.parked = parked.unwrap_or(0) == 1;
+        g.stored = (g.running, g.parked, g.cap);
         Ok(())
     }
 
@@ -341,6 +354,7 @@ impl<'a, S: Store> Tx<'a, S> {
     }
 
     fn set_turn(&mut self, gi: usize, p: Priority, member: bool) -> Result<()> {
+        self.claim_order_changed = true;
         let name = self.groups[gi].name.clone();
         if member {
             let t = self.next_turn()?;
@@ -381,6 +395,7 @@ impl<'a, S: Store> Tx<'a, S> {
         self.ops.push(Op::ZAdd(self.q.status(to), Score::At(job.seq), id.clone()));
         match to {
             Status::Queued => {
+                self.claim_order_changed = true;
                 let gi = self.group(&job.group);
                 let p = job.priority;
                 self.ops.push(Op::ZAdd(self.q.queued(p, &job.group), Score::At(job.seq), id.clone()));
@@ -457,6 +472,7 @@ impl<'a, S: Store> Tx<'a, S> {
         self.ops.push(Op::ZRem(self.q.status(from), id.clone()));
         match from {
             Status::Queued => {
+                self.claim_order_changed = true;
                 let gi = self.group(&job.group);
                 let p = job.priority;
                 let n = (self.queued_in(gi, p)? - 1).max(0);
@@ -540,8 +556,10 @@ impl<'a, S: Store> Tx<'a, S> {
     }
 
     /// Publishes a job event and appends it to the queue's stream.
-    pub fn event(&mut self, job: &JobState, kind: &str, status: Status, extra: &[(&str, &[u8], bool)]) {
-        let mut w = ObjectWriter::new();
+    pub fn event(&mut self, job: &JobState, kind: &'static str, status: Status, extra: &[(&str, &[u8], bool)]) {
+        // the fixed fields take about 160 bytes, with a queue name and progress text
+        let size = 160 + self.q.name().len() + job.progress.as_ref().map_or(0, Vec::len);
+        let mut w = ObjectWriter::with_capacity(size + extra.iter().map(|(n, v, _)| n.len() + v.len() + 8).sum::<usize>());
         w.string("type", kind.as_bytes())
             .string(record::ID, &job.id)
             .string(record::QUEUE, self.q.name())
@@ -558,20 +576,14 @@ impl<'a, S: Store> Tx<'a, S> {
                 w.string(name, value);
             }
         }
-        let doc = w.finish();
         let maxlen = self.config.events_maxlen;
-        if maxlen > 0 {
-            self.ops.push(Op::XAdd(
-                self.q.events(),
-                maxlen,
-                vec![
-                    (b"type".to_vec(), kind.as_bytes().to_vec()),
-                    (b"id".to_vec(), job.id.clone()),
-                    (b"data".to_vec(), doc.clone()),
-                ],
-            ));
-        }
-        self.ops.push(Op::Publish(self.q.job_channel(&job.id), doc));
+        self.ops.push(Op::Event(Event {
+            stream: (maxlen > 0).then(|| (self.q.events(), maxlen)),
+            channel: self.q.job_channel(&job.id),
+            kind,
+            id: job.id.clone(),
+            doc: w.finish(),
+        }));
     }
 
     /// Wakes the clients blocked in JOB.CLAIM on this queue.
@@ -595,22 +607,22 @@ impl<'a, S: Store> Tx<'a, S> {
             }
             let g = &self.groups[gi];
             let idle = g.loaded && g.running == 0 && g.cap.is_none();
-            let key: Key = self.q.group(&g.name);
             if g.maybe_empty && idle {
                 let mut queued = 0;
                 for p in Priority::ORDER {
                     queued += self.queued_in(gi, p)?;
                 }
                 if queued == 0 {
-                    ops.push(Op::Del(key));
+                    ops.push(Op::Del(self.q.group(&self.groups[gi].name)));
                     ops.push(Op::ZRem(self.q.groups(), self.groups[gi].name.clone()));
                     continue;
                 }
             }
             let g = &self.groups[gi];
-            if !g.changed {
+            if !g.changed || g.stored == (g.running, g.parked, g.cap) {
                 continue;
             }
+            let key: Key = self.q.group(&g.name);
             let mut fields = vec![
                 (group_field::RUNNING.as_bytes().to_vec(), g.running.to_string().into_bytes()),
                 (group_field::PARKED.as_bytes().to_vec(), (g.parked as i64).to_string().into_bytes()),

@@ -48,20 +48,27 @@ pub type Fields = Vec<(&'static str, Vec<u8>)>;
 
 /// JOB.UPDATE: returns the job's new status.
 pub fn update<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8], a: &UpdateArgs) -> Result<(Status, Tally)> {
-    let mut job = load_for_worker(s, q, id, a.token.as_deref())?;
+    let mut tx = Tx::new(s, q, env.now, env.config);
+    let to = update_in(&mut tx, env, id, a)?;
+    Ok((to, tx.commit()?))
+}
+
+/// JOB.UPDATE's moves, written into `tx` (not committed): JOB.UPDATE ... NEXT goes on to
+/// claim in the same step. Returns the job's new status.
+pub fn update_in<S: Store>(tx: &mut Tx<S>, env: &mut Env, id: &[u8], a: &UpdateArgs) -> Result<Status> {
+    let mut job = load_for_worker(tx.s, tx.q, id, a.token.as_deref())?;
     let trigger = trigger_of(&job, a);
     let to = transition(job.status, trigger)?;
-    let mut tx = Tx::new(s, q, env.now, env.config);
     let fields = progress_fields(&mut job, a, env.now);
     match trigger {
-        Trigger::Progress => heartbeat(&mut tx, &job, to, fields, a),
-        Trigger::Start => start(&mut tx, &job, to, fields)?,
-        Trigger::Done => complete(&mut tx, &job, to, fields, a)?,
-        Trigger::Backoff => back_off(&mut tx, env, &job, to, fields, a)?,
-        Trigger::Fail => fail(&mut tx, &job, to, fields, a)?,
+        Trigger::Progress => heartbeat(tx, &job, to, fields, a),
+        Trigger::Start => start(tx, &job, to, fields)?,
+        Trigger::Done => complete(tx, &job, to, fields, a)?,
+        Trigger::Backoff => back_off(tx, env, &job, to, fields, a)?,
+        Trigger::Fail => fail(tx, &job, to, fields, a)?,
         _ => return Err(crate::job::bad_state(job.status, trigger)),
     }
-    Ok((to, tx.commit()?))
+    Ok(to)
 }
 
 /// The move STATUS asks for; an error retries while attempts are left and NORETRY is not given.

@@ -42,12 +42,14 @@ pub async fn claim_loop(
     let slots = Arc::new(Semaphore::new(sh.cfg.concurrency));
     let mut picker = Picker::new(&sh.cfg.queues);
     picker.set(queues::assign(&sh.cfg.queues, &found.borrow_and_update()));
+    note_sole_queue(sh, &picker);
     let mut backoff = Backoff::new(Duration::from_secs(5));
     loop {
         while tasks.try_join_next().is_some() {}
         let Some(permits) = free_slots(&slots, shutdown).await else { return };
         if found.has_changed().unwrap_or(false) {
             picker.set(queues::assign(&sh.cfg.queues, &found.borrow_and_update()));
+            note_sole_queue(sh, &picker);
         }
         let (jobs, err) = claim_batch(sh, redis, &mut picker, permits.len(), shutdown).await;
         start_jobs(sh, tasks, jobs, permits, shutdown).await;
@@ -61,6 +63,19 @@ pub async fn claim_loop(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Tells the job tasks whether the pick has one queue only (then a finished job claims its
+/// successor itself, with JOB.UPDATE ... NEXT).
+fn note_sole_queue(sh: &Shared, picker: &Picker) {
+    let mut queues = picker.queues();
+    let sole = match (queues.next(), queues.next()) {
+        (Some(q), None) => Some(q.clone()),
+        _ => None,
+    };
+    if let Ok(mut s) = sh.sole_queue.lock() {
+        *s = sole;
     }
 }
 

@@ -91,6 +91,24 @@ pub fn error(job: &Job, f: &Failure, redactor: &Redactor) -> redis::Cmd {
     cmd
 }
 
+/// What JOB.UPDATE ... NEXT asks for after a finish: the queue's next job, claimed as
+/// JOB.CLAIM would claim it. Never BLOCK: the job tasks share one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct NextAsk<'a> {
+    pub worker: &'a str,
+    pub lease_ms: u64,
+}
+
+/// Adds `NEXT WORKER w LEASE ms [CHARGE ...]` to a final update: the finish and the next
+/// claim in one command.
+pub fn then_next(mut cmd: redis::Cmd, ask: NextAsk<'_>, plan: Option<&ChargePlan>) -> redis::Cmd {
+    cmd.arg("NEXT").arg("WORKER").arg(ask.worker).arg("LEASE").arg(ask.lease_ms);
+    for a in plan.map(|p| p.args.as_slice()).unwrap_or_default() {
+        cmd.arg(a);
+    }
+    cmd
+}
+
 /// Gives the job back without counting the attempt.
 pub fn release(job: &Job) -> redis::Cmd {
     let mut cmd = redis::cmd("JOB.RELEASE");
@@ -151,6 +169,11 @@ mod tests {
             "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12 CHARGE tpm:{q}"
         );
         assert_eq!(words(&release(&job())), "JOB.RELEASE q j TOKEN t");
+        let next = then_next(done(&job(), "{}", 12, &[]), NextAsk { worker: "w", lease_ms: 900 }, None);
+        assert_eq!(words(&next), "JOB.UPDATE q j TOKEN t STATUS done RESULT {} USAGE 12 NEXT WORKER w LEASE 900");
+        let plan = ChargePlan { provider: ProviderName::Echo, args: vec!["CHARGE".into(), "k".into()] };
+        let next = then_next(release(&job()), NextAsk { worker: "w", lease_ms: 900 }, Some(&plan));
+        assert!(words(&next).ends_with("NEXT WORKER w LEASE 900 CHARGE k"));
         assert_eq!(words(&release_for(&job(), 2500)), "JOB.RELEASE q j TOKEN t DELAY 2500");
         assert_eq!(words(&release_for(&job(), 0)), "JOB.RELEASE q j TOKEN t DELAY 1");
     }

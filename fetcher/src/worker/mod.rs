@@ -80,8 +80,21 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, force: CancellationTo
     let discovery = discovery::Discovery::start(&cfg, &links.main, &limits, &shutdown).await;
 
     let (abort, hard) = (CancellationToken::new(), CancellationToken::new());
-    let shared =
-        Shared { cfg, redis: links.main, providers, limits, breaker, metrics, redactor, lease_ms, abort, hard };
+    let (stop_claims, sole_queue) = (shutdown.clone(), std::sync::Mutex::new(None));
+    let shared = Shared {
+        cfg,
+        redis: links.main,
+        providers,
+        limits,
+        breaker,
+        metrics,
+        redactor,
+        lease_ms,
+        abort,
+        hard,
+        stop_claims,
+        sole_queue,
+    };
     let shared = Arc::new(shared);
     let mut tasks = JoinSet::new();
     claim::claim_loop(&shared, &links.claims, &mut tasks, discovery.found.clone(), &shutdown).await;

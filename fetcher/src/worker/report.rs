@@ -7,18 +7,21 @@ use tracing::{info, warn};
 
 use crate::fallback::{self, End, Tried};
 use crate::outcome::{LostReason, Outcome, Refusal};
-use crate::providers::{Call, ErrorClass, Failure, Plan, Success};
-use crate::rconn::{self, Backoff};
+use crate::providers::{Call, ErrorClass, Failure, Plan, ProviderName, Success};
+use crate::rconn::{self, Backoff, Record};
 
 use super::commands;
 use super::job::Job;
 use super::shared::Shared;
 
 /// What a command on a held job came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Landed {
     /// The reply: the job's new status.
     Status(String),
+    /// The reply of a final update with NEXT: the job's new status and the records of the
+    /// jobs claimed after it.
+    Next(String, Vec<Record>),
     /// Redis refused it for good; the text of the error.
     Refused(Refusal, String),
     /// Shutdown's last deadline passed before Redis answered.
@@ -38,7 +41,7 @@ pub async fn until_landed(sh: &Shared, job: &Job, what: &str, cmd: &redis::Cmd) 
                 if failed_before {
                     info!(queue = %job.queue, id = %job.id, what, "landed after reconnecting");
                 }
-                return Landed::Status(rconn::as_string(&v).unwrap_or_default());
+                return landed(&v);
             }
             Err(e) if !sends_again(&e) => return refused(job, what, &e, failed_before),
             Err(e) => e,
@@ -51,6 +54,17 @@ pub async fn until_landed(sh: &Shared, job: &Job, what: &str, cmd: &redis::Cmd) 
             _ = tokio::time::sleep(wait) => {}
             _ = sh.hard.cancelled() => return Landed::GaveUp,
         }
+    }
+}
+
+/// A reply as landed: a status, or NEXT's `[status, jobs]`.
+pub fn landed(v: &redis::Value) -> Landed {
+    match v {
+        redis::Value::Array(items) if items.len() == 2 => {
+            let status = items.first().and_then(rconn::as_string).unwrap_or_default();
+            Landed::Next(status, items.get(1).map(rconn::records).unwrap_or_default())
+        }
+        v => Landed::Status(rconn::as_string(v).unwrap_or_default()),
     }
 }
 
@@ -78,12 +92,32 @@ pub struct Report {
     pub error: Option<String>,
     /// The provider and model that answered, when a fallback did.
     pub answered_by: Option<String>,
+    /// The job the final update claimed next (JOB.UPDATE ... NEXT), for this task to run.
+    pub next: Option<Job>,
 }
 
 impl Report {
     pub fn of(outcome: Outcome) -> Report {
-        Report { outcome, status: None, error: None, answered_by: None }
+        Report { outcome, status: None, error: None, answered_by: None, next: None }
     }
+}
+
+/// The final update of `job`, with NEXT when the task may go on to the queue's next job.
+fn final_update(sh: &Shared, job: &Job, cmd: redis::Cmd) -> (redis::Cmd, Option<ProviderName>) {
+    if !sh.may_take_next(&job.queue) {
+        return (cmd, None);
+    }
+    let plan = sh.limits.charge_plan(&job.queue);
+    let ask = commands::NextAsk { worker: &sh.cfg.worker, lease_ms: sh.lease_ms };
+    (commands::then_next(cmd, ask, plan.as_ref()), plan.map(|p| p.provider))
+}
+
+/// The job NEXT handed back (COUNT 1: one at most), counted as claimed.
+fn next_job(sh: &Shared, queue: &str, landed: &Landed, charged: Option<ProviderName>) -> Option<Job> {
+    let Landed::Next(_, records) = landed else { return None };
+    let job = records.first().and_then(|r| Job::from_record(queue, r, charged))?;
+    sh.metrics.claimed(queue, 1);
+    Some(job)
 }
 
 /// The final update of an attempt's calls, and what it came to.
@@ -100,21 +134,25 @@ pub async fn finish(sh: &Shared, job: &Job, plan: Option<&Plan>, end: End) -> Re
         End::Cooled { delay_ms } => return defer(sh, job, delay_ms).await,
     };
     let f = Failure { message: sh.redactor.scrub(&f.message), ..f };
-    let landed = until_landed(sh, job, "final update", &commands::error(job, &f, &sh.redactor)).await;
-    after_error(landed, f)
+    let (cmd, charged) = final_update(sh, job, commands::error(job, &f, &sh.redactor));
+    let landed = until_landed(sh, job, "final update", &cmd).await;
+    let next = next_job(sh, &job.queue, &landed, charged);
+    Report { next, ..after_error(landed, f) }
 }
 
 /// Stores the result. A result too big to store is the failure to report instead.
 async fn report_done(sh: &Shared, job: &Job, call: &Call, s: &Success, tried: &[Tried]) -> Result<Report, Failure> {
     let result = sh.redactor.scrub_json(fallback::result_json(call, s, tried)).to_string();
     let charges = sh.limits.settle_keys(&job.queue, job.charged);
-    let cmd = commands::done(job, &result, sh.limits.settle_usage(&s.usage), &charges);
+    let done = commands::done(job, &result, sh.limits.settle_usage(&s.usage), &charges);
+    let (cmd, charged) = final_update(sh, job, done);
     match until_landed(sh, job, "final update", &cmd).await {
         Landed::Refused(Refusal::TooBig, detail) => {
             Err(Failure::fatal(ErrorClass::TooBig, format!("the result could not be stored: {detail}")))
         }
         landed => {
-            let mut report = after_done(landed);
+            let next = next_job(sh, &job.queue, &landed, charged);
+            let mut report = Report { next, ..after_done(landed) };
             if !tried.is_empty() {
                 let model = call.model.as_deref().map(|m| format!(" {m}")).unwrap_or_default();
                 report.answered_by = Some(format!("{}{model}", call.provider));
@@ -129,9 +167,9 @@ async fn report_done(sh: &Shared, job: &Job, call: &Call, s: &Success, tried: &[
 async fn defer(sh: &Shared, job: &Job, delay_ms: u64) -> Report {
     let outcome = Outcome::Deferred(ErrorClass::Cooldown);
     match until_landed(sh, job, "release", &commands::release_for(job, delay_ms)).await {
-        Landed::Status(st) => {
+        Landed::Status(st) | Landed::Next(st, _) => {
             info!(queue = %job.queue, id = %job.id, delay_ms, "every provider is cooled down; given back");
-            Report { outcome, status: Some(st), error: None, answered_by: None }
+            Report { status: Some(st), ..Report::of(outcome) }
         }
         other => lost(other),
     }
@@ -140,7 +178,7 @@ async fn defer(sh: &Shared, job: &Job, delay_ms: u64) -> Report {
 /// What the final update of a result came to.
 pub fn after_done(landed: Landed) -> Report {
     match landed {
-        Landed::Status(st) => Report { outcome: Outcome::Done, status: Some(st), error: None, answered_by: None },
+        Landed::Status(st) | Landed::Next(st, _) => Report { status: Some(st), ..Report::of(Outcome::Done) },
         other => lost(other),
     }
 }
@@ -149,9 +187,9 @@ pub fn after_done(landed: Landed) -> Report {
 /// (queued, delayed) is a retry.
 pub fn after_error(landed: Landed, f: Failure) -> Report {
     match landed {
-        Landed::Status(st) => {
+        Landed::Status(st) | Landed::Next(st, _) => {
             let outcome = if st == "error" { Outcome::Failed(f.class) } else { Outcome::Retry(f.class) };
-            Report { outcome, status: Some(st), error: Some(f.message), answered_by: None }
+            Report { status: Some(st), error: Some(f.message), ..Report::of(outcome) }
         }
         other => lost(other),
     }
@@ -161,19 +199,17 @@ fn lost(landed: Landed) -> Report {
     let (why, error) = match landed {
         Landed::Refused(r, detail) => (LostReason::Refused(r), detail),
         Landed::GaveUp => (LostReason::Unreachable, "Redis stayed unreachable through the shutdown".into()),
-        Landed::Status(st) => {
-            return Report { outcome: Outcome::Done, status: Some(st), error: None, answered_by: None }
-        }
+        Landed::Status(st) | Landed::Next(st, _) => return Report { status: Some(st), ..Report::of(Outcome::Done) },
     };
-    Report { outcome: Outcome::Lost(why), status: None, error: Some(error), answered_by: None }
+    Report { error: Some(error), ..Report::of(Outcome::Lost(why)) }
 }
 
 /// Gives a job back without counting the attempt: released, or lost when it did not land.
 pub async fn release(sh: &Shared, job: &Job) -> Report {
     match until_landed(sh, job, "release", &commands::release(job)).await {
-        Landed::Status(st) => {
+        Landed::Status(st) | Landed::Next(st, _) => {
             info!(queue = %job.queue, id = %job.id, "released");
-            Report { outcome: Outcome::Released, status: Some(st), error: None, answered_by: None }
+            Report { status: Some(st), ..Report::of(Outcome::Released) }
         }
         Landed::Refused(r, _) => {
             info!(queue = %job.queue, id = %job.id, code = r.as_str(), "release refused");

@@ -21,8 +21,22 @@ use super::report::{self, Report};
 use super::shared::Shared;
 use super::{call, commands};
 
-/// Runs one claimed job to its end. The permit is its slot among --concurrency.
+/// Runs one claimed job to its end, then the job its final update claimed next, if any
+/// (JOB.UPDATE ... NEXT), and so on. The permit is its slot among --concurrency, held
+/// throughout.
 pub async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
+    let mut job = Some(job);
+    while let Some(j) = job.take() {
+        job = run_one(&sh, j).await;
+        if let Some(next) = job.take_if(|_| sh.stop_claims.is_cancelled()) {
+            info!(queue = %next.queue, id = %next.id, "claimed while shutting down; giving it back");
+            report::release(&sh, &next).await;
+        }
+    }
+}
+
+/// One job's call and report; the next job when the final update claimed one.
+async fn run_one(sh: &Shared, job: Job) -> Option<Job> {
     let _held = sh.metrics.holding();
     let started = Instant::now();
     let parsed = providers::parse_plan(&job.payload, &sh.cfg.fallback);
@@ -30,10 +44,11 @@ pub async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
         Some(c) => (Some(c.provider), c.model.clone()),
         None => (None, None),
     };
-    announce(&sh, &job, &commands::announce_text(provider, model.as_deref())).await;
-    let report = hold(&sh, &job, parsed).await;
+    announce(sh, &job, &commands::announce_text(provider, model.as_deref())).await;
+    let mut report = hold(sh, &job, parsed).await;
     sh.metrics.job(&job.queue, provider, &report.outcome);
     log_end(&job, provider, model.as_deref(), &report, started.elapsed());
+    report.next.take()
 }
 
 enum Step {
