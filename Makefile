@@ -16,7 +16,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 
 .PHONY: bench-web
-.PHONY: lint all deps deps-examples build build-debug run test test-valkey test-cluster cluster bench-cluster demo fmt clean bench bench-quick bench-deps
+.PHONY: lint all deps deps-examples build build-debug run test soak test-valkey test-cluster cluster bench-cluster demo fmt clean bench bench-quick bench-deps
 
 all: build
 
@@ -61,6 +61,16 @@ run: build
 
 test: deps build-debug
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+
+# The soak (tests/soak.rs) at full size: 10^6 mixed valid, near-valid and garbage commands
+# from 8 connections against a master and a replica (appendfsync always), on the release
+# build of the module (the test binary is built in release too, so the load generator keeps
+# up). `make test` runs the same test with 20,000. SOAK_COMMANDS= and SOAK_SEED= to change.
+SOAK_COMMANDS ?= 1000000
+soak: deps
+	$(CARGO) build --release -p aijob
+	AIJOB_SOAK_COMMANDS=$(SOAK_COMMANDS) $(if $(SOAK_SEED),AIJOB_SOAK_SEED=$(SOAK_SEED)) \
+	  $(CARGO) test --release --test soak -- --nocapture
 
 # A walkthrough of the seeds' flows against a running `make run` (PORT=6379).
 demo:

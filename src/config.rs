@@ -16,6 +16,8 @@ pub static EVENTS_MAXLEN: AtomicI64 = AtomicI64::new(10_000);
 pub static JSON_MAX_DEPTH: AtomicI64 = AtomicI64::new(128);
 pub static EVENT_RESULT_MAX_BYTES: AtomicI64 = AtomicI64::new(4096);
 pub static MAX_USAGE: AtomicI64 = AtomicI64::new(100_000_000);
+pub static STREAM_MAX_CHUNKS: AtomicI64 = AtomicI64::new(100_000);
+pub static STREAM_MAX_BYTES: AtomicI64 = AtomicI64::new(16 * 1024 * 1024);
 /// `aijob.allow-eviction`: the operator accepts that an eviction policy may lose jobs.
 pub static ALLOW_EVICTION: AtomicBool = AtomicBool::new(false);
 
@@ -46,6 +48,8 @@ pub fn snapshot() -> Config {
         json_max_depth: JSON_MAX_DEPTH.load(Relaxed),
         event_result_max_bytes: EVENT_RESULT_MAX_BYTES.load(Relaxed),
         max_usage: MAX_USAGE.load(Relaxed),
+        stream_max_chunks: STREAM_MAX_CHUNKS.load(Relaxed),
+        stream_max_bytes: STREAM_MAX_BYTES.load(Relaxed),
         eviction_guard: eviction_guard(),
     }
 }

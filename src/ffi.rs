@@ -23,6 +23,7 @@ use std::marker::PhantomData;
 use std::os::raw::{c_char, c_int, c_long, c_longlong, c_void};
 use std::ptr;
 
+use aijob_core::store::{StreamEntry, StreamId};
 use aijob_core::{AiError, Result};
 use redis_module::raw;
 
@@ -57,6 +58,7 @@ pub const FLAG_DENY_BLOCKING: c_int = 1 << 21;
 
 const STREAM_ADD_AUTOID: c_int = 1;
 const STREAM_TRIM_APPROX: c_int = 1;
+const STREAM_ITERATOR_REVERSE: c_int = 2;
 
 /// The `RedisModule_*` function pointer `$name`, if this server has it.
 macro_rules! optional {
@@ -542,6 +544,90 @@ impl OpenKey {
         unsafe { trim(self.ptr, STREAM_TRIM_APPROX, maxlen as c_longlong) };
         Ok(())
     }
+
+    /// Appends an entry with the id `id`, which must be above the stream's last.
+    pub fn stream_add_id(&self, id: StreamId, fields: &mut [*mut raw::RedisModuleString]) -> Result<()> {
+        let add = required!(RedisModule_StreamAdd);
+        let mut raw_id = raw::RedisModuleStreamID { ms: id.ms, seq: id.seq };
+        // SAFETY: an open key; `fields` holds field/value pairs of live strings, `len / 2`
+        // of them; `raw_id` is ours (Redis reads it, with no AUTOID flag).
+        let added = unsafe { add(self.ptr, 0, &mut raw_id, fields.as_mut_ptr(), (fields.len() / 2) as i64) };
+        if added != OK {
+            return Err(AiError::syntax(format!("could not append entry {id} to a job's stream")));
+        }
+        Ok(())
+    }
+
+    /// Drops every entry before `id` (an exact trim); how many went.
+    pub fn stream_trim_before(&self, id: StreamId) -> Result<i64> {
+        let trim = required!(RedisModule_StreamTrimByID);
+        let mut raw_id = raw::RedisModuleStreamID { ms: id.ms, seq: id.seq };
+        // SAFETY: an open key; `raw_id` is ours; 0: not approximate.
+        let n = unsafe { trim(self.ptr, 0, &mut raw_id) };
+        Ok(n.max(0))
+    }
+
+    /// The id of the stream's last entry (None when it has none).
+    pub fn stream_last_id(&self) -> Result<Option<StreamId>> {
+        let (start, stop) = (required!(RedisModule_StreamIteratorStart), required!(RedisModule_StreamIteratorStop));
+        let next_id = required!(RedisModule_StreamIteratorNextID);
+        // SAFETY: an open key holding a stream (the caller checked its type); null ids: the
+        // whole stream, newest first. The iterator lives until `stop`.
+        if unsafe { start(self.ptr, STREAM_ITERATOR_REVERSE, ptr::null_mut(), ptr::null_mut()) } != OK {
+            return Ok(None);
+        }
+        let mut id = raw::RedisModuleStreamID { ms: 0, seq: 0 };
+        let mut numfields: c_long = 0;
+        // SAFETY: the live iterator started above; out pointers of ours.
+        let found = unsafe { next_id(self.ptr, &mut id, &mut numfields) } == OK;
+        // SAFETY: ends the iterator started above.
+        unsafe { stop(self.ptr) };
+        Ok(found.then(|| StreamId::new(id.ms, id.seq)))
+    }
+
+    /// Up to `count` entries from `from` on (inclusive), oldest first.
+    pub fn stream_range(
+        &self,
+        ctx: *mut raw::RedisModuleCtx,
+        from: StreamId,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        let (start, stop) = (required!(RedisModule_StreamIteratorStart), required!(RedisModule_StreamIteratorStop));
+        let (next_id, next_field) =
+            (required!(RedisModule_StreamIteratorNextID), required!(RedisModule_StreamIteratorNextField));
+        let mut lower = raw::RedisModuleStreamID { ms: from.ms, seq: from.seq };
+        // SAFETY: an open key holding a stream (the caller checked its type); `lower` is
+        // ours; a null end id means no upper bound. The iterator lives until `stop`.
+        if unsafe { start(self.ptr, 0, &mut lower, ptr::null_mut()) } != OK {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        while out.len() < count {
+            let mut id = raw::RedisModuleStreamID { ms: 0, seq: 0 };
+            let mut numfields: c_long = 0;
+            // SAFETY: the live iterator started above; out pointers of ours.
+            if unsafe { next_id(self.ptr, &mut id, &mut numfields) } != OK {
+                break;
+            }
+            let mut fields = Vec::with_capacity(numfields.max(0) as usize);
+            loop {
+                let (mut f, mut v): (*mut raw::RedisModuleString, *mut raw::RedisModuleString) =
+                    (ptr::null_mut(), ptr::null_mut());
+                // SAFETY: the live iterator; Redis hands us two new strings of our own
+                // (no automatic memory on our contexts), adopted and freed on drop.
+                if unsafe { next_field(self.ptr, &mut f, &mut v) } != OK {
+                    break;
+                }
+                if let (Some(f), Some(v)) = (RStr::adopt(ctx, f), RStr::adopt(ctx, v)) {
+                    fields.push((f.as_ref().to_vec(), v.as_ref().to_vec()));
+                }
+            }
+            out.push((StreamId::new(id.ms, id.seq), fields));
+        }
+        // SAFETY: ends the iterator started above.
+        unsafe { stop(self.ptr) };
+        Ok(out)
+    }
 }
 
 impl Drop for OpenKey {
@@ -751,11 +837,19 @@ pub type Entry = extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisMod
 
 /// Creates command `name` with `entry`, `flags` and the legacy key range (first, last, step);
 /// false if the server refused it.
-pub fn create_command(ctx: *mut raw::RedisModuleCtx, name: &CStr, entry: Entry, flags: &CStr, keys: (c_int, c_int, c_int)) -> bool {
+pub fn create_command(
+    ctx: *mut raw::RedisModuleCtx,
+    name: &CStr,
+    entry: Entry,
+    flags: &CStr,
+    keys: (c_int, c_int, c_int),
+) -> bool {
     let Some(create) = optional!(RedisModule_CreateCommand) else { return false };
     // SAFETY: called from OnLoad with its context; Redis copies `name` and `flags`, which
     // live for the call; `entry` is a plain function that lives forever.
-    unsafe { create(ctx, name.as_ptr(), Some(entry), flags.as_ptr(), keys.0, keys.1, keys.2) == raw::REDISMODULE_OK as c_int }
+    unsafe {
+        create(ctx, name.as_ptr(), Some(entry), flags.as_ptr(), keys.0, keys.1, keys.2) == raw::REDISMODULE_OK as c_int
+    }
 }
 
 /// True when this server can take command info (`RedisModule_SetCommandInfo`, Redis 7.0+).
@@ -769,7 +863,11 @@ pub fn has_command_info() -> bool {
 /// The caller's promise, why this takes a `&'static`: `info` and every pointer in it
 /// lives for the process, built with the layout of the version it names, each array
 /// zero-terminated.
-pub fn set_command_info(ctx: *mut raw::RedisModuleCtx, name: &CStr, info: &'static raw::RedisModuleCommandInfo) -> bool {
+pub fn set_command_info(
+    ctx: *mut raw::RedisModuleCtx,
+    name: &CStr,
+    info: &'static raw::RedisModuleCommandInfo,
+) -> bool {
     let (Some(get), Some(set)) = (optional!(RedisModule_GetCommand), optional!(RedisModule_SetCommandInfo)) else {
         return false;
     };
@@ -1035,6 +1133,112 @@ unsafe fn copy_args(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Vec<
         // SAFETY: `i < argc`, within the array the caller vouches for.
         .map(|i| bytes_of(unsafe { *argv.add(i) }).unwrap_or_default())
         .collect()
+}
+
+// ---- clients blocked on a job's keys (JOB.READ ... BLOCK) ----
+
+/// The callbacks of a client blocked by [`block_watching`]. `ticket` is the number the
+/// caller gave the wait.
+pub trait Watching {
+    /// A key was signalled: reply and return true, or return false to stay blocked.
+    /// `args` is the blocked command's arguments, its name first.
+    fn on_ready(ctx: *mut raw::RedisModuleCtx, args: &[Vec<u8>], ticket: u64) -> bool;
+    /// The timeout passed, or [`release_waiter`] ended the wait: reply.
+    fn on_timeout(ctx: *mut raw::RedisModuleCtx, args: &[Vec<u8>], ticket: u64);
+    /// The wait is over, however it ended (served, timed out, released, or the client
+    /// gone); Redis frees the handle right after.
+    fn on_end(ticket: u64);
+}
+
+/// The handle of a client blocked by [`block_watching`]; valid until `Watching::on_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiter(*mut raw::RedisModuleBlockedClient);
+
+/// Blocks the calling client on `keys` for `timeout_ms` (0: forever) with `W`'s callbacks.
+pub fn block_watching<W: Watching>(
+    ctx: *mut raw::RedisModuleCtx,
+    keys: &[&RStr],
+    timeout_ms: i64,
+    ticket: u64,
+) -> Result<Waiter> {
+    let block = required!(RedisModule_BlockClientOnKeys);
+    required!(RedisModule_GetBlockedClientPrivateData);
+    let mut names: Vec<*mut raw::RedisModuleString> = keys.iter().map(|k| k.ptr).collect();
+    let privdata = Box::into_raw(Box::new(ticket)) as *mut c_void;
+    // SAFETY: a live context of a command being served, where blocking is allowed (the
+    // caller's promise); live key names (Redis copies them); callbacks with the signatures
+    // Redis calls; `privdata` is a `Box<u64>` Redis hands back to `ended` exactly once.
+    let bc = unsafe {
+        block(
+            ctx,
+            Some(watch_ready::<W>),
+            Some(watch_timed_out::<W>),
+            Some(watch_ended::<W>),
+            timeout_ms,
+            names.as_mut_ptr(),
+            names.len() as c_int,
+            privdata,
+        )
+    };
+    if bc.is_null() {
+        // SAFETY: Redis did not take `privdata`: it is still the Box made above.
+        drop(unsafe { Box::from_raw(privdata as *mut u64) });
+        return Err(AiError::syntax("could not block the client"));
+    }
+    Ok(Waiter(bc))
+}
+
+/// Ends a wait now: Redis calls the timeout callback (which replies) before this returns.
+/// Safe on a wait that is already ending (Redis ignores it), until `on_end`.
+pub fn release_waiter(w: Waiter) -> Result<()> {
+    let unblock = required!(RedisModule_UnblockClient);
+    // SAFETY: a handle whose `on_end` has not run, so Redis has not freed it.
+    unsafe { unblock(w.0, ptr::null_mut()) };
+    Ok(())
+}
+
+/// The ticket of the wait a callback's context serves.
+fn ticket_of(ctx: *mut raw::RedisModuleCtx) -> u64 {
+    let Some(get) = optional!(RedisModule_GetBlockedClientPrivateData) else { return 0 };
+    // SAFETY: a blocked-client callback's context, which carries the `Box<u64>` of
+    // `block_watching` (alive until `ended`).
+    let p = unsafe { get(ctx) } as *const u64;
+    // SAFETY: null, or the live Box above.
+    unsafe { p.as_ref() }.copied().unwrap_or(0)
+}
+
+unsafe extern "C" fn watch_ready<W: Watching>(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    // SAFETY: Redis passes the blocked command's `argc` live argument strings in `argv`.
+    let args = unsafe { copy_args(argv, argc) };
+    if W::on_ready(ctx, &args, ticket_of(ctx)) {
+        OK
+    } else {
+        ERR
+    }
+}
+
+unsafe extern "C" fn watch_timed_out<W: Watching>(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    // SAFETY: as in `watch_ready`.
+    let args = unsafe { copy_args(argv, argc) };
+    W::on_timeout(ctx, &args, ticket_of(ctx));
+    OK
+}
+
+unsafe extern "C" fn watch_ended<W: Watching>(_ctx: *mut raw::RedisModuleCtx, privdata: *mut c_void) {
+    if privdata.is_null() {
+        return;
+    }
+    // SAFETY: `privdata` is the `Box<u64>` of `block_watching`; Redis hands it here once.
+    let ticket = unsafe { Box::from_raw(privdata as *mut u64) };
+    W::on_end(*ticket);
 }
 
 // ---- work handed to a worker thread ----

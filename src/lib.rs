@@ -18,11 +18,13 @@ mod guard;
 mod info;
 mod logging;
 mod offload;
+mod readers;
 mod register;
 mod repair;
 mod reply;
 mod store;
 mod timer;
+mod waiters;
 
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
@@ -57,6 +59,8 @@ redis_module! {
             ["json-max-depth", &config::JSON_MAX_DEPTH, 128, 1, 100_000, ConfigurationFlags::DEFAULT, None],
             ["event-result-max-bytes", &config::EVENT_RESULT_MAX_BYTES, 4096, 0, 536_870_912, ConfigurationFlags::DEFAULT, None],
             ["max-usage", &config::MAX_USAGE, 100_000_000, 1, 1_000_000_000_000_000, ConfigurationFlags::DEFAULT, None],
+            ["stream-max-chunks", &config::STREAM_MAX_CHUNKS, 100_000, 1, 1_000_000_000, ConfigurationFlags::DEFAULT, None],
+            ["stream-max-bytes", &config::STREAM_MAX_BYTES, 16_777_216, 1, 4_294_967_296, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
         bool: [
@@ -69,7 +73,10 @@ redis_module! {
 
 /// INFO aijob: the counters, the repair's sweep and the eviction watch.
 fn info_section(ctx: &redis_module::InfoContext, _for_crash_report: bool) {
-    let mut extra = vec![("repair_sweeping", u8::from(repair::sweeping()).to_string())];
+    let mut extra = vec![
+        ("repair_sweeping", u8::from(repair::sweeping()).to_string()),
+        ("readers_blocked", waiters::blocked().to_string()),
+    ];
     extra.extend(eviction::info_fields());
     info::section(ctx, extra);
 }

@@ -453,7 +453,9 @@ fn reference_acl_roles_grant_what_they_say() {
     ok(&mut app, &["SUBSCRIBE", &format!("aijob:{{analyze}}:job:{id}")]);
     let mut app2 = login("app");
     ok(&mut app2, &["PSUBSCRIBE", "aijob:{improve_sketch}:job:*"]);
-    assert_eq!(claim(&mut worker, "analyze", &[]).map(|j| j.0), Some(id.clone()));
+    let (claimed, token) = claim(&mut worker, "analyze", &[]).expect("the app's job");
+    assert_eq!(claimed, id);
+    ok(&mut worker, &["JOB.APPEND", "analyze", &id, "TOKEN", &token, "DATA", "streamed"]);
     ok(&mut worker, &["RATELIMIT.HIT", "aijob-rl:{echo}:rpm", "LIMIT", "5", "PERIOD", "1000"]);
     ok(&mut worker, &["CONFIG", "GET", "aijob.lease-ms"]);
     ok(&mut worker, &["COMMAND", "INFO", "RATELIMIT.HIT"]);
@@ -463,6 +465,8 @@ fn reference_acl_roles_grant_what_they_say() {
         assert!(e.starts_with("NOPERM"), "{words:?}: {e}");
     };
     refused(&mut app3, &["JOB.CLAIM", "analyze"]);
+    refused(&mut app3, &["JOB.APPEND", "analyze", &id, "TOKEN", &token, "DATA", "x"]);
+    assert_eq!(fi(&ok(&mut app3, &["JOB.READ", "analyze", &id]), "ended"), 0, "the app reads the output");
     refused(&mut worker, &["JOB.CREATE", "analyze", "PAYLOAD", "{}"]);
     refused(&mut worker, &["JOB.CLAIM", "payments"]);
     assert_eq!(int(&ok(&mut ops, &["QUEUE.PURGE", "analyze", "STATUS", "running"])), 1);

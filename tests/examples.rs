@@ -244,6 +244,49 @@ fn python_generator_api_per_client_rate_limits() {
     assert_eq!(int(&array(&ok(&mut c, &w))[1]), 59);
 }
 
+#[test]
+fn python_stream_follows_a_job_and_resumes_after_a_disconnect() {
+    let Some(py) = python() else {
+        return skip("python3/redis-py not installed (python3-redis, or pip install redis)");
+    };
+    let srv = Server::start();
+    let mut cmd = Command::new(py);
+    cmd.arg(root().join("examples/python/stream.py"));
+    let lines = run_example(cmd, &srv, Duration::from_secs(60));
+
+    let id = step(&lines, "submit")["job_id"].as_str().expect("job id").to_string();
+    let produced = step(&lines, "produced")["text"].as_str().unwrap().to_string();
+    let seq = |l: &Json| -> u64 { l["offset"].as_str().unwrap().split_once('-').unwrap().1.parse().unwrap() };
+    let chunks = steps(&lines, "chunk");
+    // a chunk's offset counts the bytes up to and including it: every byte once, in order
+    let mut total = 0;
+    for l in &chunks {
+        total += l["data"].as_str().unwrap().len() as u64;
+        assert_eq!(seq(l), total, "{lines:#?}");
+    }
+    let text: String = chunks.iter().map(|l| l["data"].as_str().unwrap()).collect();
+    assert_eq!(text, produced, "printed as it arrived, nothing lost, nothing twice");
+
+    // the reader's connection was killed halfway, and it resumed from its offset
+    let at = |name: &str| lines.iter().position(|l| l["step"] == name).unwrap_or_else(|| panic!("no {name}"));
+    let (gone, back) = (at("disconnected"), at("resumed"));
+    assert_eq!(lines[gone]["after"], lines[back]["after"]);
+    assert!(lines[..gone].iter().any(|l| l["step"] == "chunk") && lines[back..].iter().any(|l| l["step"] == "chunk"));
+    let next = lines[back..].iter().find(|l| l["step"] == "chunk").unwrap();
+    let after: u64 = lines[back]["after"].as_str().unwrap().split_once('-').unwrap().1.parse().unwrap();
+    let len = next["data"].as_str().unwrap().len() as u64;
+    assert_eq!(seq(next), after + len, "the first chunk after the resume follows the offset kept");
+    let finished = step(&lines, "finished");
+    assert_eq!((finished["status"].as_str(), finished["text"].as_str()), (Some("done"), Some(produced.as_str())));
+    assert_eq!(step(&lines, "end")["status"], "done");
+
+    let mut c = srv.conn();
+    let rec = ok(&mut c, &["JOB.GET", "stream_demo", &id]);
+    assert_eq!(fs(&rec, "status"), "done");
+    let out = format!("aijob:{{stream_demo}}:out:{id}");
+    assert_eq!(int(&ok(&mut c, &["XLEN", &out])) as usize, chunks.len() + 2, "attempt, chunks, end");
+}
+
 /// examples/node with ioredis installed (from the committed lockfile) when it is missing.
 fn node_ready() -> Result<(), String> {
     if !works(Command::new("node").arg("--version")) {

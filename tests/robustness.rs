@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const COMMANDS: [&str; 34] = [
+const COMMANDS: [&str; 36] = [
     "JOB.CREATE",
     "JOB.GET",
     "JOB.CLAIM",
@@ -18,6 +18,8 @@ const COMMANDS: [&str; 34] = [
     "JOB.RETRY",
     "JOB.DELETE",
     "JOB.LIST",
+    "JOB.APPEND",
+    "JOB.READ",
     "QUEUE.STATS",
     "QUEUE.PAUSE",
     "QUEUE.RESUME",
@@ -45,7 +47,7 @@ const COMMANDS: [&str; 34] = [
     "SCHEDULE.RESUME",
 ];
 
-const WORDS: [&str; 48] = [
+const WORDS: [&str; 51] = [
     "PAYLOAD",
     "ID",
     "PRIORITY",
@@ -87,6 +89,9 @@ const WORDS: [&str; 48] = [
     "CRON",
     "OVERLAP",
     "START",
+    "DATA",
+    "AFTER",
+    "RESTART",
     "high",
     "done",
     "error",
@@ -166,7 +171,7 @@ fn random_arguments_never_crash_the_server() {
             cmd.arg(rng.arg(&ids));
         }
         // no blocking waits here: a random BLOCK 0 would wait forever
-        if name == "JOB.CLAIM" {
+        if name == "JOB.CLAIM" || name == "JOB.READ" {
             cmd.arg("BLOCK").arg("1");
         }
         match cmd.query::<Value>(&mut c) {

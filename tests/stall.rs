@@ -78,11 +78,13 @@ fn while_pinging<T>(srv: &Server, f: impl FnOnce() -> T) -> (T, Duration, Durati
 }
 
 /// The bound of the issue, whatever the machine's speed: another client waits far less
-/// than the command takes.
+/// than the command takes (before the work moved off the main thread it waited as long as
+/// the command). No absolute bound: on a starved machine the pinger's own thread waits for
+/// a core; the release build's figures are in docs/operations.md.
 fn assert_no_stall(what: &str, took: Duration, worst: Duration) {
     eprintln!("{what}: took {took:?}; another client's worst PING {worst:?}");
     assert!(
-        worst < took / 5 && worst < Duration::from_millis(250),
+        worst < took / 5,
         "{what} took {took:?} and another client's PING waited up to {worst:?}: the main thread was held"
     );
 }
@@ -353,8 +355,10 @@ fn a_replica_of_offloaded_lookups_holds_the_masters_digest() {
     ok(&mut m, &["SCHEDULE.SET", "q", "nightly", "EVERY", "86400000", "PAYLOAD", &big]);
     assert_eq!(info_field(&mut m, "offloaded"), 10, "the large calls went to a worker");
     wait_synced(&master, &replica);
+    // the timer writes on its own (the cache hits' counters reach `meta` a tick later)
+    let (master_digest, replica_digest) = digests_at_one_offset(&master, &replica);
+    assert_eq!(replica_digest, master_digest, "the replica holds the master's data");
     let mut r = replica.conn();
-    assert_eq!(digest(&mut r), digest(&mut m), "the replica holds the master's data");
     assert_eq!(keys(&mut r), keys(&mut m));
 }
 

@@ -19,6 +19,10 @@ pub struct Config {
     pub event_result_max_bytes: i64,
     /// The largest USAGE a JOB.UPDATE takes.
     pub max_usage: i64,
+    /// A job's output stream holds at most this many chunks per attempt (JOB.APPEND).
+    pub stream_max_chunks: i64,
+    /// ... and at most this many bytes of chunks per attempt.
+    pub stream_max_bytes: i64,
     /// Some(policy) while the server may evict aijob's keys under `policy` and the operator
     /// has not accepted that (`aijob.allow-eviction no`): new work is refused.
     pub eviction_guard: Option<MemoryPolicy>,
@@ -38,6 +42,8 @@ impl Default for Config {
             json_max_depth: 128,
             event_result_max_bytes: 4096,
             max_usage: 100_000_000,
+            stream_max_chunks: 100_000,
+            stream_max_bytes: 16 * 1024 * 1024,
             eviction_guard: None,
         }
     }
@@ -139,7 +145,7 @@ pub fn eviction_risk(policy: MemoryPolicy, maxmemory: u64) -> bool {
 }
 
 /// (name, default, min, max) of every numeric config, as registered with Redis.
-pub const LIMITS: [(&str, i64, i64, i64); 11] = [
+pub const LIMITS: [(&str, i64, i64, i64); 13] = [
     ("retention-ms", 3_600_000, 0, 31_536_000_000_000),
     ("cache-ttl-ms", 86_400_000, 1, 31_536_000_000_000),
     ("lease-ms", 30_000, 1, 31_536_000_000),
@@ -151,6 +157,8 @@ pub const LIMITS: [(&str, i64, i64, i64); 11] = [
     ("json-max-depth", 128, 1, 100_000),
     ("event-result-max-bytes", 4096, 0, 536_870_912),
     ("max-usage", 100_000_000, 1, 1_000_000_000_000_000),
+    ("stream-max-chunks", 100_000, 1, 1_000_000_000),
+    ("stream-max-bytes", 16 * 1024 * 1024, 1, 4_294_967_296),
 ];
 
 /// A record keeps its key this long past its logical expiry, as a safety net for data
@@ -176,6 +184,8 @@ mod tests {
             c.json_max_depth,
             c.event_result_max_bytes,
             c.max_usage,
+            c.stream_max_chunks,
+            c.stream_max_bytes,
         ];
         for ((name, default, min, max), value) in LIMITS.iter().zip(defaults) {
             assert_eq!(*default, value, "{name}");

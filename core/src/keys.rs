@@ -127,6 +127,11 @@ impl QueueKeys {
         self.key(&[b"events"])
     }
 
+    /// Stream: one job's output (JOB.APPEND), ids `<epoch>-<n>` (docs/streams.md).
+    pub fn out(&self, id: &[u8]) -> Key {
+        self.key(&[b"out:", id])
+    }
+
     /// Pub/sub channel of one job's events (a channel, not a key).
     pub fn job_channel(&self, id: &[u8]) -> Key {
         self.job(id)
@@ -194,6 +199,7 @@ mod tests {
             k.cache_index(3),
             k.cache_drops(),
             k.events(),
+            k.out(b"x"),
             k.schedule(b"s"),
             k.schedules(),
         ] {
@@ -207,7 +213,9 @@ mod tests {
     fn job_of_key_finds_records_only() {
         let k = QueueKeys::new(b"sketch").unwrap();
         assert_eq!(job_of_key(&k.job(b"a:b")), Some((&b"sketch"[..], &b"a:b"[..])));
-        for other in [k.meta(), k.status(Status::Queued), k.job(b""), b"job:1".to_vec(), b"aijob:{q}:jobs".to_vec()] {
+        for other in
+            [k.meta(), k.status(Status::Queued), k.job(b""), k.out(b"x"), b"job:1".to_vec(), b"aijob:{q}:jobs".to_vec()]
+        {
             assert_eq!(job_of_key(&other), None, "{}", String::from_utf8_lossy(&other));
         }
         assert_eq!(schedule_of_key(&k.schedule(b"daily")), Some((&b"sketch"[..], &b"daily"[..])));

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{AiError, Result};
-use crate::store::{KeyKind, Op, Store, ZRange};
+use crate::store::{KeyKind, Op, Store, StreamEntry, StreamId, ZRange};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -12,6 +12,9 @@ pub enum Value {
     ZSet(BTreeMap<Vec<u8>, f64>),
     Str(Vec<u8>),
     Stream(Vec<Vec<(Vec<u8>, Vec<u8>)>>),
+    /// A stream whose entry ids are read back (a job's output), oldest first; the events
+    /// stream keeps none (nothing reads it back here).
+    Entries(Vec<StreamEntry>),
 }
 
 /// The work the module's store (`RedisStore`) does for the same calls: the keys it opens
@@ -59,6 +62,14 @@ impl MemStore {
         }
     }
 
+    fn entries(&mut self, key: &[u8]) -> Result<Option<&mut Vec<StreamEntry>>> {
+        match self.live(key) {
+            None => Ok(None),
+            Some(Value::Entries(s)) => Ok(Some(s)),
+            Some(_) => Err(AiError::wrong_type()),
+        }
+    }
+
     fn zset(&mut self, key: &[u8]) -> Result<Option<&mut BTreeMap<Vec<u8>, f64>>> {
         match self.live(key) {
             None => Ok(None),
@@ -74,7 +85,7 @@ impl MemStore {
                 | (_, KeyKind::Any | KeyKind::String)
                 | (Some(Value::Hash(_)), KeyKind::Hash)
                 | (Some(Value::ZSet(_)), KeyKind::ZSet)
-                | (Some(Value::Stream(_)), KeyKind::Stream)
+                | (Some(Value::Stream(_) | Value::Entries(_)), KeyKind::Stream)
         )
     }
 
@@ -120,6 +131,8 @@ impl MemStore {
             Op::Del(k) | Op::PExpireAt(k, _) => self.live(k).is_some(),
             Op::Persist(k) => self.live(k).is_some() && self.keys.get(k).is_some_and(|(_, at)| at.is_some()),
             Op::Event(e) => e.stream.is_some(),
+            Op::XAddId(_) => true,
+            Op::XTrimMinId(k, min) => matches!(self.entries(k), Ok(Some(s)) if s.iter().any(|(id, _)| id < min)),
             Op::Wake(_) => false,
         }
     }
@@ -129,6 +142,24 @@ impl MemStore {
             self.work.replicated += 1;
         }
         match op {
+            Op::XAddId(a) => {
+                if self.live(&a.key).is_none() {
+                    self.keys.insert(a.key.clone(), (Value::Entries(Vec::new()), None));
+                }
+                if let Some((Value::Entries(s), _)) = self.keys.get_mut(&a.key) {
+                    // Redis refuses an id not above the last one; the logic must never make one
+                    assert!(s.last().is_none_or(|(last, _)| *last < a.id), "XADD id {} not above the last", a.id);
+                    s.push((a.id, vec![(a.field.as_bytes().to_vec(), a.value)]));
+                }
+                if let Some(message) = a.publish {
+                    self.published.push(message);
+                }
+            }
+            Op::XTrimMinId(k, min) => {
+                if let Ok(Some(s)) = self.entries(&k) {
+                    s.retain(|(id, _)| *id >= min);
+                }
+            }
             Op::HSet(k, fields) => {
                 if self.live(&k).is_none() {
                     self.keys.insert(k.clone(), (Value::Hash(BTreeMap::new()), None));
@@ -275,6 +306,16 @@ impl Store for MemStore {
     fn exists(&mut self, key: &[u8]) -> Result<bool> {
         self.note_read(key);
         Ok(self.live(key).is_some())
+    }
+
+    fn xrange(&mut self, key: &[u8], from: StreamId, count: usize) -> Result<Vec<StreamEntry>> {
+        let Some(s) = self.entries(key)? else { return Ok(vec![]) };
+        Ok(s.iter().filter(|(id, _)| *id >= from).take(count).cloned().collect())
+    }
+
+    fn xtail(&mut self, key: &[u8]) -> Result<Option<(i64, StreamId)>> {
+        let Some(s) = self.entries(key)? else { return Ok(None) };
+        Ok(s.last().map(|(id, _)| (s.len() as i64, *id)))
     }
 
     fn apply(&mut self, ops: Vec<Op>) -> Result<()> {

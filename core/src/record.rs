@@ -101,6 +101,8 @@ pub const RETENTION: &str = "_retention";
 pub const CACHE_TTL: &str = "_cachettl";
 pub const CHARGES: &str = "_charges";
 pub const EXPIRE_AT: &str = "_expire_at";
+/// The job's output stream, when it has one: `<epoch> <next> <bytes>` (`queue::stream`).
+pub const STREAM: &str = "_stream";
 
 /// The fields the logic needs to move a job (everything but the big values).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,10 +127,12 @@ pub struct JobState {
     pub progress: Option<Vec<u8>>,
     pub percent: i64,
     pub expire_at: Option<i64>,
+    /// `STREAM`, as stored.
+    pub stream: Option<Vec<u8>>,
 }
 
 /// The fields `JobState::from_fields` reads, in its order.
-pub const STATE_FIELDS: [&str; 19] = [
+pub const STATE_FIELDS: [&str; 20] = [
     STATUS,
     PRIORITY,
     GROUP,
@@ -148,6 +152,7 @@ pub const STATE_FIELDS: [&str; 19] = [
     PROGRESS,
     PERCENT,
     EXPIRE_AT,
+    STREAM,
 ];
 
 fn num(v: &Option<Vec<u8>>, field: &str) -> Result<Option<i64>> {
@@ -190,6 +195,7 @@ impl JobState {
             progress: v[16].clone(),
             percent: num(&v[17], PERCENT)?.unwrap_or(0),
             expire_at: num(&v[18], EXPIRE_AT)?,
+            stream: v[19].clone(),
         })
     }
 }

@@ -42,6 +42,11 @@ pub enum Op {
     /// Absolute expiry in ms since the epoch.
     PExpireAt(Key, i64),
     Persist(Key),
+    /// An entry of a job's output stream, with the id the logic chose (boxed: it is the
+    /// largest op, and most steps write none).
+    XAddId(Box<StreamAdd>),
+    /// `XTRIM key MINID = id`: drops every entry before `id`.
+    XTrimMinId(Key, StreamId),
     /// `SET key value [PXAT at]`.
     Set(Key, Vec<u8>, Option<i64>),
     /// A job event: one document, appended to the queue's stream and published.
@@ -87,6 +92,8 @@ impl Op {
         match self {
             Op::HSet(k, _) | Op::HDel(k, _) | Op::HIncrBy(k, _, _) => Some((k, KeyKind::Hash)),
             Op::ZAdd(k, _, _) | Op::ZRem(k, _) => Some((k, KeyKind::ZSet)),
+            Op::XAddId(a) => Some((&a.key, KeyKind::Stream)),
+            Op::XTrimMinId(k, _) => Some((k, KeyKind::Stream)),
             Op::Set(k, _, _) => Some((k, KeyKind::String)),
             Op::Event(e) => e.stream.as_ref().map(|(k, _)| (k.as_slice(), KeyKind::Stream)),
             Op::Del(k) | Op::PExpireAt(k, _) | Op::Persist(k) => Some((k, KeyKind::Any)),
@@ -141,6 +148,65 @@ pub trait Store {
     /// ms left; -1 without expiry; -2 when the key does not exist.
     fn pttl(&mut self, key: &[u8]) -> Result<i64>;
     fn exists(&mut self, key: &[u8]) -> Result<bool>;
+    /// Up to `count` entries of the stream at `key` from `from` on (inclusive), oldest
+    /// first; none when the key does not exist.
+    fn xrange(&mut self, key: &[u8], from: StreamId, count: usize) -> Result<Vec<StreamEntry>>;
+    /// The stream's length and its last entry's id; None when the key does not exist (or
+    /// the stream is empty).
+    fn xtail(&mut self, key: &[u8]) -> Result<Option<(i64, StreamId)>>;
     /// Checks every target's type first, then writes: a refused batch changes nothing.
     fn apply(&mut self, ops: Vec<Op>) -> Result<()>;
 }
+
+/// A stream entry id, `<ms>-<seq>` (two 64-bit numbers, as Redis keeps them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
+
+    pub fn new(ms: u64, seq: u64) -> Self {
+        StreamId { ms, seq }
+    }
+
+    /// The smallest id after this one; None after the last possible id.
+    pub fn successor(self) -> Option<StreamId> {
+        match self.seq.checked_add(1) {
+            Some(seq) => Some(StreamId { seq, ..self }),
+            None => Some(StreamId { ms: self.ms.checked_add(1)?, seq: 0 }),
+        }
+    }
+
+    /// `<ms>-<seq>` as Redis writes it, or a bare `<ms>` (which Redis reads as `<ms>-0`).
+    pub fn parse(text: &[u8]) -> Option<StreamId> {
+        let text = std::str::from_utf8(text).ok()?;
+        let (ms, seq) = text.split_once('-').unwrap_or((text, "0"));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(seq) {
+            return None;
+        }
+        Some(StreamId { ms: ms.parse().ok()?, seq: seq.parse().ok()? })
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// `XADD key <id> <field> <value>`, then `PUBLISH channel message` when `publish` is given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamAdd {
+    pub key: Key,
+    pub id: StreamId,
+    pub field: &'static str,
+    pub value: Vec<u8>,
+    pub publish: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// One stream entry as read: its id and its field/value pairs.
+pub type StreamEntry = (StreamId, Vec<(Vec<u8>, Vec<u8>)>);

@@ -7,6 +7,7 @@ use aijob_core::queue::claim::{self, ClaimArgs};
 use aijob_core::queue::next::finish_and_claim;
 use aijob_core::queue::create::JobSpec;
 use aijob_core::queue::read::ListArgs;
+use aijob_core::queue::stream::{self, AppendArgs, ReadArgs};
 use aijob_core::queue::update::{ReleaseArgs, UpdateArgs};
 use aijob_core::queue::{admin, create, read, update};
 use aijob_core::Result;
@@ -304,4 +305,50 @@ pub const LIST: Command<(QueueKeys, ListArgs)> = Command {
 fn list(c: &mut Call, (q, a): (QueueKeys, ListArgs)) -> Result<Out> {
     let (next, page) = read::list(&mut c.store, &q, c.now, &a)?;
     Ok(Out::Array(vec![Out::bytes(next.to_string()), Out::Array(page.into_iter().map(Out::record).collect())]))
+}
+
+/// JOB.APPEND Q id [TOKEN t] [RESTART] DATA chunk [DATA chunk ...]
+pub const APPEND: Command<(QueueKeys, Vec<u8>, AppendArgs)> = Command {
+    info: Info {
+        name: "job.append",
+        flags: "write deny-oom",
+        arity: -5,
+        summary: "Appends output chunks to a running job's stream, fenced by its token; the offset of the last.",
+        complexity: "O(N) with N the chunks appended",
+        keys: Keys::Queue(key::RW | key::INSERT),
+        args: &[Q, ID, ts("TOKEN", "t").opt(), pure("RESTART", "restart").opt(), ts("DATA", "chunk").multi_token()],
+    },
+    parse: |words, _| grammar::job::append(words),
+    handle: append,
+};
+
+fn append(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, AppendArgs)) -> Result<Out> {
+    let last = c.with(&q, |s, env| stream::append(s, &q, env, &id, &a))?;
+    Ok(Out::bytes(last.to_string()))
+}
+
+/// JOB.READ Q id [AFTER offset] [COUNT n] [BLOCK ms]
+pub const READ: Command<(QueueKeys, Vec<u8>, ReadArgs)> = Command {
+    info: Info {
+        name: "job.read",
+        flags: "readonly",
+        arity: -3,
+        summary: "Reads a job's output stream after an offset; BLOCK waits for more or for the end.",
+        complexity: "O(log N + COUNT) with N the entries of the stream",
+        keys: Keys::Queue(key::RO | key::ACCESS),
+        args: &[Q, ID, ts("AFTER", "offset").opt(), COUNT, ti("BLOCK", "ms").opt()],
+    },
+    parse: |words, _| grammar::job::read(words),
+    handle: read_stream,
+};
+
+fn read_stream(c: &mut Call, (q, id, a): (QueueKeys, Vec<u8>, ReadArgs)) -> Result<Out> {
+    let r = stream::read(&mut c.store, &q, &id, &a)?;
+    match a.block_ms {
+        Some(timeout) if r.is_empty() && crate::blocking::may_block(c.ctx) => {
+            crate::readers::block(c.ctx, &q, &id, timeout)?;
+            Ok(Out::Blocked)
+        }
+        _ => Ok(crate::readers::reply(r)),
+    }
 }

@@ -27,6 +27,8 @@ pub const ALL: &[&dyn Registered] = &[
     &job::RETRY,
     &job::DELETE,
     &job::LIST,
+    &job::APPEND,
+    &job::READ,
     &queue::STATS,
     &queue::PAUSE,
     &queue::RESUME,

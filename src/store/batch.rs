@@ -100,6 +100,8 @@ impl<'a> Batch<'a> {
             Op::Set(key, value, at) => self.set(self.slot(key)?, value, *at),
             Op::Event(e) => self.event(e),
             Op::Wake(key) => self.wake(key),
+            Op::XAddId(a) => self.xadd_id(self.slot(&a.key)?, a),
+            Op::XTrimMinId(key, id) => self.xtrim_before(self.slot(key)?, *id),
         }
     }
 
@@ -269,16 +271,47 @@ impl<'a> Batch<'a> {
     }
 
     /// Wakes the clients blocked on `key` (JOB.CLAIM ... BLOCK).
+    /// And JOB.READ ... BLOCK: Redis 7.0 serves no waiter on a key that is gone, so the
+    /// readers of a deleted job are released here instead.
     fn wake(&self, key: &[u8]) -> Result<()> {
         let owned;
         let name = match self.slots.iter().find(|s| s.key == key) {
-            Some(s) => &s.name,
+            Some(s) => {
+                if s.handle.key_type()? == ffi::KEYTYPE_EMPTY {
+                    crate::waiters::key_gone(self.ctx, key);
+                }
+                &s.name
+            }
             None => {
                 owned = self.s(key)?;
                 &owned
             }
         };
         ffi::signal_key_as_ready(self.ctx, name)
+    }
+
+    /// Appends a job's output entry with the id the logic chose, replicated as the XADD
+    /// with that id; then publishes its message.
+    fn xadd_id(&self, slot: &Slot, a: &aijob_core::store::StreamAdd) -> Result<()> {
+        let (f, v) = (ffi::field(self.ctx, a.field.as_bytes())?, self.s(&a.value)?);
+        let mut pair = [f.ptr(), v.ptr];
+        slot.handle.stream_add_id(a.id, &mut pair)?;
+        let id = self.s(a.id.to_string().as_bytes())?;
+        self.replicate(c"XADD", &slot.name, &[id.ptr, pair[0], pair[1]])?;
+        match &a.publish {
+            Some((channel, message)) => ffi::publish(self.ctx, &self.s(channel)?, &self.s(message)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the entries before `id`, replicated as `XTRIM key MINID = id` when any went.
+    fn xtrim_before(&self, slot: &Slot, id: aijob_core::store::StreamId) -> Result<()> {
+        if slot.handle.key_type()? != ffi::KEYTYPE_STREAM || slot.handle.stream_trim_before(id)? == 0 {
+            return Ok(());
+        }
+        let args = [self.s(b"MINID")?, self.s(b"=")?, self.s(id.to_string().as_bytes())?];
+        let ptrs: Vec<_> = args.iter().map(|a| a.ptr).collect();
+        self.replicate(c"XTRIM", &slot.name, &ptrs)
     }
 }
 

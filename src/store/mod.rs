@@ -8,7 +8,7 @@ pub mod limiter;
 
 use std::os::raw::c_int;
 
-use aijob_core::store::{Op, Store, ZRange};
+use aijob_core::store::{Op, Store, StreamEntry, StreamId, ZRange};
 use aijob_core::Result;
 use redis_module::raw;
 
@@ -150,6 +150,21 @@ impl Store for RedisStore {
 
     fn exists(&mut self, key: &[u8]) -> Result<bool> {
         Ok(self.read(key)?.is_some())
+    }
+
+    fn xrange(&mut self, key: &[u8], from: StreamId, count: usize) -> Result<Vec<StreamEntry>> {
+        let ctx = self.ctx;
+        match self.read_typed(key, ffi::KEYTYPE_STREAM)? {
+            Some(k) => k.stream_range(ctx, from, count),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn xtail(&mut self, key: &[u8]) -> Result<Option<(i64, StreamId)>> {
+        match self.read_typed(key, ffi::KEYTYPE_STREAM)? {
+            Some(k) => Ok(k.stream_last_id()?.map(|last| (k.len().unwrap_or(0) as i64, last))),
+            None => Ok(None),
+        }
     }
 
     fn apply(&mut self, ops: Vec<Op>) -> Result<()> {

@@ -382,3 +382,55 @@ pub fn wait_quiet(c: &mut Connection) {
         (digest(c) == before).then_some(())
     });
 }
+
+/// An integer field of one `INFO` section, None when the section has no such field.
+pub fn info_int(c: &mut Connection, section: &str, name: &str) -> Option<i64> {
+    offset(&s(&ok(c, &["INFO", section])), name)
+}
+
+/// The replication offset and DEBUG DIGEST of one server, read in one MULTI so no write
+/// (a command, the timer, the replication stream) falls between them.
+fn offset_and_digest(c: &mut Connection, offset_field: &str) -> (i64, String) {
+    let got = atomically(c, &[&["INFO", "replication"], &["DEBUG", "DIGEST"]]);
+    let at = offset(&s(&got[0]), offset_field).unwrap_or_else(|| panic!("INFO replication has no {offset_field}"));
+    (at, s(&got[1]))
+}
+
+/// The DEBUG DIGEST of the master and of its replica at one replication offset: the
+/// replica's once it has applied all the master had sent, then the master's, kept only if
+/// the master wrote nothing meanwhile (else tried again: the module's timer writes on its
+/// own). The master is read last because a digest of a large dataset holds its event loop,
+/// and the timer catches up with a write right after.
+pub fn digests_at_one_offset(master: &Server, replica: &Server) -> (String, String) {
+    let mut m = master.conn();
+    let mut r = replica.conn();
+    wait_until(Duration::from_secs(120), "a moment the master writes nothing while both digests are read", || {
+        let at = offset(&s(&ok(&mut m, &["INFO", "replication"])), "master_repl_offset")?;
+        wait_until(Duration::from_secs(20), "the replica offset to catch up", || {
+            (offset(&s(&ok(&mut r, &["INFO", "replication"])), "slave_repl_offset")? >= at).then_some(())
+        });
+        let (replica_at, replica_digest) = offset_and_digest(&mut r, "slave_repl_offset");
+        let (master_at, master_digest) = offset_and_digest(&mut m, "master_repl_offset");
+        (replica_at == at && master_at == at).then_some((master_digest, replica_digest))
+    })
+}
+
+/// Writes `marker` into the server's log (DEBUG LOG), a point to read warnings after.
+pub fn mark_log(c: &mut Connection, marker: &str) {
+    ok(c, &["DEBUG", "LOG", marker]);
+}
+
+/// The warning-level lines (`#`) a server logged after the line holding `marker` (see
+/// `mark_log`; that line is a warning itself). Startup and a replica's first sync log known
+/// warnings (memory overcommit, a diskless transfer's end); after the mark, one means
+/// something went wrong.
+pub fn warnings_after(srv: &Server, marker: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(srv.dir.join("server.log")).unwrap_or_default();
+    assert!(log.contains(marker), "the mark {marker:?} is not in the log:\n{log}");
+    log.lines()
+        .skip_while(|l| !l.contains(marker))
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(5) == Some("#"))
+        .map(str::to_string)
+        .collect()
+}

@@ -268,7 +268,11 @@ async fn a_failed_job_is_retried_from_the_page_and_pausing_stops_claims() {
 
     b.goto(&web.url(&format!("/q/work/job/{failed}"))).await.unwrap();
     assert_eq!(text_of(b, "#job-status").await.unwrap(), "error");
-    assert!(text_of(b, ".errorbox").await.unwrap().contains("HTTP 503 from provider"));
+    // the live script may be swapping the record's parts in as the page settles
+    until(Duration::from_secs(10), "the error box", move || async move {
+        text_of(b, ".errorbox").await?.contains("HTTP 503 from provider").then_some(())
+    })
+    .await;
     screenshot(b, "job-failed").await;
     click_button(b, ".head .actions", "Retry").await;
     wait_until(Duration::from_secs(20), "the retried job to be done", || {

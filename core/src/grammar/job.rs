@@ -1,17 +1,19 @@
 //! The grammar of the JOB.* commands.
 
 use crate::args::{check_size, job_id, limit_period, once, positive, queue, status, unknown, Cursor, Kw};
-use crate::json::Limits;
 use crate::error::{AiError, Result};
 use crate::grammar::{job_option, start_option};
 use crate::hash;
 use crate::job::Status;
+use crate::json::Limits;
 use crate::keys::QueueKeys;
 use crate::queue::claim::{Charge, ClaimArgs};
 use crate::queue::create::JobSpec;
 use crate::queue::read::ListArgs;
+use crate::queue::stream::{AppendArgs, ReadArgs, READ_COUNT_MAX};
 use crate::queue::update::{ReleaseArgs, UpdateArgs, UpdateStatus};
 use crate::ratelimit;
+use crate::store::StreamId;
 
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY p] [DELAY ms | AT unix_ms] [MAXATTEMPTS n]
 /// [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
@@ -415,6 +417,77 @@ pub fn list(args: &[&[u8]]) -> Result<(QueueKeys, ListArgs)> {
     Ok((q, a))
 }
 
+/// JOB.APPEND Q id [TOKEN t] [RESTART] DATA chunk [DATA chunk ...]
+pub fn append(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>, AppendArgs)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let id = job_id(&mut c)?.to_vec();
+    let mut a = AppendArgs::default();
+    while let Some(kw) = c.keyword() {
+        match kw.as_str() {
+            "TOKEN" => {
+                let t = c.value("TOKEN")?.to_vec();
+                once(&mut a.token, "TOKEN", t)?
+            }
+            "RESTART" => a.restart = true,
+            "DATA" => {
+                let chunk = c.value("DATA")?;
+                if chunk.is_empty() {
+                    return Err(AiError::arg("DATA", "must not be empty"));
+                }
+                a.chunks.push(chunk.to_vec());
+            }
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    if a.chunks.is_empty() {
+        return Err(AiError::arg("DATA", "is required"));
+    }
+    Ok((q, id, a))
+}
+
+/// JOB.READ Q id [AFTER offset] [COUNT n] [BLOCK ms]
+pub fn read(args: &[&[u8]]) -> Result<(QueueKeys, Vec<u8>, ReadArgs)> {
+    let mut c = Cursor::new(args);
+    let q = queue(&mut c)?;
+    let id = job_id(&mut c)?.to_vec();
+    let mut a = ReadArgs::default();
+    let (mut after, mut count, mut block) = (None, None, None);
+    while let Some(kw) = c.keyword() {
+        match kw.as_str() {
+            "AFTER" => {
+                let v = c.value("AFTER")?;
+                let offset = StreamId::parse(v).ok_or_else(|| {
+                    AiError::arg(
+                        "AFTER",
+                        format!(
+                            "must be an offset such as 1-0 (0 for the start), got '{}'",
+                            String::from_utf8_lossy(v)
+                        ),
+                    )
+                })?;
+                once(&mut after, "AFTER", offset)?
+            }
+            "COUNT" => {
+                let n = positive("COUNT", c.value("COUNT")?)?;
+                if n > READ_COUNT_MAX as i64 {
+                    return Err(AiError::arg("COUNT", format!("must be at most {READ_COUNT_MAX}")));
+                }
+                once(&mut count, "COUNT", n as usize)?
+            }
+            "BLOCK" => {
+                let ms = c.count("BLOCK")?;
+                once(&mut block, "BLOCK", ms)?
+            }
+            _ => return Err(unknown(&kw)),
+        }
+    }
+    a.after = after.unwrap_or(a.after);
+    a.count = count.unwrap_or(a.count);
+    a.block_ms = block;
+    Ok((q, id, a))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,6 +660,72 @@ mod tests {
         for bad in ["q CHARGE k", "q CHARGE k COST", "q CHARGE k COST LIMIT 0 PERIOD 5", "q COUNT 0", "q BLOCK -1"] {
             let v = a(bad);
             assert!(claim(&refs(&v)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn append_takes_a_token_and_chunks_in_order() {
+        let v = a("q j1 token t1 DATA hel DATA lo");
+        let (q, id, ap) = append(&refs(&v)).unwrap();
+        assert_eq!((q.name(), id.as_slice()), (&b"q"[..], &b"j1"[..]));
+        assert_eq!(ap.token.as_deref(), Some(&b"t1"[..]));
+        assert_eq!(ap.chunks, [b"hel".to_vec(), b"lo".to_vec()]);
+        let v = a("q j1 DATA x");
+        assert_eq!(append(&refs(&v)).unwrap().2.token, None);
+        let v = a("q j1 restart DATA x");
+        assert!(append(&refs(&v)).unwrap().2.restart);
+    }
+
+    #[test]
+    fn append_refuses_bad_input_naming_the_argument() {
+        for (line, arg) in [
+            ("q j1", "DATA"),
+            ("q j1 TOKEN t", "DATA"),
+            ("q j1 DATA", "DATA"),
+            ("q j1 TOKEN a TOKEN b DATA x", "TOKEN"),
+            ("q j1 DATA x BOGUS", "BOGUS"),
+            ("q", "id"),
+            ("a{b} j1 DATA x", "Q"),
+        ] {
+            let v = a(line);
+            let e = append(&refs(&v)).unwrap_err().to_string();
+            assert!(e.starts_with("ERR") && e.contains(arg), "{line}: {e}");
+        }
+        let mut v = a("q j1 DATA x");
+        v[3].clear();
+        assert!(append(&refs(&v)).unwrap_err().to_string().contains("DATA must not be empty"));
+    }
+
+    #[test]
+    fn read_parses_offsets_count_and_block() {
+        let v = a("q j1 AFTER 3-17 COUNT 5 BLOCK 0");
+        let (_, id, r) = read(&refs(&v)).unwrap();
+        assert_eq!(id, b"j1");
+        assert_eq!((r.after, r.count, r.block_ms), (StreamId::new(3, 17), 5, Some(0)));
+        let v = a("q j1 after 2");
+        assert_eq!(read(&refs(&v)).unwrap().2.after, StreamId::new(2, 0));
+        let v = a("q j1");
+        assert_eq!(read(&refs(&v)).unwrap().2, ReadArgs::default());
+    }
+
+    #[test]
+    fn read_refuses_bad_offsets_and_counts() {
+        for (line, arg) in [
+            ("q j1 AFTER x", "AFTER"),
+            ("q j1 AFTER 1-", "AFTER"),
+            ("q j1 AFTER -1", "AFTER"),
+            ("q j1 AFTER 1-2-3", "AFTER"),
+            ("q j1 AFTER 18446744073709551616-0", "AFTER"),
+            ("q j1 AFTER", "AFTER"),
+            ("q j1 AFTER 1 AFTER 2", "AFTER"),
+            ("q j1 COUNT 0", "COUNT"),
+            ("q j1 COUNT 10001", "COUNT"),
+            ("q j1 BLOCK -1", "BLOCK"),
+            ("q j1 WAIT 1", "WAIT"),
+        ] {
+            let v = a(line);
+            let e = read(&refs(&v)).unwrap_err().to_string();
+            assert!(e.starts_with("ERR") && e.contains(arg), "{line}: {e}");
         }
     }
 }

@@ -3,9 +3,9 @@
 use crate::error::{AiError, Result};
 use crate::job::{transition, Priority, Status, Trigger};
 use crate::keys::QueueKeys;
-use crate::queue::pending;
 use crate::queue::tx::{load_job, meta, Env, Tally, Tx};
 use crate::queue::update::finish;
+use crate::queue::{pending, stream};
 use crate::record::{self, JobState};
 use crate::store::{Op, Score, Store, ZRange};
 
@@ -59,6 +59,7 @@ pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Re
         ],
     );
     tx.place(&job, to, Score::At(tx.now))?;
+    stream::reopened(&mut tx, &job)?;
     if let Some(h) = &job.hash {
         pending::claim_hash(&mut tx, h, id)?;
     }
@@ -78,6 +79,7 @@ pub fn remove<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
         }
     }
     tx.push(Op::Del(tx.q.job(&job.id)));
+    stream::removed(tx, job);
     Ok(())
 }
 

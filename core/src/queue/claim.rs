@@ -217,6 +217,7 @@ pub fn take<S: Store>(
         }
         None => {}
     }
+    crate::queue::stream::new_attempt(tx, job, attempts, &mut fields)?;
     tx.hset(&job.id, fields.clone());
     tx.place(job, to, Score::At(lease_until))?;
     tx.tally.claims += 1;

@@ -109,6 +109,7 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
         progress: None,
         percent: 0,
         expire_at: None,
+        stream: None,
     };
     tx.hset(id, record_fields(&job, spec, now));
     let score = run_at.map_or(Score::At(now), Score::At);

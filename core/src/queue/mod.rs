@@ -7,13 +7,17 @@ pub mod charge;
 pub mod claim;
 pub mod clock;
 pub mod create;
+pub mod fence;
 pub mod next;
 pub mod pending;
 pub mod read;
 pub mod repair;
 pub mod schedule;
+pub mod stream;
 pub mod tx;
 pub mod update;
 
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;

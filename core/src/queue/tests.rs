@@ -205,6 +205,25 @@ fn a_group_at_its_cap_is_passed_over_until_a_slot_frees() {
     assert_eq!((a.running, a.cap, a.queued), (3, 3, 1));
 }
 
+/// Found by the soak test: a group whose cap was set and removed kept its hash and its
+/// place in QUEUE.GROUPS after its last job was deleted or canceled.
+#[test]
+fn a_group_emptied_by_delete_or_cancel_leaves_no_trace() {
+    let mut w = World::new();
+    let deleted = w.create(spec(Priority::Normal, Some("A")));
+    let canceled = w.create(spec(Priority::Normal, Some("B")));
+    for g in [&b"A"[..], b"B"] {
+        w.with_env(|s, q, env| admin::set_group_cap(s, q, env, g, 1).unwrap());
+        w.with_env(|s, q, env| admin::set_group_cap(s, q, env, g, 0).unwrap());
+    }
+    w.with_env(|s, q, env| admin::delete(s, q, env, &deleted).unwrap());
+    w.with_env(|s, q, env| admin::cancel(s, q, env, &canceled).unwrap());
+    let (_, groups) = read::groups(&mut w.s, &w.q.clone(), 0, 10).unwrap();
+    assert!(groups.is_empty(), "{:?}", groups.iter().map(|g| g.group.clone()).collect::<Vec<_>>());
+    let (ka, kb) = (w.q.group(b"A"), w.q.group(b"B"));
+    assert!(!w.s.keys.contains_key(&ka) && !w.s.keys.contains_key(&kb), "the groups' hashes are gone");
+}
+
 #[test]
 fn done_finishes_and_retention_removes_every_trace() {
     let mut w = World::new();

@@ -600,6 +600,12 @@ impl<'a, S: Store> Tx<'a, S> {
             if !g.changed && !g.maybe_empty {
                 continue;
             }
+            if g.maybe_empty && !g.loaded {
+                // a queued job left (a delete, a cancel): whether the group is idle needs
+                // its hash, else a group that once had a cap would stay forever
+                self.load_group(gi)?;
+            }
+            let g = &self.groups[gi];
             let idle = g.loaded && g.running == 0 && g.cap.is_none();
             if g.maybe_empty && idle {
                 let mut queued = 0;

@@ -1,11 +1,12 @@
 //! JOB.UPDATE and JOB.RELEASE: the moves a worker makes, fenced by its lease token.
 
 use crate::backoff;
-use crate::error::{AiError, Code, Result};
+use crate::error::Result;
 use crate::job::{transition, Status, Trigger};
 use crate::keys::QueueKeys;
-use crate::queue::tx::{expire_at, load_job, meta, Env, Tally, Tx};
-use crate::queue::{cache, pending};
+use crate::queue::fence::load_for_worker;
+use crate::queue::tx::{expire_at, meta, Env, Tally, Tx};
+use crate::queue::{cache, pending, stream};
 use crate::record::{self, JobState};
 use crate::store::{Score, Store};
 
@@ -40,21 +41,6 @@ pub struct UpdateArgs {
 
 fn n(v: i64) -> Vec<u8> {
     v.to_string().into_bytes()
-}
-
-/// Loads a job a worker is about to move: NOTFOUND, CANCELED and the token rule.
-fn load_for_worker<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8], token: Option<&[u8]>) -> Result<JobState> {
-    let job = load_job(s, q, id)?
-        .ok_or_else(|| AiError::not_found(format!("no job {} in queue", String::from_utf8_lossy(id))))?;
-    if job.status == Status::Canceled {
-        return Err(AiError::new(Code::Canceled, "the job was canceled: stop working on it"));
-    }
-    let leased = job.status == Status::Running && job.token.is_some();
-    let matches = token.is_some() && token == job.token.as_deref();
-    if (leased || token.is_some()) && !matches {
-        return Err(AiError::new(Code::LeaseLost, "the token does not hold the job's current lease"));
-    }
-    Ok(job)
 }
 
 /// The fields a step writes to the record.
@@ -120,6 +106,7 @@ fn start<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, mut fields: Field
         (record::ATTEMPTS, n(job.attempts + 1)),
         (record::STARTED_AT, n(tx.now)),
     ]);
+    stream::new_attempt(tx, job, job.attempts + 1, &mut fields)?;
     tx.hdel(&job.id, &[record::LEASE_UNTIL, record::TOKEN, record::WORKER]);
     tx.hset(&job.id, fields);
     tx.place(job, to, Score::Inf)?;
@@ -245,6 +232,7 @@ pub fn finish<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, mut fields: 
         (record::UPDATED_AT, n(now)),
         (record::EXPIRE_AT, n(until)),
     ]);
+    stream::finished(tx, job, to, until)?;
     // a finished job keeps no lease: a late worker's update is LEASELOST
     tx.hdel(&job.id, &[record::LEASE_UNTIL, record::TOKEN, record::LEASE_MS]);
     tx.hset(&job.id, fields);
