@@ -132,7 +132,9 @@ impl MemStore {
             Op::Persist(k) => self.live(k).is_some() && self.keys.get(k).is_some_and(|(_, at)| at.is_some()),
             Op::Event(e) => e.stream.is_some(),
             Op::XAddId(_) => true,
-            Op::XTrimMinId(k, min) => matches!(self.entries(k), Ok(Some(s)) if s.iter().any(|(id, _)| id < min)),
+            Op::XTrimMinId(k, min) => {
+                matches!(self.keys.get(k), Some((Value::Entries(s), _)) if s.first().is_some_and(|(id, _)| id < min))
+            }
             Op::Wake(_) => false,
         }
     }
