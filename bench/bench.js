@@ -449,7 +449,9 @@ function render(srv, lines, notes, minutes) {
       'P is the pipeline depth. ' +
       `Single commands are driven by redis-benchmark (-c ${CLIENTS}); rows naming round trips or ioredis by ioredis ` +
       `(${CLIENTS} connections, P operations per connection at a time, one pipeline per step). Server µs/op: ` +
-      'INFO commandstats usec of the commands an operation runs (a script counts as its EVALSHA) per operation.',
+      'INFO commandstats usec of the commands an operation runs (a script counts as its EVALSHA) per operation. ' +
+      'Server CPU µs/op: the CPU time of the server\'s main thread per operation (schedstat), all it did for it; the ' +
+      'ratio in brackets is baseline CPU over aijob CPU, the throughput ratio of a server-bound run.',
     ...notes.map((n) => `${n}`),
     '',
   ].join('\n');
