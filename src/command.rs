@@ -8,7 +8,6 @@
 //! Every command runs the same way: arguments as byte slices, the clock read once, the
 //! configs read once, a panic turned into an error reply by the one guard (`crate::guard`), the INFO counters moved.
 
-
 use aijob_core::config::Config;
 use aijob_core::keys::QueueKeys;
 use aijob_core::queue::tx::{Env, Tally};

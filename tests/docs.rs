@@ -398,7 +398,23 @@ fn getkeys_routes_by_the_key_spec_and_arity_is_enforced() {
     let charged = ["JOB.CLAIM", "{t}q", "CHARGE", "rl:{t}", "REQUESTS", "LIMIT", "1", "PERIOD", "10"];
     assert_eq!(keys(&mut c, &charged), ["{t}q", "rl:{t}"]);
     // and JOB.UPDATE's, after NEXT
-    let next = ["JOB.UPDATE", "{t}q", "id", "STATUS", "done", "RESULT", "{}", "NEXT", "CHARGE", "rl:{t}", "REQUESTS", "LIMIT", "1", "PERIOD", "10"];
+    let next = [
+        "JOB.UPDATE",
+        "{t}q",
+        "id",
+        "STATUS",
+        "done",
+        "RESULT",
+        "{}",
+        "NEXT",
+        "CHARGE",
+        "rl:{t}",
+        "REQUESTS",
+        "LIMIT",
+        "1",
+        "PERIOD",
+        "10",
+    ];
     assert_eq!(keys(&mut c, &next), ["{t}q", "rl:{t}"]);
     assert_eq!(keys(&mut c, &["CACHE.GETORQUEUE", "q", "PAYLOAD", "{}", "KEY", "a", "b"]), ["q"]);
     assert_eq!(keys(&mut c, &["RATELIMIT.HIT", "rl:{c}", "LIMIT", "1", "PERIOD", "10"]), ["rl:{c}"]);

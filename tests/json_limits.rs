@@ -27,7 +27,11 @@ const HASH: &str = "000000000000000000000000000000000000000000000000000000000000
 
 fn entries() -> Vec<Entry> {
     vec![
-        Entry { name: "JOB.CREATE PAYLOAD", arg: "PAYLOAD", call: |c, j| cmd(c, &["JOB.CREATE", &fresh("c"), "PAYLOAD", j]) },
+        Entry {
+            name: "JOB.CREATE PAYLOAD",
+            arg: "PAYLOAD",
+            call: |c, j| cmd(c, &["JOB.CREATE", &fresh("c"), "PAYLOAD", j]),
+        },
         Entry {
             name: "JOB.CREATE META",
             arg: "META",

@@ -203,7 +203,8 @@ fn an_offloaded_finish_with_next_claims_without_blocking_again() {
     assert!(info_field(&mut c, "offloaded") >= 1, "the parse ran off the main thread");
     // nothing ready: an offloaded NEXT answers at once instead of blocking a second time
     let (_, token) = (next.clone(), fs(&array(&r[1])[0], "token"));
-    let words = ["JOB.UPDATE", "q", &next, "TOKEN", &token, "STATUS", "done", "RESULT", &result, "NEXT", "BLOCK", "5000"];
+    let words =
+        ["JOB.UPDATE", "q", &next, "TOKEN", &token, "STATUS", "done", "RESULT", &result, "NEXT", "BLOCK", "5000"];
     let t = std::time::Instant::now();
     let r = array(&ok(&mut c, &words));
     assert_eq!((s(&r[0]), array(&r[1]).len()), ("done".to_string(), 0));

@@ -139,7 +139,8 @@ fn next_finishes_and_claims_in_one_command() {
     assert_eq!(stat(&mut c, "q", "queued"), 1, "a refused finish claims nothing");
     // an error with a retry ahead goes on too; COUNT takes several
     create(&mut c, "q", &[]);
-    let words = ["JOB.UPDATE", "q", &a, "TOKEN", &fs(&rec, "token"), "STATUS", "error", "ERROR", "x", "NEXT", "COUNT", "5"];
+    let words =
+        ["JOB.UPDATE", "q", &a, "TOKEN", &fs(&rec, "token"), "STATUS", "error", "ERROR", "x", "NEXT", "COUNT", "5"];
     let r = array(&ok(&mut c, &words));
     assert_eq!(s(&r[0]), "delayed");
     let ids: Vec<String> = array(&r[1]).iter().map(|j| fs(j, "id")).collect();

@@ -140,5 +140,7 @@ fn redis_restart_mid_call_the_result_still_lands() {
     assert_eq!(job_json(&mut c, "default", &id)["result"]["text"], "echo: slow=2500");
     assert_eq!(mock.calls("slow=2500"), 1);
     // the log line follows the command that landed: wait for it
-    wait_until(T, "the 'landed after reconnecting' log line", || f.logs().contains("landed after reconnecting").then_some(()));
+    wait_until(T, "the 'landed after reconnecting' log line", || {
+        f.logs().contains("landed after reconnecting").then_some(())
+    });
 }

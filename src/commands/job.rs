@@ -4,8 +4,8 @@ use aijob_core::grammar;
 use aijob_core::keys::QueueKeys;
 use aijob_core::queue::charge::ChargeGate;
 use aijob_core::queue::claim::{self, ClaimArgs};
-use aijob_core::queue::next::finish_and_claim;
 use aijob_core::queue::create::JobSpec;
+use aijob_core::queue::next::finish_and_claim;
 use aijob_core::queue::read::ListArgs;
 use aijob_core::queue::stream::{self, AppendArgs, ReadArgs};
 use aijob_core::queue::update::{ReleaseArgs, UpdateArgs};
@@ -88,7 +88,8 @@ const CHARGE: Arg =
         .multi_token();
 
 /// JOB.CLAIM's options after Q, which JOB.UPDATE takes after NEXT.
-const CLAIM_OPTIONS: &[Arg] = &[ts("WORKER", "name").opt(), ti("LEASE", "ms").opt(), ti("BLOCK", "ms").opt(), COUNT, CHARGE];
+const CLAIM_OPTIONS: &[Arg] =
+    &[ts("WORKER", "name").opt(), ti("LEASE", "ms").opt(), ti("BLOCK", "ms").opt(), COUNT, CHARGE];
 
 /// JOB.CLAIM Q [WORKER name] [LEASE ms] [BLOCK ms] [COUNT n] [CHARGE key REQUESTS|COST LIMIT n PERIOD ms ...]
 pub const CLAIM: Command<(QueueKeys, ClaimArgs)> = Command {
@@ -99,14 +100,7 @@ pub const CLAIM: Command<(QueueKeys, ClaimArgs)> = Command {
         summary: "Takes up to COUNT ready jobs under a lease with a fencing token; BLOCK waits for one.",
         complexity: "O(log N) per job claimed, N the jobs of the queue",
         keys: Keys::QueueAndFound(key::RW | key::ACCESS | key::UPDATE, grammar::job::claim_key_positions),
-        args: &[
-            Q,
-            ts("WORKER", "name").opt(),
-            ti("LEASE", "ms").opt(),
-            ti("BLOCK", "ms").opt(),
-            COUNT,
-            CHARGE,
-        ],
+        args: &[Q, ts("WORKER", "name").opt(), ti("LEASE", "ms").opt(), ti("BLOCK", "ms").opt(), COUNT, CHARGE],
     },
     parse: |words, _| grammar::job::claim(words),
     handle: claim,

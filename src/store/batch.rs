@@ -252,7 +252,8 @@ impl<'a> Batch<'a> {
     /// Redis made, and the approximate trim rewritten as the exact length it left.
     fn xadd(&self, slot: &Slot, maxlen: i64, e: &Event, doc: &RStr) -> Result<()> {
         let id = self.s(&e.id)?;
-        let [type_, id_, data, kind] = [&b"type"[..], b"id", b"data", e.kind.as_bytes()].map(|f| ffi::field(self.ctx, f));
+        let [type_, id_, data, kind] =
+            [&b"type"[..], b"id", b"data", e.kind.as_bytes()].map(|f| ffi::field(self.ctx, f));
         let (type_, id_, data, kind) = (type_?, id_?, data?, kind?);
         let mut entry = [type_.ptr(), kind.ptr(), id_.ptr(), id.ptr, data.ptr(), doc.ptr];
         let (ms, seq) = slot.handle.stream_add(&mut entry)?;

@@ -9,8 +9,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
-use crate::state::AppState;
 use crate::config::Credential;
+use crate::state::AppState;
 
 pub const CSRF_COOKIE: &str = "aijob_csrf";
 pub const CSRF_FIELD: &str = "csrf";

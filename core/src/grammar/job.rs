@@ -571,14 +571,18 @@ mod tests {
         let (q, id, u, next) = update(&refs(&v), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();
         assert_eq!((q.name(), id.as_slice(), u.lease_ms), (&b"q"[..], &b"j"[..], Some(7)));
         let next = next.unwrap();
-        assert_eq!((next.worker.as_deref(), next.lease_ms, next.block_ms, next.count), (Some(&b"w"[..]), Some(100), Some(0), 2));
+        assert_eq!(
+            (next.worker.as_deref(), next.lease_ms, next.block_ms, next.count),
+            (Some(&b"w"[..]), Some(100), Some(0), 2)
+        );
         assert_eq!(next.charges.len(), 1);
         // the claim's CHARGE key is declared, at its place after the command name
         assert_eq!(update_key_positions(&refs(&v)), vec![0, 20]);
         assert_eq!(v[20], b"rl:{q}");
         let (nq, nc) = next_claim(&refs(&v)).unwrap().unwrap();
         // USAGE's CHARGE keys come before NEXT, the claim's after: both declared, each its own
-        let both = "q j TOKEN t STATUS done RESULT {} USAGE 5 CHARGE tpm:{q} NEXT CHARGE rpm:{q} REQUESTS LIMIT 1 PERIOD 10";
+        let both =
+            "q j TOKEN t STATUS done RESULT {} USAGE 5 CHARGE tpm:{q} NEXT CHARGE rpm:{q} REQUESTS LIMIT 1 PERIOD 10";
         let w = a(both);
         assert_eq!(update_key_positions(&refs(&w)), vec![0, 11, 14]);
         let (_, _, u, n) = update(&refs(&w), crate::json::Limits::bytes(1 << 20), MAX_USAGE).unwrap();

@@ -10,8 +10,8 @@ pub mod queue;
 pub mod schedule;
 
 use crate::args::{once, positive, priority, Cursor};
-use crate::json::Limits;
 use crate::error::{AiError, Result};
+use crate::json::Limits;
 use crate::queue::create::{JobSpec, Start};
 
 /// Parses one job option at `kw` if it is one; Ok(false) when `kw` is not a job option.

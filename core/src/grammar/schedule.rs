@@ -1,9 +1,9 @@
 //! The grammar of the SCHEDULE.* commands.
 
 use crate::args::{once, positive, queue, unknown, Cursor};
-use crate::json::Limits;
 use crate::error::{AiError, Result};
 use crate::grammar::job_option;
+use crate::json::Limits;
 use crate::keys::QueueKeys;
 use crate::names;
 use crate::queue::create::JobSpec;

@@ -961,9 +961,14 @@ mod finish_and_claim {
         assert_eq!(st, Status::Delayed);
         assert_eq!(got.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![low], "the retried job waits");
         // the events of both jobs went out, in order
-        let kinds: Vec<String> = w.s.published.iter().rev().take(2).map(|(_, d)| {
-            serde_json::from_slice::<serde_json::Value>(d).unwrap()["type"].as_str().unwrap().to_string()
-        }).collect();
+        let kinds: Vec<String> = w
+            .s
+            .published
+            .iter()
+            .rev()
+            .take(2)
+            .map(|(_, d)| serde_json::from_slice::<serde_json::Value>(d).unwrap()["type"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(kinds, ["running", "retrying"]);
     }
 
@@ -1016,7 +1021,8 @@ mod finish_and_claim {
         for _ in 0..3 {
             w.job("{}");
         }
-        let rpm = Charge { key: b"rpm:{q}".to_vec(), by_cost: false, windows: vec![Window { limit: 2, period: 60_000 }] };
+        let rpm =
+            Charge { key: b"rpm:{q}".to_vec(), by_cost: false, windows: vec![Window { limit: 2, period: 60_000 }] };
         let charged = ClaimArgs { count: 1, charges: vec![rpm], ..Default::default() };
         let c = w.claim_n(1).remove(0);
         let (_, got) = next(&mut w, &c, done_args(&c), charged.clone()).unwrap();
@@ -1076,7 +1082,9 @@ fn work_per_step() {
             ..Default::default()
         };
         let args = ClaimArgs { count: 1, ..Default::default() };
-        w.with_env(|s, q, env| crate::queue::next::finish_and_claim(s, q, env, &c.id, &finish, &args, &mut Open).unwrap())
+        w.with_env(|s, q, env| {
+            crate::queue::next::finish_and_claim(s, q, env, &c.id, &finish, &args, &mut Open).unwrap()
+        })
     });
     // a cache hit: the entry a done job with a HASH wrote
     let mut hashed = JobSpec::new(b"{}".to_vec());
@@ -1085,11 +1093,18 @@ fn work_per_step() {
     let c = w.claim_n(1).remove(0);
     w.done(&c);
     let req = crate::queue::cache::Request { spec: hashed, payload: crate::queue::cache::Payload::Unjudged };
-    let (found, hit) = step(&mut w, |w| w.with_env(|s, q, env| crate::queue::cache::get_or_queue(s, q, env, &req).unwrap().0));
+    let (found, hit) =
+        step(&mut w, |w| w.with_env(|s, q, env| crate::queue::cache::get_or_queue(s, q, env, &req).unwrap().0));
     assert!(matches!(found, crate::queue::cache::Lookup::Hit(_)));
     assert_eq!(
         [("create", create), ("claim", claim), ("done", done), ("done + claim (NEXT)", next), ("cache hit", hit)],
-        [("create", (7, 5)), ("claim", (14, 8)), ("done", (14, 10)), ("done + claim (NEXT)", (18, 16)), ("cache hit", (2, 0))]
+        [
+            ("create", (7, 5)),
+            ("claim", (14, 8)),
+            ("done", (14, 10)),
+            ("done + claim (NEXT)", (18, 16)),
+            ("cache hit", (2, 0))
+        ]
     );
 }
 

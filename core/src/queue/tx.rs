@@ -559,7 +559,8 @@ impl<'a, S: Store> Tx<'a, S> {
     pub fn event(&mut self, job: &JobState, kind: &'static str, status: Status, extra: &[(&str, &[u8], bool)]) {
         // the fixed fields take about 160 bytes, with a queue name and progress text
         let size = 160 + self.q.name().len() + job.progress.as_ref().map_or(0, Vec::len);
-        let mut w = ObjectWriter::with_capacity(size + extra.iter().map(|(n, v, _)| n.len() + v.len() + 8).sum::<usize>());
+        let mut w =
+            ObjectWriter::with_capacity(size + extra.iter().map(|(n, v, _)| n.len() + v.len() + 8).sum::<usize>());
         w.string("type", kind.as_bytes())
             .string(record::ID, &job.id)
             .string(record::QUEUE, self.q.name())

@@ -37,7 +37,6 @@ pub struct Shared {
 impl Shared {
     /// Whether a job of `queue` may claim its successor with its final update.
     pub(super) fn may_take_next(&self, queue: &str) -> bool {
-        !self.stop_claims.is_cancelled()
-            && self.sole_queue.lock().map(|q| q.as_deref() == Some(queue)).unwrap_or(false)
+        !self.stop_claims.is_cancelled() && self.sole_queue.lock().map(|q| q.as_deref() == Some(queue)).unwrap_or(false)
     }
 }
