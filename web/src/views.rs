@@ -651,7 +651,7 @@ pub fn ratelimits(ctx: &Ctx, spec: &str, rows: &[PeekRow]) -> Markup {
         }
         @if !rows.is_empty() {
             table.grid {
-                thead { tr { th { "key and windows" } th { "admits now" } th.num { "remaining" } th.num { "retry after" } th.num { "all windows empty in" } } }
+                thead { tr { th { "key and windows" } th { "admits now" } th.num { "remaining (bar: used)" } th.num { "retry after" } th.num { "all windows empty in" } } }
                 tbody {
                     @for r in rows {
                         tr {
