@@ -2,51 +2,22 @@
 //! token, reads from any offset, attempts kept apart, caps, and the stream's life with the
 //! job's record.
 
-use crate::config::Config;
 use crate::error::Code;
 use crate::job::Status;
-use crate::keys::QueueKeys;
-use crate::mem::MemStore;
 use crate::queue::claim::{claim, ClaimArgs, Claimed, Open};
 use crate::queue::create::JobSpec;
 use crate::queue::stream::{self, AppendArgs, Entry, ReadArgs, ReadReply};
-use crate::queue::tx::Env;
 use crate::queue::update::{UpdateArgs, UpdateStatus};
-use crate::queue::{admin, clock, create, update};
-use crate::rng::SplitMix;
+use crate::queue::{admin, create};
 use crate::store::{Store, StreamId};
 
-struct World {
-    s: MemStore,
-    q: QueueKeys,
-    rng: SplitMix,
-    config: Config,
-}
+use super::tests::World;
 
 fn id(ms: u64, seq: u64) -> StreamId {
     StreamId::new(ms, seq)
 }
 
 impl World {
-    fn new() -> Self {
-        World {
-            s: MemStore::new(1_000_000),
-            q: QueueKeys::new(b"q").unwrap(),
-            rng: SplitMix(7),
-            config: Config::default(),
-        }
-    }
-
-    fn with_env<R>(&mut self, f: impl FnOnce(&mut MemStore, &QueueKeys, &mut Env) -> R) -> R {
-        let World { s, q, rng, config } = self;
-        let mut env = Env { now: s.now, config: *config, entropy: rng };
-        f(s, q, &mut env)
-    }
-
-    fn create(&mut self, spec: JobSpec) -> Vec<u8> {
-        self.with_env(|s, q, env| create::create(s, q, env, &spec).unwrap().0)
-    }
-
     fn claim(&mut self, lease_ms: i64) -> Claimed {
         let args = ClaimArgs { count: 1, lease_ms: Some(lease_ms), ..Default::default() };
         self.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap().jobs.pop().expect("a claimable job"))
@@ -66,10 +37,6 @@ impl World {
         stream::read(&mut self.s, &self.q, job, &a)
     }
 
-    fn update(&mut self, job: &[u8], a: UpdateArgs) -> crate::Result<Status> {
-        self.with_env(|s, q, env| update::update(s, q, env, job, &a).map(|r| r.0))
-    }
-
     fn finish(&mut self, c: &Claimed, status: UpdateStatus) -> Status {
         let a = UpdateArgs {
             token: Some(c.token.as_bytes().to_vec()),
@@ -79,10 +46,6 @@ impl World {
             ..Default::default()
         };
         self.update(&c.id, a).unwrap()
-    }
-
-    fn tick(&mut self) -> clock::TickReport {
-        self.with_env(|s, q, env| clock::tick(s, q, env, 1000).unwrap())
     }
 
     fn out_exists(&mut self, job: &[u8]) -> bool {

@@ -15,15 +15,16 @@ use crate::queue::{admin, clock, create, read, update};
 use crate::record::Value;
 use crate::rng::SplitMix;
 
-struct World {
-    s: MemStore,
-    q: QueueKeys,
-    rng: SplitMix,
-    config: Config,
+/// The test harness: an in-memory store, one queue, seeded entropy (stream_tests.rs too).
+pub(super) struct World {
+    pub(super) s: MemStore,
+    pub(super) q: QueueKeys,
+    pub(super) rng: SplitMix,
+    pub(super) config: Config,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         World {
             s: MemStore::new(1_000_000),
             q: QueueKeys::new(b"q").unwrap(),
@@ -32,13 +33,13 @@ impl World {
         }
     }
 
-    fn with_env<R>(&mut self, f: impl FnOnce(&mut MemStore, &QueueKeys, &mut Env) -> R) -> R {
+    pub(super) fn with_env<R>(&mut self, f: impl FnOnce(&mut MemStore, &QueueKeys, &mut Env) -> R) -> R {
         let World { s, q, rng, config } = self;
         let mut env = Env { now: s.now, config: *config, entropy: rng };
         f(s, q, &mut env)
     }
 
-    fn create(&mut self, spec: JobSpec) -> Vec<u8> {
+    pub(super) fn create(&mut self, spec: JobSpec) -> Vec<u8> {
         self.with_env(|s, q, env| create::create(s, q, env, &spec).unwrap().0)
     }
 
@@ -51,11 +52,11 @@ impl World {
         self.with_env(|s, q, env| claim(s, q, env, &args, &mut Open).unwrap().jobs)
     }
 
-    fn update(&mut self, id: &[u8], a: UpdateArgs) -> crate::Result<Status> {
+    pub(super) fn update(&mut self, id: &[u8], a: UpdateArgs) -> crate::Result<Status> {
         self.with_env(|s, q, env| update::update(s, q, env, id, &a).map(|r| r.0))
     }
 
-    fn tick(&mut self) -> clock::TickReport {
+    pub(super) fn tick(&mut self) -> clock::TickReport {
         self.with_env(|s, q, env| clock::tick(s, q, env, 1000).unwrap())
     }
 
