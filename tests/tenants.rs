@@ -219,6 +219,24 @@ fn usage_settles_the_charged_window_down_and_up() {
 }
 
 #[test]
+fn a_next_claims_against_the_usage_its_own_finish_settled() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    create(&mut c, "q", &["COST", "100"]);
+    let second = create(&mut c, "q", &["COST", "100"]);
+    let charge = ["CHARGE", "tpm:{q}", "COST", "LIMIT", "300", "PERIOD", "60000"];
+    let got = array(&ok(&mut c, &[&["JOB.CLAIM", "q"][..], &charge].concat()));
+    let (a, ta) = (fs(&got[0], "id"), fs(&got[0], "token"));
+    let finish = ["JOB.UPDATE", "q", &a, "TOKEN", &ta, "STATUS", "done", "RESULT", "1", "USAGE", "250"];
+    let words = [&finish[..], &["CHARGE", "tpm:{q}", "NEXT"], &charge].concat();
+    let r = array(&ok(&mut c, &words));
+    assert_eq!(s(&r[0]), "done");
+    assert!(array(&r[1]).is_empty(), "250 used + 100 charged would pass the 300 budget: {r:?}");
+    assert_eq!(peek(&mut c, "tpm:{q}", "300"), 250, "only the settled usage is held");
+    assert_eq!(fs(&ok(&mut c, &["JOB.GET", "q", &second]), "status"), "queued");
+}
+
+#[test]
 fn digests_match_after_a_charged_workload() {
     let dir = TempDir::new("charged");
     let master = Server::start_with(Opts { dir: Some(dir.0.clone()), ..Default::default() }.aof_always());

@@ -100,6 +100,7 @@ pub fn settle<S: Store>(tx: &mut Tx<S>, job: &JobState, usage: i64, declared: &[
         let mut state = limiter::load(tx.s, &t.key)?;
         state.settle(&t.periods, t.at, usage.saturating_sub(t.amount), tx.now);
         tx.push(limiter::store_op(&t.key, &state, tx.now));
+        tx.note_limiter_written();
         out.settled += 1;
     }
     Ok(out)

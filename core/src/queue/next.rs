@@ -28,9 +28,10 @@ pub fn finish_and_claim<S: Store, G: Gate<S>>(
     let mut tx = Tx::new(s, q, env.now, env.config);
     let status = update::update_in(&mut tx, env, id, finish)?;
     let mut more = !claim::is_paused(tx.s, q)?;
-    // The claim's search reads the turns and the queued jobs from the store: it may share
-    // the step unless the finish changed them (a group unparked below its cap).
-    if more && !tx.claim_order_changed() {
+    // The claim's search reads the turns, the queued jobs and the CHARGE limiters from the
+    // store: it may share the step unless the finish changed them (a group unparked below
+    // its cap, a USAGE settled).
+    if more && !tx.claim_inputs_changed() {
         more = claim::claim_into(&mut tx, env, next, gate, &mut out)?;
     }
     out.tally.add(&tx.commit()?);

@@ -1041,6 +1041,33 @@ mod finish_and_claim {
     }
 
     #[test]
+    fn the_claim_sees_the_usage_its_own_finish_settled() {
+        // fetcher/tests/tenants.rs found this: the finish's USAGE raised the window past the
+        // budget, and the claim in the same command admitted against the window as it was.
+        let mut w = World::new();
+        for _ in 0..2 {
+            let mut s = JobSpec::new(b"{}".to_vec());
+            s.cost = 100;
+            w.create(s);
+        }
+        let tpm =
+            Charge { key: b"tpm:{q}".to_vec(), by_cost: true, windows: vec![Window { limit: 300, period: 60_000 }] };
+        let charged = ClaimArgs { count: 1, charges: vec![tpm.clone()], ..Default::default() };
+        let c = w
+            .with_env(|s, q, env| claim(s, q, env, &charged, &mut ChargeGate { charges: &charged.charges }).unwrap())
+            .jobs
+            .remove(0);
+        let mut finish = done_args(&c);
+        finish.usage = Some(250);
+        finish.charge_keys = vec![tpm.key.clone()];
+        let (st, got) = next(&mut w, &c, finish, charged).unwrap();
+        assert_eq!(st, Status::Done);
+        assert!(got.jobs.is_empty(), "250 used + 100 charged would pass the 300 budget");
+        assert!(got.denied_for_ms.unwrap() > 59_000);
+        assert_eq!(w.stat("queued"), 1, "the second job stays queued");
+    }
+
+    #[test]
     fn the_group_is_written_only_when_its_count_moves() {
         let mut w = World::new();
         for _ in 0..3 {

@@ -164,9 +164,9 @@ pub struct Tx<'a, S: Store> {
     ops: Vec<Op>,
     meta: MetaView,
     groups: Vec<GroupView>,
-    /// A turn set or a group's queued jobs changed in this step: what a claim would read
-    /// from the store is no longer what the step sees.
-    claim_order_changed: bool,
+    /// A turn set, a group's queued jobs or a limiter changed in this step: what a claim
+    /// would read from the store is no longer what the step sees.
+    claim_inputs_changed: bool,
 }
 
 impl<'a, S: Store> Tx<'a, S> {
@@ -180,13 +180,20 @@ impl<'a, S: Store> Tx<'a, S> {
             ops: Vec::with_capacity(16),
             meta: MetaView::default(),
             groups: Vec::new(),
-            claim_order_changed: false,
+            claim_inputs_changed: false,
         }
     }
 
-    /// Whether this step changed a turn set or a group's queued jobs (see `claim::claim_into`).
-    pub fn claim_order_changed(&self) -> bool {
-        self.claim_order_changed
+    /// Whether this step changed a turn set, a group's queued jobs or a limiter's state: a
+    /// claim reads those from the store, so it may not share the step (see `next.rs`).
+    pub fn claim_inputs_changed(&self) -> bool {
+        self.claim_inputs_changed
+    }
+
+    /// A limiter's state was written in this step (a USAGE settle): a CHARGE admit that read
+    /// the store now would miss it.
+    pub fn note_limiter_written(&mut self) {
+        self.claim_inputs_changed = true;
     }
 
     pub fn push(&mut self, op: Op) {
@@ -354,7 +361,7 @@ impl<'a, S: Store> Tx<'a, S> {
     }
 
     fn set_turn(&mut self, gi: usize, p: Priority, member: bool) -> Result<()> {
-        self.claim_order_changed = true;
+        self.claim_inputs_changed = true;
         let name = self.groups[gi].name.clone();
         if member {
             let t = self.next_turn()?;
@@ -395,7 +402,7 @@ impl<'a, S: Store> Tx<'a, S> {
         self.ops.push(Op::ZAdd(self.q.status(to), Score::At(job.seq), id.clone()));
         match to {
             Status::Queued => {
-                self.claim_order_changed = true;
+                self.claim_inputs_changed = true;
                 let gi = self.group(&job.group);
                 let p = job.priority;
                 self.ops.push(Op::ZAdd(self.q.queued(p, &job.group), Score::At(job.seq), id.clone()));
@@ -472,7 +479,7 @@ impl<'a, S: Store> Tx<'a, S> {
         self.ops.push(Op::ZRem(self.q.status(from), id.clone()));
         match from {
             Status::Queued => {
-                self.claim_order_changed = true;
+                self.claim_inputs_changed = true;
                 let gi = self.group(&job.group);
                 let p = job.priority;
                 let n = (self.queued_in(gi, p)? - 1).max(0);

@@ -104,14 +104,12 @@ impl Report {
 
 /// The final update of `job`, with NEXT when the task may go on to the queue's next job.
 fn final_update(sh: &Shared, job: &Job, cmd: redis::Cmd) -> (redis::Cmd, Option<ProviderName>) {
-    // Not with charged claims: a NEXT's CHARGE was seen to admit a claim past the budget in
-    // fetcher/tests/tenants.rs (the step's USAGE settle and its claim are committed
-    // together), so such a queue is claimed apart until the module's NEXT is fixed.
-    if !sh.may_take_next(&job.queue) || sh.limits.charge_plan(&job.queue).is_some() {
+    if !sh.may_take_next(&job.queue) {
         return (cmd, None);
     }
+    let plan = sh.limits.charge_plan(&job.queue);
     let ask = commands::NextAsk { worker: &sh.cfg.worker, lease_ms: sh.lease_ms };
-    (commands::then_next(cmd, ask, None), None)
+    (commands::then_next(cmd, ask, plan.as_ref()), plan.map(|p| p.provider))
 }
 
 /// The job NEXT handed back (COUNT 1: one at most), counted as claimed.
