@@ -18,6 +18,7 @@
 
 use serde_json::{json, Value};
 
+use crate::outcome::Refusal;
 use crate::providers::{self, Call, ErrorClass, Failure, Success};
 
 /// A leg that did not answer: the result's `tried` list and the error text name them.
@@ -82,6 +83,8 @@ pub enum End {
     Failed(Failure),
     /// Every leg was skipped, cooled down: give the job back for `delay_ms`.
     Cooled { delay_ms: u64 },
+    /// Redis refused a streamed leg's append: the job is no longer ours, nothing is written.
+    Lost(Refusal),
 }
 
 /// The failure an attempt reports when `last` (the last call's) ended it; `tried` holds

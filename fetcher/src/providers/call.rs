@@ -49,9 +49,33 @@ fn bad(message: &str) -> Failure {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Where a streamed call sends the pieces of its answer's text as they arrive.
+pub type Deltas = tokio::sync::mpsc::UnboundedSender<String>;
+
 pub trait Provider: Send + Sync {
     /// Makes the call. The caller bounds it with the per-call timeout too.
     fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Success, Failure>>;
+
+    /// Makes the call in streaming mode: each piece of the answer's text goes to `deltas` as
+    /// the provider sends it, and the answer is the same [`Success`] as [`Provider::call`]'s
+    /// (the whole text, the usage, the provider's final JSON). A provider that cannot stream
+    /// answers whole, and its text is one piece.
+    fn stream<'a>(&'a self, call: &'a Call, deltas: Deltas) -> BoxFuture<'a, Result<Success, Failure>> {
+        Box::pin(async move {
+            let s = self.call(call).await?;
+            if let Some(t) = s.text.as_ref().filter(|t| !t.is_empty()) {
+                let _ = deltas.send(t.clone());
+            }
+            Ok(s)
+        })
+    }
+}
+
+/// Whether a payload asks for its answer as a stream: `"stream": true` at its top level, or
+/// in its request (OpenAI's own flag).
+pub fn wants_stream(call: &Call) -> bool {
+    let on = |v: &Value| v.get("stream").and_then(Value::as_bool) == Some(true);
+    on(&call.payload) || on(&call.request)
 }
 
 /// Reads a payload: `{"provider", "model", "request", ...}`. A payload that is not of this
@@ -125,6 +149,14 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_asks_for_a_stream_at_its_top_level_or_in_its_request() {
+        let top = parse_payload(br#"{"provider":"gemini","stream":true}"#).unwrap();
+        let req = parse_payload(br#"{"provider":"openai","request":{"stream":true}}"#).unwrap();
+        let off = parse_payload(br#"{"provider":"openai","stream":"yes","request":{"stream":false}}"#).unwrap();
+        assert_eq!((wants_stream(&top), wants_stream(&req), wants_stream(&off)), (true, true, false));
+    }
+
+    #[test]
     fn results_name_the_model_the_provider_used_when_the_payload_named_none() {
         let call = parse_payload(br#"{"provider":"echo"}"#).unwrap();
         let s = Success {
@@ -134,6 +166,7 @@ mod tests {
             model: Some("m2".into()),
         };
         let r = result_json(&call, &s);
+        assert!(!wants_stream(&call));
         assert_eq!(r["model"], "m2");
         assert_eq!(r["provider"], "echo");
         assert!(r.get("text").is_none());

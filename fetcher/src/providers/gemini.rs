@@ -1,12 +1,19 @@
 //! Gemini: `POST {base}/v1beta/models/{model}:generateContent`, the key in `x-goog-api-key`.
 //! text = candidates[0].content.parts[*].text joined; usage from usageMetadata
 //! (promptTokenCount; candidatesTokenCount plus thoughtsTokenCount when present).
+//!
+//! Streaming (when the payload asks for a stream): `POST ...:streamGenerateContent?alt=sse`,
+//! whose events are each a `GenerateContentResponse` holding the next piece of the text; the
+//! usage is the `usageMetadata` of the last event that has one (Gemini repeats it, the last
+//! being the whole call's), and the answer is complete when a candidate said its
+//! `finishReason` (or the prompt was blocked) before the stream ended.
 
 use serde_json::Value;
 
-use super::call::{count_at, BoxFuture, Call, Provider, Success, Usage};
+use super::call::{count_at, BoxFuture, Call, Deltas, Provider, Success, Usage};
 use super::client::Http;
 use super::failure::{ErrorClass, Failure};
+use super::sse::{self, Event};
 use crate::secret::Secret;
 
 pub struct Gemini {
@@ -50,19 +57,85 @@ pub fn usage_of(output: &Value) -> Usage {
     Usage { input_tokens: count_at(output, "/usageMetadata/promptTokenCount").unwrap_or(0), output_tokens: out }
 }
 
+/// A streamed answer as its events arrive.
+#[derive(Debug, Default)]
+pub struct Streamed {
+    text: Option<String>,
+    usage: Usage,
+    model: Option<String>,
+    last: Value,
+    finished: bool,
+}
+
+impl Streamed {
+    /// One event; returns the piece of text it carries, or the failure it reports.
+    pub fn event(&mut self, e: &Event, http: &Http) -> Result<Option<String>, Failure> {
+        let v = sse::json_of(e)?;
+        if let Some(f) = sse::error_in(&v, http) {
+            return Err(f);
+        }
+        if v.get("usageMetadata").is_some_and(Value::is_object) {
+            self.usage = usage_of(&v);
+        }
+        if let Some(m) = v.get("modelVersion").and_then(Value::as_str) {
+            self.model = Some(m.to_string());
+        }
+        let reason = v.pointer("/candidates/0/finishReason").and_then(Value::as_str);
+        let blocked = v.pointer("/promptFeedback/blockReason").is_some();
+        self.finished |= reason.is_some() || blocked;
+        let piece = text_of(&v);
+        if let Some(p) = &piece {
+            self.text.get_or_insert_with(String::new).push_str(p);
+        }
+        self.last = v;
+        Ok(piece.filter(|p| !p.is_empty()))
+    }
+
+    /// The answer, when a finish reason came before the stream ended; `output` is the last
+    /// event.
+    pub fn finish(self) -> Result<Success, Failure> {
+        if !self.finished {
+            let m = "the stream ended before a finishReason: the answer broke off";
+            return Err(Failure::retry(ErrorClass::Network, m));
+        }
+        Ok(Success { output: self.last, text: self.text, usage: self.usage, model: self.model })
+    }
+}
+
+impl Gemini {
+    /// `method` is `generateContent` or `streamGenerateContent?alt=sse`.
+    fn post(&self, call: &Call, method: &str) -> Result<reqwest::RequestBuilder, Failure> {
+        let model = model_path(call.model.as_deref())?;
+        let url = format!("{}/v1beta/models/{model}:{method}", self.base);
+        Ok(self.http.client.post(url).header("x-goog-api-key", self.key.expose()))
+    }
+}
+
 impl Provider for Gemini {
     fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Success, Failure>> {
         Box::pin(async move {
-            let model = model_path(call.model.as_deref())?;
-            let url = format!("{}/v1beta/models/{model}:generateContent", self.base);
-            let req = self.http.client.post(url).header("x-goog-api-key", self.key.expose());
-            let output = self.http.post_json(req, &call.request).await?;
+            let output = self.http.post_json(self.post(call, "generateContent")?, &call.request).await?;
             Ok(Success {
                 text: text_of(&output),
                 usage: usage_of(&output),
                 model: output.get("modelVersion").and_then(Value::as_str).map(str::to_string),
                 output,
             })
+        })
+    }
+
+    fn stream<'a>(&'a self, call: &'a Call, deltas: Deltas) -> BoxFuture<'a, Result<Success, Failure>> {
+        Box::pin(async move {
+            let req = self.post(call, "streamGenerateContent?alt=sse")?;
+            let mut streamed = Streamed::default();
+            let on_event = |e: Event| {
+                if let Some(piece) = streamed.event(&e, &self.http)? {
+                    let _ = deltas.send(piece);
+                }
+                Ok(true)
+            };
+            self.http.post_sse(req, &call.request, on_event).await?;
+            streamed.finish()
         })
     }
 }
@@ -81,6 +154,29 @@ mod tests {
         assert_eq!(text_of(&out).as_deref(), Some("Hello, world"));
         assert_eq!(usage_of(&out), Usage { input_tokens: 7, output_tokens: 5 });
         assert_eq!(text_of(&json!({"candidates": []})), None);
+    }
+
+    #[test]
+    fn a_stream_gives_its_pieces_and_the_last_usage_once_it_finished() {
+        let http = Http { client: reqwest::Client::new(), redactor: Default::default() };
+        let ev = |d: &str| Event { name: String::new(), data: d.into() };
+        let mut s = Streamed::default();
+        let events = [
+            r#"{"candidates":[{"content":{"parts":[{"text":"Hel"}]}}],"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":1}}"#,
+            r#"{"candidates":[{"content":{"parts":[{"text":"lo"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":2},"modelVersion":"g-1"}"#,
+        ];
+        let got: Vec<Option<String>> = events.iter().map(|e| s.event(&ev(e), &http).unwrap()).collect();
+        assert_eq!(got, [Some("Hel".into()), Some("lo".into())]);
+        let a = s.finish().unwrap();
+        assert_eq!((a.text.as_deref(), a.model.as_deref()), (Some("Hello"), Some("g-1")));
+        assert_eq!(a.usage, Usage { input_tokens: 7, output_tokens: 2 });
+        assert_eq!(a.output["candidates"][0]["finishReason"], "STOP");
+        let mut s = Streamed::default();
+        s.event(&ev(events[0]), &http).unwrap();
+        assert_eq!(s.finish().unwrap_err().class, ErrorClass::Network, "no finishReason: it broke off");
+        let mut s = Streamed::default();
+        s.event(&ev(r#"{"promptFeedback":{"blockReason":"SAFETY"}}"#), &http).unwrap();
+        assert_eq!(s.finish().unwrap().text, None);
     }
 
     #[test]

@@ -14,9 +14,10 @@ mod name;
 pub mod openai;
 mod plan;
 mod registry;
+mod sse;
 mod translate;
 
-pub use call::{result_json, Call, Provider, Success, Usage};
+pub use call::{result_json, wants_stream, Call, Provider, Success, Usage};
 pub use failure::{ErrorClass, Failure};
 pub use name::ProviderName;
 pub use plan::{parse_plan, FallbackRules, Plan, Target, MAX_FALLBACKS};

@@ -6,6 +6,9 @@
 //! provider its queue is bound to, for one call: the first leg to that provider uses it;
 //! every other leg (another provider, or that provider again) takes its own provider's
 //! budgets per call (RATELIMIT.HIT) before it calls. A skipped (cooled) leg takes none.
+//!
+//! A payload that asks for a stream (`"stream": true`) has every leg called in streaming
+//! mode (`stream.rs`): its text is appended to the job's output stream as it arrives.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,12 +16,13 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::fallback::{self, End, Next, Tried};
-use crate::providers::{Call, ErrorClass, Failure, Plan, Provider, ProviderName, Success};
+use crate::providers::{self, Call, ErrorClass, Failure, Plan, Provider, ProviderName, Success};
 use crate::rconn;
 
 use super::commands;
 use super::job::Job;
 use super::shared::Shared;
+use super::stream::{self, Output, Stop};
 
 /// Runs the plan (when the payload was readable). Returns it and how its legs ended.
 pub async fn execute(sh: &Shared, parsed: Result<Plan, Failure>, job: &Job) -> (Option<Plan>, End) {
@@ -37,6 +41,7 @@ async fn run_plan(sh: &Shared, plan: &Plan, job: &Job) -> End {
     let mut tried: Vec<Tried> = Vec::new();
     let mut last_call: Option<Failure> = None;
     let mut cooled_ms: Option<u64> = None;
+    let mut output = plan.primary().is_some_and(providers::wants_stream).then(Output::default);
     for (i, (leg, per_call)) in plan.legs.iter().zip(per_call).enumerate() {
         let before = i.checked_sub(1).and_then(|p| plan.legs.get(p)).zip(tried.last().cloned());
         if let Some((prev, left)) = &before {
@@ -51,9 +56,10 @@ async fn run_plan(sh: &Shared, plan: &Plan, job: &Job) -> End {
         if let Some((prev, left)) = &before {
             begin_fallback(sh, job, i, prev, leg, left).await;
         }
-        let f = match call_leg(sh, leg, i, job, per_call).await {
+        let f = match call_leg(sh, leg, i, job, per_call, output.as_mut()).await {
             Ok(success) => return End::Answered { leg: i, success, tried },
-            Err(f) => f,
+            Err(Stop::Lost(refusal)) => return End::Lost(refusal),
+            Err(Stop::Failed(f)) => f,
         };
         if f.class.is_provider_failure() {
             sh.breaker.failed(leg.provider).await;
@@ -74,11 +80,11 @@ async fn run_plan(sh: &Shared, plan: &Plan, job: &Job) -> End {
 /// Leg `index` is about to be called after leg `index - 1` (`prev`, which ended as `left`
 /// says): logged, and told to subscribers with a PROGRESS update.
 ///
-/// The seam for streaming: a leg that streams appends its output to the job's stream as it
-/// arrives, so a fallback after output has begun must append an attempt boundary (the
-/// attempt number, and this leg's provider and model) here, before the next leg's first
-/// chunk: readers then see the earlier text end and the new one start, never one text
-/// made of two models' output.
+/// Streaming: a leg that streams appends its output to the job's stream as it arrives, so a
+/// fallback after output has begun puts an attempt boundary before its own first chunk:
+/// that append carries RESTART ([`Output::begin_leg`], in `stream.rs`; an attempt entry
+/// cannot be appended alone), and readers see the earlier text end and the new one start,
+/// never one text made of two models' output.
 async fn begin_fallback(sh: &Shared, job: &Job, index: usize, prev: &Call, leg: &Call, left: &Tried) {
     let (class, provider, model) = (left.class.as_str(), leg.provider, leg.model.as_deref().unwrap_or(""));
     info!(queue = %job.queue, id = %job.id, from = %prev.provider, class, to = %provider, model, leg = index, "falling back");
@@ -89,8 +95,15 @@ async fn begin_fallback(sh: &Shared, job: &Job, index: usize, prev: &Call, leg: 
 }
 
 /// Leg `index`: the provider this fetcher has for it, its budgets when the claim's charge
-/// does not cover it, then the call.
-async fn call_leg(sh: &Shared, leg: &Call, index: usize, job: &Job, per_call: bool) -> Result<Success, Failure> {
+/// does not cover it, then the call (streamed into `output` when the job streams).
+async fn call_leg(
+    sh: &Shared,
+    leg: &Call,
+    index: usize,
+    job: &Job,
+    per_call: bool,
+    output: Option<&mut Output>,
+) -> Result<Success, Stop> {
     let provider = sh.providers.get(leg.provider)?;
     if per_call {
         if let (0, Some(bound)) = (index, job.charged) {
@@ -98,7 +111,10 @@ async fn call_leg(sh: &Shared, leg: &Call, index: usize, job: &Job, per_call: bo
         }
         sh.limits.acquire(&job.queue, leg.provider, job.cost).await?;
     }
-    timed_call(sh, leg, provider).await
+    match output {
+        Some(out) => stream::call(sh, job, leg, provider, out).await,
+        None => Ok(timed_call(sh, leg, provider).await?),
+    }
 }
 
 async fn timed_call(sh: &Shared, call: &Call, provider: Arc<dyn Provider>) -> Result<Success, Failure> {

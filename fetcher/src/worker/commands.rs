@@ -123,6 +123,18 @@ pub fn release_for(job: &Job, delay_ms: u64) -> redis::Cmd {
     cmd
 }
 
+/// Appends `data` to the job's output stream, as one chunk; `RESTART` first drops what the
+/// attempt appended before and puts an attempt boundary (a fallback's first append).
+pub fn append(job: &Job, restart: bool, data: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("JOB.APPEND");
+    cmd.arg(&job.queue).arg(&job.id).arg("TOKEN").arg(&job.token);
+    if restart {
+        cmd.arg("RESTART");
+    }
+    cmd.arg("DATA").arg(data);
+    cmd
+}
+
 #[cfg(test)]
 pub fn words(cmd: &redis::Cmd) -> String {
     let word = |a: redis::Arg<&[u8]>| match a {
@@ -176,6 +188,8 @@ mod tests {
         assert!(words(&next).ends_with("NEXT WORKER w LEASE 900 CHARGE k"));
         assert_eq!(words(&release_for(&job(), 2500)), "JOB.RELEASE q j TOKEN t DELAY 2500");
         assert_eq!(words(&release_for(&job(), 0)), "JOB.RELEASE q j TOKEN t DELAY 1");
+        assert_eq!(words(&append(&job(), false, "Hi")), "JOB.APPEND q j TOKEN t DATA Hi");
+        assert_eq!(words(&append(&job(), true, "Hi")), "JOB.APPEND q j TOKEN t RESTART DATA Hi");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! - `startup`: the lease, the checks and the start lines;
 //! - `discovery`: the queues of the --queues patterns, looked up again and again;
 //! - `claim`: the claim loop (weighted, then blocking) and the slots of --concurrency;
-//! - `task`: one job: its calls (`call`: the legs of its plan, cooldowns, budgets, timeout)
-//!   with heartbeats beside it;
+//! - `task`: one job: its calls (`call`: the legs of its plan, cooldowns, budgets, timeout;
+//!   `stream`: a streamed leg's text appended to the job's output stream) with heartbeats
+//!   beside it;
 //! - `report`: the final update or release, sent until it lands, and the outcome;
 //! - `drain`: the shutdown's grace and deadlines;
 //! - `commands` and `job`: the job commands and the claimed job, pure;
@@ -19,6 +20,7 @@ mod job;
 mod report;
 mod shared;
 mod startup;
+mod stream;
 mod task;
 
 use std::sync::Arc;

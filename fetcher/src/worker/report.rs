@@ -132,6 +132,7 @@ pub async fn finish(sh: &Shared, job: &Job, plan: Option<&Plan>, end: End) -> Re
         },
         End::Failed(failure) => failure,
         End::Cooled { delay_ms } => return defer(sh, job, delay_ms).await,
+        End::Lost(refusal) => return Report::of(Outcome::Lost(LostReason::Refused(refusal))),
     };
     let f = Failure { message: sh.redactor.scrub(&f.message), ..f };
     let (cmd, charged) = final_update(sh, job, commands::error(job, &f, &sh.redactor));

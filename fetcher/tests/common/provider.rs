@@ -14,6 +14,16 @@
 //! - `usage=N ...` (anything after the number is ignored): 200 whose usage adds up to N
 //!   tokens (input N/2, output the rest), e.g. more or less than the job's COST estimate.
 //!
+//!
+//! Streamed requests (gemini `:streamGenerateContent?alt=sse`, openai chat with `"stream":
+//! true`) are answered with server-sent events carrying [`streamed_text`] in pieces of 5
+//! bytes, each event written in two TCP writes some ms apart (an event split across reads)
+//! with a `: keepalive` comment every 4 pieces; openai ends with the usage chunk when
+//! `stream_options.include_usage` asks for it, then `data: [DONE]`; gemini's last event has
+//! its finishReason and usage. Steps: `gap=MS` (MS between pieces, 20 by default);
+//! `cut=K` (K pieces, then the connection drops mid-stream); `usage=N` as above; a status
+//! or `429/...` answers before any event, as above.
+//!
 //! Usage in every other 200: gemini promptTokenCount 11, candidatesTokenCount 7; openai chat
 //! prompt_tokens 13, completion_tokens 5; images input_tokens 3, output_tokens 100. Each
 //! request's log entry keeps the tokens its answer reported (`tokens`): the provider's own
@@ -165,6 +175,13 @@ fn serve(
     };
     let steps: Vec<&str> = prompt.split(',').map(str::trim).collect();
     let step = steps[(nth - 1).min(steps.len() - 1)];
+    if is_stream(&path, &req_json) && !step.starts_with("429/") && step.parse::<u16>().is_err() {
+        let tokens = stream_usage(step, &path);
+        state.lock().unwrap().requests[index].tokens = tokens.0 + tokens.1;
+        let r = serve_stream(conn, step, &path, &prompt, &req_json, tokens);
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        return r;
+    }
     let (status, extra_headers, body, delay) = answer(step, &path, &prompt, &req);
     if status == 200 {
         state.lock().unwrap().requests[index].tokens = tokens_of(&body);
@@ -193,8 +210,120 @@ fn serve(
     r
 }
 
+fn is_stream(path: &str, v: &Value) -> bool {
+    path.ends_with(":streamGenerateContent?alt=sse")
+        || (path == "/v1/chat/completions" && v.get("stream").and_then(Value::as_bool) == Some(true))
+}
+
+/// The text a streamed answer to `prompt` carries, whole.
+pub fn streamed_text(prompt: &str) -> String {
+    let words: String = (1..=24).map(|i| format!(" w{i}")).collect();
+    format!("echo: {prompt}{words}")
+}
+
+/// The pieces of [`streamed_text`], 5 bytes each (the last shorter).
+pub fn streamed_pieces(prompt: &str) -> Vec<String> {
+    let text = streamed_text(prompt);
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in text.chars() {
+        cur.push(c);
+        if cur.len() >= 5 {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// (input, output) tokens a streamed answer reports.
+fn stream_usage(step: &str, path: &str) -> (u64, u64) {
+    if let Some(rest) = step.strip_prefix("usage=") {
+        let n: u64 = rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0);
+        return (n / 2, n - n / 2);
+    }
+    if path.contains(":streamGenerateContent") {
+        (11, 7)
+    } else {
+        (13, 5)
+    }
+}
+
+/// Writes `data` as one chunk of a chunked body.
+fn chunk(out: &mut TcpStream, data: &str) -> std::io::Result<()> {
+    write!(out, "{:x}\r\n{data}\r\n", data.len())?;
+    out.flush()
+}
+
+fn serve_stream(
+    mut out: TcpStream,
+    step: &str,
+    path: &str,
+    prompt: &str,
+    req: &Value,
+    (input, output): (u64, u64),
+) -> std::io::Result<()> {
+    let gap = step.strip_prefix("gap=").and_then(|g| g.parse().ok()).unwrap_or(20);
+    let gap = Duration::from_millis(gap);
+    let cut: Option<usize> = step.strip_prefix("cut=").and_then(|k| k.parse().ok());
+    let gemini = path.contains(":streamGenerateContent");
+    let nl = if gemini { "\r\n" } else { "\n" };
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    )?;
+    let event = |v: Value| format!("data: {v}{nl}{nl}");
+    let pieces = streamed_pieces(prompt);
+    let last = pieces.len() - 1;
+    if !gemini {
+        let first = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "mock-gpt",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
+        chunk(&mut out, &event(first))?;
+    }
+    for (i, piece) in pieces.iter().enumerate() {
+        if cut == Some(i) {
+            // the link breaks: no last chunk of the body, the socket just closes
+            return out.shutdown(std::net::Shutdown::Both);
+        }
+        thread::sleep(gap);
+        let e = if gemini {
+            let mut c = json!({"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0});
+            if i == last {
+                c["finishReason"] = json!("STOP");
+            }
+            let done = if i == last { output } else { i as u64 };
+            event(json!({"candidates": [c], "modelVersion": "mock-gemini",
+                "usageMetadata": {"promptTokenCount": input, "candidatesTokenCount": done, "totalTokenCount": input + done}}))
+        } else {
+            event(json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "mock-gpt",
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]}))
+        };
+        let (a, b) = e.split_at(e.len() / 2);
+        chunk(&mut out, a)?;
+        thread::sleep(Duration::from_millis(2));
+        chunk(&mut out, b)?;
+        if i % 4 == 3 {
+            chunk(&mut out, &format!(": keepalive{nl}{nl}"))?;
+        }
+    }
+    if !gemini {
+        let stop = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "mock-gpt",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+        chunk(&mut out, &event(stop))?;
+        if req.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true) {
+            let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "mock-gpt", "choices": [],
+                "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output}});
+            chunk(&mut out, &event(usage))?;
+        }
+        chunk(&mut out, &format!("data: [DONE]{nl}{nl}"))?;
+    }
+    out.write_all(b"0\r\n\r\n")?;
+    out.flush()
+}
+
 fn prompt_of(path: &str, v: &Value) -> String {
-    let s = if path.ends_with(":generateContent") {
+    let s = if path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent?alt=sse") {
         v.pointer("/contents/0/parts/0/text")
     } else if path == "/v1/chat/completions" {
         v.get("messages").and_then(|m| m.as_array()).and_then(|m| m.last()).and_then(|m| m.get("content"))

@@ -1,0 +1,273 @@
+//! A streamed call: the provider's pieces of text go to the job's output stream
+//! (`JOB.APPEND q id TOKEN t DATA chunk`, [docs/streams.md](../../../docs/streams.md)) as they
+//! arrive, batched, while the call runs; the answer is stored as the result as usual.
+//!
+//! - Batching: the first piece goes out at once, the next ones together once
+//!   [`FLUSH_EVERY`] has passed since the last append, or as soon as [`FLUSH_BYTES`] wait:
+//!   one append (one chunk) per batch, never one per token, and one append in flight per job
+//!   (so chunks land in order).
+//! - A fallback after output began starts over: the new leg's first append carries
+//!   `RESTART`, which puts an attempt boundary in the stream and drops the earlier leg's
+//!   partial text, so readers never see two models' text as one.
+//! - A refused append that says the job is no longer ours (LEASELOST, CANCELED, NOTFOUND,
+//!   BADSTATE) stops the call at once: nothing more is written. TOOBIG (the attempt's output
+//!   reached the module's caps) stops the appends only: the call goes on and its result holds
+//!   the whole text. Any other failure (the link, a full server) may or may not have landed,
+//!   so the next append restarts the leg's output with its whole text so far: never a piece
+//!   twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tracing::{debug, warn};
+
+use crate::outcome::Refusal;
+use crate::providers::{Call, ErrorClass, Failure, Provider, Success};
+use crate::rconn;
+
+use super::commands;
+use super::job::Job;
+use super::shared::Shared;
+
+/// The least time between two appends of one job.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Text waiting at least this long goes out without waiting for [`FLUSH_EVERY`].
+pub const FLUSH_BYTES: usize = 16 * 1024;
+/// A last append that fails for a reason other than a refusal is tried this many times.
+const LAST_TRIES: u32 = 5;
+
+/// How a streamed leg ended, when not with an answer.
+#[derive(Debug)]
+pub enum Stop {
+    /// The call failed (the fallback rules decide what comes next).
+    Failed(Failure),
+    /// Redis refused an append: the job is no longer this worker's.
+    Lost(Refusal),
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Stop {
+        Stop::Failed(f)
+    }
+}
+
+/// What one attempt has written to the job's stream, across its legs.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// An append of this attempt may have landed: a later leg's output starts with RESTART.
+    began: bool,
+    /// The next append restarts the output, with the leg's whole text so far.
+    restart: bool,
+    /// The current leg's text so far, appended or not.
+    leg_text: String,
+    /// The module refused more (TOOBIG): no more appends this attempt.
+    full: bool,
+}
+
+impl Output {
+    /// A leg starts: when an earlier one's output went out, this one's replaces it.
+    pub fn begin_leg(&mut self) {
+        self.restart = self.began;
+        self.leg_text.clear();
+    }
+
+    /// The append of `batch`, the next piece of the leg's text: `(restart, data)`, or None
+    /// when nothing is to be sent (no text, or the caps were reached).
+    pub fn next_append(&mut self, batch: &str) -> Option<(bool, String)> {
+        self.leg_text.push_str(batch);
+        if self.full || batch.is_empty() {
+            return None;
+        }
+        self.began = true;
+        Some(if self.restart { (true, self.leg_text.clone()) } else { (false, batch.to_string()) })
+    }
+
+    /// The append landed.
+    pub fn landed(&mut self) {
+        self.restart = false;
+    }
+
+    /// The append failed without a refusal: it may have landed, so the next one restarts.
+    pub fn unsure(&mut self) {
+        self.restart = true;
+    }
+}
+
+/// The text that waits for the next append, and when that append is due.
+#[derive(Debug, Default)]
+pub struct Batch {
+    text: String,
+    last_append: Option<Instant>,
+}
+
+impl Batch {
+    pub fn push(&mut self, piece: &str) {
+        self.text.push_str(piece);
+    }
+
+    /// When the waiting text should go out (None: nothing waits).
+    pub fn due(&self) -> Option<Instant> {
+        if self.text.is_empty() {
+            return None;
+        }
+        match self.last_append {
+            Some(at) if self.text.len() < FLUSH_BYTES => Some(at + FLUSH_EVERY),
+            _ => Some(Instant::now()),
+        }
+    }
+
+    /// Takes the waiting text for an append made `now`.
+    pub fn take(&mut self, now: Instant) -> String {
+        self.last_append = Some(now);
+        std::mem::take(&mut self.text)
+    }
+}
+
+/// Calls `leg` in streaming mode, appending its text to the job's stream as it arrives.
+/// The answer comes back only once every piece of its text has been appended (the final
+/// update, which ends the stream, must come after them).
+pub async fn call(
+    sh: &Shared,
+    job: &Job,
+    leg: &Call,
+    provider: Arc<dyn Provider>,
+    out: &mut Output,
+) -> Result<Success, Stop> {
+    out.begin_leg();
+    let t = Instant::now();
+    let (tx, mut rx) = unbounded_channel::<String>();
+    let timeout = sh.cfg.timeout;
+    let mut call = Box::pin(async move {
+        match tokio::time::timeout(timeout, provider.stream(leg, tx)).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::retry(ErrorClass::Timeout, "the provider did not answer within the timeout")),
+        }
+    });
+    let mut pump = Box::pin(pump(sh, job, &mut rx, out));
+    let first = tokio::select! {
+        r = &mut call => Ok(r),
+        p = &mut pump => Err(p),
+    };
+    let r = match first {
+        Ok(answer) => {
+            drop(call); // closes the channel: the pump appends what is left and ends
+            pump.await.map_err(Stop::Lost).and(answer.map_err(Stop::Failed))
+        }
+        Err(Err(refusal)) => Err(Stop::Lost(refusal)),
+        Err(Ok(())) => call.await.map_err(Stop::Failed),
+    };
+    sh.metrics.call(leg.provider, t.elapsed());
+    r
+}
+
+/// Appends what arrives on `rx`, batched, until the channel closes (the call ended) and
+/// everything is appended; Err when Redis refuses an append for good.
+async fn pump(sh: &Shared, job: &Job, rx: &mut UnboundedReceiver<String>, out: &mut Output) -> Result<(), Refusal> {
+    let mut batch = Batch::default();
+    loop {
+        let due = batch.due();
+        tokio::select! {
+            piece = rx.recv() => match piece {
+                Some(p) => batch.push(&p),
+                None => return last_append(sh, job, &mut batch, out).await,
+            },
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
+                append(sh, job, batch.take(Instant::now()), out).await?;
+            }
+        }
+    }
+}
+
+/// The call ended: what waits goes out, and a restart still owed is retried a few times
+/// (the final update, which ends the stream, comes next).
+async fn last_append(sh: &Shared, job: &Job, batch: &mut Batch, out: &mut Output) -> Result<(), Refusal> {
+    append(sh, job, batch.take(Instant::now()), out).await?;
+    for i in 0..LAST_TRIES {
+        if !out.restart || out.full || out.leg_text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100 << i)).await;
+        append(sh, job, String::new(), out).await?;
+    }
+    Ok(())
+}
+
+async fn append(sh: &Shared, job: &Job, text: String, out: &mut Output) -> Result<(), Refusal> {
+    let pending_restart = out.restart && !out.leg_text.is_empty() && text.is_empty();
+    let Some((restart, data)) = (match pending_restart {
+        true => Some((true, out.leg_text.clone())).filter(|_| !out.full),
+        false => out.next_append(&text),
+    }) else {
+        return Ok(());
+    };
+    let e = match sh.redis.query(&commands::append(job, restart, &data)).await {
+        Ok(_) => {
+            out.landed();
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let refusal = Refusal::from_code(rconn::code(&e).unwrap_or(""));
+    if refusal.ends_the_hold() {
+        debug!(queue = %job.queue, id = %job.id, reason = refusal.as_str(), "append refused: dropping the call");
+        return Err(refusal);
+    }
+    if refusal == Refusal::TooBig {
+        warn!(queue = %job.queue, id = %job.id, "the job's output reached the module's caps: no more appends, the result keeps the whole text");
+        out.full = true;
+        return Ok(());
+    }
+    warn!(queue = %job.queue, id = %job.id, error = %rconn::describe(&e), "append failed; the next one restarts the output");
+    out.unsure();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_piece_goes_at_once_the_next_ones_together() {
+        let mut b = Batch::default();
+        assert_eq!(b.due(), None);
+        b.push("Hel");
+        let at = b.due().unwrap();
+        assert!(at <= Instant::now());
+        let sent = Instant::now();
+        assert_eq!(b.take(sent), "Hel");
+        b.push("lo");
+        b.push(" world");
+        assert_eq!(b.due(), Some(sent + FLUSH_EVERY));
+        b.push(&"x".repeat(FLUSH_BYTES));
+        assert!(b.due().unwrap() <= Instant::now(), "a large batch goes at once");
+    }
+
+    #[test]
+    fn a_fallback_after_output_restarts_with_its_own_text_only() {
+        let mut o = Output::default();
+        o.begin_leg();
+        assert_eq!(o.next_append(""), None);
+        assert_eq!(o.next_append("The"), Some((false, "The".into())));
+        o.landed();
+        assert_eq!(o.next_append(" ans"), Some((false, " ans".into())));
+        o.landed();
+        o.begin_leg();
+        assert_eq!(o.next_append("Un"), Some((true, "Un".into())), "the next leg starts behind a boundary");
+        o.landed();
+        assert_eq!(o.next_append("e"), Some((false, "e".into())));
+    }
+
+    #[test]
+    fn a_leg_before_any_output_needs_no_boundary_and_an_unsure_append_resends_the_leg() {
+        let mut o = Output::default();
+        o.begin_leg();
+        o.begin_leg();
+        assert_eq!(o.next_append("A"), Some((false, "A".into())));
+        o.unsure();
+        assert_eq!(o.next_append("B"), Some((true, "AB".into())), "never a piece twice");
+        o.landed();
+        o.full = true;
+        assert_eq!(o.next_append("C"), None);
+    }
+}
