@@ -9,10 +9,14 @@ Redis beside the job. A reader calls JOB.READ ... AFTER <offset> BLOCK ms in a l
 the chunks as they come, and a reader that comes back with its last offset gets exactly the
 rest. `ended` says when the job is finished and everything has been read.
 
-Run against `make run`:  python3 examples/python/stream.py
-With no --job, the example makes a job and plays the streaming worker itself (the fetcher's
-streaming mode is still to come), and kills its own reading connection halfway to show the
-resume. With --job ID it only follows that job's stream. Each step prints one JSON line.
+Run against `make run`:  python3 examples/python/stream.py --fetcher
+With --fetcher, the running aijob-fetcher streams the job: an echo job that asks for a stream
+(`"stream": true`), answered word by word over 3 s, or --payload's (an OpenAI or Gemini job
+with "stream": true streams the model's tokens); the reader kills its own connection after 3
+chunks, resumes from the offset it kept, and checks the text it printed against the job's
+result. With neither --fetcher nor --job, the example plays the streaming worker itself (no
+fetcher needed). With --job ID it only follows that job's stream. Each step prints one JSON
+line.
 """
 
 import argparse
@@ -106,22 +110,45 @@ def stream_worker(job_id, words, delay):
     r.execute_command("JOB.UPDATE", QUEUE, job_id, "TOKEN", token, "STATUS", "done", "RESULT", json.dumps(result))
 
 
+ANSWER = ("Streams keep the output where the job is: in Redis, fenced by the lease token, "
+          "readable from any offset by any client, and gone with the job.")
+
+
+def with_fetcher(queue, payload, disconnect_after):
+    """Submits a job that asks for a stream; the fetcher streams it; we follow it."""
+    r = connect()
+    job_id = r.execute_command("JOB.CREATE", queue, "PAYLOAD", json.dumps(payload))
+    emit(step="submit", job_id=job_id, queue=queue)
+    status, text = follow(queue, job_id, disconnect_after=disconnect_after)
+    job = json.loads(r.execute_command("JOB.GET", queue, job_id, "JSON"))
+    result = job.get("result") or {}
+    emit(step="result", provider=result.get("provider"), text=result.get("text"), usage=result.get("usage"))
+    emit(step="finished", job_id=job_id, status=status, text=text)
+    return 0 if status == "done" and text == result.get("text") else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--queue", default=QUEUE)
+    ap.add_argument("--queue", help=f"the queue (default: {QUEUE}; with --fetcher, default)")
     ap.add_argument("--job", help="follow this job's stream (default: make a job and stream it)")
     ap.add_argument("--after", default="0", help="the offset to start after")
+    ap.add_argument("--fetcher", action="store_true", help="let the running aijob-fetcher stream the job")
+    ap.add_argument("--payload", help="with --fetcher: the job's payload (JSON asking for a stream)")
+    ap.add_argument("--disconnect-after", type=int, default=3, help="with --fetcher: chunks read before the forced disconnect")
     ap.add_argument("--delay", type=float, default=0.02, help="the stand-in worker's pause between appends")
     args = ap.parse_args()
 
     if args.job:
-        status, text = follow(args.queue, args.job, args.after)
+        status, text = follow(args.queue or QUEUE, args.job, args.after)
         emit(step="finished", job_id=args.job, status=status, text=text)
         return 0 if status == "done" else 1
 
-    answer = ("Streams keep the output where the job is: in Redis, fenced by the lease token, "
-              "readable from any offset by any client, and gone with the job.")
-    words = [w + " " for w in answer.split(" ")]
+    if args.fetcher:
+        payload = json.loads(args.payload) if args.payload else {
+            "provider": "echo", "stream": True, "delay_ms": 3000, "request": {"text": ANSWER}}
+        return with_fetcher(args.queue or "default", payload, args.disconnect_after)
+
+    words = [w + " " for w in ANSWER.split(" ")]
     r = connect()
     job_id = r.execute_command("JOB.CREATE", QUEUE, "PAYLOAD", json.dumps({"prompt": "Why streams?"}))
     emit(step="submit", job_id=job_id)

@@ -292,3 +292,73 @@ fn after_a_sigkill_mid_stream_the_next_fetchers_output_comes_behind_the_attempt_
     assert_eq!((fs(&r, "status"), fi(&r, "attempts")), ("done".into(), 2));
     assert_eq!(result_of(&mut c, "default", &id)["text"], json!(streamed_text(prompt)));
 }
+
+#[test]
+fn an_echo_job_streams_word_by_word() {
+    let srv = start_redis();
+    let mock = MockProvider::start();
+    let _f = fetcher(&srv, &mock, &[]);
+    let mut c = srv.conn();
+    let said = "The answer is forty-two, said the echo.";
+    let p = json!({"provider": "echo", "stream": true, "delay_ms": 400, "request": {"text": said}});
+    let id = create_job(&mut c, "default", &p, &[]);
+    let replies = follow_in_thread(&srv.url(), "default", &id).join().unwrap();
+    let all = entries(&replies);
+    assert_eq!(text(&all), said);
+    assert!(chunk_count(&all) >= 3, "word by word over 400 ms: {all:?}");
+    assert_eq!(result_of(&mut c, "default", &id)["text"], said);
+    assert_eq!(mock.count(), 0);
+}
+
+/// A python3 with redis-py (AIJOB_PYTHON, python3 or /usr/bin/python3), as tests/examples.rs
+/// finds it.
+fn python() -> Option<String> {
+    let works =
+        |p: &str| std::process::Command::new(p).args(["-c", "import redis"]).output().is_ok_and(|o| o.status.success());
+    [std::env::var("AIJOB_PYTHON").ok(), Some("python3".into()), Some("/usr/bin/python3".into())]
+        .into_iter()
+        .flatten()
+        .find(|p| works(p))
+}
+
+/// The README's streaming demo: the real fetcher streams an echo job, and
+/// examples/python/stream.py --fetcher prints it as it arrives and resumes after killing its
+/// own connection.
+#[test]
+fn the_python_example_follows_the_fetchers_stream_through_a_disconnect() {
+    let Some(py) = python() else {
+        eprintln!("skipped: python3/redis-py not installed (python3-redis, or pip install redis)");
+        return;
+    };
+    let srv = start_redis();
+    let mock = MockProvider::start();
+    let _f = fetcher(&srv, &mock, &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/python/stream.py");
+    let mut child = std::process::Command::new(py)
+        .arg(script)
+        .arg("--fetcher")
+        .env("REDIS_URL", srv.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start stream.py");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "stream.py did not finish");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "stream.py failed:\n{stdout}\n{stderr}");
+    let lines: Vec<Json> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let steps: Vec<&str> = lines.iter().map(|l| l["step"].as_str().unwrap()).collect();
+    let at = |name: &str| steps.iter().position(|s| *s == name).unwrap_or_else(|| panic!("no {name}: {stdout}"));
+    let (gone, back) = (at("disconnected"), at("resumed"));
+    assert_eq!(lines[gone]["after"], lines[back]["after"]);
+    assert!(steps[..gone].contains(&"chunk") && steps[back..].contains(&"chunk"), "{stdout}");
+    let printed: String = lines.iter().filter(|l| l["step"] == "chunk").map(|l| l["data"].as_str().unwrap()).collect();
+    let result = &lines[at("result")];
+    assert_eq!((result["provider"].as_str(), result["text"].as_str()), (Some("echo"), Some(printed.as_str())));
+    assert!(printed.starts_with("Streams keep the output"), "{printed}");
+    assert_eq!(lines[at("finished")]["status"], "done");
+}
