@@ -63,6 +63,34 @@ impl Redactor {
         out
     }
 
+    /// How much of a text that is still growing (a streamed answer) can be scrubbed and sent
+    /// now: all of it but a tail that could be the start of a secret (the longest end of the
+    /// text that begins one), and never a cut through a secret. The rest waits for what
+    /// follows, so a key split across two pieces is still caught.
+    pub fn settled(&self, text: &str) -> usize {
+        let bytes = text.as_bytes();
+        let mut cut = bytes.len();
+        for s in &self.secrets {
+            let key = s.expose().as_bytes();
+            if let Some(k) = (1..key.len()).rev().find(|&k| key.get(..k).is_some_and(|p| bytes.ends_with(p))) {
+                cut = cut.min(bytes.len() - k);
+            }
+        }
+        loop {
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let through = |s: &Secret| {
+                let len = s.expose().len();
+                text.match_indices(s.expose()).map(|(at, _)| at).find(|&at| at < cut && cut < at + len)
+            };
+            match self.secrets.iter().find_map(through) {
+                Some(at) => cut = at,
+                None => return cut,
+            }
+        }
+    }
+
     /// The JSON value with every secret replaced inside its strings and object keys.
     pub fn scrub_json(&self, v: serde_json::Value) -> serde_json::Value {
         use serde_json::Value;
@@ -105,5 +133,24 @@ mod tests {
         let v = serde_json::json!({"a": ["x sk-very-secret"], "sk-very-secret": 1});
         let out = r.scrub_json(v).to_string();
         assert!(!out.contains("sk-very-secret"), "{out}");
+    }
+
+    #[test]
+    fn a_growing_text_is_settled_up_to_where_a_secret_could_begin() {
+        let r = Redactor::new([Secret::new("sk-very-secret"), Secret::new("gk-other-key")]);
+        assert_eq!(r.settled("plain text"), 10);
+        assert_eq!(r.settled("the key is s"), 11, "`s` may begin sk-...");
+        assert_eq!(r.settled("the key is sk-very-se"), 11);
+        assert_eq!(r.settled("the key is sk-very-secret"), 25, "a whole key is settled: scrub will replace it");
+        assert_eq!(r.settled("é s"), 3);
+        assert_eq!(Redactor::default().settled("sk-very"), 7, "no secrets, nothing held");
+        // Every way of cutting a text into two pieces leaks no key.
+        let text = "a sk-very-secret b gk-other-key c";
+        for cut in 0..=text.len() {
+            let (a, b) = text.split_at(cut);
+            let first = r.settled(a);
+            let sent = r.scrub(&a[..first]) + &r.scrub(&format!("{}{b}", &a[first..]));
+            assert_eq!(sent, "a [redacted] b [redacted] c", "cut at {cut}");
+        }
     }
 }

@@ -362,3 +362,39 @@ fn the_python_example_follows_the_fetchers_stream_through_a_disconnect() {
     assert!(printed.starts_with("Streams keep the output"), "{printed}");
     assert_eq!(lines[at("finished")]["status"], "done");
 }
+
+#[test]
+fn past_the_streams_cap_the_appends_stop_and_the_result_keeps_the_whole_text() {
+    let srv = start_redis();
+    ok(&mut srv.conn(), &["CONFIG", "SET", "aijob.stream-max-bytes", "40"]);
+    let mock = MockProvider::start();
+    let f = fetcher(&srv, &mock, &[]);
+    let mut c = srv.conn();
+    let prompt = "capped gap=15";
+    let id = create_job(&mut c, "default", &openai_stream(prompt), &[]);
+    let r = wait_finished(&mut c, "default", &id, T);
+    assert_eq!(fs(&r, "status"), "done");
+    let all = entries(&follow(&mut c, "default", &id, "0", |_| false));
+    let streamed = text(&all);
+    assert!(!streamed.is_empty() && streamed.len() <= 40, "{streamed:?}");
+    assert!(streamed_text(prompt).starts_with(&streamed), "the stream holds the text up to the cap: {streamed:?}");
+    assert_eq!(result_of(&mut c, "default", &id)["text"], json!(streamed_text(prompt)));
+    assert!(f.logs().contains("reached the module's caps"), "{}", f.logs());
+}
+
+#[test]
+fn a_key_the_provider_streams_back_is_redacted_even_cut_across_pieces() {
+    let srv = start_redis();
+    let mock = MockProvider::start();
+    let _f = fetcher(&srv, &mock, &[]);
+    let mut c = srv.conn();
+    // The mock streams the prompt back 5 bytes at a time: the key is cut across pieces.
+    let prompt = "leak sk-stream-654321 and gk-stream-123456 now";
+    let id = create_job(&mut c, "default", &openai_stream(prompt), &[]);
+    let all = entries(&follow_in_thread(&srv.url(), "default", &id).join().unwrap());
+    let want =
+        streamed_text(prompt).replace("sk-stream-654321", "[redacted]").replace("gk-stream-123456", "[redacted]");
+    assert_eq!(text(&all), want);
+    assert!(chunk_count(&all) >= 2, "{all:?}");
+    assert_eq!(result_of(&mut c, "default", &id)["text"], json!(want));
+}

@@ -9,6 +9,9 @@
 //! - A fallback after output began starts over: the new leg's first append carries
 //!   `RESTART`, which puts an attempt boundary in the stream and drops the earlier leg's
 //!   partial text, so readers never see two models' text as one.
+//! - Every append is scrubbed of the configured keys like any text the fetcher writes; a
+//!   tail of the text that could be the start of a key waits for the next piece
+//!   ([`Redactor::settled`]), so a key the provider echoes across two pieces is caught too.
 //! - A refused append that says the job is no longer ours (LEASELOST, CANCELED, NOTFOUND,
 //!   BADSTATE) stops the call at once: nothing more is written. TOOBIG (the attempt's output
 //!   reached the module's caps) stops the appends only: the call goes on and its result holds
@@ -25,6 +28,7 @@ use tracing::{debug, warn};
 use crate::outcome::Refusal;
 use crate::providers::{Call, ErrorClass, Failure, Provider, Success};
 use crate::rconn;
+use crate::secret::Redactor;
 
 use super::commands;
 use super::job::Job;
@@ -66,9 +70,11 @@ pub struct Output {
 }
 
 impl Output {
-    /// A leg starts: when an earlier one's output went out, this one's replaces it.
+    /// A leg starts: when an earlier one's output went out, this one's replaces it (and
+    /// RESTART starts the caps from zero again).
     pub fn begin_leg(&mut self) {
         self.restart = self.began;
+        self.full = false;
         self.leg_text.clear();
     }
 
@@ -98,17 +104,20 @@ impl Output {
 #[derive(Debug, Default)]
 pub struct Batch {
     text: String,
+    /// Text came since the last take (what a take held back waits for more).
+    fresh: bool,
     last_append: Option<Instant>,
 }
 
 impl Batch {
     pub fn push(&mut self, piece: &str) {
         self.text.push_str(piece);
+        self.fresh |= !piece.is_empty();
     }
 
-    /// When the waiting text should go out (None: nothing waits).
+    /// When the waiting text should go out (None: nothing new waits).
     pub fn due(&self) -> Option<Instant> {
-        if self.text.is_empty() {
+        if !self.fresh {
             return None;
         }
         match self.last_append {
@@ -117,10 +126,14 @@ impl Batch {
         }
     }
 
-    /// Takes the waiting text for an append made `now`.
-    pub fn take(&mut self, now: Instant) -> String {
+    /// Takes the waiting text for an append made `now`, scrubbed; while the call runs
+    /// (`ended` false), a tail that could begin a key stays for the next take.
+    pub fn take(&mut self, now: Instant, redactor: &Redactor, ended: bool) -> String {
         self.last_append = Some(now);
-        std::mem::take(&mut self.text)
+        self.fresh = false;
+        let cut = if ended { self.text.len() } else { redactor.settled(&self.text) };
+        let held = self.text.split_off(cut);
+        redactor.scrub(&std::mem::replace(&mut self.text, held))
     }
 }
 
@@ -173,7 +186,7 @@ async fn pump(sh: &Shared, job: &Job, rx: &mut UnboundedReceiver<String>, out: &
                 None => return last_append(sh, job, &mut batch, out).await,
             },
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
-                append(sh, job, batch.take(Instant::now()), out).await?;
+                append(sh, job, batch.take(Instant::now(), &sh.redactor, false), out).await?;
             }
         }
     }
@@ -182,7 +195,7 @@ async fn pump(sh: &Shared, job: &Job, rx: &mut UnboundedReceiver<String>, out: &
 /// The call ended: what waits goes out, and a restart still owed is retried a few times
 /// (the final update, which ends the stream, comes next).
 async fn last_append(sh: &Shared, job: &Job, batch: &mut Batch, out: &mut Output) -> Result<(), Refusal> {
-    append(sh, job, batch.take(Instant::now()), out).await?;
+    append(sh, job, batch.take(Instant::now(), &sh.redactor, true), out).await?;
     for i in 0..LAST_TRIES {
         if !out.restart || out.full || out.leg_text.is_empty() {
             break;
@@ -229,18 +242,37 @@ mod tests {
 
     #[test]
     fn the_first_piece_goes_at_once_the_next_ones_together() {
+        let none = Redactor::default();
         let mut b = Batch::default();
         assert_eq!(b.due(), None);
         b.push("Hel");
         let at = b.due().unwrap();
         assert!(at <= Instant::now());
         let sent = Instant::now();
-        assert_eq!(b.take(sent), "Hel");
+        assert_eq!(b.take(sent, &none, false), "Hel");
         b.push("lo");
         b.push(" world");
         assert_eq!(b.due(), Some(sent + FLUSH_EVERY));
         b.push(&"x".repeat(FLUSH_BYTES));
         assert!(b.due().unwrap() <= Instant::now(), "a large batch goes at once");
+    }
+
+    #[test]
+    fn a_key_cut_across_pieces_never_goes_out() {
+        let r = Redactor::new([crate::secret::Secret::new("sk-live-123456")]);
+        let mut b = Batch::default();
+        let mut sent = String::new();
+        for piece in ["your key: s", "k-li", "ve-12", "3456, ok"] {
+            b.push(piece);
+            assert!(b.due().is_some());
+            sent += &b.take(Instant::now(), &r, false);
+            assert!(!sent.contains("sk-li"), "{sent}");
+            assert_eq!(b.due(), None, "what was held waits for more");
+        }
+        b.push(" s");
+        sent += &b.take(Instant::now(), &r, false);
+        sent += &b.take(Instant::now(), &r, true);
+        assert_eq!(sent, "your key: [redacted], ok s", "the end sends what was held");
     }
 
     #[test]
@@ -269,5 +301,7 @@ mod tests {
         o.landed();
         o.full = true;
         assert_eq!(o.next_append("C"), None);
+        o.begin_leg();
+        assert_eq!(o.next_append("D"), Some((true, "D".into())), "a fallback's RESTART starts the caps over");
     }
 }
