@@ -18,6 +18,7 @@ const { rbSide, flowSide, CLIENTS } = require('./lib/sides');
 const { pair } = require('./lib/pair');
 const e2e = require('./lib/e2e');
 const memory = require('./lib/memory');
+const floor = require('./lib/floor');
 const payloads = require('./lib/payloads');
 
 const QUICK = process.argv.includes('--quick');
@@ -388,6 +389,30 @@ async function runJobLife(ctx, lines, notes, log) {
   }
 }
 
+// Issue 17's measured prototype: the same life and the same finished record in the fewest
+// plain commands (bench/lib/floor.js), the floor of any design on native types.
+async function runFloor(ctx, lines, notes, log) {
+  const retained = QUICK ? 5000 : 40000;
+  await ctx.admin.call('FLUSHALL');
+  await server.sleep(200);
+  const life = await floor.jobLife(ctx.admin, ctx.port, { n: PLAN.e2eN, c: E2E_WORKERS, retained,
+    payload: payloads.PAYLOAD_1K, result: payloads.RESULT_1K, pid: ctx.pid });
+  const lifeLine = `| native floor of a job life: the same life in plain HSET, ZADD, BZPOPMIN, ZREM, PEXPIREAT (one index ` +
+    `per status, no logic, events, counters or atomicity), N=${PLAN.e2eN} created ahead, C=${E2E_WORKERS} blocking ` +
+    `workers, ${retained} retained | - | - | - | - | ${fmtUs(life.perJob)} | ${fmtUs(life.cpuPerJob)} (all the server did) ` +
+    `| <= 15 µs | ${life.perJob <= 15 ? 'yes' : '**no**'} |`;
+  lines.push(lifeLine);
+  log(lifeLine);
+  const parts = Object.entries(life.by).sort((a, b) => b[1] - a[1]).map(([name, us]) => `${name} ${fmtUs(us)} µs`);
+  notes.push(`Native floor of a job life: per job, ${parts.join(', ')}.`);
+  const mem = await floor.memoryPerJob(ctx.admin, ctx.pool[0], PLAN.memN, payloads.PAYLOAD_1K, payloads.RESULT_1K);
+  const memLine = `| native floor of memory per finished job: the same record's fields in HSET, one index entry, a TTL, ` +
+    `${mem.n} jobs | - | ${Math.round(mem.bytes)} B/job | ${mem.raw} B raw | ${mem.ratio.toFixed(2)}x | - | - | <= 1.3x | ` +
+    `${mem.ratio <= 1.3 ? 'yes' : '**no**'} |`;
+  lines.push(memLine);
+  log(memLine);
+}
+
 async function runMemory(ctx, lines, notes, log) {
   const m = await memory.perJob(ctx.admin, ctx.pool[0], PLAN.memN, payloads.PAYLOAD_1K, payloads.RESULT_1K);
   const line = `| memory per finished job (1 KB payload + 1 KB result), ${m.n} jobs | - | ${Math.round(m.bytes)} B/job | ` +
@@ -420,6 +445,7 @@ async function main() {
     if (!ONLY || 'job life'.includes(ONLY)) await runJobLife(ctx, lines, notes, log);
     if (!ONLY || 'end to end'.includes(ONLY)) await runE2E(ctx, lines, notes, log);
     if (!ONLY || 'memory'.includes(ONLY)) await runMemory(ctx, lines, notes, log);
+    if (!ONLY || 'native floor'.includes(ONLY)) await runFloor(ctx, lines, notes, log);
   } finally {
     for (const c of pool) c.disconnect();
     await stop();

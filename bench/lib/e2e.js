@@ -1,9 +1,10 @@
 // End to end: N jobs through create -> claim -> done with C concurrent workers, from the
 // first create to the last completion, in one Node process with ioredis on both sides.
-// aijob: a producer pipelines JOB.CREATE in batches of 100 while C workers, each on its
-// own connection, loop JOB.UPDATE ... STATUS done ... NEXT BLOCK 1000 (finish and claim in one
-// command; JOB.CLAIM BLOCK 1000 for a first job and after an empty hand), or, against a
-// module without NEXT, JOB.CLAIM BLOCK 1000 + JOB.UPDATE STATUS done.
+// aijob: a producer pipelines JOB.CREATE in batches of 100 while C workers loop as
+// aijob-fetcher does: JOB.CLAIM BLOCK 1000 on a connection of the worker's own for a first
+// job and after an empty hand, and JOB.UPDATE ... STATUS done ... NEXT (finish and claim in
+// one command, not blocking) on one connection all workers share, auto-pipelined as BullMQ's
+// Worker shares its; against a module without NEXT, JOB.CLAIM BLOCK 1000 + JOB.UPDATE.
 // BullMQ: Queue.addBulk in batches of 100, one Worker with concurrency C and a no-op
 // processor that returns the same small result.
 
@@ -59,20 +60,49 @@ async function workLoop(conn, { q, worker, result, n, state, next, onDone }) {
   }
 }
 
+/**
+ * One fetcher-like worker until `state.done` reaches `n`: blocking claims on `blocking`, its
+ * own connection, only when its hand is empty; each finish with the next claim (NEXT,
+ * COUNT 1, no BLOCK) on `shared`.
+ */
+async function sharedLoop(blocking, shared, { q, worker, result, n, state, onDone }) {
+  let job = null;
+  while (state.done < n) {
+    try {
+      if (!job) {
+        const got = await blocking.call('JOB.CLAIM', q, 'WORKER', worker, 'BLOCK', '1000');
+        if (!got || !got.length) continue;
+        [job] = got;
+      }
+      const [, got] = await shared.call('JOB.UPDATE', q, field(job, 'id'), 'TOKEN', field(job, 'token'),
+        'STATUS', 'done', 'RESULT', result, 'NEXT', 'WORKER', worker);
+      job = got && got.length ? got[0] : null;
+    } catch (e) {
+      if (state.done >= n) return; // disconnected at the end
+      throw e;
+    }
+    state.done += 1;
+    onDone();
+  }
+}
+
 async function aijob(port, n, c, payload, next = true) {
   const q = `e2e${serial++}`;
   const producer = new Redis({ port });
+  const shared = new Redis({ port, enableAutoPipelining: true });
   const workers = Array.from({ length: c }, () => new Redis({ port }));
-  await Promise.all([producer, ...workers].map((r) => r.ping()));
+  await Promise.all([producer, shared, ...workers].map((r) => r.ping()));
   const state = { done: 0 };
   let end = null;
-  const work = (conn, i) => workLoop(conn, { q, worker: `w${i}`, result: RESULT, n, state, next,
-    onDone: () => {
-      if (state.done === n) {
-        end = now();
-        for (const w of workers) w.disconnect(); // wakes the others out of BLOCK
-      }
-    } });
+  const onDone = () => {
+    if (state.done === n) {
+      end = now();
+      for (const w of workers) w.disconnect(); // wakes the others out of BLOCK
+    }
+  };
+  const work = (conn, i) => (next
+    ? sharedLoop(conn, shared, { q, worker: `w${i}`, result: RESULT, n, state, onDone })
+    : workLoop(conn, { q, worker: `w${i}`, result: RESULT, n, state, next, onDone }));
   const produce = async () => {
     for (let i = 0; i < n; i += BATCH) {
       const p = producer.pipeline();
@@ -83,6 +113,7 @@ async function aijob(port, n, c, payload, next = true) {
   const start = now();
   await Promise.all([...workers.map(work), produce()]);
   producer.disconnect();
+  shared.disconnect();
   return n / secs(start, end);
 }
 
