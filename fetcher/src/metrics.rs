@@ -13,6 +13,9 @@
 //! - `aijob_fetcher_cooldowns_total{provider}`: cooldowns this fetcher started.
 //! - `aijob_fetcher_cooldown_skips_total{provider}`: calls not made because the provider was
 //!   cooled down.
+//! - `aijob_fetcher_stream_appends_total{provider,kind}`: streamed text appended to jobs'
+//!   output streams (`kind`: `chunk`, or `restart` for an append that started the output
+//!   over behind a boundary).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,6 +62,12 @@ struct FallbackLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppendLabels {
+    provider: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WaitLabels {
     provider: &'static str,
     limit: &'static str,
@@ -77,6 +86,7 @@ pub struct Metrics {
     fallbacks: Family<FallbackLabels, Counter>,
     cooldowns: Family<ProviderLabels, Counter>,
     cooldown_skips: Family<ProviderLabels, Counter>,
+    stream_appends: Family<AppendLabels, Counter>,
     in_flight: Gauge,
     redis_up_gauge: Gauge,
     /// Set by the Redis link on every answer or failure; read when rendering.
@@ -94,6 +104,7 @@ impl Default for Metrics {
             fallbacks: Family::default(),
             cooldowns: Family::default(),
             cooldown_skips: Family::default(),
+            stream_appends: Family::default(),
             in_flight: Gauge::default(),
             redis_up_gauge: Gauge::default(),
             redis_up: Arc::default(),
@@ -118,6 +129,11 @@ impl Metrics {
             self.cooldown_skips.clone(),
         );
         r.register(
+            "aijob_fetcher_stream_appends",
+            "Streamed text appended to jobs' output streams (kind: chunk, or restart behind a boundary)",
+            self.stream_appends.clone(),
+        );
+        r.register(
             "aijob_fetcher_redis_up",
             "1 when the last Redis command got an answer",
             self.redis_up_gauge.clone(),
@@ -133,6 +149,12 @@ impl Metrics {
             class: outcome.class().to_string(),
         };
         self.jobs.get_or_create(&labels).inc();
+    }
+
+    /// A streamed call's append landed; `restart` when it started the output over.
+    pub fn appended(&self, provider: ProviderName, restart: bool) {
+        let kind = if restart { "restart" } else { "chunk" };
+        self.stream_appends.get_or_create(&AppendLabels { provider: provider.as_str(), kind }).inc();
     }
 
     pub fn claimed(&self, queue: &str, n: usize) {

@@ -207,7 +207,7 @@ fn the_usage_of_the_streams_last_event_settles_a_charged_budget() {
 fn a_fallback_mid_stream_starts_behind_a_boundary_and_never_mixes_two_models() {
     let srv = start_redis();
     let mock = MockProvider::start();
-    let _f = fetcher(&srv, &mock, &[]);
+    let f = fetcher(&srv, &mock, &[]);
     let mut c = srv.conn();
 
     // gemini breaks off after 6 pieces (the link drops); openai answers.
@@ -234,6 +234,12 @@ fn a_fallback_mid_stream_starts_behind_a_boundary_and_never_mixes_two_models() {
     let fresh = entries(&follow(&mut c, "default", &id, "0", |_| false));
     assert_eq!(fresh.iter().filter(|e| e.1 == "attempt").count(), 1);
     assert_eq!(text(&fresh), streamed_text(o));
+    let appends = |provider: &str, kind: &str| {
+        f.metric(&format!("aijob_fetcher_stream_appends_total{{provider=\"{provider}\",kind=\"{kind}\"}}"))
+    };
+    assert_eq!(appends("openai", "restart"), 1.0, "{}", f.metrics());
+    assert!(appends("gemini", "chunk") >= 1.0 && appends("openai", "chunk") >= 1.0, "{}", f.metrics());
+    assert_eq!(appends("gemini", "restart"), 0.0);
 
     // A 503 before any output: the fallback's text is the stream's first, no boundary needed.
     let mut p = gemini_stream("503");

@@ -26,7 +26,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tracing::{debug, warn};
 
 use crate::outcome::Refusal;
-use crate::providers::{Call, ErrorClass, Failure, Provider, Success};
+use crate::providers::{Call, ErrorClass, Failure, Provider, ProviderName, Success};
 use crate::rconn;
 use crate::secret::Redactor;
 
@@ -157,7 +157,8 @@ pub async fn call(
             Err(_) => Err(Failure::retry(ErrorClass::Timeout, "the provider did not answer within the timeout")),
         }
     });
-    let mut pump = Box::pin(pump(sh, job, &mut rx, out));
+    let to = Appends { sh, job, provider: leg.provider };
+    let mut pump = Box::pin(pump(to, &mut rx, out));
     let first = tokio::select! {
         r = &mut call => Ok(r),
         p = &mut pump => Err(p),
@@ -174,19 +175,27 @@ pub async fn call(
     r
 }
 
+/// Where a leg's appends go: the job, and the provider they are counted for.
+#[derive(Clone, Copy)]
+struct Appends<'a> {
+    sh: &'a Shared,
+    job: &'a Job,
+    provider: ProviderName,
+}
+
 /// Appends what arrives on `rx`, batched, until the channel closes (the call ended) and
 /// everything is appended; Err when Redis refuses an append for good.
-async fn pump(sh: &Shared, job: &Job, rx: &mut UnboundedReceiver<String>, out: &mut Output) -> Result<(), Refusal> {
+async fn pump(to: Appends<'_>, rx: &mut UnboundedReceiver<String>, out: &mut Output) -> Result<(), Refusal> {
     let mut batch = Batch::default();
     loop {
         let due = batch.due();
         tokio::select! {
             piece = rx.recv() => match piece {
                 Some(p) => batch.push(&p),
-                None => return last_append(sh, job, &mut batch, out).await,
+                None => return last_append(to, &mut batch, out).await,
             },
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
-                append(sh, job, batch.take(Instant::now(), &sh.redactor, false), out).await?;
+                append(to, batch.take(Instant::now(), &to.sh.redactor, false), out).await?;
             }
         }
     }
@@ -194,19 +203,20 @@ async fn pump(sh: &Shared, job: &Job, rx: &mut UnboundedReceiver<String>, out: &
 
 /// The call ended: what waits goes out, and a restart still owed is retried a few times
 /// (the final update, which ends the stream, comes next).
-async fn last_append(sh: &Shared, job: &Job, batch: &mut Batch, out: &mut Output) -> Result<(), Refusal> {
-    append(sh, job, batch.take(Instant::now(), &sh.redactor, true), out).await?;
+async fn last_append(to: Appends<'_>, batch: &mut Batch, out: &mut Output) -> Result<(), Refusal> {
+    append(to, batch.take(Instant::now(), &to.sh.redactor, true), out).await?;
     for i in 0..LAST_TRIES {
         if !out.restart || out.full || out.leg_text.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100 << i)).await;
-        append(sh, job, String::new(), out).await?;
+        append(to, String::new(), out).await?;
     }
     Ok(())
 }
 
-async fn append(sh: &Shared, job: &Job, text: String, out: &mut Output) -> Result<(), Refusal> {
+async fn append(to: Appends<'_>, text: String, out: &mut Output) -> Result<(), Refusal> {
+    let (sh, job) = (to.sh, to.job);
     let pending_restart = out.restart && !out.leg_text.is_empty() && text.is_empty();
     let Some((restart, data)) = (match pending_restart {
         true => Some((true, out.leg_text.clone())).filter(|_| !out.full),
@@ -217,6 +227,7 @@ async fn append(sh: &Shared, job: &Job, text: String, out: &mut Output) -> Resul
     let e = match sh.redis.query(&commands::append(job, restart, &data)).await {
         Ok(_) => {
             out.landed();
+            sh.metrics.appended(to.provider, restart);
             return Ok(());
         }
         Err(e) => e,
