@@ -404,3 +404,31 @@ fn a_key_the_provider_streams_back_is_redacted_even_cut_across_pieces() {
     assert!(chunk_count(&all) >= 2, "{all:?}");
     assert_eq!(result_of(&mut c, "default", &id)["text"], json!(want));
 }
+
+#[test]
+fn redis_restarting_mid_stream_costs_readers_a_boundary_never_a_piece_twice() {
+    let dir = TempDir::new("stream-restart");
+    let port = free_port();
+    let opts = Opts { dir: Some(dir.0.clone()), port: Some(port), ..Default::default() }.aof_always();
+    let mut srv = Server::start_with(opts.clone());
+    let mock = MockProvider::start();
+    let f = fetcher(&srv, &mock, &["--lease", "30000"]);
+    let mut c = srv.conn();
+    let prompt = "gap=100";
+    let id = create_job(&mut c, "default", &openai_stream(prompt), &[]);
+    let first = follow(&mut c, "default", &id, "0", |r| chunk_count(&entries(r)) >= 2);
+    let offset = first.last().unwrap().next.clone();
+    srv.kill();
+    wait_until(T, "an append to fail", || f.logs().contains("the next one restarts the output").then_some(()));
+    let srv2 = Server::start_with(opts);
+    let mut c = srv2.conn();
+    // The reader comes back with its offset: a boundary, then the text whole from its start.
+    let rest = entries(&follow(&mut c, "default", &id, &offset, |_| false));
+    let boundary = rest.iter().rposition(|e| e.1 == "attempt").expect("a boundary after the restart");
+    assert_eq!(rest[boundary].2, "1", "the same attempt, started over: {rest:?}");
+    assert_eq!(text(&rest[boundary..]), streamed_text(prompt), "{rest:?}");
+    let r = wait_finished(&mut c, "default", &id, T);
+    assert_eq!((fs(&r, "status"), fi(&r, "attempts")), ("done".into(), 1));
+    assert_eq!(result_of(&mut c, "default", &id)["text"], json!(streamed_text(prompt)));
+    assert_eq!(mock.calls(prompt), 1, "one call: the stream went on through the restart");
+}

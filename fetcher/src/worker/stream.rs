@@ -79,10 +79,11 @@ impl Output {
     }
 
     /// The append of `batch`, the next piece of the leg's text: `(restart, data)`, or None
-    /// when nothing is to be sent (no text, or the caps were reached).
+    /// when nothing is to be sent (no new text and no restart owed, or the caps were reached).
     pub fn next_append(&mut self, batch: &str) -> Option<(bool, String)> {
         self.leg_text.push_str(batch);
-        if self.full || batch.is_empty() {
+        let owed = self.restart && !self.leg_text.is_empty();
+        if self.full || (batch.is_empty() && !owed) {
             return None;
         }
         self.began = true;
@@ -217,11 +218,7 @@ async fn last_append(to: Appends<'_>, batch: &mut Batch, out: &mut Output) -> Re
 
 async fn append(to: Appends<'_>, text: String, out: &mut Output) -> Result<(), Refusal> {
     let (sh, job) = (to.sh, to.job);
-    let pending_restart = out.restart && !out.leg_text.is_empty() && text.is_empty();
-    let Some((restart, data)) = (match pending_restart {
-        true => Some((true, out.leg_text.clone())).filter(|_| !out.full),
-        false => out.next_append(&text),
-    }) else {
+    let Some((restart, data)) = out.next_append(&text) else {
         return Ok(());
     };
     let e = match sh.redis.query(&commands::append(job, restart, &data)).await {
@@ -308,8 +305,11 @@ mod tests {
         o.begin_leg();
         assert_eq!(o.next_append("A"), Some((false, "A".into())));
         o.unsure();
+        assert_eq!(o.next_append(""), Some((true, "A".into())), "a restart owed goes out without new text");
+        o.unsure();
         assert_eq!(o.next_append("B"), Some((true, "AB".into())), "never a piece twice");
         o.landed();
+        assert_eq!(o.next_append(""), None);
         o.full = true;
         assert_eq!(o.next_append("C"), None);
         o.begin_leg();
