@@ -207,7 +207,7 @@ fn the_usage_of_the_streams_last_event_settles_a_charged_budget() {
 fn a_fallback_mid_stream_starts_behind_a_boundary_and_never_mixes_two_models() {
     let srv = start_redis();
     let mock = MockProvider::start();
-    let f = fetcher(&srv, &mock, &[]);
+    let f = fetcher(&srv, &mock, &["--fallback", "openai=gemini:gemini-2.0-flash"]);
     let mut c = srv.conn();
 
     // gemini breaks off after 6 pieces (the link drops); openai answers.
@@ -249,6 +249,18 @@ fn a_fallback_mid_stream_starts_behind_a_boundary_and_never_mixes_two_models() {
     assert_eq!(all.iter().filter(|e| e.1 == "attempt").count(), 1, "{all:?}");
     assert_eq!(text(&all), streamed_text("openai after a 503"));
     assert_eq!(result_of(&mut c, "default", &id)["tried"][0]["class"], "503");
+
+    // --fallback's rule: the OpenAI request that streams is rewritten for gemini, which
+    // streams too, behind the boundary.
+    let id = create_job(&mut c, "default", &openai_stream("cut=4,ok"), &[]);
+    let all = entries(&follow_in_thread(&srv.url(), "default", &id).join().unwrap());
+    let boundaries: Vec<usize> = all.iter().enumerate().filter(|(_, e)| e.1 == "attempt").map(|(i, _)| i).collect();
+    assert_eq!(boundaries.len(), 2, "{all:?}");
+    assert_eq!(text(&all[boundaries[1]..]), streamed_text("cut=4,ok"));
+    let res = result_of(&mut c, "default", &id);
+    assert_eq!((res["provider"].as_str(), res["tried"][0]["class"].as_str()), (Some("gemini"), Some("network")));
+    let to_gemini = mock.requests().into_iter().find(|r| r.path.contains(":stream") && r.prompt == "cut=4,ok").unwrap();
+    assert_eq!(to_gemini.json(), json!({"contents": [{"role": "user", "parts": [{"text": "cut=4,ok"}]}]}));
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! - gemini and openai chat requests are rewritten into each other when they are a plain text
 //!   chat: text turns (user and model/assistant), system text, and the sampling settings
 //!   both have (`maxOutputTokens`/`max_tokens`, `temperature`, `topP`/`top_p`,
-//!   `stopSequences`/`stop`);
+//!   `stopSequences`/`stop`); OpenAI's `stream` and `stream_options` say how the answer
+//!   travels, not what is asked: the job's streaming mode is read from the payload and every
+//!   leg sets its own, so they are left out of the rewrite;
 //! - anything else (images, tools, files, other settings, an openai images request, a request
 //!   for echo or http) has no faithful rewrite: None. Dropping a setting silently would
 //!   change what the fallback is asked, so a request with one is never rewritten.
@@ -150,8 +152,18 @@ fn openai_text(content: &Value) -> Option<String> {
     }
 }
 
-const OPENAI_KEYS: [&str; 8] =
-    ["messages", "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "user"];
+const OPENAI_KEYS: [&str; 10] = [
+    "messages",
+    "model",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "user",
+    "stream",
+    "stream_options",
+];
 
 fn from_openai(r: &Value) -> Option<Chat> {
     let obj = r.as_object()?;
@@ -304,6 +316,16 @@ mod tests {
         }
         assert_eq!(request_for(Echo, Gemini, &json!({"text": "hi"})), None);
         assert_eq!(request_for(Http, OpenAi, &json!({"text": "hi"})), None);
+    }
+
+    #[test]
+    fn an_openai_request_that_streams_is_rewritten_without_its_transport_settings() {
+        let r = json!({"messages": [{"role": "user", "content": "hi"}], "stream": true,
+            "stream_options": {"include_usage": true}});
+        assert_eq!(
+            request_for(OpenAi, Gemini, &r),
+            Some(json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}))
+        );
     }
 
     #[test]
