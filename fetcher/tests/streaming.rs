@@ -151,6 +151,12 @@ fn a_reader_follows_an_openai_stream_live_and_the_result_holds_the_text_and_usag
     let sent = mock.requests().pop().unwrap().json();
     assert_eq!((&sent["stream"], &sent["stream_options"]), (&json!(true), &json!({"include_usage": true})));
 
+    // A server that answers one JSON to a streamed request: taken whole, one chunk.
+    let id = create_job(&mut c, "default", &openai_stream("json"), &[]);
+    let all = entries(&follow_in_thread(&srv.url(), "default", &id).join().unwrap());
+    assert_eq!((chunk_count(&all), text(&all)), (1, "echo: json".to_string()));
+    assert_eq!(result_of(&mut c, "default", &id)["usage"], json!({"input_tokens": 13, "output_tokens": 5}));
+
     // Fast pieces: many tokens per append.
     let fast = "gap=2";
     let id = create_job(&mut c, "default", &openai_stream(fast), &[]);

@@ -43,6 +43,16 @@ pub struct Success {
     pub model: Option<String>,
 }
 
+impl Success {
+    /// An answer that came whole to a streamed call: its text is sent as one piece.
+    pub fn sent_whole(self, deltas: &Deltas) -> Success {
+        if let Some(t) = self.text.as_ref().filter(|t| !t.is_empty()) {
+            let _ = deltas.send(t.clone());
+        }
+        self
+    }
+}
+
 fn bad(message: &str) -> Failure {
     Failure::fatal(ErrorClass::Payload, message)
 }
@@ -61,13 +71,7 @@ pub trait Provider: Send + Sync {
     /// (the whole text, the usage, the provider's final JSON). A provider that cannot stream
     /// answers whole, and its text is one piece.
     fn stream<'a>(&'a self, call: &'a Call, deltas: Deltas) -> BoxFuture<'a, Result<Success, Failure>> {
-        Box::pin(async move {
-            let s = self.call(call).await?;
-            if let Some(t) = s.text.as_ref().filter(|t| !t.is_empty()) {
-                let _ = deltas.send(t.clone());
-            }
-            Ok(s)
-        })
+        Box::pin(async move { Ok(self.call(call).await?.sent_whole(&deltas)) })
     }
 }
 

@@ -111,16 +111,20 @@ impl Gemini {
     }
 }
 
+/// A whole answer (JSON) as the result.
+fn answer_of(output: Value) -> Success {
+    Success {
+        text: text_of(&output),
+        usage: usage_of(&output),
+        model: output.get("modelVersion").and_then(Value::as_str).map(str::to_string),
+        output,
+    }
+}
+
 impl Provider for Gemini {
     fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Success, Failure>> {
         Box::pin(async move {
-            let output = self.http.post_json(self.post(call, "generateContent")?, &call.request).await?;
-            Ok(Success {
-                text: text_of(&output),
-                usage: usage_of(&output),
-                model: output.get("modelVersion").and_then(Value::as_str).map(str::to_string),
-                output,
-            })
+            Ok(answer_of(self.http.post_json(self.post(call, "generateContent")?, &call.request).await?))
         })
     }
 
@@ -134,8 +138,10 @@ impl Provider for Gemini {
                 }
                 Ok(true)
             };
-            self.http.post_sse(req, &call.request, on_event).await?;
-            streamed.finish()
+            match self.http.post_sse(req, &call.request, on_event).await? {
+                Some(whole) => Ok(answer_of(whole).sent_whole(&deltas)),
+                None => streamed.finish(),
+            }
         })
     }
 }

@@ -144,25 +144,28 @@ impl OpenAi {
     }
 }
 
+/// A whole answer (JSON) as the result.
+fn answer_of(output: Value) -> Success {
+    Success {
+        text: text_of(&output),
+        usage: usage_of(&output),
+        model: output.get("model").and_then(Value::as_str).map(str::to_string),
+        output,
+    }
+}
+
 impl Provider for OpenAi {
     fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Success, Failure>> {
         Box::pin(async move {
             let body = body_of(call, false)?;
-            let output = self.http.post_json(self.post(&body), &body).await?;
-            Ok(Success {
-                text: text_of(&output),
-                usage: usage_of(&output),
-                model: output.get("model").and_then(Value::as_str).map(str::to_string),
-                output,
-            })
+            Ok(answer_of(self.http.post_json(self.post(&body), &body).await?))
         })
     }
 
     fn stream<'a>(&'a self, call: &'a Call, deltas: Deltas) -> BoxFuture<'a, Result<Success, Failure>> {
         Box::pin(async move {
             if endpoint(&call.request) != "/v1/chat/completions" {
-                let s = self.call(call).await?;
-                return Ok(s);
+                return Ok(self.call(call).await?.sent_whole(&deltas));
             }
             let body = body_of(call, true)?;
             let mut streamed = Streamed::default();
@@ -172,8 +175,10 @@ impl Provider for OpenAi {
                 }
                 Ok(!streamed.done)
             };
-            self.http.post_sse(self.post(&body), &body, on_event).await?;
-            streamed.finish()
+            match self.http.post_sse(self.post(&body), &body, on_event).await? {
+                Some(whole) => Ok(answer_of(whole).sent_whole(&deltas)),
+                None => streamed.finish(),
+            }
         })
     }
 }

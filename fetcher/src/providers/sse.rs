@@ -124,13 +124,14 @@ impl Http {
     /// POSTs `body` as JSON and reads the answer as a stream of events, handing each to
     /// `on_event` as it completes (`false` from it ends the reading: the answer is
     /// complete). A non-2xx answer is classified as [`Http::post_json`] does; a broken link
-    /// during the stream is a retryable `network` failure.
+    /// during the stream is a retryable `network` failure. A server that answers one JSON
+    /// document (`Content-Type: application/json`: it does not stream) gives it back whole.
     pub async fn post_sse(
         &self,
         req: reqwest::RequestBuilder,
         body: &Value,
         mut on_event: impl FnMut(Event) -> Result<bool, Failure> + Send,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<Value>, Failure> {
         let req = req.header(reqwest::header::ACCEPT, "text/event-stream");
         let mut resp = req.json(body).send().await.map_err(|e| self.transport_failure(e))?;
         let status = resp.status();
@@ -140,17 +141,30 @@ impl Http {
             let message = format!("HTTP {}: {}", status.as_u16(), self.excerpt(&bytes));
             return Err(Failure::of_status(status, message, retry_after));
         }
+        if is_json(resp.headers()) {
+            let bytes = resp.bytes().await.map_err(|e| self.transport_failure(e))?;
+            return serde_json::from_slice(&bytes).map(Some).map_err(|_| {
+                let message = format!("HTTP {}: the answer is not JSON: {}", status.as_u16(), self.excerpt(&bytes));
+                Failure::retry(ErrorClass::Response, message)
+            });
+        }
         let mut parser = Parser::default();
         while let Some(bytes) = resp.chunk().await.map_err(|e| self.transport_failure(e))? {
             let events = parser.push(&bytes).map_err(|m| Failure::retry(ErrorClass::Response, m))?;
             for e in events {
                 if !on_event(e)? {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
+}
+
+/// `Content-Type: application/json` (any parameters after it).
+fn is_json(h: &reqwest::header::HeaderMap) -> bool {
+    let ct = h.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 #[cfg(test)]
@@ -192,6 +206,16 @@ mod tests {
         assert_eq!(got, [ev("", "")], "a bare `data` line is an empty data line");
         assert!(is_done(&ev("", "[DONE]")));
         assert!(!is_done(&ev("", "{}")));
+    }
+
+    #[test]
+    fn a_json_answer_is_told_apart_from_a_stream() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert!(!is_json(&h));
+        h.insert(reqwest::header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+        assert!(!is_json(&h));
+        h.insert(reqwest::header::CONTENT_TYPE, "Application/JSON; charset=utf-8".parse().unwrap());
+        assert!(is_json(&h));
     }
 
     #[test]

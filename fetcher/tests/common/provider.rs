@@ -21,8 +21,9 @@
 //! with a `: keepalive` comment every 4 pieces; openai ends with the usage chunk when
 //! `stream_options.include_usage` asks for it, then `data: [DONE]`; gemini's last event has
 //! its finishReason and usage. Steps: `gap=MS` (MS between pieces, 20 by default);
-//! `cut=K` (K pieces, then the connection drops mid-stream); `usage=N` as above; a status
-//! or `429/...` answers before any event, as above.
+//! `cut=K` (K pieces, then the connection drops mid-stream); `usage=N` as above; `json`
+//! (a server that does not stream: the plain JSON answer); a status or `429/...` answers
+//! before any event, as above.
 //!
 //! Usage in every other 200: gemini promptTokenCount 11, candidatesTokenCount 7; openai chat
 //! prompt_tokens 13, completion_tokens 5; images input_tokens 3, output_tokens 100. Each
@@ -175,7 +176,8 @@ fn serve(
     };
     let steps: Vec<&str> = prompt.split(',').map(str::trim).collect();
     let step = steps[(nth - 1).min(steps.len() - 1)];
-    if is_stream(&path, &req_json) && !step.starts_with("429/") && step.parse::<u16>().is_err() {
+    let streams = step != "json" && !step.starts_with("429/") && step.parse::<u16>().is_err();
+    if is_stream(&path, &req_json) && streams {
         let tokens = stream_usage(step, &path);
         state.lock().unwrap().requests[index].tokens = tokens.0 + tokens.1;
         let r = serve_stream(conn, step, &path, &prompt, &req_json, tokens);
