@@ -120,7 +120,7 @@ pub fn overview(ctx: &Ctx, rows: &[QueueRow], error: Option<&str>) -> Markup {
             } @else {
                 table.grid {
                     thead { tr {
-                        th { "Queue" } th.num { "queued" } th.num { "delayed" } th.num { "running" } th.num { "done" }
+                        th { "Queue" } th.num { "waiting" } th.num { "queued" } th.num { "delayed" } th.num { "running" } th.num { "done" }
                         th.num { "error" } th.num { "canceled" } th { "last hour (per minute)" } th.num { "done/h" }
                         th.num { "fail %" } th.num { "cache saved" } th.num { "oldest queued" } th { "groups at cap" }
                     } }
@@ -131,6 +131,7 @@ pub fn overview(ctx: &Ctx, rows: &[QueueRow], error: Option<&str>) -> Markup {
                                     a href={ "/q/" (r.name) } { (r.name) }
                                     @if stat(&r.stats, "paused") == 1 { " " span.badge.paused { "paused" } }
                                 }
+                                (count_cell(&r.name, "waiting", stat(&r.stats, "waiting"), ""))
                                 (count_cell(&r.name, "queued", stat(&r.stats, "queued"), "hl"))
                                 (count_cell(&r.name, "delayed", stat(&r.stats, "delayed"), ""))
                                 (count_cell(&r.name, "running", stat(&r.stats, "running"), "hl"))

@@ -395,3 +395,20 @@ async fn a_job_page_finds_the_job_s_events_in_a_busy_queue() {
     let looked = page.split(" entries looked at").next().unwrap().rsplit('(').next().unwrap().parse::<usize>().unwrap();
     assert!(looked <= 1000, "bounded: {looked} entries read");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_jobs_are_counted_and_listed() {
+    let srv = Server::start();
+    let web = Web::start(&srv, &[], &[]);
+    let mut rc = srv.conn();
+    let parent = create(&mut rc, "flow", &[]);
+    let child = create(&mut rc, "flow", &["AFTER", &parent]);
+    assert_eq!(stat(&mut rc, "flow", "waiting"), 1);
+    let overview = http().get(web.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(overview.contains("/q/flow?status=waiting"), "the overview links the waiting count");
+    let r = http().get(web.url("/q/flow?status=waiting")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains(&child), "the waiting job is listed");
+    assert!(!page.contains(&format!("/q/flow/job/{parent}")), "only waiting jobs are listed");
+}
