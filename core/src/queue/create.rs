@@ -144,7 +144,7 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
         tx.wake_claimers();
     }
     if let Some(after) = &spec.after {
-        flow::link(tx, &job, after)?;
+        flow::link(tx, &job, after, !matches!(verdict, Verdict::Failed(..)))?;
         if let Verdict::Failed(parent, st) = &verdict {
             flow::fail_at_creation(tx, &job, parent, *st)?;
         }

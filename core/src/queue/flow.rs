@@ -135,14 +135,14 @@ pub fn verdict<S: Store>(tx: &mut Tx<S>, after: &After) -> Result<Verdict> {
     Ok(if live > 0 { Verdict::Wait(live) } else { Verdict::Ready })
 }
 
-/// The new job's links: it joins each parent's `dependents:<id>`, and a live new job
-/// counts in each parent's `dependents` (which keeps a finished parent).
-pub fn link<S: Store>(tx: &mut Tx<S>, job: &JobState, after: &After) -> Result<()> {
+/// The new job's links: it joins each parent's `dependents:<id>` and, when it `opens`
+/// (it is not ended at once by a failed parent), counts in each parent's `dependents`,
+/// which keeps a finished parent.
+pub fn link<S: Store>(tx: &mut Tx<S>, job: &JobState, after: &After, opens: bool) -> Result<()> {
     for p in &after.parents {
         tx.push(Op::ZAdd(tx.q.dependents(p), Score::At(job.seq), job.id.clone()));
-        if job.status.is_live() {
-            count_open(tx, p, 1)?;
-        }
+        // the field is there whenever the index is (0 when the job does not count)
+        count_open(tx, p, i64::from(opens))?;
     }
     Ok(())
 }
@@ -230,23 +230,15 @@ pub fn removed<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
     }
     let status = tx.overlay.status(&job.id).unwrap_or(job.status);
     let job = JobState { status, ..job.clone() };
+    // a finished job has no dependent waiting on it (they were released, ended, or count it
+    // as finished already): only a live one's removal moves them
     if status.is_live() {
         cascade(tx, Ending { job: job.clone(), cause: Cause::Deleted, until: None })?;
-    } else if open_count(tx, &job) > 0 {
-        // a finished parent deleted by hand: its waiting dependents (a retried parent's)
-        walk_only(tx, &job)?;
     }
     if job.dependents.is_some() {
         tx.push(Op::Del(tx.q.dependents(&job.id)));
     }
     Ok(())
-}
-
-fn walk_only<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
-    let mut first = Ending { job: job.clone(), cause: Cause::Deleted, until: None };
-    // its parents were counted down when it ended: only its dependents are walked
-    first.job.parents = None;
-    cascade(tx, first)
 }
 
 /// The worklist: each job in it has its waiting dependents walked and its parents told;
@@ -404,15 +396,15 @@ fn end_failed<S: Store>(tx: &mut Tx<S>, job: JobState, to: Status, parent: &[u8]
 }
 
 /// A job made with AFTER whose parent had already failed (ONPARENTFAIL fail): written as
-/// waiting and linked, it ends at once in this step, so it is visible and a JOB.RETRY of
-/// that parent brings it back.
+/// waiting and linked (without counting in its parents' `dependents`), it ends at once in
+/// this step, so it is visible and a JOB.RETRY of that parent brings it back. It has no
+/// dependents yet: there is no cascade.
 pub fn fail_at_creation<S: Store>(tx: &mut Tx<S>, job: &JobState, parent: &[u8], status: Status) -> Result<()> {
     let to = transition(job.status, Trigger::ParentFailed)?;
     let msg = format!("parent {} ended {}", lossy(parent), status.as_str()).into_bytes();
     let e = end_failed(tx, job.clone(), to, parent, msg)?;
     let until = e.until.unwrap_or(tx.now);
-    cascade(tx, e)?;
-    tx.place(&JobState { status: to, ..job.clone() }, to, Score::At(until))
+    tx.place(&e.job, to, Score::At(until))
 }
 
 /// The count of `job`'s parents that are live now.

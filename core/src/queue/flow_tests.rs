@@ -531,3 +531,40 @@ fn repair_keeps_a_kept_parent_and_a_waiting_job() {
     assert_eq!(w.st("a"), "done");
     assert_eq!(w.st("c"), "waiting");
 }
+
+#[test]
+fn deleting_a_finished_parent_leaves_its_waiting_dependents_as_they_are() {
+    let mut w = World::new();
+    w.make("a", &[]);
+    w.make("b", &[]);
+    w.make("c", &["a", "b"]);
+    let a = w.take_id("a");
+    w.finish_done(&a, "1");
+    assert_eq!(w.fb("c", "waiting_on").as_deref(), Some("1"));
+    w.delete("a");
+    assert_eq!(w.st("c"), "waiting");
+    assert_eq!(w.fb("c", "waiting_on").as_deref(), Some("1"), "c waits on b only");
+    let b = w.take_id("b");
+    w.finish_done(&b, "2");
+    let c = w.take_id("c");
+    assert_eq!(inputs(&c), [("a".into(), "deleted".into(), None), ("b".into(), "done".into(), Some("2".into()))]);
+}
+
+#[test]
+fn a_child_made_after_a_failed_parent_does_not_touch_the_parents_retention() {
+    let mut w = World::new();
+    w.make("a", &[]);
+    let a = w.take_id("a");
+    w.finish_error(&a);
+    let expiry = w.expiry_score("a");
+    w.s.now += 1_000;
+    let before = w.s.work.replicated;
+    w.make("b", &["a"]);
+    assert_eq!(w.st("b"), "error");
+    assert_eq!(w.expiry_score("a"), expiry);
+    assert_eq!(w.fb("a", "dependents").as_deref(), Some("0"), "b never counted as open");
+    assert!(w.s.work.replicated > before);
+    w.retry("a");
+    assert_eq!(w.st("b"), "waiting");
+    assert_eq!(w.fb("a", "dependents").as_deref(), Some("1"));
+}
