@@ -419,4 +419,7 @@ async fn waiting_jobs_are_counted_and_listed() {
     let page = r.text().await.unwrap();
     assert!(page.contains(&child), "the waiting job is listed");
     assert!(!page.contains(&format!("/q/flow/job/{parent}")), "only waiting jobs are listed");
+    let job = http().get(web.url(&format!("/q/flow/job/{child}"))).send().await.unwrap().text().await.unwrap();
+    assert!(job.contains(&format!("/q/flow/job/{parent}")), "the job page links its parent");
+    assert!(job.contains("waiting on 1"), "and says how many parents it waits on");
 }
