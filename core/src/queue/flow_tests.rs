@@ -520,7 +520,12 @@ fn repair_keeps_a_kept_parent_and_a_waiting_job() {
     w.finish_done(&a, "1");
     w.make("c", &["b"]);
     let q = w.q.clone();
-    w.s.apply(vec![crate::store::Op::Del(q.expiry()), crate::store::Op::Del(q.status(Status::Waiting))]).unwrap();
+    w.s.apply(vec![
+        crate::store::Op::Del(q.expiry()),
+        crate::store::Op::Del(q.status(Status::Waiting)),
+        crate::store::Op::Del(q.dependents(b"b")),
+    ])
+    .unwrap();
     let r = w.with_env(|s, q, env| crate::queue::repair::repair(s, q, env, 1000).unwrap());
     assert!(r.done);
     assert_eq!(w.expiry_score("a"), Some(f64::INFINITY), "a kept parent goes back at +inf");
@@ -530,6 +535,10 @@ fn repair_keeps_a_kept_parent_and_a_waiting_job() {
     w.tick();
     assert_eq!(w.st("a"), "done");
     assert_eq!(w.st("c"), "waiting");
+    // the link b -> c came back with c: b's finish releases it
+    let b = w.take_id("b");
+    w.finish_done(&b, "2");
+    assert_eq!(w.st("c"), "queued");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //!   promoted replica goes on where its master stopped.
 //! - An entry naming no job, or a job in another status, is dropped. A job is put back into
 //!   every index its status uses that lost it: its group's ready index and turns, `delayed`,
-//!   `leases`, `expiry`, `deadlines`. (Not the content-hash claims of `pending`: two live
+//!   `leases`, `expiry`, `deadlines`, and for a waiting job its parents' `dependents:<id>`. (Not the content-hash claims of `pending`: two live
 //!   jobs may share a hash, and a lost claim costs one uncoalesced request, not a job.)
 //! - The queued jobs are walked last, and the pass ends by setting the `meta` counters the
 //!   indexes determine: `seq`, `turn`, `queued_*`.
@@ -216,7 +216,14 @@ fn reindex<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<u64> {
             let score = if job.dependents.unwrap_or(0) > 0 { Score::Inf } else { Score::At(until) };
             n += restore(tx, q.expiry(), score, &job.id)?;
         }
-        Status::Waiting => {}
+        // its parents' `dependents:<id>` are how their finish finds it: without them it
+        // would wait for ever
+        Status::Waiting => {
+            let parents = job.parents.as_deref().map(record::split_ids).into_iter().flatten();
+            for p in parents.map(<[u8]>::to_vec).collect::<Vec<_>>() {
+                n += restore(tx, q.dependents(&p), Score::At(job.seq), &job.id)?;
+            }
+        }
     }
     Ok(n)
 }
