@@ -424,6 +424,51 @@ async function runMemory(ctx, lines, notes, log) {
     `aijob.events-maxlen = 10000 entries) is ${Math.round(m.stream)} B/job of it at this N.`);
 }
 
+/**
+ * Flows (docs/flows.md): the server µs of the one JOB.UPDATE STATUS done that finishes a
+ * job with `n` dependents, each released to `queued` in that step. Dependents are made
+ * ahead (pipelined JOB.CREATE ... AFTER); the parent is the only claimable job.
+ */
+async function finishWithDependents(ctx, q, n) {
+  await ctx.admin.call('JOB.CREATE', q, 'PAYLOAD', payloads.REQUEST, 'ID', 'parent');
+  await prefill(ctx.pool[0], n, () => ['JOB.CREATE', q, 'PAYLOAD', payloads.REQUEST, 'AFTER', 'parent']);
+  const got = await ctx.admin.call('JOB.CLAIM', q, 'WORKER', 'w', 'LEASE', '3600000');
+  if (field(got[0], 'id') !== 'parent') throw new Error(`flows row: claimed ${field(got[0], 'id')}, not the parent`);
+  const before = (await server.commandStats(ctx.admin))['job.update'] || { usec: 0, calls: 0 };
+  await ctx.admin.call('JOB.UPDATE', q, 'parent', 'TOKEN', field(got[0], 'token'), 'STATUS', 'done',
+    'RESULT', payloads.RESULT_1K);
+  const after = (await server.commandStats(ctx.admin))['job.update'];
+  if (after.calls !== before.calls + 1) throw new Error('flows row: the finish was not counted once');
+  const stats = await ctx.admin.call('QUEUE.STATS', q);
+  const queued = stats[stats.indexOf('queued') + 1];
+  if (queued !== n) throw new Error(`flows row: ${queued} dependents released, not ${n}`);
+  return after.usec - before.usec;
+}
+
+async function runFlows(ctx, lines, notes, log) {
+  const med = (xs) => require('./lib/pair').median(xs);
+  for (const n of [1, 100, 10000]) {
+    const rounds = n >= 10000 ? Math.min(PLAN.rounds, 3) : PLAN.rounds;
+    const a = [];
+    const b = [];
+    for (let r = 0; r < rounds; r++) {
+      await ctx.admin.call('FLUSHALL');
+      await server.sleep(200);
+      b.push(await finishWithDependents(ctx, 'plainfinish', 0));
+      a.push(await finishWithDependents(ctx, 'flowfinish', n));
+    }
+    const [ua, ub] = [med(a), med(b)];
+    const perDependent = (ua - ub) / n;
+    const line = `| JOB.UPDATE done of a job with ${n} dependent(s), each released to queued in the step, ` +
+      `vs of a job without (${rounds} rounds) | 1 | - | - | ${(ua / ub).toFixed(1)}x | ${fmtUs(ua)} vs ${fmtUs(ub)} | - | ` +
+      '- | - |';
+    lines.push(line);
+    log(line);
+    notes.push(`Finishing a job with ${n} dependent(s): ${fmtUs(ua)} µs (rounds ${a.map(fmtUs).join(', ')}), ` +
+      `a job without ${fmtUs(ub)} µs: about ${fmtUs(perDependent)} µs per dependent released.`);
+  }
+}
+
 async function main() {
   if (!fs.existsSync(MODULE)) throw new Error(`no module at ${MODULE} (cargo build --release -p aijob)`);
   const t0 = Date.now();
@@ -446,6 +491,7 @@ async function main() {
     if (!ONLY || 'end to end'.includes(ONLY)) await runE2E(ctx, lines, notes, log);
     if (!ONLY || 'memory'.includes(ONLY)) await runMemory(ctx, lines, notes, log);
     if (!ONLY || 'native floor'.includes(ONLY)) await runFloor(ctx, lines, notes, log);
+    if (!ONLY || 'flows dependents'.includes(ONLY)) await runFlows(ctx, lines, notes, log);
   } finally {
     for (const c of pool) c.disconnect();
     await stop();

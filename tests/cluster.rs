@@ -291,3 +291,39 @@ fn replica_acked_offset(c: &mut Connection) -> i64 {
     let line = info.lines().find(|l| l.starts_with("slave0:")).unwrap_or("");
     line.split(',').find_map(|kv| kv.strip_prefix("offset=")).and_then(|v| v.trim().parse().ok()).unwrap_or(-1)
 }
+
+#[test]
+fn a_flow_lives_in_one_queue_and_so_in_one_slot() {
+    let mut cl = Cluster::start();
+    let mut c = cl.client();
+    cok(&mut c, &["JOB.CREATE", "draft", "PAYLOAD", "{}", "ID", "tr-1"]);
+    cok(&mut c, &["JOB.CREATE", "draft", "PAYLOAD", "{}", "ID", "sum-1", "AFTER", "tr-1"]);
+    // an id of another queue is no job there
+    let e = ccmd(&mut c, &["JOB.CREATE", "media", "PAYLOAD", "{}", "AFTER", "tr-1"]).unwrap_err();
+    assert!(error_text(&e).starts_with("NOTFOUND parent tr-1 is not a job of queue media"), "{}", error_text(&e));
+    // a MULTI that mixes two queues' commands is refused by Redis itself: a queue on
+    // another node answers MOVED as it is queued, one on the same node CROSSSLOT at EXEC
+    let m = cl.master_of("draft");
+    let other =
+        (0..200).map(|i| format!("media{i}")).find(|q| cl.master_of(q) == m).expect("a queue on draft's master");
+    let mut node = cl.nodes[m].conn();
+    let slot = |n: &mut Connection, q: &str| int(&ok(n, &["CLUSTER", "KEYSLOT", q]));
+    assert_ne!(slot(&mut node, "draft"), slot(&mut node, &other));
+    ok(&mut node, &["MULTI"]);
+    ok(&mut node, &["JOB.CREATE", "draft", "PAYLOAD", "{}", "AFTER", "tr-1"]);
+    ok(&mut node, &["JOB.CREATE", &other, "PAYLOAD", "{}", "AFTER", "tr-1"]);
+    let e = err(&mut node, &["EXEC"]);
+    assert!(e.starts_with("CROSSSLOT"), "{e}");
+    assert_eq!(fi(&cok(&mut c, &["QUEUE.STATS", "draft"]), "waiting"), 1, "nothing of the MULTI ran");
+    // the flow runs on the queue's master
+    let a = array(&cok(&mut c, &["JOB.CLAIM", "draft"]));
+    assert_eq!(fs(&a[0], "id"), "tr-1");
+    cok(&mut c, &["JOB.UPDATE", "draft", "tr-1", "TOKEN", &fs(&a[0], "token"), "STATUS", "done", "RESULT", "1"]);
+    let b = array(&cok(&mut c, &["JOB.CLAIM", "draft"]));
+    assert_eq!(fs(&b[0], "id"), "sum-1");
+    let inputs = array(&field(&b[0], "inputs").unwrap());
+    assert_eq!(
+        (fs(&inputs[0], "id"), fs(&inputs[0], "status"), fs(&inputs[0], "result")),
+        ("tr-1".into(), "done".into(), "1".into())
+    );
+}

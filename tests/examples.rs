@@ -287,6 +287,35 @@ fn python_stream_follows_a_job_and_resumes_after_a_disconnect() {
     assert_eq!(int(&ok(&mut c, &["XLEN", &out])) as usize, chunks.len() + 2, "attempt, chunks, end");
 }
 
+#[test]
+fn python_flow_runs_a_graph_and_each_step_gets_its_inputs() {
+    let Some(py) = python() else {
+        return skip("python3/redis-py not installed (python3-redis, or pip install redis)");
+    };
+    let srv = Server::start();
+    let mut cmd = Command::new(py);
+    cmd.arg(root().join("examples/python/flow.py"));
+    let lines = run_example(cmd, &srv, Duration::from_secs(60));
+
+    let created = step(&lines, "created");
+    assert_eq!((created["merge_status"].as_str(), created["merge_waiting_on"].as_i64()), (Some("waiting"), Some(3)));
+    let claims = steps(&lines, "claimed");
+    assert_eq!(claims.len(), 5, "transcribe, three summaries, merge: {lines:#?}");
+    assert!(claims[0]["inputs"].as_array().unwrap().is_empty());
+    let merge = claims.last().unwrap();
+    let inputs = merge["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 3);
+    assert!(inputs.iter().all(|i| i["status"] == "done"));
+    let finished = step(&lines, "finished");
+    assert_eq!(finished["result"]["merged"], "PART 0 OF THE TALK / PART 1 OF THE TALK / PART 2 OF THE TALK");
+    let cascade = step(&lines, "cascade");
+    assert_eq!((cascade["status"].as_str(), cascade["error_class"].as_str()), (Some("error"), Some("dependency")));
+
+    let mut c = srv.conn();
+    assert_eq!(stat(&mut c, "flow_demo", "waiting"), 0);
+    assert_eq!(stat(&mut c, "flow_demo", "done"), 5);
+}
+
 /// examples/node with ioredis installed (from the committed lockfile) when it is missing.
 fn node_ready() -> Result<(), String> {
     if !works(Command::new("node").arg("--version")) {

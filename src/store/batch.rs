@@ -7,6 +7,7 @@
 //! record, the group) several times.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::CStr;
 
 use aijob_core::store::{Event, KeyKind, Op, Score};
@@ -18,8 +19,7 @@ use crate::ffi::{self, Field, OpenKey, RStr};
 
 /// An open key of the batch: the handle, and its name as a module string (reused for
 /// replication). The handle comes first so it is closed before the name is freed.
-struct Slot<'a> {
-    key: &'a [u8],
+struct Slot {
     handle: OpenKey,
     name: RStr,
 }
@@ -27,7 +27,10 @@ struct Slot<'a> {
 pub struct Batch<'a> {
     ctx: *mut raw::RedisModuleCtx,
     now: i64,
-    slots: Vec<Slot<'a>>,
+    slots: Vec<Slot>,
+    /// Where each key's slot is: a flow's step writes thousands of keys (a parent's
+    /// dependents), and a search of `slots` per op would make that quadratic.
+    index: HashMap<&'a [u8], usize>,
     /// The argument vector of each replicated command, reused.
     argv: RefCell<Vec<*mut raw::RedisModuleString>>,
 }
@@ -36,7 +39,13 @@ impl<'a> Batch<'a> {
     /// Opens and checks every key `ops` write; fails before any write.
     /// `names`: key names the step already made (its reads'), taken instead of new ones.
     pub fn open(ctx: *mut raw::RedisModuleCtx, now: i64, ops: &'a [Op], mut names: Vec<RStr>) -> Result<Batch<'a>> {
-        let mut b = Batch { ctx, now, slots: Vec::with_capacity(ops.len()), argv: RefCell::new(Vec::new()) };
+        let mut b = Batch {
+            ctx,
+            now,
+            slots: Vec::with_capacity(ops.len()),
+            index: HashMap::with_capacity(ops.len()),
+            argv: RefCell::new(Vec::new()),
+        };
         for op in ops {
             let Some((key, kind)) = op.target() else { continue };
             let i = b.slot_index(key, &mut names)?;
@@ -57,7 +66,7 @@ impl<'a> Batch<'a> {
 
     /// The slot of `key`, opened now if the batch has not opened it yet.
     fn slot_index(&mut self, key: &'a [u8], names: &mut Vec<RStr>) -> Result<usize> {
-        if let Some(i) = self.slots.iter().position(|s| s.key == key) {
+        if let Some(&i) = self.index.get(key) {
             return Ok(i);
         }
         let name = match names.iter().position(|n| n.as_ref() == key) {
@@ -66,12 +75,17 @@ impl<'a> Batch<'a> {
         };
         let handle = OpenKey::open(self.ctx, &name, ffi::READ | ffi::WRITE)?
             .ok_or_else(|| AiError::syntax("could not open a key for writing"))?;
-        self.slots.push(Slot { key, handle, name });
+        self.slots.push(Slot { handle, name });
+        self.index.insert(key, self.slots.len() - 1);
         Ok(self.slots.len() - 1)
     }
 
-    fn slot(&self, key: &[u8]) -> Result<&Slot<'a>> {
-        self.slots.iter().find(|s| s.key == key).ok_or_else(|| AiError::syntax("a write outside its batch"))
+    fn slot(&self, key: &[u8]) -> Result<&Slot> {
+        self.find(key).ok_or_else(|| AiError::syntax("a write outside its batch"))
+    }
+
+    fn find(&self, key: &[u8]) -> Option<&Slot> {
+        self.index.get(key).and_then(|&i| self.slots.get(i))
     }
 
     /// The integer a hash field holds (0 when absent); corrupt when it holds another thing.
@@ -152,8 +166,7 @@ impl<'a> Batch<'a> {
     }
 
     fn hincrby(&self, key: &[u8], field: &[u8], by: i64) -> Result<()> {
-        let i =
-            self.slots.iter().position(|s| s.key == key).ok_or_else(|| AiError::syntax("a write outside its batch"))?;
+        let i = *self.index.get(key).ok_or_else(|| AiError::syntax("a write outside its batch"))?;
         let current = self.counter(i, field)?;
         let slot = &self.slots[i];
         let f = ffi::field(self.ctx, field)?;
@@ -238,7 +251,7 @@ impl<'a> Batch<'a> {
         }
         // the channel is the record's key name, open in most steps that make an event
         let owned;
-        let channel = match self.slots.iter().find(|s| s.key == e.channel.as_slice()) {
+        let channel = match self.find(&e.channel) {
             Some(s) => &s.name,
             None => {
                 owned = self.s(&e.channel)?;
@@ -276,7 +289,7 @@ impl<'a> Batch<'a> {
     /// readers of a deleted job are released here instead.
     fn wake(&self, key: &[u8]) -> Result<()> {
         let owned;
-        let name = match self.slots.iter().find(|s| s.key == key) {
+        let name = match self.find(key) {
             Some(s) => {
                 if s.handle.key_type()? == ffi::KEYTYPE_EMPTY {
                     crate::waiters::key_gone(self.ctx, key);

@@ -27,7 +27,12 @@ impl From<redis::RedisError> for Failed {
 
 pub type Result<T> = std::result::Result<T, Failed>;
 
-pub const STATUSES: [&str; 6] = ["queued", "delayed", "running", "done", "error", "canceled"];
+pub const STATUSES: [&str; 7] = ["waiting", "queued", "delayed", "running", "done", "error", "canceled"];
+
+/// The error of a status outside `STATUSES`.
+pub fn bad_status() -> String {
+    format!("status must be one of {}", STATUSES.join(", "))
+}
 
 fn cmd(name: &str, args: &[&str]) -> redis::Cmd {
     let mut c = redis::cmd(name);

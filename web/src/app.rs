@@ -177,7 +177,7 @@ async fn queue_page(State(app): State<AppState>, Path(q): Path<String>, Query(p)
     let ctx = check_queue(ctx, &q)?;
     let status = p.status.filter(|s| !s.is_empty());
     if status.as_deref().is_some_and(|s| !aijob::STATUSES.contains(&s)) {
-        return Err(ctx.bad("status must be one of queued, delayed, running, done, error, canceled"));
+        return Err(ctx.bad(aijob::bad_status()));
     }
     let cursor =
         p.cursor.filter(|c| c.bytes().all(|b| b.is_ascii_digit()) && !c.is_empty()).unwrap_or_else(|| "0".into());
@@ -300,7 +300,7 @@ async fn purge_page(State(app): State<AppState>, Path(q): Path<String>, Query(p)
     let ctx = check_queue(ctx, &q)?;
     let status = p.status.unwrap_or_else(|| "queued".into());
     if !aijob::STATUSES.contains(&status.as_str()) {
-        return Err(ctx.bad("status must be one of queued, delayed, running, done, error, canceled"));
+        return Err(ctx.bad(aijob::bad_status()));
     }
     match aijob::stats(&app.backend, &q).await {
         Ok(s) => Ok(Html(views::purge_confirm(&ctx, &q, &s, &status).into_string())),
@@ -473,7 +473,7 @@ async fn purge(State(app): State<AppState>, Path(q): Path<String>, form: Posted)
     }
     let status = form.get("status").unwrap_or("queued");
     if !aijob::STATUSES.contains(&status) {
-        return refuse("status must be one of queued, delayed, running, done, error, canceled");
+        return refuse(&aijob::bad_status());
     }
     if form.get("confirm").map(str::trim) != Some(q.as_str()) {
         let page = format!("/q/{q}/purge?status={status}");

@@ -120,7 +120,7 @@ pub fn overview(ctx: &Ctx, rows: &[QueueRow], error: Option<&str>) -> Markup {
             } @else {
                 table.grid {
                     thead { tr {
-                        th { "Queue" } th.num { "queued" } th.num { "delayed" } th.num { "running" } th.num { "done" }
+                        th { "Queue" } th.num { "waiting" } th.num { "queued" } th.num { "delayed" } th.num { "running" } th.num { "done" }
                         th.num { "error" } th.num { "canceled" } th { "last hour (per minute)" } th.num { "done/h" }
                         th.num { "fail %" } th.num { "cache saved" } th.num { "oldest queued" } th { "groups at cap" }
                     } }
@@ -131,6 +131,7 @@ pub fn overview(ctx: &Ctx, rows: &[QueueRow], error: Option<&str>) -> Markup {
                                     a href={ "/q/" (r.name) } { (r.name) }
                                     @if stat(&r.stats, "paused") == 1 { " " span.badge.paused { "paused" } }
                                 }
+                                (count_cell(&r.name, "waiting", stat(&r.stats, "waiting"), ""))
                                 (count_cell(&r.name, "queued", stat(&r.stats, "queued"), "hl"))
                                 (count_cell(&r.name, "delayed", stat(&r.stats, "delayed"), ""))
                                 (count_cell(&r.name, "running", stat(&r.stats, "running"), "hl"))
@@ -460,7 +461,7 @@ pub fn job(
                 h1 { "Job " code { (id) } " " span #job-status { (status_badge(&status)) } }
                 div.actions {
                     @if matches!(status.as_str(), "error" | "canceled") { (button(ctx, &format!("/q/{q}/jobs"), "Retry", "primary", &[("one", &format!("retry {id}")), ("next", &back)])) }
-                    @if matches!(status.as_str(), "queued" | "delayed" | "running") { (button(ctx, &format!("/q/{q}/jobs"), "Cancel", "", &[("one", &format!("cancel {id}")), ("next", &back)])) }
+                    @if matches!(status.as_str(), "waiting" | "queued" | "delayed" | "running") { (button(ctx, &format!("/q/{q}/jobs"), "Cancel", "", &[("one", &format!("cancel {id}")), ("next", &back)])) }
                     (button(ctx, &format!("/q/{q}/jobs"), "Delete", "danger", &[("one", &format!("delete {id}")), ("next", &format!("/q/{q}"))]))
                 }
             }
@@ -486,6 +487,14 @@ pub fn job(
                     (field_row("schedule", html! { @let sch = s("schedule"); @if !sch.is_empty() { a href={ "/q/" (q) "/schedules" } { (sch) } } }))
                     (field_row("cost / usage", html! { (n("cost").map(|c| c.to_string()).unwrap_or_default()) " / " (n("usage").map(|c| c.to_string()).unwrap_or_else(|| "–".into())) }))
                     (field_row("hash", html! { code.small { (s("hash")) } }))
+                    @let parents: Vec<&str> = g("parents").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|p| p.as_str()).collect()).unwrap_or_default();
+                    @if !parents.is_empty() {
+                        (field_row("after", html! { @for p in &parents { a href={ "/q/" (q) "/job/" (p) } { code.small { (short_id(p)) } } " " } }))
+                        (field_row("on parent fail", html! { (s("on_parent_fail")) @if let Some(w) = n("waiting_on") { " · waiting on " (w) } }))
+                    }
+                    @let by = s("failed_by");
+                    @if !by.is_empty() { (field_row("failed by", html! { a href={ "/q/" (q) "/job/" (by) } { code.small { (short_id(&by)) } } })) }
+                    @if let Some(d) = n("dependents") { (field_row("dependents", html! { (d) " not ended" })) }
                 }
                 table.fields {
                     (field_row("created", when(n("created_at"), ctx.now_ms)))

@@ -395,3 +395,31 @@ async fn a_job_page_finds_the_job_s_events_in_a_busy_queue() {
     let looked = page.split(" entries looked at").next().unwrap().rsplit('(').next().unwrap().parse::<usize>().unwrap();
     assert!(looked <= 1000, "bounded: {looked} entries read");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_jobs_are_counted_and_listed() {
+    let srv = Server::start();
+    let web = Web::start(&srv, &[], &[]);
+    let mut rc = srv.conn();
+    let parent = create(&mut rc, "flow", &[]);
+    let child = create(&mut rc, "flow", &["AFTER", &parent]);
+    assert_eq!(stat(&mut rc, "flow", "waiting"), 1);
+    // the overview lists the queues QUEUE.LIST knows, which the module's timer learns within a tick
+    let deadline = std::time::Instant::now() + Duration::from_secs(10) * timeout_scale();
+    loop {
+        let overview = http().get(web.url("/")).send().await.unwrap().text().await.unwrap();
+        if overview.contains("/q/flow?status=waiting") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the overview never linked the waiting count:\n{overview}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = http().get(web.url("/q/flow?status=waiting")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains(&child), "the waiting job is listed");
+    assert!(!page.contains(&format!("/q/flow/job/{parent}")), "only waiting jobs are listed");
+    let job = http().get(web.url(&format!("/q/flow/job/{child}"))).send().await.unwrap().text().await.unwrap();
+    assert!(job.contains(&format!("/q/flow/job/{parent}")), "the job page links its parent");
+    assert!(job.contains("waiting on 1"), "and says how many parents it waits on");
+}

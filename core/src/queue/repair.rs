@@ -7,7 +7,7 @@
 //!   promoted replica goes on where its master stopped.
 //! - An entry naming no job, or a job in another status, is dropped. A job is put back into
 //!   every index its status uses that lost it: its group's ready index and turns, `delayed`,
-//!   `leases`, `expiry`, `deadlines`. (Not the content-hash claims of `pending`: two live
+//!   `leases`, `expiry`, `deadlines`, and for a waiting job its parents' `dependents:<id>`. (Not the content-hash claims of `pending`: two live
 //!   jobs may share a hash, and a lost claim costs one uncoalesced request, not a job.)
 //! - The queued jobs are walked last, and the pass ends by setting the `meta` counters the
 //!   indexes determine: `seq`, `turn`, `queued_*`.
@@ -29,8 +29,8 @@ pub const CURSOR: &str = "repair";
 
 /// The order a pass walks the status indexes in: queued last, so the queued counts it
 /// makes are set at once, before jobs move on.
-const PHASES: [Status; 6] =
-    [Status::Delayed, Status::Running, Status::Done, Status::Error, Status::Canceled, Status::Queued];
+const PHASES: [Status; 7] =
+    [Status::Waiting, Status::Delayed, Status::Running, Status::Done, Status::Error, Status::Canceled, Status::Queued];
 
 /// Entries per step (one batch of writes).
 const CHUNK: usize = 128;
@@ -181,6 +181,7 @@ fn drop_entry<S: Store>(tx: &mut Tx<S>, status: Status, id: &[u8]) {
         Status::Delayed => indexes.extend([q.delayed(), q.deadlines()]),
         Status::Running => indexes.push(q.leases()),
         Status::Done | Status::Error | Status::Canceled => indexes.push(q.expiry()),
+        Status::Waiting => {}
     }
     for index in indexes {
         tx.push(Op::ZRem(index, id.to_vec()));
@@ -211,7 +212,17 @@ fn reindex<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<u64> {
         }
         Status::Done | Status::Error | Status::Canceled => {
             let until = job.expire_at.unwrap_or_else(|| expire_at(job, tx.now, &tx.config));
-            n += restore(tx, q.expiry(), Score::At(until), &job.id)?;
+            // a parent kept for dependents that have not ended (docs/flows.md#retention)
+            let score = if job.dependents.unwrap_or(0) > 0 { Score::Inf } else { Score::At(until) };
+            n += restore(tx, q.expiry(), score, &job.id)?;
+        }
+        // its parents' `dependents:<id>` are how their finish finds it: without them it
+        // would wait for ever
+        Status::Waiting => {
+            let parents = job.parents.as_deref().map(record::split_ids).into_iter().flatten();
+            for p in parents.map(<[u8]>::to_vec).collect::<Vec<_>>() {
+                n += restore(tx, q.dependents(&p), Score::At(job.seq), &job.id)?;
+            }
         }
     }
     Ok(n)
