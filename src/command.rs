@@ -301,6 +301,7 @@ pub mod arg {
             pure("done", "done"),
             pure("error", "error"),
             pure("canceled", "canceled"),
+            pure("waiting", "waiting"),
         ],
     )
     .token("STATUS")

@@ -18,6 +18,8 @@ pub static EVENT_RESULT_MAX_BYTES: AtomicI64 = AtomicI64::new(4096);
 pub static MAX_USAGE: AtomicI64 = AtomicI64::new(100_000_000);
 pub static STREAM_MAX_CHUNKS: AtomicI64 = AtomicI64::new(100_000);
 pub static STREAM_MAX_BYTES: AtomicI64 = AtomicI64::new(16 * 1024 * 1024);
+pub static FLOW_MAX_PARENTS: AtomicI64 = AtomicI64::new(100);
+pub static FLOW_MAX_DEPENDENTS: AtomicI64 = AtomicI64::new(10_000);
 /// `aijob.allow-eviction`: the operator accepts that an eviction policy may lose jobs.
 pub static ALLOW_EVICTION: AtomicBool = AtomicBool::new(false);
 
@@ -50,6 +52,8 @@ pub fn snapshot() -> Config {
         max_usage: MAX_USAGE.load(Relaxed),
         stream_max_chunks: STREAM_MAX_CHUNKS.load(Relaxed),
         stream_max_bytes: STREAM_MAX_BYTES.load(Relaxed),
+        flow_max_parents: FLOW_MAX_PARENTS.load(Relaxed),
+        flow_max_dependents: FLOW_MAX_DEPENDENTS.load(Relaxed),
         eviction_guard: eviction_guard(),
     }
 }

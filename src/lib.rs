@@ -61,6 +61,8 @@ redis_module! {
             ["max-usage", &config::MAX_USAGE, 100_000_000, 1, 1_000_000_000_000_000, ConfigurationFlags::DEFAULT, None],
             ["stream-max-chunks", &config::STREAM_MAX_CHUNKS, 100_000, 1, 1_000_000_000, ConfigurationFlags::DEFAULT, None],
             ["stream-max-bytes", &config::STREAM_MAX_BYTES, 16_777_216, 1, 4_294_967_296, ConfigurationFlags::DEFAULT, None],
+            ["flow-max-parents", &config::FLOW_MAX_PARENTS, 100, 1, 10_000, ConfigurationFlags::DEFAULT, None],
+            ["flow-max-dependents", &config::FLOW_MAX_DEPENDENTS, 10_000, 1, 1_000_000, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
         bool: [

@@ -32,14 +32,17 @@ impl Out {
 
     /// (field, value) pairs of the core (a record, a schedule) as a map.
     pub fn fields(r: Vec<(&'static str, Value)>) -> Out {
-        let pairs = r.into_iter().map(|(k, v)| {
-            let v = match v {
-                Value::Int(n) => Out::Int(n),
-                Value::Bytes(b) => Out::Bytes(b),
-            };
-            (k, v)
-        });
-        Out::Map(pairs.collect())
+        Out::Map(r.into_iter().map(|(k, v)| (k, Out::value(v))).collect())
+    }
+
+    /// One value of a record: arrays stay arrays, maps stay maps (flat in RESP2).
+    fn value(v: Value) -> Out {
+        match v {
+            Value::Int(n) => Out::Int(n),
+            Value::Bytes(b) => Out::Bytes(b),
+            Value::List(items) => Out::Array(items.into_iter().map(Out::value).collect()),
+            Value::Map(pairs) => Out::fields(pairs),
+        }
     }
 
     /// A record as a map.

@@ -23,6 +23,10 @@ pub struct Config {
     pub stream_max_chunks: i64,
     /// ... and at most this many bytes of chunks per attempt.
     pub stream_max_bytes: i64,
+    /// JOB.CREATE ... AFTER names at most this many parents.
+    pub flow_max_parents: i64,
+    /// At most this many jobs may name one parent in AFTER (the work of finishing it).
+    pub flow_max_dependents: i64,
     /// Some(policy) while the server may evict aijob's keys under `policy` and the operator
     /// has not accepted that (`aijob.allow-eviction no`): new work is refused.
     pub eviction_guard: Option<MemoryPolicy>,
@@ -44,6 +48,8 @@ impl Default for Config {
             max_usage: 100_000_000,
             stream_max_chunks: 100_000,
             stream_max_bytes: 16 * 1024 * 1024,
+            flow_max_parents: 100,
+            flow_max_dependents: 10_000,
             eviction_guard: None,
         }
     }
@@ -145,7 +151,7 @@ pub fn eviction_risk(policy: MemoryPolicy, maxmemory: u64) -> bool {
 }
 
 /// (name, default, min, max) of every numeric config, as registered with Redis.
-pub const LIMITS: [(&str, i64, i64, i64); 13] = [
+pub const LIMITS: [(&str, i64, i64, i64); 15] = [
     ("retention-ms", 3_600_000, 0, 31_536_000_000_000),
     ("cache-ttl-ms", 86_400_000, 1, 31_536_000_000_000),
     ("lease-ms", 30_000, 1, 31_536_000_000),
@@ -159,6 +165,8 @@ pub const LIMITS: [(&str, i64, i64, i64); 13] = [
     ("max-usage", 100_000_000, 1, 1_000_000_000_000_000),
     ("stream-max-chunks", 100_000, 1, 1_000_000_000),
     ("stream-max-bytes", 16 * 1024 * 1024, 1, 4_294_967_296),
+    ("flow-max-parents", 100, 1, 10_000),
+    ("flow-max-dependents", 10_000, 1, 1_000_000),
 ];
 
 /// A record keeps its key this long past its logical expiry, as a safety net for data
@@ -186,6 +194,8 @@ mod tests {
             c.max_usage,
             c.stream_max_chunks,
             c.stream_max_bytes,
+            c.flow_max_parents,
+            c.flow_max_dependents,
         ];
         for ((name, default, min, max), value) in LIMITS.iter().zip(defaults) {
             assert_eq!(*default, value, "{name}");

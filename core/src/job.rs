@@ -10,11 +10,20 @@ pub enum Status {
     Done,
     Error,
     Canceled,
+    /// Created with AFTER: waits for its parents to finish (docs/flows.md).
+    Waiting,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] =
-        [Status::Queued, Status::Delayed, Status::Running, Status::Done, Status::Error, Status::Canceled];
+    pub const ALL: [Status; 7] = [
+        Status::Queued,
+        Status::Delayed,
+        Status::Running,
+        Status::Done,
+        Status::Error,
+        Status::Canceled,
+        Status::Waiting,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -24,6 +33,7 @@ impl Status {
             Status::Done => "done",
             Status::Error => "error",
             Status::Canceled => "canceled",
+            Status::Waiting => "waiting",
         }
     }
 
@@ -31,9 +41,9 @@ impl Status {
         Status::ALL.into_iter().find(|st| st.as_str().as_bytes().eq_ignore_ascii_case(s))
     }
 
-    /// Queued, delayed and running jobs are work owed: they never expire.
+    /// Waiting, queued, delayed and running jobs are work owed: they never expire.
     pub fn is_live(self) -> bool {
-        matches!(self, Status::Queued | Status::Delayed | Status::Running)
+        matches!(self, Status::Queued | Status::Delayed | Status::Running | Status::Waiting)
     }
 
     pub fn is_finished(self) -> bool {
@@ -96,6 +106,16 @@ pub enum Trigger {
     Deadline,
     /// JOB.RETRY.
     Retry,
+    /// JOB.RETRY of a job with AFTER while one of its parents is live: it waits again.
+    RetryWaiting,
+    /// The last parent a waiting job waited on finished: it is released.
+    ParentsDone,
+    /// ... and it asked for DELAY or AT: released into `delayed`.
+    ParentsDoneDelayed,
+    /// A parent ended error or canceled, or was deleted, under ONPARENTFAIL fail.
+    ParentFailed,
+    /// JOB.RETRY of the parent whose failure ended this job: it waits again.
+    ParentRetried,
 }
 
 impl Trigger {
@@ -112,7 +132,10 @@ impl Trigger {
             Trigger::Release | Trigger::ReleaseDelayed => "be released",
             Trigger::Cancel => "be canceled",
             Trigger::Deadline => "pass its deadline",
-            Trigger::Retry => "be retried",
+            Trigger::Retry | Trigger::RetryWaiting => "be retried",
+            Trigger::ParentsDone | Trigger::ParentsDoneDelayed => "be released by its parents",
+            Trigger::ParentFailed => "fail with its parent",
+            Trigger::ParentRetried => "wait again for its retried parent",
         }
     }
 }
@@ -130,9 +153,14 @@ pub fn transition(from: Status, by: Trigger) -> Result<Status> {
         (Running, T::Fail) | (Running, T::LeaseExhausted) => Error,
         (Running, T::LeaseExpired) | (Running, T::Release) => Queued,
         (Running, T::ReleaseDelayed) => Delayed,
-        (Queued | Delayed | Running, T::Cancel) => Canceled,
+        (Queued | Delayed | Running | Waiting, T::Cancel) => Canceled,
         (Queued | Delayed, T::Deadline) => Error,
         (Error | Canceled, T::Retry) => Queued,
+        (Error | Canceled, T::RetryWaiting) => Waiting,
+        (Waiting, T::ParentsDone) => Queued,
+        (Waiting, T::ParentsDoneDelayed) => Delayed,
+        (Waiting, T::ParentFailed) => Error,
+        (Error, T::ParentRetried) => Waiting,
         _ => return Err(bad_state(from, by)),
     };
     Ok(to)
@@ -146,7 +174,7 @@ pub fn bad_state(from: Status, by: Trigger) -> AiError {
 mod tests {
     use super::*;
 
-    const TRIGGERS: [Trigger; 14] = [
+    const TRIGGERS: [Trigger; 19] = [
         Trigger::Due,
         Trigger::Claim,
         Trigger::Start,
@@ -161,6 +189,11 @@ mod tests {
         Trigger::Cancel,
         Trigger::Deadline,
         Trigger::Retry,
+        Trigger::RetryWaiting,
+        Trigger::ParentsDone,
+        Trigger::ParentsDoneDelayed,
+        Trigger::ParentFailed,
+        Trigger::ParentRetried,
     ];
 
     #[test]
@@ -193,7 +226,14 @@ mod tests {
             (Running, T::ReleaseDelayed, Delayed),
             (Running, T::Cancel, Canceled),
             (Error, T::Retry, Queued),
+            (Error, T::RetryWaiting, Waiting),
+            (Error, T::ParentRetried, Waiting),
             (Canceled, T::Retry, Queued),
+            (Canceled, T::RetryWaiting, Waiting),
+            (Waiting, T::Cancel, Canceled),
+            (Waiting, T::ParentsDone, Queued),
+            (Waiting, T::ParentsDoneDelayed, Delayed),
+            (Waiting, T::ParentFailed, Error),
         ];
         assert_eq!(legal, expected);
     }

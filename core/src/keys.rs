@@ -52,6 +52,12 @@ impl QueueKeys {
         self.key(&[b"job:", id])
     }
 
+    /// Sorted set: the jobs that named job `id` in AFTER, scored by their sequence
+    /// (docs/flows.md): a cascade walks them in creation order on every server alike.
+    pub fn dependents(&self, id: &[u8]) -> Key {
+        self.key(&[b"dependents:", id])
+    }
+
     /// Hash: queue counters and settings (also the key blocked claims wait on).
     pub fn meta(&self) -> Key {
         self.key(&[b"meta"])
@@ -200,6 +206,7 @@ mod tests {
             k.cache_drops(),
             k.events(),
             k.out(b"x"),
+            k.dependents(b"x"),
             k.schedule(b"s"),
             k.schedules(),
         ] {

@@ -33,13 +33,26 @@ pub const DEADLINE_AT: &str = "deadline_at";
 pub const WORKER: &str = "worker";
 pub const LEASE_UNTIL: &str = "lease_until";
 pub const SCHEDULE: &str = "schedule";
+/// A job made with AFTER: its parents' ids in AFTER order, joined by `,` (no id holds
+/// one); replied as an array.
+pub const PARENTS: &str = "parents";
+/// A waiting job: how many of its parents are live (docs/flows.md).
+pub const WAITING_ON: &str = "waiting_on";
+/// A job made with AFTER: `fail` or `run`, what a failed parent does to it.
+pub const ON_PARENT_FAIL: &str = "on_parent_fail";
+/// A parent: how many jobs named it in AFTER and have not ended; it is kept while any has not.
+pub const DEPENDENTS: &str = "dependents";
+/// A job ended `error` (class `dependency`) by a parent: that parent's id.
+pub const FAILED_BY: &str = "failed_by";
+/// Claim replies only: the parents' ids, statuses and results or errors.
+pub const INPUTS: &str = "inputs";
 /// Replies only: the record's time to live (-1 while the job is live).
 pub const TTL: &str = "ttl";
 /// Replies only: a claim's lease token (stored as the internal `_token`).
 pub const CLAIM_TOKEN: &str = "token";
 
 /// Fields a reply shows, in reply order.
-pub const VISIBLE: [&str; 26] = [
+pub const VISIBLE: [&str; 31] = [
     ID,
     QUEUE,
     STATUS,
@@ -66,6 +79,11 @@ pub const VISIBLE: [&str; 26] = [
     WORKER,
     LEASE_UNTIL,
     SCHEDULE,
+    PARENTS,
+    ON_PARENT_FAIL,
+    WAITING_ON,
+    FAILED_BY,
+    DEPENDENTS,
 ];
 
 /// Fields replied as integers.
@@ -85,6 +103,8 @@ pub fn is_number(field: &str) -> bool {
             | DEADLINE_AT
             | LEASE_UNTIL
             | TTL
+            | WAITING_ON
+            | DEPENDENTS
     )
 }
 
@@ -103,6 +123,10 @@ pub const CHARGES: &str = "_charges";
 pub const EXPIRE_AT: &str = "_expire_at";
 /// The job's output stream, when it has one: `<epoch> <next> <bytes>` (`queue::stream`).
 pub const STREAM: &str = "_stream";
+/// A waiting job made with DELAY: the delay, counted from its release.
+pub const START_DELAY: &str = "_start_delay";
+/// A waiting job made with DEADLINE: the deadline, counted from its release.
+pub const DEADLINE_MS: &str = "_deadline_ms";
 
 /// The fields the logic needs to move a job (everything but the big values).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,10 +153,15 @@ pub struct JobState {
     pub expire_at: Option<i64>,
     /// `STREAM`, as stored.
     pub stream: Option<Vec<u8>>,
+    /// `PARENTS`, as stored (ids joined by `,`).
+    pub parents: Option<Vec<u8>>,
+    /// `DEPENDENTS`: jobs that named it in AFTER and have not ended; None when no job
+    /// ever named it (it has no `dependents:<id>` index).
+    pub dependents: Option<i64>,
 }
 
 /// The fields `JobState::from_fields` reads, in its order.
-pub const STATE_FIELDS: [&str; 20] = [
+pub const STATE_FIELDS: [&str; 22] = [
     STATUS,
     PRIORITY,
     GROUP,
@@ -153,6 +182,8 @@ pub const STATE_FIELDS: [&str; 20] = [
     PERCENT,
     EXPIRE_AT,
     STREAM,
+    PARENTS,
+    DEPENDENTS,
 ];
 
 fn num(v: &Option<Vec<u8>>, field: &str) -> Result<Option<i64>> {
@@ -196,6 +227,8 @@ impl JobState {
             percent: num(&v[17], PERCENT)?.unwrap_or(0),
             expire_at: num(&v[18], EXPIRE_AT)?,
             stream: v[19].clone(),
+            parents: v[20].clone(),
+            dependents: num(&v[21], DEPENDENTS)?,
         })
     }
 }
@@ -205,6 +238,10 @@ impl JobState {
 pub enum Value {
     Int(i64),
     Bytes(Vec<u8>),
+    /// An array (a job's `parents`, a claim's `inputs`).
+    List(Vec<Value>),
+    /// A map in RESP3, a flat array in RESP2 (one entry of `inputs`).
+    Map(Vec<(&'static str, Value)>),
 }
 
 /// A record as replied: visible fields in order, numbers as integers.
@@ -218,7 +255,9 @@ pub fn to_reply(id: &[u8], queue: &[u8], fields: &[(Vec<u8>, Vec<u8>)], extra: V
     out.push((QUEUE, Value::Bytes(queue.to_vec())));
     for name in VISIBLE.iter().skip(2) {
         if let Some((_, v)) = fields.iter().find(|(f, _)| f.as_slice() == name.as_bytes()) {
-            let value = if is_number(name) {
+            let value = if *name == PARENTS {
+                Value::List(split_ids(v).map(|id| Value::Bytes(id.to_vec())).collect())
+            } else if is_number(name) {
                 match std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()) {
                     Some(n) => Value::Int(n),
                     None => Value::Bytes(v.clone()),
@@ -233,6 +272,11 @@ pub fn to_reply(id: &[u8], queue: &[u8], fields: &[(Vec<u8>, Vec<u8>)], extra: V
     out
 }
 
+/// The ids of a stored `PARENTS` field.
+pub fn split_ids(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|b| *b == b',').filter(|id| !id.is_empty())
+}
+
 /// One JSON document of a reply: payload, result and meta embedded, not quoted.
 pub fn to_json(reply: &Reply) -> Vec<u8> {
     let mut w = ObjectWriter::new();
@@ -241,9 +285,29 @@ pub fn to_json(reply: &Reply) -> Vec<u8> {
             Value::Int(n) => w.int(name, *n),
             Value::Bytes(b) if is_json(name) => w.raw(name, b),
             Value::Bytes(b) => w.string(name, b),
+            Value::List(items) => w.raw(name, &json_list(items)),
+            Value::Map(pairs) => w.raw(name, &to_json(pairs)),
         };
     }
     w.finish()
+}
+
+/// A `List` as a JSON array: strings quoted, maps as objects (inputs nest one level).
+fn json_list(items: &[Value]) -> Vec<u8> {
+    let mut out = vec![b'['];
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match item {
+            Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::Bytes(b) => crate::json::write_string(&mut out, b),
+            Value::List(inner) => out.extend(json_list(inner)),
+            Value::Map(pairs) => out.extend(to_json(pairs)),
+        }
+    }
+    out.push(b']');
+    out
 }
 
 #[cfg(test)]

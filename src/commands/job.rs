@@ -22,6 +22,7 @@ use crate::reply::Out;
 
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY high|normal|low] [DELAY ms | AT unix_ms]
 /// [MAXATTEMPTS n] [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
+/// [AFTER id [id ...]] [ONPARENTFAIL fail|run]
 ///
 /// Offloaded: a large PAYLOAD or META is validated on a worker thread, the job made on the
 /// main thread.
@@ -46,9 +47,11 @@ pub const CREATE: Offloaded<(QueueKeys, JobSpec)> = Offloaded(Command {
             META,
             GROUP,
             COST,
+            ts("AFTER", "id").opt().multi(),
+            oneof("onparentfail", &[pure("fail", "fail"), pure("run", "run")]).token("ONPARENTFAIL").opt(),
         ],
     },
-    parse: |words, config| grammar::job::create(words, config.json_limits()),
+    parse: |words, config| grammar::job::create(words, config.json_limits(), config.flow_max_parents),
     handle: create,
 });
 

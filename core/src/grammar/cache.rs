@@ -6,7 +6,7 @@
 
 use crate::args::{check_size, once, positive, queue, unknown, Cursor};
 use crate::error::{AiError, Result};
-use crate::grammar::job_option;
+use crate::grammar::{job_option, refuse_after};
 use crate::hash;
 use crate::json::{self, Limits, INLINE_MAX_BYTES};
 use crate::keys::QueueKeys;
@@ -40,7 +40,12 @@ pub fn get_or_queue(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, Reques
             }
             "KEY" => parts = Some(key_parts(&mut c, limits)?),
             other if job_option(&mut spec, other, &mut c, limits)? => {}
-            _ => return Err(unknown(&kw)),
+            _ => {
+                let why = "a cached job is found by its payload's hash, and a job that takes \
+                           its inputs from parents is not determined by its payload; use JOB.CREATE";
+                refuse_after(&kw, "CACHE.GETORQUEUE", why)?;
+                return Err(unknown(&kw));
+            }
         }
     }
     if !has_payload {

@@ -9,6 +9,7 @@ use crate::json::Limits;
 use crate::keys::QueueKeys;
 use crate::queue::claim::{Charge, ClaimArgs};
 use crate::queue::create::JobSpec;
+use crate::queue::flow::{After, OnParentFail};
 use crate::queue::read::ListArgs;
 use crate::queue::stream::{AppendArgs, ReadArgs, READ_COUNT_MAX};
 use crate::queue::update::{ReleaseArgs, UpdateArgs, UpdateStatus};
@@ -17,11 +18,15 @@ use crate::store::StreamId;
 
 /// JOB.CREATE Q PAYLOAD json [ID id] [PRIORITY p] [DELAY ms | AT unix_ms] [MAXATTEMPTS n]
 /// [RETENTION ms] [DEADLINE ms] [HASH hex] [META json] [GROUP g] [COST n]
-pub fn create(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, JobSpec)> {
+/// [AFTER id [id ...]] [ONPARENTFAIL fail|run]
+///
+/// AFTER names at most `max_parents` (the config `flow-max-parents`) distinct ids.
+pub fn create(args: &[&[u8]], limits: Limits, max_parents: i64) -> Result<(QueueKeys, JobSpec)> {
     let mut c = Cursor::new(args);
     let q = queue(&mut c)?;
     let mut spec = JobSpec::new(Vec::new());
     let mut has_payload = false;
+    let (mut parents, mut on_fail) = (None, None);
     while let Some(kw) = c.keyword() {
         if kw == "PAYLOAD" {
             has_payload = true;
@@ -38,13 +43,76 @@ pub fn create(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, JobSpec)> {
                 let h = hash::parse_hex("HASH", c.value("HASH")?)?;
                 once(&mut spec.hash, "HASH", h)?
             }
+            "AFTER" => {
+                let ids = after_ids(&mut c, max_parents)?;
+                once(&mut parents, "AFTER", ids)?
+            }
+            "ONPARENTFAIL" => {
+                let v = c.value("ONPARENTFAIL")?;
+                let p = OnParentFail::parse(v).ok_or_else(|| AiError::arg("ONPARENTFAIL", "must be fail or run"))?;
+                once(&mut on_fail, "ONPARENTFAIL", p)?
+            }
             _ => return Err(unknown(&kw)),
         }
     }
     if !has_payload {
         return Err(AiError::arg("PAYLOAD", "is required"));
     }
+    spec.after = match (parents, on_fail) {
+        (None, Some(_)) => return Err(AiError::arg("ONPARENTFAIL", "needs AFTER")),
+        (None, None) => None,
+        (Some(parents), p) => Some(After { parents, on_fail: p.unwrap_or(OnParentFail::Fail) }),
+    };
+    if let (Some(id), Some(after)) = (&spec.id, &spec.after) {
+        if after.parents.contains(id) {
+            return Err(AiError::arg("AFTER", format!("names the job {} itself", String::from_utf8_lossy(id))));
+        }
+    }
     Ok((q, spec))
+}
+
+/// The words of JOB.CREATE that end AFTER's list of ids.
+const CREATE_KEYWORDS: [&str; 14] = [
+    "PAYLOAD",
+    "ID",
+    "PRIORITY",
+    "DELAY",
+    "AT",
+    "MAXATTEMPTS",
+    "RETENTION",
+    "DEADLINE",
+    "HASH",
+    "META",
+    "GROUP",
+    "COST",
+    "AFTER",
+    "ONPARENTFAIL",
+];
+
+/// AFTER's ids: the words up to the next JOB.CREATE keyword (in any case) or the end,
+/// each a valid id, duplicates dropped (one parent), at most `max_parents` of them.
+fn after_ids(c: &mut Cursor, max_parents: i64) -> Result<Vec<Vec<u8>>> {
+    let mut ids: Vec<Vec<u8>> = Vec::new();
+    while let Some(word) = c.peek() {
+        if CREATE_KEYWORDS.contains(&Kw::new(word).as_str()) {
+            break;
+        }
+        c.next();
+        crate::names::validate("AFTER", word)?;
+        if !ids.iter().any(|id| id.as_slice() == word) {
+            ids.push(word.to_vec());
+        }
+    }
+    if ids.is_empty() {
+        return Err(AiError::arg("AFTER", "needs at least one id"));
+    }
+    if ids.len() as i64 > max_parents {
+        return Err(AiError::arg(
+            "AFTER",
+            format!("names {} parents, the most aijob.flow-max-parents allows is {max_parents}", ids.len()),
+        ));
+    }
+    Ok(ids)
 }
 
 /// JOB.GET Q id [JSON]
@@ -501,7 +569,7 @@ mod tests {
         let v = a(
             r#"q PAYLOAD {"a":1} ID j1 priority HIGH DELAY 5 MAXATTEMPTS 2 RETENTION 9 DEADLINE 7 META {} GROUP t COST 3"#,
         );
-        let (q, s) = create(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap();
+        let (q, s) = create(&refs(&v), crate::json::Limits::bytes(1 << 20), 100).unwrap();
         assert_eq!(q.name(), b"q");
         assert_eq!(s.payload, br#"{"a":1}"#);
         assert_eq!(s.id.as_deref(), Some(&b"j1"[..]));
@@ -532,11 +600,42 @@ mod tests {
         ];
         for (line, arg) in cases {
             let v = a(line);
-            let e = create(&refs(&v), crate::json::Limits::bytes(1 << 20)).unwrap_err();
+            let e = create(&refs(&v), crate::json::Limits::bytes(1 << 20), 100).unwrap_err();
             assert!(e.message.contains(arg), "{line}: {}", e.message);
         }
         let v = a(r#"q PAYLOAD "0123456789""#);
-        assert_eq!(create(&refs(&v), crate::json::Limits::bytes(5)).unwrap_err().code, crate::error::Code::TooBig);
+        assert_eq!(create(&refs(&v), crate::json::Limits::bytes(5), 100).unwrap_err().code, crate::error::Code::TooBig);
+    }
+
+    #[test]
+    fn after_takes_ids_up_to_the_next_keyword() {
+        let v = a(r#"q PAYLOAD {} AFTER a b a priority high ONPARENTFAIL RUN"#);
+        let (_, s) = create(&refs(&v), crate::json::Limits::bytes(1 << 20), 100).unwrap();
+        let after = s.after.unwrap();
+        assert_eq!(after.parents, [b"a".to_vec(), b"b".to_vec()], "a duplicated id is one parent");
+        assert_eq!(after.on_fail, OnParentFail::Run);
+        assert_eq!(s.priority, Priority::High);
+        let v = a(r#"q PAYLOAD {} AFTER x"#);
+        let (_, s) = create(&refs(&v), crate::json::Limits::bytes(1 << 20), 100).unwrap();
+        assert_eq!(s.after.unwrap().on_fail, OnParentFail::Fail);
+    }
+
+    #[test]
+    fn after_refuses_bad_input_naming_the_argument() {
+        for (line, want) in [
+            ("q PAYLOAD {} AFTER", "AFTER needs at least one id"),
+            ("q PAYLOAD {} AFTER PRIORITY high", "AFTER needs at least one id"),
+            ("q PAYLOAD {} AFTER a{b}", "AFTER has a character"),
+            ("q PAYLOAD {} AFTER a b c", "AFTER names 3 parents, the most aijob.flow-max-parents allows is 2"),
+            ("q PAYLOAD {} AFTER a AFTER b", "AFTER given twice"),
+            ("q PAYLOAD {} ONPARENTFAIL run", "ONPARENTFAIL needs AFTER"),
+            ("q PAYLOAD {} AFTER a ONPARENTFAIL maybe", "ONPARENTFAIL must be fail or run"),
+            ("q PAYLOAD {} ID j AFTER a j", "AFTER names the job j itself"),
+        ] {
+            let v = a(line);
+            let e = create(&refs(&v), crate::json::Limits::bytes(1 << 20), 2).unwrap_err();
+            assert!(e.message.starts_with(want), "{line}: {}", e.message);
+        }
     }
 
     #[test]

@@ -48,6 +48,15 @@ pub fn job_option(spec: &mut JobSpec, kw: &str, c: &mut Cursor, limits: Limits) 
     Ok(true)
 }
 
+/// AFTER and ONPARENTFAIL on a command that makes jobs without them (CACHE.GETORQUEUE,
+/// SCHEDULE.SET): a clear refusal saying why, not "unknown option".
+pub fn refuse_after(kw: &str, command: &str, why: &str) -> Result<()> {
+    if matches!(kw, "AFTER" | "ONPARENTFAIL") {
+        return Err(AiError::arg(kw, format!("is not allowed on {command}: {why}")));
+    }
+    Ok(())
+}
+
 /// DELAY or AT of JOB.CREATE; Ok(false) when `kw` is neither.
 pub fn start_option(spec: &mut JobSpec, kw: &str, c: &mut Cursor) -> Result<bool> {
     let start = match kw {

@@ -2,7 +2,7 @@
 
 use crate::args::{once, positive, queue, unknown, Cursor};
 use crate::error::{AiError, Result};
-use crate::grammar::job_option;
+use crate::grammar::{job_option, refuse_after};
 use crate::json::Limits;
 use crate::keys::QueueKeys;
 use crate::names;
@@ -21,6 +21,9 @@ pub fn set(args: &[&[u8]], limits: Limits) -> Result<(QueueKeys, ScheduleSpec)> 
     while let Some(kw) = c.keyword() {
         has_payload |= kw == "PAYLOAD";
         if !job_option(&mut job, &kw, &mut c, limits)? && !timing_option(&mut timing, &kw, &mut c)? {
+            let why = "a schedule makes a new job on each run, and fixed parent ids would name \
+                       the same parents every time; create the flow from the scheduled job's worker";
+            refuse_after(&kw, "SCHEDULE.SET", why)?;
             return Err(unknown(&kw));
         }
     }

@@ -5,7 +5,7 @@ use crate::job::{transition, Priority, Status, Trigger};
 use crate::keys::QueueKeys;
 use crate::queue::tx::{load_job, meta, Env, Tally, Tx};
 use crate::queue::update::finish;
-use crate::queue::{pending, stream};
+use crate::queue::{flow, pending, stream};
 use crate::record::{self, JobState};
 use crate::store::{Op, Score, Store, ZRange};
 
@@ -34,8 +34,10 @@ pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Re
     if job.status.is_live() {
         return Ok((0, Tally::default()));
     }
-    let to = transition(job.status, Trigger::Retry)?;
     let mut tx = Tx::new(s, q, env.now, env.config);
+    // a job with AFTER waits again for its parents that are live
+    let waits_on = flow::retry_target(&mut tx, &job)?;
+    let to = transition(job.status, if waits_on.is_some() { Trigger::RetryWaiting } else { Trigger::Retry })?;
     tx.unplace(&job, job.status, false)?;
     let job = JobState { deadline_at: None, ..job };
     tx.hdel(
@@ -48,16 +50,18 @@ pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Re
             record::WORKER,
             record::TOKEN,
             record::EXPIRE_AT,
+            record::FAILED_BY,
+            record::START_DELAY,
+            record::DEADLINE_MS,
         ],
     );
-    tx.hset(
-        id,
-        vec![
-            (record::STATUS, to.as_str().as_bytes().to_vec()),
-            (record::ATTEMPTS, b"0".to_vec()),
-            (record::UPDATED_AT, tx.now.to_string().into_bytes()),
-        ],
-    );
+    let mut fields = vec![
+        (record::STATUS, to.as_str().as_bytes().to_vec()),
+        (record::ATTEMPTS, b"0".to_vec()),
+        (record::UPDATED_AT, tx.now.to_string().into_bytes()),
+    ];
+    fields.extend(waits_on.map(|n| (record::WAITING_ON, n.to_string().into_bytes())));
+    tx.hset(id, fields);
     tx.place(&job, to, Score::At(tx.now))?;
     stream::reopened(&mut tx, &job)?;
     if let Some(h) = &job.hash {
@@ -65,14 +69,22 @@ pub fn retry<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Re
     }
     tx.incr_meta(meta::RETRIED, 1)?;
     tx.tally.retried += 1;
-    tx.event(&job, "queued", to, &[]);
-    tx.wake_claimers();
+    tx.event(&job, to.as_str(), to, &[]);
+    if to == Status::Queued {
+        tx.wake_claimers();
+    }
+    // the jobs its failure ended wait for it again
+    let defer = std::mem::replace(&mut tx.defer_events, true);
+    flow::parent_retried(&mut tx, &job, to)?;
+    tx.defer_events = defer;
     Ok((1, tx.commit()?))
 }
 
 /// Removes a job's record and every index entry, inside `tx`.
 pub fn remove<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
     tx.unplace(job, job.status, false)?;
+    // its waiting dependents lose a parent (ONPARENTFAIL), its links go
+    flow::removed(tx, job)?;
     if job.status.is_live() {
         if let Some(h) = &job.hash {
             pending::release_hash(tx, h, &job.id)?;
@@ -118,7 +130,9 @@ pub fn purge<S: Store>(
                 tx.push(Op::ZRem(q.status(status), id.clone()));
                 continue;
             };
-            if job.status != status || priority.is_some_and(|p| p != job.priority) {
+            // a job a cascade of this batch moved or removed is not what the index said
+            let moved = tx.overlay.touched(id);
+            if moved || job.status != status || priority.is_some_and(|p| p != job.priority) {
                 continue;
             }
             remove(&mut tx, &job)?;

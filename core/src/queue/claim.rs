@@ -122,10 +122,14 @@ pub fn claim_into<S: Store, G: Gate<S>>(
     let (set, removed) = take(tx, &job, args, &token, had_worker)?;
     fields.retain(|(f, _)| !removed.contains(&f.as_slice()) && !set.iter().any(|(n, _)| n.as_bytes() == f.as_slice()));
     fields.extend(set.into_iter().map(|(n, v)| (n.as_bytes().to_vec(), v)));
-    let extra = vec![
+    let mut extra = vec![
         (record::TTL, record::Value::Int(-1)),
         (record::CLAIM_TOKEN, record::Value::Bytes(token.clone().into_bytes())),
     ];
+    // a job made with AFTER gets its parents' results with its claim (docs/flows.md#inputs)
+    if let Some(parents) = &job.parents {
+        extra.push((record::INPUTS, crate::queue::flow::inputs(tx.s, tx.q, parents)?));
+    }
     let record = record::to_reply(&job.id, tx.q.name(), &fields, extra);
     out.jobs.push(Claimed { id: job.id, token, record });
     Ok(true)

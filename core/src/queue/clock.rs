@@ -169,6 +169,11 @@ fn pass_deadline<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -
 
 fn end_retention<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, id: &[u8]) -> Result<Tally> {
     match load_job(s, q, id)? {
+        // kept for its dependents (an index edited by hand, an old entry): no end yet
+        Some(job) if job.status.is_finished() && job.dependents.unwrap_or(0) > 0 => {
+            s.apply(vec![Op::ZAdd(q.expiry(), Score::Inf, id.to_vec()), Op::Persist(q.job(id))])?;
+            Ok(Tally::default())
+        }
         Some(job) if job.status.is_finished() => {
             let mut tx = Tx::new(s, q, env.now, env.config);
             remove(&mut tx, &job)?;

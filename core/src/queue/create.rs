@@ -3,6 +3,7 @@
 use crate::error::{AiError, Code, Result};
 use crate::job::{Priority, Status};
 use crate::keys::QueueKeys;
+use crate::queue::flow::{self, After, Verdict};
 use crate::queue::pending;
 use crate::queue::tx::{meta, Env, Tally, Tx};
 use crate::record::{self, JobState};
@@ -33,6 +34,8 @@ pub struct JobSpec {
     pub cost: i64,
     pub cache_ttl_ms: Option<i64>,
     pub schedule: Option<Vec<u8>>,
+    /// AFTER and ONPARENTFAIL: JOB.CREATE only (docs/flows.md).
+    pub after: Option<After>,
 }
 
 impl JobSpec {
@@ -51,6 +54,7 @@ impl JobSpec {
             cost: 1,
             cache_ttl_ms: None,
             schedule: None,
+            after: None,
         }
     }
 }
@@ -68,6 +72,9 @@ pub fn create<S: Store>(s: &mut S, q: &QueueKeys, env: &mut Env, spec: &JobSpec)
         }
         None => rng::uuid7(env.now, env.entropy).into_bytes(),
     };
+    if let Some(after) = &spec.after {
+        flow::check_parents(s, q, &id, after, env.config.flow_max_dependents)?;
+    }
     let mut tx = Tx::new(s, q, env.now, env.config);
     add_job(&mut tx, &id, spec)?;
     let tally = tx.commit()?;
@@ -80,13 +87,20 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
     tx.config.admit_new_work()?;
     let now = tx.now;
     let seq = tx.next_seq()?;
-    let (status, run_at) = match spec.start {
-        Start::Now => (Status::Queued, None),
-        Start::Delay(0) => (Status::Queued, None),
-        Start::Delay(d) => (Status::Delayed, Some(now.saturating_add(d))),
-        Start::At(at) if at <= now => (Status::Queued, None),
-        Start::At(at) => (Status::Delayed, Some(at)),
+    let verdict = match &spec.after {
+        Some(after) => flow::verdict(tx, after)?,
+        None => Verdict::Ready,
     };
+    let (status, run_at) = match (&verdict, spec.start) {
+        // its start and its DEADLINE count from its release (`flow::release`)
+        (Verdict::Wait(_) | Verdict::Failed(..), Start::At(at)) if at > now => (Status::Waiting, Some(at)),
+        (Verdict::Wait(_) | Verdict::Failed(..), _) => (Status::Waiting, None),
+        (Verdict::Ready, Start::Now | Start::Delay(0)) => (Status::Queued, None),
+        (Verdict::Ready, Start::Delay(d)) => (Status::Delayed, Some(now.saturating_add(d))),
+        (Verdict::Ready, Start::At(at)) if at <= now => (Status::Queued, None),
+        (Verdict::Ready, Start::At(at)) => (Status::Delayed, Some(at)),
+    };
+    let waits = status == Status::Waiting;
     let max_attempts = spec.max_attempts.unwrap_or(tx.config.max_attempts);
     let job = JobState {
         id: id.to_vec(),
@@ -101,7 +115,7 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
         hash: spec.hash.clone().map(String::into_bytes),
         retention_ms: spec.retention_ms,
         cache_ttl_ms: spec.cache_ttl_ms,
-        deadline_at: spec.deadline_ms.map(|d| now.saturating_add(d)),
+        deadline_at: spec.deadline_ms.filter(|_| !waits).map(|d| now.saturating_add(d)),
         run_at,
         cost: spec.cost,
         charges: None,
@@ -110,8 +124,14 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
         percent: 0,
         expire_at: None,
         stream: None,
+        parents: spec.after.as_ref().map(|a| a.parents.join(&b',')),
+        dependents: None,
     };
-    tx.hset(id, record_fields(&job, spec, now));
+    let mut fields = record_fields(&job, spec, now);
+    if let Some(after) = &spec.after {
+        fields.extend(flow_fields(&job, spec, after, &verdict));
+    }
+    tx.hset(id, fields);
     let score = run_at.map_or(Score::At(now), Score::At);
     tx.place(&job, status, score)?;
     if let Some(h) = &job.hash {
@@ -123,7 +143,35 @@ pub fn add_job<S: Store>(tx: &mut Tx<S>, id: &[u8], spec: &JobSpec) -> Result<Jo
     if status == Status::Queued {
         tx.wake_claimers();
     }
+    if let Some(after) = &spec.after {
+        flow::link(tx, &job, after)?;
+        if let Verdict::Failed(parent, st) = &verdict {
+            flow::fail_at_creation(tx, &job, parent, *st)?;
+        }
+    }
     Ok(job)
+}
+
+/// The record fields of a job made with AFTER: its parents and policy, and while it waits
+/// the count of live parents and the DELAY and DEADLINE to apply from its release.
+fn flow_fields(job: &JobState, spec: &JobSpec, after: &After, verdict: &Verdict) -> Vec<(&'static str, Vec<u8>)> {
+    let n = |v: i64| v.to_string().into_bytes();
+    let mut f = vec![
+        (record::PARENTS, job.parents.clone().unwrap_or_default()),
+        (record::ON_PARENT_FAIL, after.on_fail.as_str().as_bytes().to_vec()),
+    ];
+    if job.status == Status::Waiting {
+        let live = match verdict {
+            Verdict::Wait(live) => *live,
+            _ => 0,
+        };
+        f.push((record::WAITING_ON, n(live)));
+        if let Start::Delay(d) = spec.start {
+            f.push((record::START_DELAY, n(d)));
+        }
+        f.extend(spec.deadline_ms.map(|d| (record::DEADLINE_MS, n(d))));
+    }
+    f
 }
 
 fn record_fields(job: &JobState, spec: &JobSpec, now: i64) -> Vec<(&'static str, Vec<u8>)> {

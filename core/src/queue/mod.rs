@@ -8,7 +8,9 @@ pub mod claim;
 pub mod clock;
 pub mod create;
 pub mod fence;
+pub mod flow;
 pub mod next;
+pub mod overlay;
 pub mod pending;
 pub mod read;
 pub mod repair;
@@ -17,6 +19,8 @@ pub mod stream;
 pub mod tx;
 pub mod update;
 
+#[cfg(test)]
+mod flow_tests;
 #[cfg(test)]
 mod stream_tests;
 #[cfg(test)]

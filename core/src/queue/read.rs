@@ -29,6 +29,9 @@ pub fn get<S: Store>(
     }
     let field = |name: &str| fields.iter().find(|(f, _)| f.as_slice() == name.as_bytes()).map(|(_, v)| v);
     let live = field(record::STATUS).and_then(|v| Status::parse(v)).is_some_and(Status::is_live);
+    // a finished parent kept for its dependents has no end yet either
+    let kept = field(record::DEPENDENTS).is_some_and(|v| v.as_slice() != b"0");
+    let live = live || kept;
     let ttl = match field(record::EXPIRE_AT).and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok()) {
         Some(at) if !live => (at - now).max(0),
         _ => -1,

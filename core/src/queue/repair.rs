@@ -29,8 +29,8 @@ pub const CURSOR: &str = "repair";
 
 /// The order a pass walks the status indexes in: queued last, so the queued counts it
 /// makes are set at once, before jobs move on.
-const PHASES: [Status; 6] =
-    [Status::Delayed, Status::Running, Status::Done, Status::Error, Status::Canceled, Status::Queued];
+const PHASES: [Status; 7] =
+    [Status::Waiting, Status::Delayed, Status::Running, Status::Done, Status::Error, Status::Canceled, Status::Queued];
 
 /// Entries per step (one batch of writes).
 const CHUNK: usize = 128;
@@ -181,6 +181,7 @@ fn drop_entry<S: Store>(tx: &mut Tx<S>, status: Status, id: &[u8]) {
         Status::Delayed => indexes.extend([q.delayed(), q.deadlines()]),
         Status::Running => indexes.push(q.leases()),
         Status::Done | Status::Error | Status::Canceled => indexes.push(q.expiry()),
+        Status::Waiting => {}
     }
     for index in indexes {
         tx.push(Op::ZRem(index, id.to_vec()));
@@ -211,8 +212,11 @@ fn reindex<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<u64> {
         }
         Status::Done | Status::Error | Status::Canceled => {
             let until = job.expire_at.unwrap_or_else(|| expire_at(job, tx.now, &tx.config));
-            n += restore(tx, q.expiry(), Score::At(until), &job.id)?;
+            // a parent kept for dependents that have not ended (docs/flows.md#retention)
+            let score = if job.dependents.unwrap_or(0) > 0 { Score::Inf } else { Score::At(until) };
+            n += restore(tx, q.expiry(), score, &job.id)?;
         }
+        Status::Waiting => {}
     }
     Ok(n)
 }

@@ -66,6 +66,7 @@ impl World {
         r.into_iter().find(|(n, _)| *n == "status").map(|(_, v)| match v {
             Value::Bytes(b) => String::from_utf8(b).unwrap(),
             Value::Int(n) => n.to_string(),
+            other => panic!("status is {other:?}"),
         })
     }
 

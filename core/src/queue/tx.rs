@@ -7,6 +7,7 @@ use crate::error::{AiError, Result};
 use crate::job::{Priority, Status};
 use crate::json::ObjectWriter;
 use crate::keys::{Key, QueueKeys};
+use crate::queue::overlay::Overlay;
 use crate::record::{self, JobState};
 use crate::rng::Entropy;
 use crate::store::{Event, Op, Score, Store, ZRange};
@@ -167,6 +168,13 @@ pub struct Tx<'a, S: Store> {
     /// A turn set, a group's queued jobs or a limiter changed in this step: what a claim
     /// would read from the store is no longer what the step sees.
     claim_inputs_changed: bool,
+    /// The flow fields this step changed (statuses, counts), which its later reads must see.
+    pub overlay: Overlay,
+    /// While set, events wait in `late_events` for the end of the step: a cascade's events
+    /// follow the event of the job that caused them (a parent's `done` before its
+    /// dependents' `queued`).
+    pub defer_events: bool,
+    late_events: Vec<Op>,
 }
 
 impl<'a, S: Store> Tx<'a, S> {
@@ -181,6 +189,9 @@ impl<'a, S: Store> Tx<'a, S> {
             meta: MetaView::default(),
             groups: Vec::new(),
             claim_inputs_changed: false,
+            overlay: Overlay::default(),
+            defer_events: false,
+            late_events: Vec::new(),
         }
     }
 
@@ -429,11 +440,14 @@ impl<'a, S: Store> Tx<'a, S> {
                 self.recheck_cap(gi)?;
             }
             Status::Done | Status::Error | Status::Canceled => {
+                // +inf: a parent kept for its dependents (docs/flows.md#retention)
                 self.ops.push(Op::ZAdd(self.q.expiry(), score, id.clone()));
                 if let Score::At(at) = score {
                     self.ops.push(Op::PExpireAt(self.q.job(&id), at + EXPIRY_GRACE_MS));
                 }
             }
+            // waiting for its parents: in no claim, clock or deadline index
+            Status::Waiting => {}
         }
         Ok(())
     }
@@ -518,6 +532,7 @@ impl<'a, S: Store> Tx<'a, S> {
                 self.ops.push(Op::ZRem(self.q.expiry(), id.clone()));
                 self.ops.push(Op::Persist(self.q.job(&id)));
             }
+            Status::Waiting => {}
         }
         Ok(())
     }
@@ -585,13 +600,18 @@ impl<'a, S: Store> Tx<'a, S> {
             }
         }
         let maxlen = self.config.events_maxlen;
-        self.ops.push(Op::Event(Event {
+        let op = Op::Event(Event {
             stream: (maxlen > 0).then(|| (self.q.events(), maxlen)),
             channel: self.q.job_channel(&job.id),
             kind,
             id: job.id.clone(),
             doc: w.finish(),
-        }));
+        });
+        if self.defer_events {
+            self.late_events.push(op);
+        } else {
+            self.ops.push(op);
+        }
     }
 
     /// Wakes the clients blocked in JOB.CLAIM on this queue.
@@ -649,6 +669,7 @@ impl<'a, S: Store> Tx<'a, S> {
     pub fn commit(mut self) -> Result<Tally> {
         let mut ops = std::mem::take(&mut self.ops);
         ops.extend(self.group_ops()?);
+        ops.append(&mut self.late_events);
         let fields: Vec<(Vec<u8>, Vec<u8>)> = META_FIELDS
             .iter()
             .zip(self.meta.values)

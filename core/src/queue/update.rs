@@ -6,7 +6,7 @@ use crate::job::{transition, Status, Trigger};
 use crate::keys::QueueKeys;
 use crate::queue::fence::load_for_worker;
 use crate::queue::tx::{expire_at, meta, Env, Tally, Tx};
-use crate::queue::{cache, pending, stream};
+use crate::queue::{cache, flow, pending, stream};
 use crate::record::{self, JobState};
 use crate::store::{Score, Store};
 
@@ -236,7 +236,9 @@ pub fn finish<S: Store>(tx: &mut Tx<S>, job: &JobState, to: Status, mut fields: 
     // a finished job keeps no lease: a late worker's update is LEASELOST
     tx.hdel(&job.id, &[record::LEASE_UNTIL, record::TOKEN, record::LEASE_MS]);
     tx.hset(&job.id, fields);
-    tx.place(job, to, Score::At(until))?;
+    // its dependents move in this step; it is kept while any of them has not ended
+    let score = flow::ended(tx, job, job.status, to, until)?;
+    tx.place(job, to, score)?;
     if let Some(h) = &job.hash {
         pending::release_hash(tx, h, &job.id)?;
     }
