@@ -183,10 +183,10 @@ fn value(field: Field, i: usize, input: &Input, texts: &Texts) -> Result<String,
         Field::Error => input
             .error
             .clone()
-            .ok_or_else(|| format!("{named} is {status} and has no error (only a parent that ended error has one)")),
+            .ok_or_else(|| format!("{named} has status {status} and no error text (only a failed parent has one)")),
         _ if input.status != "done" => {
             let why = input.error.as_deref().map(|e| format!(": {}", truncate(e, 200))).unwrap_or_default();
-            Err(format!("{named} ended {status}, it has no result{why}"))
+            Err(format!("{named} has status {status} (not done), so no result{why}"))
         }
         Field::Result => String::from_utf8(input.result.clone().unwrap_or_default())
             .map_err(|_| format!("{named}'s result is not UTF-8 text")),
@@ -313,13 +313,13 @@ mod tests {
             done("d", "fine"),
         ];
         let m = refused("{{parents.0.text}}", &inputs);
-        assert!(m.contains("parent 0 (a) ended error") && m.contains("HTTP 500: down"), "{m}");
+        assert!(m.contains("parent 0 (a) has status error (not done)") && m.contains("HTTP 500: down"), "{m}");
         let m = refused("{{parents.1.result}}", &inputs);
-        assert!(m.contains("parent 1 (c) ended canceled"), "{m}");
+        assert!(m.contains("parent 1 (c) has status canceled"), "{m}");
         let m = refused("{{parents.1.error}}", &inputs);
-        assert!(m.contains("is canceled and has no error"), "{m}");
+        assert!(m.contains("has status canceled and no error text"), "{m}");
         let m = refused("{{parents.2.error}}", &inputs);
-        assert!(m.contains("parent 2 (d) is done and has no error"), "{m}");
+        assert!(m.contains("parent 2 (d) has status done and no error text"), "{m}");
     }
 
     #[test]

@@ -133,5 +133,5 @@ fn under_onparentfail_run_a_child_gets_its_failed_parents_error_and_text_of_it_f
 
     let r = wait_finished(&mut c, Q, &uses_text, T);
     assert_eq!((fs(&r, "status"), fs(&r, "error_class")), ("error".into(), "input".into()), "{r:?}");
-    assert!(fs(&r, "error").contains("ended error, it has no result"), "{}", fs(&r, "error"));
+    assert!(fs(&r, "error").contains("has status error (not done), so no result"), "{}", fs(&r, "error"));
 }
