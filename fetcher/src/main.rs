@@ -6,6 +6,7 @@ mod fallback;
 mod limits;
 mod metrics;
 mod outcome;
+mod placeholders;
 mod providers;
 mod queues;
 mod rconn;

@@ -20,6 +20,8 @@ pub enum ErrorClass {
     Config,
     /// The payload is not a call the fetcher can read.
     Payload,
+    /// A placeholder of the request cannot be filled from the job's parents (a flow).
+    Input,
     /// The result is larger than the module stores.
     TooBig,
     /// RATELIMIT.* answered an error.
@@ -39,6 +41,7 @@ impl ErrorClass {
             ErrorClass::Response => "response",
             ErrorClass::Config => "config",
             ErrorClass::Payload => "payload",
+            ErrorClass::Input => "input",
             ErrorClass::TooBig => "toobig",
             ErrorClass::RateLimit => "ratelimit",
             ErrorClass::Cooldown => "cooldown",
@@ -54,7 +57,8 @@ impl ErrorClass {
         match self {
             ErrorClass::Timeout | ErrorClass::Connect | ErrorClass::Network | ErrorClass::Response => true,
             ErrorClass::Status(s) => s.as_u16() == 429 || s.is_server_error(),
-            ErrorClass::Config | ErrorClass::Payload | ErrorClass::TooBig | ErrorClass::RateLimit => false,
+            ErrorClass::Config | ErrorClass::Payload | ErrorClass::Input | ErrorClass::TooBig => false,
+            ErrorClass::RateLimit => false,
             ErrorClass::Cooldown => false,
         }
     }
@@ -105,6 +109,7 @@ mod tests {
         assert_eq!(ErrorClass::RateLimit.as_str(), "ratelimit");
         assert_eq!(ErrorClass::Status(status(503)).as_str(), "503");
         assert_eq!(ErrorClass::Cooldown.as_str(), "cooldown");
+        assert_eq!(ErrorClass::Input.as_str(), "input");
     }
 
     #[test]
@@ -119,9 +124,8 @@ mod tests {
         for n in [400, 401, 403, 404, 409, 422, 302] {
             assert!(!ErrorClass::Status(status(n)).is_provider_failure(), "{n}");
         }
-        for c in
-            [ErrorClass::Config, ErrorClass::Payload, ErrorClass::TooBig, ErrorClass::RateLimit, ErrorClass::Cooldown]
-        {
+        let others = [ErrorClass::Config, ErrorClass::Payload, ErrorClass::Input, ErrorClass::TooBig];
+        for c in others.into_iter().chain([ErrorClass::RateLimit, ErrorClass::Cooldown]) {
             assert!(!c.is_provider_failure(), "{c:?}");
         }
     }

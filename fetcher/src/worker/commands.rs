@@ -159,6 +159,7 @@ mod tests {
             max_attempts: 3,
             cost: 1,
             charged: None,
+            inputs: Vec::new(),
         }
     }
 

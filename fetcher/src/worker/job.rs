@@ -1,5 +1,8 @@
 //! A claimed job, as JOB.CLAIM hands it out.
 
+use redis::Value;
+
+use crate::placeholders::Input;
 use crate::providers::ProviderName;
 use crate::rconn::Record;
 
@@ -16,6 +19,8 @@ pub struct Job {
     pub cost: u64,
     /// The provider whose budgets the claim itself charged (a charged claim), if any.
     pub charged: Option<ProviderName>,
+    /// Its parents' outcomes, in AFTER order (a job of a flow; empty otherwise).
+    pub inputs: Vec<Input>,
 }
 
 impl Job {
@@ -30,7 +35,30 @@ impl Job {
             max_attempts: r.int("max_attempts").unwrap_or(0),
             cost: r.int("cost").unwrap_or(1).max(0) as u64,
             charged,
+            inputs: r.0.get("inputs").map(inputs_of).unwrap_or_default(),
         })
+    }
+}
+
+/// The claim reply's `inputs`: an entry per parent (RESP2 a flat array of field/value
+/// pairs, RESP3 a map), `id`, `status`, and `result` or `error`. An entry that cannot be
+/// read keeps its place (so `{{parents.N...}}` still names the N-th parent) with no status:
+/// a placeholder naming it fails. A map of entries by id is read in its order too.
+fn inputs_of(v: &Value) -> Vec<Input> {
+    let entries: Vec<&Value> = match v {
+        Value::Array(items) => items.iter().collect(),
+        Value::Map(pairs) => pairs.iter().map(|(_, e)| e).collect(),
+        _ => Vec::new(),
+    };
+    entries.into_iter().map(|e| Record::from_value(e).map(|r| input_of(&r)).unwrap_or_default()).collect()
+}
+
+fn input_of(r: &Record) -> Input {
+    Input {
+        id: r.str("id").unwrap_or_default(),
+        status: r.str("status").unwrap_or_default(),
+        result: r.bytes("result"),
+        error: r.str("error"),
     }
 }
 
@@ -58,5 +86,32 @@ mod tests {
         assert_eq!((j.cost, j.payload.len()), (7, 0));
         let no_token = Value::Array(["id", "j3"].map(bulk).to_vec());
         assert_eq!(Job::from_record("q", &Record::from_value(&no_token).unwrap(), None), None);
+        assert!(j.inputs.is_empty(), "a job without parents has no inputs");
+    }
+
+    #[test]
+    fn inputs_are_read_in_after_order_from_resp2_and_resp3() {
+        let done = Value::Array(["id", "p1", "status", "done", "result", r#"{"text":"hi"}"#].map(bulk).to_vec());
+        let failed = Value::Map(vec![
+            (bulk("id"), bulk("p2")),
+            (bulk("status"), bulk("error")),
+            (bulk("error"), bulk("HTTP 500")),
+            (bulk("result"), Value::Nil),
+        ]);
+        let mut flat = ["id", "j", "token", "t"].map(bulk).to_vec();
+        flat.extend([bulk("inputs"), Value::Array(vec![done, failed, Value::Int(3)])]);
+        let j = Job::from_record("q", &Record::from_value(&Value::Array(flat)).unwrap(), None).unwrap();
+        let want = [
+            Input { id: "p1".into(), status: "done".into(), result: Some(br#"{"text":"hi"}"#.to_vec()), error: None },
+            Input { id: "p2".into(), status: "error".into(), result: None, error: Some("HTTP 500".into()) },
+            Input::default(),
+        ];
+        assert_eq!(j.inputs, want, "an unreadable entry keeps its place");
+
+        let entry = Value::Map(vec![(bulk("id"), bulk("p9")), (bulk("status"), bulk("deleted"))]);
+        let by_id = Value::Map(vec![(bulk("p9"), entry)]);
+        let map = Value::Map(vec![(bulk("id"), bulk("j")), (bulk("token"), bulk("t")), (bulk("inputs"), by_id)]);
+        let j = Job::from_record("q", &Record::from_value(&map).unwrap(), None).unwrap();
+        assert_eq!((j.inputs.len(), j.inputs[0].id.as_str(), j.inputs[0].status.as_str()), (1, "p9", "deleted"));
     }
 }

@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::fallback::End;
 use crate::outcome::{LostReason, Outcome, Refusal};
+use crate::placeholders;
 use crate::providers::{self, Failure, Plan, ProviderName};
 use crate::rconn;
 
@@ -44,6 +45,7 @@ async fn run_one(sh: &Shared, job: Job) -> Option<Job> {
         Some(c) => (Some(c.provider), c.model.clone()),
         None => (None, None),
     };
+    let parsed = parsed.and_then(|plan| placeholders::fill_plan(plan, &job.inputs));
     announce(sh, &job, &commands::announce_text(provider, model.as_deref())).await;
     let mut report = hold(sh, &job, parsed).await;
     sh.metrics.job(&job.queue, provider, &report.outcome);
