@@ -276,7 +276,9 @@ fn a_canceled_job_stops_its_stream_at_the_next_append() {
     // A long lease: the heartbeat (every 10 s) cannot be what notices the cancel.
     let f = fetcher(&srv, &mock, &["--lease", "30000"]);
     let mut c = srv.conn();
-    let id = create_job(&mut c, "default", &openai_stream("gap=150"), &[]);
+    // Slow pieces (about 9 s in all): the cancel lands mid-stream even on a loaded machine,
+    // where the reader may see its first chunks seconds late.
+    let id = create_job(&mut c, "default", &openai_stream("gap=400"), &[]);
     follow(&mut c, "default", &id, "0", |r| chunk_count(&entries(r)) >= 2);
     assert_eq!(s(&ok(&mut c, &["JOB.CANCEL", "default", &id])), "1");
     let lost = "aijob_fetcher_jobs_total{queue=\"default\",provider=\"openai\",outcome=\"lost\",class=\"canceled\"}";
@@ -293,7 +295,9 @@ fn after_a_sigkill_mid_stream_the_next_fetchers_output_comes_behind_the_attempt_
     let mock = MockProvider::start();
     let mut a = fetcher(&srv, &mock, &["--lease", "1000"]);
     let mut c = srv.conn();
-    let prompt = "gap=120,gap=10";
+    // The first attempt's pieces are slow (about 9 s in all): the kill lands mid-stream even
+    // on a loaded machine, where the reader may see its first chunks seconds late.
+    let prompt = "gap=400,gap=10";
     let id = create_job(&mut c, "default", &gemini_stream(prompt), &["MAXATTEMPTS", "3"]);
 
     // A reader follows until it has some of the first attempt's text, and drops off.
@@ -302,6 +306,8 @@ fn after_a_sigkill_mid_stream_the_next_fetchers_output_comes_behind_the_attempt_
     let offset = first.last().unwrap().next.clone();
     assert!(streamed_text(prompt).starts_with(&text(&seen)));
     a.kill();
+    let r = ok(&mut c, &["JOB.GET", "default", &id]);
+    assert_eq!(fs(&r, "status"), "running", "the kill landed mid-stream");
 
     // Another fetcher takes the job once the lease runs out (the first one's stays dead).
     let _b = fetcher(&srv, &mock, &["--lease", "1000"]);
