@@ -13,27 +13,9 @@ use serde_json::{json, Value as Json};
 
 const T: Duration = Duration::from_secs(20);
 
-fn start_redis() -> Server {
-    let srv = Server::start();
-    ok(&mut srv.conn(), &["CONFIG", "SET", "aijob.backoff-base-ms", "100"]);
-    srv
-}
-
 /// A fetcher whose gemini and openai are both the mock.
 fn fetcher(srv: &Server, mock: &MockProvider, extra: &[&str]) -> Fetcher {
-    let url = mock.url();
-    let f = Fetcher::start(
-        srv,
-        extra,
-        &[
-            ("GEMINI_API_KEY", "gk-fallback-123456"),
-            ("GEMINI_BASE_URL", &url),
-            ("OPENAI_API_KEY", "sk-fallback-654321"),
-            ("OPENAI_BASE_URL", &url),
-        ],
-    );
-    f.wait_ready();
-    f
+    mock_fetcher(srv, mock, "fallback", extra)
 }
 
 /// A gemini job whose payload falls back to openai with its own prompt.

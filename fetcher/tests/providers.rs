@@ -15,13 +15,6 @@ use serde_json::json;
 const KEY_G: &str = "gk-test-0123456789";
 const KEY_O: &str = "sk-test-9876543210";
 
-fn start_redis() -> Server {
-    let srv = Server::start();
-    let mut c = srv.conn();
-    ok(&mut c, &["CONFIG", "SET", "aijob.backoff-base-ms", "100"]);
-    srv
-}
-
 fn fetcher_with_keys(srv: &Server, mock: &MockProvider, extra: &[&str]) -> Fetcher {
     let url = mock.url();
     let endpoint = format!("summarize={}/summarize", mock.url());

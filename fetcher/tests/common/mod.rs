@@ -17,6 +17,29 @@ use std::time::Duration;
 
 // ---- helpers for the fetcher's tests ----
 
+/// A server whose retries come back fast (backoff base 100 ms).
+pub fn start_redis() -> Server {
+    let srv = Server::start();
+    ok(&mut srv.conn(), &["CONFIG", "SET", "aijob.backoff-base-ms", "100"]);
+    srv
+}
+
+/// A ready fetcher whose gemini and openai are both `mock`, with keys of the suite's
+/// `tag` (a suite's tests look for its keys in logs and streams).
+pub fn mock_fetcher(srv: &Server, mock: &provider::MockProvider, tag: &str, extra: &[&str]) -> fetcher::Fetcher {
+    let url = mock.url();
+    let (gemini_key, openai_key) = (format!("gk-{tag}-123456"), format!("sk-{tag}-654321"));
+    let env = [
+        ("GEMINI_API_KEY", gemini_key.as_str()),
+        ("GEMINI_BASE_URL", url.as_str()),
+        ("OPENAI_API_KEY", openai_key.as_str()),
+        ("OPENAI_BASE_URL", url.as_str()),
+    ];
+    let f = fetcher::Fetcher::start(srv, extra, &env);
+    f.wait_ready();
+    f
+}
+
 /// Creates a job with this JSON payload and returns its id.
 pub fn create_job(c: &mut Connection, q: &str, payload: &serde_json::Value, extra: &[&str]) -> String {
     let p = payload.to_string();
