@@ -60,10 +60,7 @@ pub fn usage_of(output: &Value) -> Usage {
 /// A streamed answer as its events arrive.
 #[derive(Debug, Default)]
 pub struct Streamed {
-    text: Option<String>,
-    usage: Usage,
-    model: Option<String>,
-    last: Value,
+    answer: sse::Answer,
     finished: bool,
 }
 
@@ -74,21 +71,12 @@ impl Streamed {
         if let Some(f) = sse::error_in(&v, http) {
             return Err(f);
         }
-        if v.get("usageMetadata").is_some_and(Value::is_object) {
-            self.usage = usage_of(&v);
-        }
-        if let Some(m) = v.get("modelVersion").and_then(Value::as_str) {
-            self.model = Some(m.to_string());
-        }
+        let usage = v.get("usageMetadata").is_some_and(Value::is_object).then(|| usage_of(&v));
         let reason = v.pointer("/candidates/0/finishReason").and_then(Value::as_str);
         let blocked = v.pointer("/promptFeedback/blockReason").is_some();
         self.finished |= reason.is_some() || blocked;
-        let piece = text_of(&v);
-        if let Some(p) = &piece {
-            self.text.get_or_insert_with(String::new).push_str(p);
-        }
-        self.last = v;
-        Ok(piece.filter(|p| !p.is_empty()))
+        let (piece, model) = (text_of(&v), v.get("modelVersion").and_then(Value::as_str).map(str::to_string));
+        Ok(self.answer.take(v, usage, model.as_deref(), piece))
     }
 
     /// The answer, when a finish reason came before the stream ended; `output` is the last
@@ -98,7 +86,7 @@ impl Streamed {
             let m = "the stream ended before a finishReason: the answer broke off";
             return Err(Failure::retry(ErrorClass::Network, m));
         }
-        Ok(Success { output: self.last, text: self.text, usage: self.usage, model: self.model })
+        Ok(self.answer.success())
     }
 }
 

@@ -88,10 +88,7 @@ pub fn body_of(call: &Call, stream: bool) -> Result<Value, Failure> {
 /// A streamed chat answer as its chunks arrive.
 #[derive(Debug, Default)]
 pub struct Streamed {
-    text: Option<String>,
-    usage: Usage,
-    model: Option<String>,
-    last: Value,
+    answer: sse::Answer,
     done: bool,
 }
 
@@ -107,22 +104,14 @@ impl Streamed {
         if let Some(f) = sse::error_in(&v, http) {
             return Err(f);
         }
-        if v.get("usage").is_some_and(Value::is_object) {
-            self.usage = usage_of(&v);
-        }
-        if let Some(m) = v.get("model").and_then(Value::as_str) {
-            self.model = Some(m.to_string());
-        }
+        let usage = v.get("usage").is_some_and(Value::is_object).then(|| usage_of(&v));
         let first = v
             .get("choices")
             .and_then(Value::as_array)
             .and_then(|cs| cs.iter().find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0));
         let piece = first.and_then(|c| c.pointer("/delta/content")).and_then(Value::as_str).map(str::to_string);
-        if let Some(p) = &piece {
-            self.text.get_or_insert_with(String::new).push_str(p);
-        }
-        self.last = v;
-        Ok(piece.filter(|p| !p.is_empty()))
+        let model = v.get("model").and_then(Value::as_str).map(str::to_string);
+        Ok(self.answer.take(v, usage, model.as_deref(), piece))
     }
 
     /// The answer, when the stream got to its `[DONE]`; `output` is its last JSON chunk.
@@ -133,7 +122,7 @@ impl Streamed {
                 "the stream ended before its [DONE]: the answer broke off",
             ));
         }
-        Ok(Success { output: self.last, text: self.text, usage: self.usage, model: self.model })
+        Ok(self.answer.success())
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use super::call::{Success, Usage};
 use super::client::{retry_after_ms, Http};
 use super::failure::{ErrorClass, Failure};
 use crate::text::truncate;
@@ -99,6 +100,44 @@ impl Parser {
 }
 
 /// `data: [DONE]`, OpenAI's last event.
+/// What a provider's events have said so far: the text, the latest usage and model, and
+/// the last event (the result's `output`).
+#[derive(Debug, Default)]
+pub struct Answer {
+    text: Option<String>,
+    usage: Usage,
+    model: Option<String>,
+    last: Value,
+}
+
+impl Answer {
+    /// Takes one event `v` with what the provider's format found in it; returns the piece
+    /// of text to append, when it is not empty.
+    pub fn take(
+        &mut self,
+        v: Value,
+        usage: Option<Usage>,
+        model: Option<&str>,
+        piece: Option<String>,
+    ) -> Option<String> {
+        if let Some(u) = usage {
+            self.usage = u;
+        }
+        if let Some(m) = model {
+            self.model = Some(m.to_string());
+        }
+        if let Some(p) = &piece {
+            self.text.get_or_insert_with(String::new).push_str(p);
+        }
+        self.last = v;
+        piece.filter(|p| !p.is_empty())
+    }
+
+    pub fn success(self) -> Success {
+        Success { output: self.last, text: self.text, usage: self.usage, model: self.model }
+    }
+}
+
 pub fn is_done(e: &Event) -> bool {
     e.data.trim() == "[DONE]"
 }
