@@ -209,7 +209,9 @@ async fn a_created_job_appears_its_progress_bar_moves_and_it_finishes() {
         ok(&mut rc, &["JOB.CREATE", "work", "PAYLOAD", &p, "GROUP", &format!("user-{}", i % 3)]);
     }
     failed_job(&mut rc, "ingest", r#"{"provider":"echo","request":{}}"#, "HTTP 503 from provider: overloaded");
-    create(&mut rc, "ingest", &["DELAY", "600000"]);
+    // a flow: a summary that waits for its transcription (delayed, in a paused queue)
+    let transcribe = create(&mut rc, "ingest", &["DELAY", "600000"]);
+    let summary = create(&mut rc, "ingest", &["AFTER", &transcribe]);
     ok(&mut rc, &["QUEUE.PAUSE", "ingest"]);
     ok(&mut rc, &["QUEUE.GROUPCAP", "manual", "tenant-7", "1"]);
     let (_, t2) = {
@@ -247,6 +249,12 @@ async fn a_created_job_appears_its_progress_bar_moves_and_it_finishes() {
     screenshot(b, "overview").await;
     b.goto(&web.url("/q/work")).await.unwrap();
     screenshot(b, "queue").await;
+    b.goto(&web.url(&format!("/q/ingest/job/{summary}"))).await.unwrap();
+    assert_eq!(text_of(b, "#job-status").await.as_deref(), Some("waiting"));
+    let page = b.source().await.unwrap();
+    assert!(page.contains(&format!("href=\"/q/ingest/job/{transcribe}\"")), "the waiting job links its parent");
+    assert!(page.contains("waiting on 1"), "and says how many parents it waits on");
+    screenshot(b, "job-waiting").await;
     client.close().await.unwrap();
 }
 
