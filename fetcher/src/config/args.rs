@@ -17,7 +17,10 @@ use super::parse::{Binding, FallbackRule, LimitSpec, Listen, LogFormat, LogLevel
     long_about = "Claims aijob jobs from Redis (JOB.CLAIM), calls the AI provider each payload names \
 (gemini, openai, http or echo), heartbeats while the call runs, and finishes the job with JOB.UPDATE \
 and its lease token.\n\nPayload: {\"provider\": \"gemini\"|\"openai\"|\"http\"|\"echo\", \"model\": ..., \
-\"request\": {...}} with the request in the provider's own JSON format.\n\nEvery flag has an environment \
+\"request\": {...}} with the request in the provider's own JSON format; optional \"stream\": true (the \
+answer appended to the job's stream as it comes, JOB.APPEND), \"fallback\": [{\"provider\": ..., \"model\": ...}] \
+(tried in order when the provider fails), and {{parents.N.text}} in the request's strings (a flow job: \
+the answer of its N-th parent).\n\nEvery flag has an environment \
 fallback, shown as [env: NAME]. Prefer the environment for API keys: flags show up in `ps`."
 )]
 pub struct Args {
