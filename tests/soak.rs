@@ -56,7 +56,7 @@ const SCHEDULES: [&str; 3] = ["s0", "s1", "s2"];
 const LIMITER_KEYS: usize = 8;
 const LOCK_KEYS: usize = 8;
 const CHARGE_KEY: &str = "soak:charge:{soak-shared}";
-const STATUSES: [&str; 6] = ["queued", "delayed", "running", "done", "error", "canceled"];
+const STATUSES: [&str; 7] = ["waiting", "queued", "delayed", "running", "done", "error", "canceled"];
 const CACHE_PROMPTS: u64 = 300;
 
 fn own_queue(n: usize) -> String {
@@ -351,7 +351,18 @@ impl Worker {
         if self.chance(10) {
             line = line.a("DEADLINE").a(self.rng.gen_range(300..5000).to_string());
         }
-        if let Some(id) = self.send(Kind::Valid, line, Expect::Reply(&[]))? {
+        // a step of a flow: after jobs made earlier in this queue (gone by now: NOTFOUND)
+        let parents = if self.chance(15) { self.made_in(&q, 2) } else { Vec::new() };
+        if !parents.is_empty() {
+            line = line.a("AFTER");
+            for id in &parents {
+                line = line.a(id);
+            }
+            if self.chance(50) {
+                line = line.a("ONPARENTFAIL").a(self.pick(&["fail", "run"]));
+            }
+        }
+        if let Some(id) = self.send(Kind::Valid, line, Expect::Reply(&["NOTFOUND"]))? {
             self.remember(q, s(&id));
         }
         Ok(())
@@ -378,6 +389,12 @@ impl Worker {
             line = line.a("COST").a(self.rng.gen_range(1..500).to_string());
         }
         line
+    }
+
+    /// Up to `most` ids of jobs this connection made in `queue`, newest first.
+    fn made_in(&mut self, queue: &str, most: usize) -> Vec<String> {
+        let take = self.rng.gen_range(1..=most);
+        self.made.iter().rev().filter(|(q, _)| q == queue).take(take).map(|(_, id)| id.clone()).collect()
     }
 
     fn remember(&mut self, queue: String, id: String) {
@@ -466,6 +483,15 @@ impl Worker {
             return self.claim();
         }
         let job = self.held[self.rng.gen_range(0..self.held.len())].clone();
+        if self.chance(30) {
+            // output as it is made: the stream's caps may refuse more (TOOBIG)
+            let mut line = Line::new("JOB.APPEND").a(&job.queue).a(&job.id).a("TOKEN").a(&job.token);
+            for _ in 0..self.rng.gen_range(1..4) {
+                line = line.a("DATA").a(format!("piece {} ", self.rng.gen_range(0..1000)));
+            }
+            self.send(Kind::Valid, line, Expect::Reply(&["TOOBIG"]))?;
+            return Ok(());
+        }
         let mut line = Line::new("JOB.UPDATE").a(&job.queue).a(&job.id).a("TOKEN").a(&job.token);
         if self.chance(80) {
             line = line.a("PROGRESS").a(format!("step {}", self.rng.gen_range(0..10)));
@@ -499,6 +525,11 @@ impl Worker {
                     line = line.a("STATUS").a(self.pick(&STATUSES));
                 }
                 line
+            }
+            3 if !self.made.is_empty() && self.chance(50) => {
+                let (q, id) = self.made[self.rng.gen_range(0..self.made.len())].clone();
+                let line = Line::new("JOB.READ").a(q).a(id).a("AFTER").a("0").a("COUNT").a("10");
+                return self.send(Kind::Valid, line, Expect::Reply(&["NOTFOUND"])).map(|_| ());
             }
             3 => Line::new("QUEUE.STATS").a(&q),
             4 => Line::new("QUEUE.GROUPS").a(&q).a("COUNT").a("20"),
