@@ -32,6 +32,9 @@ pub struct Input {
     pub status: String,
     /// The parent's stored result (a done parent).
     pub result: Option<Vec<u8>>,
+    /// The result's length, given instead of the result when it did not fit in the claim's
+    /// budget (`aijob.max-payload-bytes` for all of a job's inputs): read it with JOB.GET.
+    pub result_bytes: Option<u64>,
     /// The parent's error text (a parent that ended error).
     pub error: Option<String>,
 }
@@ -62,6 +65,38 @@ pub fn fill_plan(mut plan: Plan, inputs: &[Input]) -> Result<Plan, Failure> {
         fill_value(&mut leg.request, &texts)?;
     }
     Ok(plan)
+}
+
+/// The parents (indexes into `inputs`) whose result some leg's request names with `.text`
+/// or `.result`, in order, each once. A placeholder that names no parent of the job, or
+/// cannot be read, names none here: filling it fails anyway.
+pub fn results_named(plan: &Plan, inputs: &[Input]) -> Vec<usize> {
+    let mut named = Vec::new();
+    let mut note = |inner: &str| {
+        if let Some((parent, Field::Text | Field::Result)) = parse(inner) {
+            named.extend(find(&parent, inputs).map(|(i, _)| i));
+        }
+        Ok(String::new())
+    };
+    for leg in &plan.legs {
+        strings(&leg.request, &mut |s| {
+            // An unclosed placeholder fails the fill; what came before it is noted.
+            let _ = scan(s, &mut note);
+        });
+    }
+    named.sort_unstable();
+    named.dedup();
+    named
+}
+
+/// Calls `f` on every string value in `v`, at any depth (object keys are not values).
+fn strings(v: &Value, f: &mut impl FnMut(&str)) {
+    match v {
+        Value::String(s) if s.contains(START) => f(s),
+        Value::Array(items) => items.iter().for_each(|i| strings(i, f)),
+        Value::Object(members) => members.values().for_each(|m| strings(m, f)),
+        _ => {}
+    }
 }
 
 /// Fills the placeholders of every string value in `v` (object keys are left as they are).
@@ -108,6 +143,12 @@ fn starts_placeholder(s: &str) -> bool {
 }
 
 fn fill_str(s: &str, texts: &Texts) -> Result<String, Failure> {
+    scan(s, &mut |inner| insert(inner, texts))
+}
+
+/// `s` with each placeholder replaced by what `on` makes of its inside (trimmed), the
+/// escape `{{{{parents` by `{{parents`, and every other text as it is.
+fn scan(s: &str, on: &mut impl FnMut(&str) -> Result<String, Failure>) -> Result<String, Failure> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(at) = rest.find(START) {
@@ -118,7 +159,7 @@ fn fill_str(s: &str, texts: &Texts) -> Result<String, Failure> {
             rest = after;
         } else if let Some(after) = from.strip_prefix(START).filter(|a| starts_placeholder(a)) {
             let (inner, after) = after.split_once("}}").ok_or_else(|| unclosed(from))?;
-            out.push_str(&insert(inner.trim_matches(' '), texts)?);
+            out.push_str(&on(inner.trim_matches(' '))?);
             rest = after;
         } else {
             out.push('{');
@@ -167,12 +208,16 @@ fn insert(inner: &str, texts: &Texts) -> Result<String, Failure> {
     let (parent, field) = parse(inner).ok_or_else(|| {
         fail("not a placeholder: write {{parents.N.text}}, .result or .error (N from 0, in AFTER order), or {{parents[id].text}}".into())
     })?;
-    let found = match parent {
-        Parent::Index(i) => texts.inputs.get(i).map(|input| (i, input)),
-        Parent::Id(id) => texts.inputs.iter().enumerate().find(|(_, input)| input.id == id),
-    };
-    let (i, input) = found.ok_or_else(|| fail(missing(&parent, texts.inputs.len())))?;
+    let (i, input) = find(&parent, texts.inputs).ok_or_else(|| fail(missing(&parent, texts.inputs.len())))?;
     value(field, i, input, texts).map_err(fail)
+}
+
+/// The parent a placeholder names, with its index.
+fn find<'i>(parent: &Parent, inputs: &'i [Input]) -> Option<(usize, &'i Input)> {
+    match parent {
+        Parent::Index(i) => inputs.get(*i).map(|input| (*i, input)),
+        Parent::Id(id) => inputs.iter().enumerate().find(|(_, input)| input.id == *id),
+    }
 }
 
 /// Parent `i`'s `field`, or why it has none.
@@ -187,6 +232,10 @@ fn value(field: Field, i: usize, input: &Input, texts: &Texts) -> Result<String,
         _ if input.status != "done" => {
             let why = input.error.as_deref().map(|e| format!(": {}", truncate(e, 200))).unwrap_or_default();
             Err(format!("{named} has status {status} (not done), so no result{why}"))
+        }
+        _ if input.result.is_none() && input.result_bytes.is_some() => {
+            let bytes = input.result_bytes.unwrap_or_default();
+            Err(format!("{named}'s result ({bytes} bytes) was not in the claim (its inputs are bounded by aijob.max-payload-bytes) and could not be read with JOB.GET"))
         }
         Field::Result => String::from_utf8(input.result.clone().unwrap_or_default())
             .map_err(|_| format!("{named}'s result is not UTF-8 text")),
@@ -220,11 +269,11 @@ mod tests {
 
     fn done(id: &str, text: &str) -> Input {
         let result = json!({"provider": "echo", "text": text}).to_string().into_bytes();
-        Input { id: id.into(), status: "done".into(), result: Some(result), error: None }
+        Input { id: id.into(), status: "done".into(), result: Some(result), ..Input::default() }
     }
 
     fn failed(id: &str, error: &str) -> Input {
-        Input { id: id.into(), status: "error".into(), result: None, error: Some(error.into()) }
+        Input { id: id.into(), status: "error".into(), error: Some(error.into()), ..Input::default() }
     }
 
     fn filled(s: &str, inputs: &[Input]) -> Result<String, Failure> {
@@ -265,13 +314,14 @@ mod tests {
 
     #[test]
     fn result_is_the_whole_stored_result_and_error_a_failed_parents_error() {
-        let raw = Input { id: "r".into(), status: "done".into(), result: Some(b"[1,\"two\"]".to_vec()), error: None };
+        let raw =
+            Input { id: "r".into(), status: "done".into(), result: Some(b"[1,\"two\"]".to_vec()), ..Input::default() };
         let inputs = [done("a", "t"), failed("b", "HTTP 400: bad"), raw];
         let whole = filled("{{parents.0.result}}", &inputs).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&whole).unwrap(), json!({"provider": "echo", "text": "t"}));
         assert_eq!(filled("why: {{parents.1.error}}", &inputs).unwrap(), "why: HTTP 400: bad");
         assert_eq!(filled("{{parents[r].result}}", &inputs).unwrap(), "[1,\"two\"]");
-        let empty = Input { id: "e".into(), status: "done".into(), result: None, error: None };
+        let empty = Input { id: "e".into(), status: "done".into(), result: None, ..Input::default() };
         assert_eq!(filled("<{{parents.0.result}}>", &[empty]).unwrap(), "<>", "a done parent without a result");
     }
 
@@ -324,15 +374,64 @@ mod tests {
 
     #[test]
     fn a_result_without_text_needs_result() {
-        let image =
-            Input { id: "i".into(), status: "done".into(), result: Some(br#"{"output":{}}"#.to_vec()), error: None };
-        let not_json = Input { id: "n".into(), status: "done".into(), result: Some(b"plain".to_vec()), error: None };
-        let binary = Input { id: "b".into(), status: "done".into(), result: Some(vec![0xff, 0xfe]), error: None };
+        let image = Input {
+            id: "i".into(),
+            status: "done".into(),
+            result: Some(br#"{"output":{}}"#.to_vec()),
+            ..Input::default()
+        };
+        let not_json =
+            Input { id: "n".into(), status: "done".into(), result: Some(b"plain".to_vec()), ..Input::default() };
+        let binary =
+            Input { id: "b".into(), status: "done".into(), result: Some(vec![0xff, 0xfe]), ..Input::default() };
         let inputs = [image, not_json, binary];
         assert!(refused("{{parents.0.text}}", &inputs).contains("has no \"text\""));
         assert!(refused("{{parents.1.text}}", &inputs).contains("use .result"));
         assert_eq!(filled("{{parents.1.result}}", &inputs).unwrap(), "plain");
         assert!(refused("{{parents.2.result}}", &inputs).contains("not UTF-8"));
+    }
+
+    #[test]
+    fn a_result_left_out_of_the_claim_and_not_read_fails_with_why() {
+        let left_out = Input { id: "big".into(), status: "done".into(), result_bytes: Some(9000), ..Input::default() };
+        let inputs = [done("a", "x"), left_out];
+        for s in ["{{parents.1.text}}", "{{parents[big].result}}"] {
+            let m = refused(s, &inputs);
+            assert!(m.contains("parent 1 (big)'s result (9000 bytes) was not in the claim"), "{s}: {m}");
+            assert!(m.contains("could not be read with JOB.GET"), "{s}: {m}");
+        }
+        let read = Input { result: Some(br#"{"text":"late"}"#.to_vec()), ..inputs[1].clone() };
+        assert_eq!(filled("{{parents.1.text}}", &[done("a", "x"), read]).unwrap(), "late", "once read, it fills");
+    }
+
+    fn plan_of(request: Value) -> Plan {
+        let payload = json!({"provider": "echo", "request": request}).to_string();
+        crate::providers::parse_plan(payload.as_bytes(), &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn results_named_lists_the_parents_whose_text_or_result_a_request_uses() {
+        let inputs = [done("a", "x"), done("b", "y"), done("c", "z"), done("d", "w")];
+        let plan = plan_of(json!({
+            "text": "{{parents.2.text}} {{parents[a].result}} {{ parents.2.result }}",
+            "deep": [{"x": "{{parents.1.error}} {{{{parents.3.text}}"}],
+            "{{parents.1.text}}": "a key is not a value"
+        }));
+        assert_eq!(results_named(&plan, &inputs), [0, 2], "error, escaped text and keys name none");
+        let none = plan_of(json!({"text": "{{name}} {{parents.9.text}} {{parents[zz].text}} {{parents.0.txt}}"}));
+        assert!(results_named(&none, &inputs).is_empty());
+        let unclosed =
+            plan_of(json!({"text": "{{parents.1.text}} then {{parents.0.text", "more": "{{parents.3.result}}"}));
+        assert_eq!(results_named(&unclosed, &inputs), [1, 3]);
+        assert!(results_named(&plan, &[]).is_empty(), "no parents, none named");
+    }
+
+    #[test]
+    fn results_named_reads_every_leg() {
+        let payload = br#"{"provider":"gemini","model":"g","request":{"contents":[{"parts":[{"text":"hi"}]}]},
+            "fallback":[{"provider":"echo","request":{"text":"{{parents[b].text}}"}}]}"#;
+        let plan = crate::providers::parse_plan(payload, &Default::default()).unwrap();
+        assert_eq!(results_named(&plan, &[done("a", "x"), done("b", "y")]), [1]);
     }
 
     #[test]

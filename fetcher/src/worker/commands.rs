@@ -135,6 +135,13 @@ pub fn append(job: &Job, restart: bool, data: &str) -> redis::Cmd {
     cmd
 }
 
+/// `JOB.GET q id`: a job's record (a parent's result its child's claim left out).
+pub fn get(queue: &str, id: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("JOB.GET");
+    cmd.arg(queue).arg(id);
+    cmd
+}
+
 #[cfg(test)]
 pub fn words(cmd: &redis::Cmd) -> String {
     let word = |a: redis::Arg<&[u8]>| match a {
@@ -191,6 +198,7 @@ mod tests {
         assert_eq!(words(&release_for(&job(), 0)), "JOB.RELEASE q j TOKEN t DELAY 1");
         assert_eq!(words(&append(&job(), false, "Hi")), "JOB.APPEND q j TOKEN t DATA Hi");
         assert_eq!(words(&append(&job(), true, "Hi")), "JOB.APPEND q j TOKEN t RESTART DATA Hi");
+        assert_eq!(words(&get("q", "p1")), "JOB.GET q p1");
     }
 
     #[test]

@@ -41,7 +41,8 @@ impl Job {
 }
 
 /// The claim reply's `inputs`: an entry per parent (RESP2 a flat array of field/value
-/// pairs, RESP3 a map), `id`, `status`, and `result` or `error`. An entry that cannot be
+/// pairs, RESP3 a map), `id`, `status`, and `result` (or `result_bytes`, its length, when it
+/// did not fit in the claim) or `error`. An entry that cannot be
 /// read keeps its place (so `{{parents.N...}}` still names the N-th parent) with no status:
 /// a placeholder naming it fails. A map of entries by id is read in its order too.
 fn inputs_of(v: &Value) -> Vec<Input> {
@@ -58,6 +59,7 @@ fn input_of(r: &Record) -> Input {
         id: r.str("id").unwrap_or_default(),
         status: r.str("status").unwrap_or_default(),
         result: r.bytes("result"),
+        result_bytes: r.int("result_bytes").and_then(|n| u64::try_from(n).ok()),
         error: r.str("error"),
     }
 }
@@ -102,8 +104,13 @@ mod tests {
         flat.extend([bulk("inputs"), Value::Array(vec![done, failed, Value::Int(3)])]);
         let j = Job::from_record("q", &Record::from_value(&Value::Array(flat)).unwrap(), None).unwrap();
         let want = [
-            Input { id: "p1".into(), status: "done".into(), result: Some(br#"{"text":"hi"}"#.to_vec()), error: None },
-            Input { id: "p2".into(), status: "error".into(), result: None, error: Some("HTTP 500".into()) },
+            Input {
+                id: "p1".into(),
+                status: "done".into(),
+                result: Some(br#"{"text":"hi"}"#.to_vec()),
+                ..Input::default()
+            },
+            Input { id: "p2".into(), status: "error".into(), error: Some("HTTP 500".into()), ..Input::default() },
             Input::default(),
         ];
         assert_eq!(j.inputs, want, "an unreadable entry keeps its place");
@@ -113,5 +120,29 @@ mod tests {
         let map = Value::Map(vec![(bulk("id"), bulk("j")), (bulk("token"), bulk("t")), (bulk("inputs"), by_id)]);
         let j = Job::from_record("q", &Record::from_value(&map).unwrap(), None).unwrap();
         assert_eq!((j.inputs.len(), j.inputs[0].id.as_str(), j.inputs[0].status.as_str()), (1, "p9", "deleted"));
+    }
+
+    #[test]
+    fn a_result_left_out_of_the_claim_gives_its_length() {
+        let resp2 = Value::Array(vec![
+            bulk("id"),
+            bulk("p1"),
+            bulk("status"),
+            bulk("done"),
+            bulk("result_bytes"),
+            Value::Int(70000),
+        ]);
+        let resp3 = Value::Map(vec![
+            (bulk("id"), bulk("p2")),
+            (bulk("status"), bulk("done")),
+            (bulk("result_bytes"), Value::Int(5)),
+        ]);
+        let as_text = Value::Array(["id", "p3", "status", "done", "result_bytes", "123"].map(bulk).to_vec());
+        let odd = Value::Array(["id", "p4", "status", "done", "result_bytes", "-1", "result", "{}"].map(bulk).to_vec());
+        let got = inputs_of(&Value::Array(vec![resp2, resp3, as_text, odd]));
+        let bytes: Vec<Option<u64>> = got.iter().map(|i| i.result_bytes).collect();
+        assert_eq!(bytes, [Some(70000), Some(5), Some(123), None], "a negative length is no length");
+        assert!(got[..3].iter().all(|i| i.result.is_none() && i.status == "done"), "{got:?}");
+        assert_eq!(got[3].result.as_deref(), Some(&b"{}"[..]));
     }
 }

@@ -5,7 +5,7 @@
 //! - `claim`: the claim loop (weighted, then blocking) and the slots of --concurrency;
 //! - `task`: one job: its calls (`call`: the legs of its plan, cooldowns, budgets, timeout;
 //!   `stream`: a streamed leg's text appended to the job's output stream) with heartbeats
-//!   beside it;
+//!   beside it; `inputs`: the parents' results its claim left out, read before the call;
 //! - `report`: the final update or release, sent until it lands, and the outcome;
 //! - `drain`: the shutdown's grace and deadlines;
 //! - `commands` and `job`: the job commands and the claimed job, pure;
@@ -16,6 +16,7 @@ mod claim;
 mod commands;
 mod discovery;
 mod drain;
+mod inputs;
 mod job;
 mod report;
 mod shared;

@@ -20,7 +20,7 @@ use crate::rconn;
 use super::job::Job;
 use super::report::{self, Report};
 use super::shared::Shared;
-use super::{call, commands};
+use super::{call, commands, inputs};
 
 /// Runs one claimed job to its end, then the job its final update claimed next, if any
 /// (JOB.UPDATE ... NEXT), and so on. The permit is its slot among --concurrency, held
@@ -37,7 +37,7 @@ pub async fn run_job(sh: Arc<Shared>, job: Job, _permit: OwnedSemaphorePermit) {
 }
 
 /// One job's call and report; the next job when the final update claimed one.
-async fn run_one(sh: &Shared, job: Job) -> Option<Job> {
+async fn run_one(sh: &Shared, mut job: Job) -> Option<Job> {
     let _held = sh.metrics.holding();
     let started = Instant::now();
     let parsed = providers::parse_plan(&job.payload, &sh.cfg.fallback);
@@ -45,6 +45,9 @@ async fn run_one(sh: &Shared, job: Job) -> Option<Job> {
         Some(c) => (Some(c.provider), c.model.clone()),
         None => (None, None),
     };
+    if let Ok(plan) = &parsed {
+        inputs::read_left_out(sh, &mut job, plan).await;
+    }
     let parsed = parsed.and_then(|plan| placeholders::fill_plan(plan, &job.inputs));
     announce(sh, &job, &commands::announce_text(provider, model.as_deref())).await;
     let mut report = hold(sh, &job, parsed).await;

@@ -1,0 +1,37 @@
+//! Parents' results the claim left out: a claim's `inputs` carry results up to
+//! `aijob.max-payload-bytes` in all, and an entry past that carries `result_bytes` instead
+//! (docs/flows.md). The parent's record is kept until its dependents end, so the result is
+//! read with JOB.GET, only for the parents whose `.text` or `.result` the request uses.
+
+use tracing::{debug, warn};
+
+use crate::placeholders::{self, Input};
+use crate::providers::Plan;
+use crate::rconn::{self, Record};
+
+use super::commands;
+use super::job::Job;
+use super::shared::Shared;
+
+/// Reads, for each parent of `job` that `plan` names and whose result the claim left out,
+/// its result. One that cannot be read stays left out: its placeholder fails, class `input`.
+pub async fn read_left_out(sh: &Shared, job: &mut Job, plan: &Plan) {
+    if !job.inputs.iter().any(left_out) {
+        return;
+    }
+    for i in placeholders::results_named(plan, &job.inputs) {
+        let Some(input) = job.inputs.get_mut(i).filter(|input| left_out(input)) else { continue };
+        match sh.redis.query(&commands::get(&job.queue, &input.id)).await {
+            Ok(v) => input.result = Record::from_value(&v).and_then(|r| r.bytes("result")),
+            Err(e) => {
+                warn!(queue = %job.queue, id = %job.id, parent = %input.id, error = %rconn::describe(&e), "parent's result not read")
+            }
+        }
+        debug!(queue = %job.queue, id = %job.id, parent = %input.id, read = input.result.is_some(), "parent's result read with JOB.GET");
+    }
+}
+
+/// A parent whose result the claim did not carry, for its length.
+fn left_out(input: &Input) -> bool {
+    input.result.is_none() && input.result_bytes.is_some()
+}
