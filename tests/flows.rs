@@ -384,6 +384,27 @@ fn claims_by_next_and_by_a_woken_block_carry_inputs() {
 }
 
 #[test]
+fn inputs_past_the_payload_limit_are_announced_by_size_and_read_with_job_get() {
+    let srv = Server::start();
+    let mut c = srv.conn();
+    ok(&mut c, &["CONFIG", "SET", "aijob.max-payload-bytes", "100"]);
+    mk(&mut c, "q", "a", &[], &[]);
+    mk(&mut c, "q", "b", &[], &[]);
+    mk(&mut c, "q", "join", &["a", "b"], &[]);
+    let (first, second) = (format!("\"{}\"", "a".repeat(60)), format!("\"{}\"", "b".repeat(60)));
+    run(&mut c, "q", "a", &first);
+    run(&mut c, "q", "b", &second);
+    let join = take(&mut c, "q", "join");
+    assert_eq!(inputs(&join)[0], input("a", "done", Some(&first)));
+    // 62 + 62 bytes of results pass the 100 one claimed job may carry: b's is left out
+    let list = array(&field(&join, "inputs").unwrap());
+    assert_eq!((fs(&list[1], "status"), field(&list[1], "result")), ("done".to_string(), None));
+    assert_eq!(fi(&list[1], "result_bytes"), 62);
+    // the parent is kept while join runs: its result is there to read
+    assert_eq!(field_of(&mut c, "q", "b", "result").map(|v| s(&v)), Some(second));
+}
+
+#[test]
 fn sigkill_with_appendfsync_always_mid_flow_loses_no_link() {
     let dir = TempDir::new("flows-crash");
     let opts = Opts { dir: Some(dir.0.clone()), ..Default::default() }.aof_always();

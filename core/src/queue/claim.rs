@@ -128,7 +128,8 @@ pub fn claim_into<S: Store, G: Gate<S>>(
     ];
     // a job made with AFTER gets its parents' results with its claim (docs/flows.md#inputs)
     if let Some(parents) = &job.parents {
-        extra.push((record::INPUTS, crate::queue::flow::inputs(tx.s, tx.q, parents)?));
+        let budget = tx.config.max_payload_bytes;
+        extra.push((record::INPUTS, crate::queue::flow::inputs(tx.s, tx.q, parents, budget)?));
     }
     let record = record::to_reply(&job.id, tx.q.name(), &fields, extra);
     out.jobs.push(Claimed { id: job.id, token, record });

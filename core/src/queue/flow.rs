@@ -511,19 +511,33 @@ fn bring_back<S: Store>(tx: &mut Tx<S>, job: JobState) -> Result<bool> {
 
 /// A claimed job's `inputs`: per parent, in AFTER order, its id, its status (`deleted`
 /// when it is gone) and its `result` (done) or `error` (failed, seen under
-/// ONPARENTFAIL run).
-pub fn inputs<S: Store>(s: &mut S, q: &QueueKeys, parents: &[u8]) -> Result<Value> {
+/// ONPARENTFAIL run). The results together carry at most `budget` bytes (the claim reply
+/// of a job with 100 parents must not grow to 100 results of the largest size): a result
+/// that does not fit in what is left is announced by `result_bytes`, and read with JOB.GET.
+pub fn inputs<S: Store>(s: &mut S, q: &QueueKeys, parents: &[u8], budget: i64) -> Result<Value> {
+    let mut left = budget;
     let mut out = Vec::new();
     for id in split_ids(parents) {
-        let v = s.hmget(&q.job(id), &[record::STATUS, record::RESULT, record::ERROR])?;
+        let key = q.job(id);
+        let v = s.hmget(&key, &[record::STATUS, record::ERROR])?;
         let mut it = v.into_iter();
-        let (status, result, error) = (it.next().flatten(), it.next().flatten(), it.next().flatten());
+        let (status, error) = (it.next().flatten(), it.next().flatten());
         let mut entry = vec![
             (record::ID, Value::Bytes(id.to_vec())),
             (record::STATUS, Value::Bytes(status.clone().unwrap_or_else(|| b"deleted".to_vec()))),
         ];
         match status.as_deref() {
-            Some(b"done") => entry.push((record::RESULT, Value::Bytes(result.unwrap_or_default()))),
+            Some(b"done") => {
+                let result = s.hget_blob(&key, record::RESULT.as_bytes())?;
+                let bytes = result.as_ref().map_or(&[][..], |r| r.as_ref());
+                let len = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+                if len <= left {
+                    left -= len;
+                    entry.push((record::RESULT, Value::Bytes(bytes.to_vec())));
+                } else {
+                    entry.push((RESULT_BYTES, Value::Int(len)));
+                }
+            }
             Some(b"error" | b"canceled") => entry.extend(error.map(|e| (record::ERROR, Value::Bytes(e)))),
             _ => {}
         }
@@ -531,3 +545,6 @@ pub fn inputs<S: Store>(s: &mut S, q: &QueueKeys, parents: &[u8]) -> Result<Valu
     }
     Ok(Value::List(out))
 }
+
+/// The size of a parent's result left out of `inputs` (see `inputs`).
+pub const RESULT_BYTES: &str = "result_bytes";

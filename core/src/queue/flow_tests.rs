@@ -577,3 +577,31 @@ fn a_child_made_after_a_failed_parent_does_not_touch_the_parents_retention() {
     assert_eq!(w.st("b"), "waiting");
     assert_eq!(w.fb("a", "dependents").as_deref(), Some("1"));
 }
+
+#[test]
+fn inputs_carry_results_up_to_the_payload_limit_and_announce_the_rest_by_size() {
+    let mut w = World::new();
+    w.config.max_payload_bytes = 25;
+    for p in ["a", "b", "c"] {
+        w.make(p, &[]);
+    }
+    w.make("join", &["a", "b", "c"]);
+    for (p, result) in [("a", "0123456789"), ("b", "0123456789abcdef"), ("c", "01234")] {
+        let c = w.take_id(p);
+        w.finish_done(&c, result);
+    }
+    let join = w.take_id("join");
+    let Some((_, Value::List(items))) = join.record.iter().find(|(n, _)| *n == "inputs").cloned() else {
+        panic!("no inputs");
+    };
+    let field = |i: usize, n: &str| match &items[i] {
+        Value::Map(pairs) => pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()),
+        other => panic!("{other:?}"),
+    };
+    // 10 bytes fit, 16 more do not (25 in all), the 5 of the third still do
+    assert_eq!(field(0, "result"), Some(Value::Bytes(b"0123456789".to_vec())));
+    assert_eq!((field(1, "result"), field(1, "result_bytes")), (None, Some(Value::Int(16))));
+    assert_eq!(field(1, "status"), Some(Value::Bytes(b"done".to_vec())));
+    assert_eq!(field(2, "result"), Some(Value::Bytes(b"01234".to_vec())));
+    assert_eq!(field(2, "result_bytes"), None);
+}
