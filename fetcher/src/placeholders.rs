@@ -1,6 +1,7 @@
 //! A flow's results in the request: the placeholders that insert a parent's answer into
 //! the request of the job that waited on it (README, "Flows: a parent's result in the
-//! request"). Pure: the parents come from the claim reply's `inputs` (`worker/job.rs`).
+//! request"). Pure: the parents come from the claim reply's `inputs` (`worker/job.rs`; a
+//! result the claim left out is read with JOB.GET first, `worker/inputs.rs`).
 //!
 //! ```text
 //! {{parents.N.text}}      the answer text of parent N (0-based, in AFTER order)

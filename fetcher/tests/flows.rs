@@ -135,3 +135,51 @@ fn under_onparentfail_run_a_child_gets_its_failed_parents_error_and_text_of_it_f
     assert_eq!((fs(&r, "status"), fs(&r, "error_class")), ("error".into(), "input".into()), "{r:?}");
     assert!(fs(&r, "error").contains("has status error (not done), so no result"), "{}", fs(&r, "error"));
 }
+
+#[test]
+fn a_parents_result_left_out_of_the_claim_is_read_with_job_get() {
+    let srv = Server::start();
+    let mock = MockProvider::start();
+    let mut c = srv.conn();
+    // Each parent's result (about 1,500 bytes: its 600-character answer, twice, with the
+    // fetcher's fields) is under the limit, so each is stored; both together pass it, so the
+    // child's claim carries the first and announces the second by its size alone.
+    let limit: usize = 2000;
+    ok(&mut c, &["CONFIG", "SET", "aijob.max-payload-bytes", &limit.to_string()]);
+    let (long_a, long_b) = ("A".repeat(600), "B".repeat(600));
+    let a = create_job(&mut c, Q, &gemini(&long_a), &["ID", "big:a"]);
+    let b = create_job(&mut c, Q, &gemini(&long_b), &["ID", "big:b"]);
+    // The mock answers the last message: the child's own result stays small.
+    let messages = json!([{"role": "user", "content": "1: {{parents.0.text}} 2: {{parents.1.text}}"},
+        {"role": "user", "content": "Compare them"}]);
+    let mut compare = chat("");
+    compare["request"]["messages"] = messages;
+    let both = create_job(&mut c, Q, &compare, &["AFTER", &a, &b]);
+
+    let mut f = start_fetcher(&srv, &mock, Q);
+    for id in [&a, &b] {
+        let r = wait_finished(&mut c, Q, id, T);
+        assert_eq!(fs(&r, "status"), "done", "{r:?}");
+    }
+    let r = wait_finished(&mut c, Q, &both, T);
+    assert_eq!(fs(&r, "status"), "done", "{r:?}");
+    let results: Vec<String> = [&a, &b].map(|id| fs(&job(&mut c, Q, id).unwrap_or(Value::Nil), "result")).to_vec();
+    let lens = (results[0].len(), results[1].len());
+    assert!(lens.0 < limit && lens.1 < limit && lens.0 + lens.1 > limit, "{lens:?} against {limit}");
+    let asked = chat_requests(&mock);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let want = format!("1: echo: {long_a} 2: echo: {long_b}");
+    assert_eq!(asked[0]["messages"][0]["content"], want, "both parents' texts in the request");
+
+    // What such a claim carries: a job like the child, claimed here with the fetcher gone.
+    f.kill();
+    let probe = create_job(&mut c, Q, &chat("probe"), &["AFTER", &a, &b]);
+    let claimed = ok(&mut c, &["JOB.CLAIM", Q]);
+    let record = array(&claimed).into_iter().next().unwrap_or(Value::Nil);
+    assert_eq!(fs(&record, "id"), probe);
+    let inputs = array(&field(&record, "inputs").unwrap_or(Value::Nil));
+    assert_eq!(inputs.len(), 2, "{record:?}");
+    assert_eq!(fs(&inputs[0], "result"), results[0], "the first result fits");
+    assert_eq!(field(&inputs[1], "result"), None, "the second does not: {:?}", inputs[1]);
+    assert_eq!(fi(&inputs[1], "result_bytes"), lens.1 as i64);
+}
