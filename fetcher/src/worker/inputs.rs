@@ -7,6 +7,7 @@ use tracing::{debug, warn};
 
 use crate::placeholders::{self, Input};
 use crate::providers::Plan;
+use crate::providers::{ErrorClass, Failure};
 use crate::rconn::{self, Record};
 
 use super::commands;
@@ -14,21 +15,27 @@ use super::job::Job;
 use super::shared::Shared;
 
 /// Reads, for each parent of `job` that `plan` names and whose result the claim left out,
-/// its result. One that cannot be read stays left out: its placeholder fails, class `input`.
-pub async fn read_left_out(sh: &Shared, job: &mut Job, plan: &Plan) {
+/// its result. A parent whose record has no result stays left out: its placeholder fails,
+/// class `input`. A JOB.GET that Redis does not answer is a retryable failure of the
+/// attempt (the job comes back by its backoff), not the job's end.
+pub async fn read_left_out(sh: &Shared, job: &mut Job, plan: &Plan) -> Result<(), Failure> {
     if !job.inputs.iter().any(left_out) {
-        return;
+        return Ok(());
     }
     for i in placeholders::results_named(plan, &job.inputs) {
         let Some(input) = job.inputs.get_mut(i).filter(|input| left_out(input)) else { continue };
         match sh.redis.query(&commands::get(&job.queue, &input.id)).await {
             Ok(v) => input.result = Record::from_value(&v).and_then(|r| r.bytes("result")),
             Err(e) => {
-                warn!(queue = %job.queue, id = %job.id, parent = %input.id, error = %rconn::describe(&e), "parent's result not read")
+                let error = rconn::describe(&e);
+                warn!(queue = %job.queue, id = %job.id, parent = %input.id, %error, "parent's result not read");
+                let m = format!("parent {i} ({})'s result could not be read with JOB.GET: {error}", input.id);
+                return Err(Failure::retry(ErrorClass::Input, m));
             }
         }
         debug!(queue = %job.queue, id = %job.id, parent = %input.id, read = input.result.is_some(), "parent's result read with JOB.GET");
     }
+    Ok(())
 }
 
 /// A parent whose result the claim did not carry, for its length.

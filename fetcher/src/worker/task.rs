@@ -45,9 +45,10 @@ async fn run_one(sh: &Shared, mut job: Job) -> Option<Job> {
         Some(c) => (Some(c.provider), c.model.clone()),
         None => (None, None),
     };
-    if let Ok(plan) = &parsed {
-        inputs::read_left_out(sh, &mut job, plan).await;
-    }
+    let parsed = match parsed {
+        Ok(plan) => inputs::read_left_out(sh, &mut job, &plan).await.map(|()| plan),
+        Err(f) => Err(f),
+    };
     let parsed = parsed.and_then(|plan| placeholders::fill_plan(plan, &job.inputs));
     announce(sh, &job, &commands::announce_text(provider, model.as_deref())).await;
     let mut report = hold(sh, &job, parsed).await;
