@@ -429,8 +429,9 @@ fn json_pretty(v: Option<&serde_json::Value>) -> String {
     }
 }
 
+/// A row of the job's fields; a field the job does not have shows a dash, as the times do.
 fn field_row(label: &str, value: Markup) -> Markup {
-    html! { tr { th { (label) } td { (value) } } }
+    html! { tr { th { (label) } td { @if value.0.is_empty() { span.muted { "–" } } @else { (value) } } } }
 }
 
 fn when(ms: Option<i64>, now: i64) -> Markup {
@@ -486,7 +487,7 @@ pub fn job(
                     (field_row("lease until", when(n("lease_until"), ctx.now_ms)))
                     (field_row("schedule", html! { @let sch = s("schedule"); @if !sch.is_empty() { a href={ "/q/" (q) "/schedules" } { (sch) } } }))
                     (field_row("cost / usage", html! { (n("cost").map(|c| c.to_string()).unwrap_or_default()) " / " (n("usage").map(|c| c.to_string()).unwrap_or_else(|| "–".into())) }))
-                    (field_row("hash", html! { code.small { (s("hash")) } }))
+                    (field_row("hash", html! { @let h = s("hash"); @if !h.is_empty() { code.small { (h) } } }))
                     @let parents: Vec<&str> = g("parents").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|p| p.as_str()).collect()).unwrap_or_default();
                     @if !parents.is_empty() {
                         (field_row("after", html! { @for p in &parents { a href={ "/q/" (q) "/job/" (p) } { code.small { (short_id(p)) } } " " } }))
