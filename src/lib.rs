@@ -5,7 +5,7 @@
 
 // A panic inside redis-server takes it down with its users' data: production code may not
 // unwrap, expect or panic (tests may).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod blocking;
 mod command;

@@ -158,8 +158,8 @@ impl QueueKeys {
 pub fn queue_of_key(key: &[u8]) -> Option<&[u8]> {
     let rest = key.strip_prefix(b"aijob:{")?;
     let end = rest.iter().position(|&b| b == b'}')?;
-    let name = &rest[..end];
-    if rest.get(end + 1) != Some(&b':') || names::validate("Q", name).is_err() {
+    let (name, after) = rest.split_at(end);
+    if after.get(1) != Some(&b':') || names::validate("Q", name).is_err() {
         return None;
     }
     Some(name)

@@ -59,8 +59,8 @@ pub fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
     // exponential, whatever the pattern (`a*a*a*...b` included).
     let (mut p, mut n) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if let Some(step) = match_one(pattern, p, name[n]) {
+    while let Some(&c) = name.get(n) {
+        if let Some(step) = match_one(pattern, p, c) {
             p = step;
             n += 1;
             continue;
@@ -79,7 +79,7 @@ pub fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
             None => return false,
         }
     }
-    pattern[p.min(pattern.len())..].iter().all(|b| *b == b'*')
+    pattern.iter().skip(p).all(|b| *b == b'*')
 }
 
 /// If the pattern element at `p` (not `*`) matches byte `c`: the position after it.
@@ -87,7 +87,7 @@ fn match_one(pattern: &[u8], p: usize, c: u8) -> Option<usize> {
     match *pattern.get(p)? {
         b'*' => None,
         b'?' => Some(p + 1),
-        b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == c).then_some(p + 2),
+        b'\\' if p + 1 < pattern.len() => (pattern.get(p + 1) == Some(&c)).then_some(p + 2),
         b'[' => match_class(pattern, p + 1, c),
         lit => (lit == c).then_some(p + 1),
     }
@@ -108,11 +108,12 @@ fn match_class(pattern: &[u8], start: usize, c: u8) -> Option<usize> {
             break;
         }
         first = false;
+        let range_end = pattern.get(i + 2).copied().filter(|e| *e != b']' && pattern.get(i + 1) == Some(&b'-'));
         if b == b'\\' && i + 1 < pattern.len() {
-            hit |= pattern[i + 1] == c;
+            hit |= pattern.get(i + 1) == Some(&c);
             i += 2;
-        } else if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|e| *e != b']') {
-            let (lo, hi) = (b.min(pattern[i + 2]), b.max(pattern[i + 2]));
+        } else if let Some(e) = range_end {
+            let (lo, hi) = (b.min(e), b.max(e));
             hit |= (lo..=hi).contains(&c);
             i += 3;
         } else {

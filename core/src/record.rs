@@ -198,37 +198,37 @@ fn num(v: &Option<Vec<u8>>, field: &str) -> Result<Option<i64>> {
 }
 
 impl JobState {
-    /// From the values of `STATE_FIELDS`, as `Store::hmget` returns them.
+    /// From the values of `STATE_FIELDS`, as `Store::hmget` returns them (moved, not copied).
     pub fn from_fields(id: &[u8], v: Vec<Option<Vec<u8>>>) -> Result<JobState> {
-        if v.len() != STATE_FIELDS.len() {
-            return Err(AiError::corrupt("job record"));
-        }
-        let status = v[0].as_deref().and_then(Status::parse).ok_or_else(|| AiError::corrupt("job status"))?;
-        let priority = v[1].as_deref().and_then(Priority::parse).ok_or_else(|| AiError::corrupt("job priority"))?;
+        let fields: [Option<Vec<u8>>; STATE_FIELDS.len()] = v.try_into().map_err(|_| AiError::corrupt("job record"))?;
+        let [status, priority, group, seq, attempts, max_attempts, token, lease_ms, hash, retention_ms, cache_ttl_ms, deadline_at, run_at, cost, charges, schedule, progress, percent, expire_at, stream, parents, dependents] =
+            fields;
+        let status = status.as_deref().and_then(Status::parse).ok_or_else(|| AiError::corrupt("job status"))?;
+        let priority = priority.as_deref().and_then(Priority::parse).ok_or_else(|| AiError::corrupt("job priority"))?;
         Ok(JobState {
             id: id.to_vec(),
             status,
             priority,
-            group: v[2].clone().unwrap_or_default(),
-            seq: num(&v[3], SEQ)?.unwrap_or(0),
-            attempts: num(&v[4], ATTEMPTS)?.unwrap_or(0),
-            max_attempts: num(&v[5], MAX_ATTEMPTS)?.unwrap_or(1),
-            token: v[6].clone(),
-            lease_ms: num(&v[7], LEASE_MS)?.unwrap_or(0),
-            hash: v[8].clone(),
-            retention_ms: num(&v[9], RETENTION)?,
-            cache_ttl_ms: num(&v[10], CACHE_TTL)?,
-            deadline_at: num(&v[11], DEADLINE_AT)?,
-            run_at: num(&v[12], RUN_AT)?,
-            cost: num(&v[13], COST)?.unwrap_or(1),
-            charges: v[14].clone(),
-            schedule: v[15].clone(),
-            progress: v[16].clone(),
-            percent: num(&v[17], PERCENT)?.unwrap_or(0),
-            expire_at: num(&v[18], EXPIRE_AT)?,
-            stream: v[19].clone(),
-            parents: v[20].clone(),
-            dependents: num(&v[21], DEPENDENTS)?,
+            group: group.unwrap_or_default(),
+            seq: num(&seq, SEQ)?.unwrap_or(0),
+            attempts: num(&attempts, ATTEMPTS)?.unwrap_or(0),
+            max_attempts: num(&max_attempts, MAX_ATTEMPTS)?.unwrap_or(1),
+            token,
+            lease_ms: num(&lease_ms, LEASE_MS)?.unwrap_or(0),
+            hash,
+            retention_ms: num(&retention_ms, RETENTION)?,
+            cache_ttl_ms: num(&cache_ttl_ms, CACHE_TTL)?,
+            deadline_at: num(&deadline_at, DEADLINE_AT)?,
+            run_at: num(&run_at, RUN_AT)?,
+            cost: num(&cost, COST)?.unwrap_or(1),
+            charges,
+            schedule,
+            progress,
+            percent: num(&percent, PERCENT)?.unwrap_or(0),
+            expire_at: num(&expire_at, EXPIRE_AT)?,
+            stream,
+            parents,
+            dependents: num(&dependents, DEPENDENTS)?,
         })
     }
 }

@@ -1,5 +1,7 @@
 //! aijob-fetcher: flags and wiring. The work is in `worker`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 mod config;
 mod cooldown;
 mod fallback;

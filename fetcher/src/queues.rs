@@ -230,19 +230,21 @@ impl Wrr {
     /// The next member, skipping `skip`; None when every member is skipped.
     pub fn next(&mut self, skip: &HashSet<usize>) -> Option<usize> {
         let mut total = 0;
-        let mut best: Option<usize> = None;
-        for i in 0..self.weights.len() {
+        let mut best: Option<(usize, i64)> = None;
+        for (i, (current, weight)) in self.current.iter_mut().zip(&self.weights).enumerate() {
             if skip.contains(&i) {
                 continue;
             }
-            self.current[i] += self.weights[i];
-            total += self.weights[i];
-            if best.is_none_or(|b| self.current[i] > self.current[b]) {
-                best = Some(i);
+            *current += weight;
+            total += weight;
+            if best.is_none_or(|(_, b)| *current > b) {
+                best = Some((i, *current));
             }
         }
-        let b = best?;
-        self.current[b] -= total;
+        let (b, _) = best?;
+        if let Some(current) = self.current.get_mut(b) {
+            *current -= total;
+        }
         Some(b)
     }
 }
@@ -283,19 +285,16 @@ impl Picker {
 
     /// The next queue by weight, skipping the queues in `skip`; None when none is left.
     pub fn next(&mut self, skip: &HashSet<String>) -> Option<String> {
-        let dead: HashSet<usize> =
-            (0..self.groups.len()).filter(|&i| self.groups[i].0.iter().all(|q| skip.contains(q))).collect();
+        let dead: HashSet<usize> = (self.groups.iter().enumerate())
+            .filter(|(_, (qs, _))| qs.iter().all(|q| skip.contains(q)))
+            .map(|(i, _)| i)
+            .collect();
         let i = self.wrr.next(&dead)?;
-        let (qs, next) = &mut self.groups[i];
+        let (qs, next) = self.groups.get_mut(i)?;
         let n = qs.len();
-        for k in 0..n {
-            let j = (*next + k) % n;
-            if !skip.contains(&qs[j]) {
-                *next = (j + 1) % n;
-                return Some(qs[j].clone());
-            }
-        }
-        None
+        let j = (0..n).map(|k| (*next + k) % n).find(|&j| qs.get(j).is_some_and(|q| !skip.contains(q)))?;
+        *next = (j + 1) % n;
+        qs.get(j).cloned()
     }
 }
 

@@ -49,9 +49,10 @@ impl<'a> Batch<'a> {
         for op in ops {
             let Some((key, kind)) = op.target() else { continue };
             let i = b.slot_index(key, &mut names)?;
-            check_kind(&b.slots[i].handle, kind)?;
+            let slot = b.slots.get(i).ok_or_else(outside)?;
+            check_kind(&slot.handle, kind)?;
             if let Op::HIncrBy(_, field, _) = op {
-                b.counter(i, field)?;
+                b.counter(slot, field)?;
             }
         }
         Ok(b)
@@ -81,7 +82,7 @@ impl<'a> Batch<'a> {
     }
 
     fn slot(&self, key: &[u8]) -> Result<&Slot> {
-        self.find(key).ok_or_else(|| AiError::syntax("a write outside its batch"))
+        self.find(key).ok_or_else(outside)
     }
 
     fn find(&self, key: &[u8]) -> Option<&Slot> {
@@ -89,8 +90,7 @@ impl<'a> Batch<'a> {
     }
 
     /// The integer a hash field holds (0 when absent); corrupt when it holds another thing.
-    fn counter(&self, i: usize, field: &[u8]) -> Result<i64> {
-        let slot = &self.slots[i];
+    fn counter(&self, slot: &Slot, field: &[u8]) -> Result<i64> {
         if slot.handle.key_type()? != ffi::KEYTYPE_HASH {
             return Ok(0);
         }
@@ -166,9 +166,8 @@ impl<'a> Batch<'a> {
     }
 
     fn hincrby(&self, key: &[u8], field: &[u8], by: i64) -> Result<()> {
-        let i = *self.index.get(key).ok_or_else(|| AiError::syntax("a write outside its batch"))?;
-        let current = self.counter(i, field)?;
-        let slot = &self.slots[i];
+        let slot = self.find(key).ok_or_else(outside)?;
+        let current = self.counter(slot, field)?;
         let f = ffi::field(self.ctx, field)?;
         let value = RStr::int(self.ctx, current.saturating_add(by))?;
         slot.handle.hash_set(&f, &value)?;
@@ -347,4 +346,9 @@ fn stream_id(buf: &mut [u8; 42], ms: u64, seq: u64) -> Result<&[u8]> {
     write!(rest, "{ms}-{seq}").map_err(|_| AiError::syntax("a stream id did not fit"))?;
     let used = 42 - rest.len();
     Ok(buf.get(..used).unwrap_or_default())
+}
+
+/// A write to a key the batch did not open: a bug of ours, refused rather than a panic.
+fn outside() -> AiError {
+    AiError::syntax("a write outside its batch")
 }

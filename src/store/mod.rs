@@ -38,19 +38,16 @@ impl RedisStore {
 
     /// `key` open for reading (None when it does not exist).
     fn read(&mut self, key: &[u8]) -> Result<Option<&OpenKey>> {
-        let i = match self.reads.iter().position(|(_, name)| name.as_ref() == key) {
-            Some(i) => i,
-            None => {
-                if self.reads.len() >= READS_KEPT {
-                    self.reads.remove(0);
-                }
-                let name = self.s(key)?;
-                let handle = OpenKey::open(self.ctx, &name, ffi::READ)?;
-                self.reads.push((handle, name));
-                self.reads.len() - 1
-            }
-        };
-        Ok(self.reads[i].0.as_ref())
+        if let Some(i) = self.reads.iter().position(|(_, name)| name.as_ref() == key) {
+            return Ok(self.reads.get(i).and_then(|(handle, _)| handle.as_ref()));
+        }
+        if self.reads.len() >= READS_KEPT {
+            self.reads.remove(0);
+        }
+        let name = self.s(key)?;
+        let handle = OpenKey::open(self.ctx, &name, ffi::READ)?;
+        self.reads.push((handle, name));
+        Ok(self.reads.last().and_then(|(handle, _)| handle.as_ref()))
     }
 
     fn read_typed(&mut self, key: &[u8], keytype: c_int) -> Result<Option<&OpenKey>> {

@@ -56,7 +56,8 @@ impl Backend {
                     .build()?,
             )
         } else {
-            Client::Single(redis::Client::open(urls[0].as_str())?)
+            let url = urls.first().ok_or_else(|| anyhow::anyhow!("REDIS_URL names no server"))?;
+            Client::Single(redis::Client::open(url.as_str())?)
         };
         Ok(Backend { client, conn: Mutex::new(None) })
     }

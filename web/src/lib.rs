@@ -2,6 +2,8 @@
 //! XREAD of the documented events stream), so it works wherever the module runs,
 //! Redis Cluster included. See docs/dashboard.md.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 pub mod aijob;
 pub mod app;
 pub mod backend;

@@ -1,5 +1,7 @@
 //! aijob-web: `aijob-web --listen 127.0.0.1:8080 --redis-url redis://127.0.0.1:6379`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use clap::Parser;
 
 use aijob_web::config::{redact_url, Args, Config};

@@ -666,18 +666,18 @@ pub fn ratelimits(ctx: &Ctx, spec: &str, rows: &[PeekRow]) -> Markup {
                     @for r in rows {
                         tr {
                             td { code { (r.line) } }
-                            @match &r.reply {
-                                Ok(v) if v.len() == 4 => {
-                                    td { @if v[0] == 1 { span.badge.s-done { "yes" } } @else { span.badge.s-error { "no" } } }
+                            @match r.reply.as_deref() {
+                                Ok(&[allowed, remaining, retry_after, reset_after]) => {
+                                    td { @if allowed == 1 { span.badge.s-done { "yes" } } @else { span.badge.s-error { "no" } } }
                                     td.num {
                                         @if let Some(limit) = first_limit(&r.line) {
-                                            progress.used max=(limit) value=((limit - v[1]).max(0)) title="used of the tightest window's limit" {}
+                                            progress.used max=(limit) value=((limit - remaining).max(0)) title="used of the tightest window's limit" {}
                                             " "
                                         }
-                                        (v[1])
+                                        (remaining)
                                     }
-                                    td.num { (duration(v[2])) }
-                                    td.num { (duration(v[3])) }
+                                    td.num { (duration(retry_after)) }
+                                    td.num { (duration(reset_after)) }
                                 }
                                 Ok(v) => { td colspan="4" { "unexpected reply " (format!("{v:?}")) } }
                                 Err(e) => { td.err colspan="4" { (e) } }

@@ -42,14 +42,12 @@ impl<S: Store> Gate<S> for ChargeGate<'_> {
         let mut states: Vec<(Vec<u8>, State)> = Vec::new();
         let mut wait = 0;
         for charge in self.charges {
-            let i = match states.iter().position(|(k, _)| *k == charge.key) {
-                Some(i) => i,
-                None => {
-                    states.push((charge.key.clone(), limiter::load(tx.s, &charge.key)?));
-                    states.len() - 1
-                }
-            };
-            let d = states[i].1.hit(&charge.windows, amount_for(charge, job), now);
+            // two charges on one key take from one state
+            if !states.iter().any(|(k, _)| *k == charge.key) {
+                states.push((charge.key.clone(), limiter::load(tx.s, &charge.key)?));
+            }
+            let Some((_, state)) = states.iter_mut().find(|(k, _)| *k == charge.key) else { continue };
+            let d = state.hit(&charge.windows, amount_for(charge, job), now);
             if !d.allowed {
                 wait = wait.max(d.retry_after_ms);
             }

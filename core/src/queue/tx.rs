@@ -123,16 +123,43 @@ struct GroupView {
     /// Something left it (a priority emptied, running reached 0): check at commit.
     maybe_empty: bool,
     registered: Option<bool>,
-    queued: [Option<i64>; 3],
-    in_turns: [Option<bool>; 3],
+    queued: PerPriority<Option<i64>>,
+    in_turns: PerPriority<Option<bool>>,
     /// `running`, `parked` and `cap` as read: a step that moves them back (a job finished
     /// and the next claimed in one step) writes nothing.
     stored: (i64, bool, Option<i64>),
 }
 
-fn pidx(p: Priority) -> usize {
-    p as usize
+/// One value per priority, found by a match: no index that could fall outside.
+#[derive(Debug, Clone, Copy, Default)]
+struct PerPriority<T> {
+    high: T,
+    normal: T,
+    low: T,
 }
+
+impl<T: Copy> PerPriority<T> {
+    fn at(&self, p: Priority) -> T {
+        match p {
+            Priority::High => self.high,
+            Priority::Normal => self.normal,
+            Priority::Low => self.low,
+        }
+    }
+
+    fn set(&mut self, p: Priority, v: T) {
+        match p {
+            Priority::High => self.high = v,
+            Priority::Normal => self.normal = v,
+            Priority::Low => self.low = v,
+        }
+    }
+}
+
+/// A group this step has looked at: made only by `Tx::group`, which pushes the view it
+/// names, and no view is removed during a step, so it always names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GroupIx(usize);
 
 /// The `meta` fields a step may change, read with one HMGET and written with one HSET.
 const META_FIELDS: [&str; 11] = [
@@ -297,27 +324,38 @@ impl<'a, S: Store> Tx<'a, S> {
     }
 
     /// The group's slot in this step, without reading anything yet.
-    fn group(&mut self, name: &[u8]) -> usize {
+    fn group(&mut self, name: &[u8]) -> GroupIx {
         if let Some(i) = self.groups.iter().position(|g| g.name == name) {
-            return i;
+            return GroupIx(i);
         }
         self.groups.push(GroupView { name: name.to_vec(), ..Default::default() });
-        self.groups.len() - 1
+        GroupIx(self.groups.len() - 1)
+    }
+
+    // The two places a group view is indexed: a `GroupIx` is always in range (see there).
+    #[allow(clippy::indexing_slicing)]
+    fn g(&self, gi: GroupIx) -> &GroupView {
+        &self.groups[gi.0]
+    }
+
+    #[allow(clippy::indexing_slicing)]
+    fn gv(&mut self, gi: GroupIx) -> &mut GroupView {
+        &mut self.groups[gi.0]
     }
 
     /// Reads the group's hash the first time this step needs it.
-    fn load_group(&mut self, gi: usize) -> Result<()> {
-        if self.groups[gi].loaded {
+    fn load_group(&mut self, gi: GroupIx) -> Result<()> {
+        if self.g(gi).loaded {
             return Ok(());
         }
-        let key = self.q.group(&self.groups[gi].name);
+        let key = self.q.group(&self.g(gi).name);
         let v = self.s.hmget(&key, &[group_field::RUNNING, group_field::CAP, group_field::PARKED])?;
         let mut it = v.into_iter();
         let mut next = |what| parse_i64(it.next().flatten(), what);
         let running = next("group running")?;
         let cap = next("group cap")?;
         let parked = next("group parked")?;
-        let g = &mut self.groups[gi];
+        let g = self.gv(gi);
         g.loaded = true;
         g.running = running.unwrap_or(0);
         g.cap = cap.filter(|c| *c > 0);
@@ -328,74 +366,74 @@ impl<'a, S: Store> Tx<'a, S> {
     }
 
     /// Lists the group in `groups` (QUEUE.GROUPS) unless it is there.
-    fn register_group(&mut self, gi: usize) -> Result<()> {
-        if self.groups[gi].registered == Some(true) {
+    fn register_group(&mut self, gi: GroupIx) -> Result<()> {
+        if self.g(gi).registered == Some(true) {
             return Ok(());
         }
-        let name = self.groups[gi].name.clone();
+        let name = self.g(gi).name.clone();
         if self.s.zscore(&self.q.groups(), &name)?.is_none() {
             let score = self.next_seq()?;
             self.ops.push(Op::ZAdd(self.q.groups(), Score::At(score), name));
         }
-        self.groups[gi].registered = Some(true);
+        self.gv(gi).registered = Some(true);
         Ok(())
     }
 
     /// The running limit of a group: its own cap, else the queue default; None = no limit.
-    fn cap_of(&mut self, gi: usize) -> Result<Option<i64>> {
+    fn cap_of(&mut self, gi: GroupIx) -> Result<Option<i64>> {
         self.load_group(gi)?;
-        if let Some(c) = self.groups[gi].cap {
+        if let Some(c) = self.g(gi).cap {
             return Ok(Some(c));
         }
         let d = self.default_cap()?;
         Ok((d > 0).then_some(d))
     }
 
-    fn queued_in(&mut self, gi: usize, p: Priority) -> Result<i64> {
-        if let Some(n) = self.groups[gi].queued[pidx(p)] {
+    fn queued_in(&mut self, gi: GroupIx, p: Priority) -> Result<i64> {
+        if let Some(n) = self.g(gi).queued.at(p) {
             return Ok(n);
         }
-        let name = self.groups[gi].name.clone();
+        let name = self.g(gi).name.clone();
         let n = self.s.zcard(&self.q.queued(p, &name))?;
-        self.groups[gi].queued[pidx(p)] = Some(n);
+        self.gv(gi).queued.set(p, Some(n));
         Ok(n)
     }
 
-    fn in_turns(&mut self, gi: usize, p: Priority) -> Result<bool> {
-        if let Some(b) = self.groups[gi].in_turns[pidx(p)] {
+    fn in_turns(&mut self, gi: GroupIx, p: Priority) -> Result<bool> {
+        if let Some(b) = self.g(gi).in_turns.at(p) {
             return Ok(b);
         }
-        let name = self.groups[gi].name.clone();
+        let name = self.g(gi).name.clone();
         let b = self.s.zscore(&self.q.turns(p), &name)?.is_some();
-        self.groups[gi].in_turns[pidx(p)] = Some(b);
+        self.gv(gi).in_turns.set(p, Some(b));
         Ok(b)
     }
 
-    fn set_turn(&mut self, gi: usize, p: Priority, member: bool) -> Result<()> {
+    fn set_turn(&mut self, gi: GroupIx, p: Priority, member: bool) -> Result<()> {
         self.claim_inputs_changed = true;
-        let name = self.groups[gi].name.clone();
+        let name = self.g(gi).name.clone();
         if member {
             let t = self.next_turn()?;
             self.ops.push(Op::ZAdd(self.q.turns(p), Score::At(t), name));
         } else if self.in_turns(gi, p)? {
             self.ops.push(Op::ZRem(self.q.turns(p), name));
         }
-        self.groups[gi].in_turns[pidx(p)] = Some(member);
+        self.gv(gi).in_turns.set(p, Some(member));
         Ok(())
     }
 
     /// Re-checks a group against its cap: parks it (out of every turn set) at the cap,
     /// unparks it (back into the turn sets where it has queued jobs) below.
-    fn recheck_cap(&mut self, gi: usize) -> Result<()> {
+    fn recheck_cap(&mut self, gi: GroupIx) -> Result<()> {
         let at_cap = match self.cap_of(gi)? {
-            Some(cap) => self.groups[gi].running >= cap,
+            Some(cap) => self.g(gi).running >= cap,
             None => false,
         };
-        if at_cap == self.groups[gi].parked {
+        if at_cap == self.g(gi).parked {
             return Ok(());
         }
-        self.groups[gi].parked = at_cap;
-        self.groups[gi].changed = true;
+        self.gv(gi).parked = at_cap;
+        self.gv(gi).changed = true;
         for p in Priority::ORDER {
             if at_cap {
                 self.set_turn(gi, p, false)?;
@@ -417,13 +455,13 @@ impl<'a, S: Store> Tx<'a, S> {
                 let gi = self.group(&job.group);
                 let p = job.priority;
                 self.ops.push(Op::ZAdd(self.q.queued(p, &job.group), Score::At(job.seq), id.clone()));
-                if let Some(n) = self.groups[gi].queued[pidx(p)] {
-                    self.groups[gi].queued[pidx(p)] = Some(n + 1);
+                if let Some(n) = self.g(gi).queued.at(p) {
+                    self.gv(gi).queued.set(p, Some(n + 1));
                 }
                 self.take_turns(gi, p)?;
                 // a job queued now keeps its group listed, whatever left it in this step
                 // (a requeued job's lease: running went to 0 before its queued count is known)
-                self.groups[gi].maybe_empty = false;
+                self.gv(gi).maybe_empty = false;
                 self.incr_meta(meta::queued(p), 1)?;
                 self.place_deadline(job);
             }
@@ -435,8 +473,8 @@ impl<'a, S: Store> Tx<'a, S> {
                 self.ops.push(Op::ZAdd(self.q.leases(), score, id));
                 let gi = self.group(&job.group);
                 self.load_group(gi)?;
-                self.groups[gi].running += 1;
-                self.groups[gi].changed = true;
+                self.gv(gi).running += 1;
+                self.gv(gi).changed = true;
                 self.recheck_cap(gi)?;
             }
             Status::Done | Status::Error | Status::Canceled => {
@@ -454,14 +492,14 @@ impl<'a, S: Store> Tx<'a, S> {
 
     /// A group with a job queued at `p` takes turns there unless it is at its cap; true
     /// when it was not taking turns and now does.
-    fn take_turns(&mut self, gi: usize, p: Priority) -> Result<bool> {
+    fn take_turns(&mut self, gi: GroupIx, p: Priority) -> Result<bool> {
         // a group already taking turns at this priority is listed and not parked
         if self.in_turns(gi, p)? {
             return Ok(false);
         }
         self.load_group(gi)?;
         self.register_group(gi)?;
-        if self.groups[gi].parked {
+        if self.g(gi).parked {
             return Ok(false);
         }
         self.set_turn(gi, p, true)?;
@@ -472,7 +510,7 @@ impl<'a, S: Store> Tx<'a, S> {
     /// priority (unless parked at its cap); the count of entries this put back.
     pub fn restore_turns(&mut self, group: &[u8], p: Priority) -> Result<u64> {
         let gi = self.group(group);
-        let listed = self.groups[gi].registered == Some(true) || self.s.zscore(&self.q.groups(), group)?.is_some();
+        let listed = self.g(gi).registered == Some(true) || self.s.zscore(&self.q.groups(), group)?.is_some();
         let turned = self.take_turns(gi, p)?;
         if !listed {
             self.register_group(gi)?;
@@ -498,10 +536,10 @@ impl<'a, S: Store> Tx<'a, S> {
                 let p = job.priority;
                 let n = (self.queued_in(gi, p)? - 1).max(0);
                 self.ops.push(Op::ZRem(self.q.queued(p, &job.group), id.clone()));
-                self.groups[gi].queued[pidx(p)] = Some(n);
+                self.gv(gi).queued.set(p, Some(n));
                 if n == 0 {
                     self.set_turn(gi, p, false)?;
-                    self.groups[gi].maybe_empty = true;
+                    self.gv(gi).maybe_empty = true;
                 } else if rotate && self.in_turns(gi, p)? && self.s.zcard(&self.q.turns(p))? > 1 {
                     // to the back of the turns (a lone group stays where it is)
                     self.set_turn(gi, p, true)?;
@@ -522,7 +560,7 @@ impl<'a, S: Store> Tx<'a, S> {
                 }
                 let gi = self.group(&job.group);
                 self.load_group(gi)?;
-                let g = &mut self.groups[gi];
+                let g = self.gv(gi);
                 g.running = (g.running - 1).max(0);
                 g.changed = true;
                 g.maybe_empty |= g.running == 0;
@@ -550,7 +588,7 @@ impl<'a, S: Store> Tx<'a, S> {
         if cap.is_some() {
             self.register_group(gi)?;
         }
-        let g = &mut self.groups[gi];
+        let g = self.gv(gi);
         g.cap = cap;
         g.changed = true;
         g.maybe_empty = cap.is_none();
@@ -623,8 +661,8 @@ impl<'a, S: Store> Tx<'a, S> {
     /// nothing queued, nothing running and no cap of its own.
     fn group_ops(&mut self) -> Result<Vec<Op>> {
         let mut ops = Vec::new();
-        for gi in 0..self.groups.len() {
-            let g = &self.groups[gi];
+        for gi in (0..self.groups.len()).map(GroupIx) {
+            let g = self.g(gi);
             if !g.changed && !g.maybe_empty {
                 continue;
             }
@@ -633,7 +671,7 @@ impl<'a, S: Store> Tx<'a, S> {
                 // its hash, else a group that once had a cap would stay forever
                 self.load_group(gi)?;
             }
-            let g = &self.groups[gi];
+            let g = self.g(gi);
             let idle = g.loaded && g.running == 0 && g.cap.is_none();
             if g.maybe_empty && idle {
                 let mut queued = 0;
@@ -641,12 +679,12 @@ impl<'a, S: Store> Tx<'a, S> {
                     queued += self.queued_in(gi, p)?;
                 }
                 if queued == 0 {
-                    ops.push(Op::Del(self.q.group(&self.groups[gi].name)));
-                    ops.push(Op::ZRem(self.q.groups(), self.groups[gi].name.clone()));
+                    ops.push(Op::Del(self.q.group(&self.g(gi).name)));
+                    ops.push(Op::ZRem(self.q.groups(), self.g(gi).name.clone()));
                     continue;
                 }
             }
-            let g = &self.groups[gi];
+            let g = self.g(gi);
             if !g.changed || g.stored == (g.running, g.parked, g.cap) {
                 continue;
             }

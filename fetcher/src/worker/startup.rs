@@ -50,10 +50,17 @@ fn fallback(why: &str) -> u64 {
 /// why there is none.
 pub fn lease_of_reply(v: &Value) -> Result<u64, &'static str> {
     let value = match v {
-        Value::Array(items) if items.len() == 2 => &items[1],
-        Value::Map(items) if items.len() == 1 => &items[0].1,
-        _ => return Err("CONFIG GET aijob.lease-ms gave nothing (is the aijob module loaded?)"),
+        Value::Array(items) => match items.as_slice() {
+            [_, value] => Some(value),
+            _ => None,
+        },
+        Value::Map(items) => match items.as_slice() {
+            [(_, value)] => Some(value),
+            _ => None,
+        },
+        _ => None,
     };
+    let value = value.ok_or("CONFIG GET aijob.lease-ms gave nothing (is the aijob module loaded?)")?;
     rconn::as_string(value)
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|ms| *ms > 0)
