@@ -221,10 +221,11 @@ pub fn ended<S: Store>(tx: &mut Tx<S>, job: &JobState, from: Status, to: Status,
 /// `job` is removed in this step (JOB.DELETE, QUEUE.PURGE, the end of its retention):
 /// its waiting dependents lose a parent, its parents an open dependent, and its links go.
 pub fn removed<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<()> {
-    tx.overlay.set_removed(&job.id);
+    // a job outside any flow is never looked up by a cascade: nothing to note
     if job.parents.is_none() && job.dependents.is_none() {
         return Ok(());
     }
+    tx.overlay.set_removed(&job.id);
     for p in parent_ids(job) {
         tx.push(Op::ZRem(tx.q.dependents(&p), job.id.clone()));
     }

@@ -2,7 +2,7 @@
 //! step's writes reach the store only at commit, and a cascade (docs/flows.md) reads jobs
 //! it has already moved, e.g. the last child of a diamond ended by both of its parents.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::job::Status;
 
@@ -15,9 +15,9 @@ pub struct Overlay {
     /// Waiting jobs whose `waiting_on` this step changed: the count now.
     waiting_on: BTreeMap<Vec<u8>, i64>,
     /// Jobs this step removed.
-    removed: BTreeMap<Vec<u8>, ()>,
+    removed: BTreeSet<Vec<u8>>,
     /// Jobs ended in this step whose place in `expiry` is set once their cascade is done.
-    ending: BTreeMap<Vec<u8>, ()>,
+    ending: BTreeSet<Vec<u8>>,
 }
 
 impl Overlay {
@@ -46,23 +46,23 @@ impl Overlay {
     }
 
     pub fn is_removed(&self, id: &[u8]) -> bool {
-        self.removed.contains_key(id)
+        self.removed.contains(id)
     }
 
     pub fn set_removed(&mut self, id: &[u8]) {
-        self.removed.insert(id.to_vec(), ());
+        self.removed.insert(id.to_vec());
     }
 
     pub fn is_ending(&self, id: &[u8]) -> bool {
-        self.ending.contains_key(id)
+        self.ending.contains(id)
     }
 
     pub fn set_ending(&mut self, id: &[u8]) {
-        self.ending.insert(id.to_vec(), ());
+        self.ending.insert(id.to_vec());
     }
 
     /// Whether this step moved or removed `id`.
     pub fn touched(&self, id: &[u8]) -> bool {
-        self.status.contains_key(id) || self.removed.contains_key(id)
+        self.status.contains_key(id) || self.removed.contains(id)
     }
 }
