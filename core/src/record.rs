@@ -186,14 +186,16 @@ pub const STATE_FIELDS: [&str; 22] = [
     DEPENDENTS,
 ];
 
+/// A stored integer (a record field, a counter, a score kept as text); None when the bytes
+/// are not one.
+pub fn int(b: &[u8]) -> Option<i64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
 fn num(v: &Option<Vec<u8>>, field: &str) -> Result<Option<i64>> {
     match v {
         None => Ok(None),
-        Some(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-            .map(Some)
-            .ok_or_else(|| AiError::corrupt(&format!("job field {field}"))),
+        Some(b) => int(b).map(Some).ok_or_else(|| AiError::corrupt(&format!("job field {field}"))),
     }
 }
 

@@ -14,8 +14,8 @@ use aijob_core::store::{Event, KeyKind, Op, Score};
 use aijob_core::{AiError, Result};
 use redis_module::raw;
 
-use super::parse_int;
 use crate::ffi::{self, Field, OpenKey, RStr};
+use aijob_core::record::int as parse_int;
 
 /// An open key of the batch: the handle, and its name as a module string (reused for
 /// replication). The handle comes first so it is closed before the name is freed.

@@ -67,10 +67,6 @@ impl RedisStore {
     }
 }
 
-pub fn parse_int(v: &[u8]) -> Option<i64> {
-    std::str::from_utf8(v).ok()?.parse().ok()
-}
-
 impl Store for RedisStore {
     type Blob = RStr;
 

@@ -17,7 +17,7 @@ pub const ETAG: &str = "etag";
 
 pub fn generation<S: Store>(s: &mut S, q: &QueueKeys) -> Result<i64> {
     let v = s.hget(&q.meta(), meta::CACHE_GEN.as_bytes())?;
-    Ok(v.and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok()).unwrap_or(0))
+    Ok(v.as_deref().and_then(crate::record::int).unwrap_or(0))
 }
 
 /// Writes an entry (replacing any) that lives `ttl_ms`; returns its new etag.
@@ -208,7 +208,7 @@ pub fn free_cleared<S: Store>(s: &mut S, q: &QueueKeys, budget: usize) -> Result
         if left == 0 {
             break;
         }
-        let generation = std::str::from_utf8(&gen_bytes).ok().and_then(|g| g.parse::<i64>().ok());
+        let generation = crate::record::int(&gen_bytes);
         let Some(generation) = generation else {
             s.apply(vec![Op::ZRem(q.cache_drops(), gen_bytes)])?;
             continue;

@@ -286,7 +286,7 @@ struct Waiter {
 fn load_waiter<S: Store>(tx: &mut Tx<S>, job: JobState) -> Result<Waiter> {
     let fields = [record::WAITING_ON, record::ON_PARENT_FAIL, record::START_DELAY, record::DEADLINE_MS];
     let v = tx.s.hmget(&tx.q.job(&job.id), &fields)?;
-    let num = |i: usize| -> Option<i64> { v.get(i)?.as_ref().and_then(|b| std::str::from_utf8(b).ok()?.parse().ok()) };
+    let num = |i: usize| -> Option<i64> { v.get(i)?.as_ref().and_then(|b| record::int(b)) };
     let on_fail = v.get(1).and_then(|b| b.as_deref()).and_then(OnParentFail::parse).unwrap_or(OnParentFail::Fail);
     let waiting_on = tx.overlay.waiting_on(&job.id).or_else(|| num(0)).unwrap_or(0);
     Ok(Waiter { waiting_on, on_fail, start_delay: num(2), deadline_ms: num(3), job })

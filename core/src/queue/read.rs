@@ -32,7 +32,7 @@ pub fn get<S: Store>(
     // a finished parent kept for its dependents has no end yet either
     let kept = field(record::DEPENDENTS).is_some_and(|v| v.as_slice() != b"0");
     let live = live || kept;
-    let ttl = match field(record::EXPIRE_AT).and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok()) {
+    let ttl = match field(record::EXPIRE_AT).and_then(|v| record::int(v)) {
         Some(at) if !live => (at - now).max(0),
         _ => -1,
     };
@@ -92,7 +92,7 @@ pub fn stats<S: Store>(s: &mut S, q: &QueueKeys, now: i64) -> Result<Vec<(&'stat
     ];
     let values = s.hmget(&q.meta(), &meta_fields)?;
     for (name, v) in meta_fields.iter().zip(values) {
-        let n = v.and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok()).unwrap_or(0);
+        let n = v.as_deref().and_then(record::int).unwrap_or(0);
         out.push((name, n.max(0)));
     }
     out.push(("oldest_queued_ms", oldest_queued_ms(s, q, now)?));
@@ -108,7 +108,7 @@ fn oldest_queued_ms<S: Store>(s: &mut S, q: &QueueKeys, now: i64) -> Result<i64>
         return Ok(0);
     };
     let created = s.hget(&q.job(&id), record::CREATED_AT.as_bytes())?;
-    let created = created.and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok()).unwrap_or(now);
+    let created = created.as_deref().and_then(record::int).unwrap_or(now);
     Ok((now - created).max(0))
 }
 
@@ -135,15 +135,11 @@ pub fn groups<S: Store>(s: &mut S, q: &QueueKeys, cursor: i64, count: i64) -> Re
     let more = names.len() > count as usize;
     names.truncate(count as usize);
     let next = if more { names.last().map_or(0, |(_, score)| *score as i64) } else { 0 };
-    let default_cap = s
-        .hget(&q.meta(), meta::GROUP_CAP.as_bytes())?
-        .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok())
-        .unwrap_or(0);
+    let default_cap = s.hget(&q.meta(), meta::GROUP_CAP.as_bytes())?.as_deref().and_then(record::int).unwrap_or(0);
     let mut out = Vec::with_capacity(names.len());
     for (g, _) in names {
         let v = s.hmget(&q.group(&g), &["running", "cap"])?;
-        let num =
-            |i: usize| v.get(i).and_then(|x| x.as_ref()).and_then(|b| std::str::from_utf8(b).ok()?.parse::<i64>().ok());
+        let num = |i: usize| v.get(i).and_then(|x| x.as_ref()).and_then(|b| record::int(b));
         let mut queued = 0;
         for p in Priority::ORDER {
             queued += s.zcard(&q.queued(p, &g))?;

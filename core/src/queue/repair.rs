@@ -235,7 +235,7 @@ fn lease_score<S: Store>(tx: &mut Tx<S>, job: &JobState) -> Result<Score> {
         return Ok(Score::Inf);
     }
     let until = tx.s.hget(&tx.q.job(&job.id), record::LEASE_UNTIL.as_bytes())?;
-    let until = until.and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok());
+    let until = until.as_deref().and_then(record::int);
     Ok(Score::At(until.unwrap_or(tx.now)))
 }
 
@@ -321,7 +321,7 @@ pub fn heal_schedule<S: Store>(s: &mut S, q: &QueueKeys, name: &[u8]) -> Result<
     let v = s.hmget(&q.schedule(name), &[schedule::field::NEXT_RUN_AT, schedule::field::PAUSED])?;
     let mut it = v.into_iter();
     let (next, paused) = (it.next().flatten(), it.next().flatten());
-    let Some(next) = next.and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok()) else {
+    let Some(next) = next.as_deref().and_then(record::int) else {
         return Ok(Tally::default());
     };
     let score = if paused.as_deref() == Some(b"1") || next <= 0 { Score::Inf } else { Score::At(next) };
@@ -359,7 +359,7 @@ pub fn health<S: Store>(s: &mut S, q: &QueueKeys) -> Result<Health> {
     let meta_fields =
         [CURSOR, meta::queued(Priority::High), meta::queued(Priority::Normal), meta::queued(Priority::Low)];
     let m = s.hmget(&q.meta(), &meta_fields)?;
-    let num = |v: &Option<Vec<u8>>| v.as_ref().and_then(|b| std::str::from_utf8(b).ok()?.parse::<i64>().ok());
+    let num = |v: &Option<Vec<u8>>| v.as_ref().and_then(|b| record::int(b));
     let queued_by_priority: Vec<i64> = m.iter().skip(1).map(|v| num(v).unwrap_or(0)).collect();
     let running = s.zcard(&q.status(Status::Running))?;
     let mut turnless = 0;

@@ -65,7 +65,7 @@ fn n(v: i64) -> Vec<u8> {
 }
 
 fn num(v: &Option<Vec<u8>>) -> Option<i64> {
-    v.as_ref().and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+    v.as_ref().and_then(|b| crate::record::int(b))
 }
 
 /// SCHEDULE.SET: creates or replaces; keeps the counters, last run and paused state of a

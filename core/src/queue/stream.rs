@@ -106,7 +106,7 @@ fn load_for_append<S: Store>(s: &mut S, q: &QueueKeys, id: &[u8], token: Option<
             format!("JOB.APPEND needs a running job; this one is {}", status.as_str()),
         ));
     }
-    let attempt = attempts.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+    let attempt = attempts.as_deref().and_then(crate::record::int).unwrap_or(0);
     Ok((attempt, epoch.as_deref().map(parse_epoch).transpose()?))
 }
 

@@ -99,9 +99,7 @@ mod group_field {
 fn parse_i64(v: Option<Vec<u8>>, what: &str) -> Result<Option<i64>> {
     match v {
         None => Ok(None),
-        Some(b) => {
-            std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).map(Some).ok_or_else(|| AiError::corrupt(what))
-        }
+        Some(b) => crate::record::int(&b).map(Some).ok_or_else(|| AiError::corrupt(what)),
     }
 }
 
