@@ -5,13 +5,20 @@
 
 use std::net::TcpListener;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::*;
 
 pub struct Cluster {
     pub nodes: Vec<Server>,
+    /// One cluster at a time per test binary: six nodes with AOF each, five clusters at once
+    /// on two cores flapped (node timeouts) and never reached `cluster_state:ok`. Declared
+    /// after `nodes`, so the nodes are stopped before the next cluster starts.
+    _turn: MutexGuard<'static, ()>,
 }
+
+static CLUSTER_TURN: Mutex<()> = Mutex::new(());
 
 fn port_pair_free(p: u16) -> bool {
     TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
@@ -55,6 +62,8 @@ impl Cluster {
     }
 
     pub fn start_with(masters: usize, replicas_per_master: usize) -> Cluster {
+        // a test that failed while holding the turn leaves the lock poisoned, not unusable
+        let turn = CLUSTER_TURN.lock().unwrap_or_else(|e| e.into_inner());
         let total = masters * (1 + replicas_per_master);
         let nodes: Vec<Server> = (0..total).map(|_| Cluster::start_node()).collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
@@ -63,7 +72,7 @@ impl Cluster {
         create.arg("--cluster-replicas").arg(replicas_per_master.to_string()).arg("--cluster-yes");
         let out = create.output().expect("redis-cli --cluster create");
         assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
-        let cluster = Cluster { nodes };
+        let cluster = Cluster { nodes, _turn: turn };
         cluster.wait_ok();
         cluster.wait_replicas_synced();
         cluster
